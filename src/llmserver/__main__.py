@@ -1,0 +1,5 @@
+"""``python -m llmserver``."""
+
+from llmserver.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,147 @@
+"""The Backend protocol and the internal request and delta types that cross it.
+
+A backend receives an already-validated :class:`GenerationRequest` and streams :class:`Delta`
+objects. It never sees HTTP and never builds a response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from llmserver.settings import ModelConfig
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Resolved sampling parameters: request values over model defaults."""
+
+    max_tokens: int
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JsonConstraint:
+    """Constrain output to JSON: any object when ``schema`` is None, else that JSON schema."""
+
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One generation: the tokenized prompt and how to sample."""
+
+    request_id: str
+    prompt: str
+    prompt_tokens: Sequence[int]
+    params: SamplingParams
+    constraint: JsonConstraint | None = None
+
+
+@dataclass(slots=True)
+class Delta:
+    """A piece of generated text. ``tokens`` is how many generated tokens it accounts for."""
+
+    text: str
+    tokens: int = 1
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFormat:
+    """What the service needs to build prompts for a model."""
+
+    chat_template: str | None
+    bos_token: str = ""
+    eos_token: str = ""
+    context_length: int = 2048
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model engine. Start, generate (stream of deltas), health, close."""
+
+    #: how many generations the engine can truly run at once (the default slot count)
+    max_parallel: ClassVar[int]
+
+    async def start(self) -> None:
+        """Load the model. Raise :class:`ModelLoadError` with a clear reason on failure."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream deltas; the last one carries ``finish_reason``. Cancelling stops the work."""
+
+    async def health(self) -> bool:
+        """True when the engine can serve."""
+
+    async def close(self) -> None:
+        """Free the model and everything it holds."""
+
+
+@runtime_checkable
+class Tokenizing(Protocol):
+    """A backend that owns its tokenizer and prompt format (local engines)."""
+
+    def prompt_format(self) -> PromptFormat:
+        """The model's chat template, special tokens and context length."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids for a rendered prompt (special tokens parsed, BOS as the model wants)."""
+
+
+class BackendFactory(Protocol):
+    """What the registry holds: a class built from its own config type."""
+
+    config_type: ClassVar[type[ModelConfig]]
+
+    def __call__(self, config: Any) -> Backend: ...
+
+
+class ModelLoadError(Exception):
+    """A model could not be loaded; the message is the reason shown to clients."""
+
+
+class StopMatcher:
+    """Finds stop strings in streamed text, holding back only what could begin one."""
+
+    __slots__ = ("_held", "_longest", "_stops")
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._longest = max((len(s) for s in self._stops), default=0)
+        self._held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """Add text; return what is safe to emit and whether a stop string was reached."""
+        if not self._stops:
+            return text, False
+        buf = self._held + text
+        hits = [i for i in (buf.find(s) for s in self._stops) if i >= 0]
+        if hits:
+            self._held = ""
+            return buf[: min(hits)], True
+        keep = 0
+        for size in range(min(self._longest - 1, len(buf)), 0, -1):
+            tail = buf[-size:]
+            if any(s.startswith(tail) for s in self._stops):
+                keep = size
+                break
+        self._held = buf[len(buf) - keep :]
+        return buf[: len(buf) - keep], False
+
+    def flush(self) -> str:
+        """Release held-back text at the end of generation."""
+        held, self._held = self._held, ""
+        return held

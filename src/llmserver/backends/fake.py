@@ -1,0 +1,119 @@
+"""A deterministic fake backend for fast tests, registered like any plugin.
+
+Tokens are whitespace-delimited words. The reply is either the configured ``reply`` or words
+picked by a generator seeded from the prompt and the request seed, so the same request always
+gives the same text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import zlib
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+from llmserver.backends.base import (
+    Delta,
+    GenerationRequest,
+    PromptFormat,
+    StopMatcher,
+)
+from llmserver.settings import FakeConfig, ModelConfig
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "llamas",
+    "serve",
+    "tokens",
+    "from",
+    "small",
+    "local",
+    "models",
+    "on",
+    "quiet",
+    "machines",
+    "every",
+    "morning",
+]
+REPLY_WORDS = 12
+_TOKEN = re.compile(r"\s*\S+|\s+")
+
+
+def split_tokens(text: str) -> list[str]:
+    """The fake tokenizer: each word with its leading whitespace is one token."""
+    return _TOKEN.findall(text)
+
+
+class FakeBackend:
+    """Deterministic text, exact token counts, optional per-token delay."""
+
+    config_type: ClassVar[type[ModelConfig]] = FakeConfig
+    max_parallel: ClassVar[int] = 4
+
+    def __init__(self, config: FakeConfig) -> None:
+        self.config = config
+        self.started = False
+
+    async def start(self) -> None:
+        """Nothing to load."""
+        self.started = True
+
+    def prompt_format(self) -> PromptFormat:
+        """ChatML, like many small instruct models."""
+        return PromptFormat(chat_template=CHATML, context_length=self.config.context_size)
+
+    def tokenize(self, text: str) -> list[int]:
+        """Stable ids for the fake tokens."""
+        return [zlib.crc32(tok.encode()) & 0xFFFF for tok in split_tokens(text)]
+
+    def _reply(self, request: GenerationRequest) -> list[str]:
+        if request.constraint is not None:
+            return split_tokens(json.dumps({"answer": "fake", "words": WORDS[:3]}))
+        if self.config.reply is not None:
+            return split_tokens(self.config.reply)
+        seed = request.params.seed if request.params.seed is not None else 0
+        rng = random.Random(zlib.crc32(request.prompt.encode()) ^ seed)
+        count = 10**9 if request.params.ignore_eos else REPLY_WORDS
+        return [" " + rng.choice(WORDS) for _ in range(min(count, request.params.max_tokens))]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream the reply a token at a time."""
+        stops = StopMatcher(request.params.stop)
+        tokens = self._reply(request)
+        limit = request.params.max_tokens
+        for index, token in enumerate(tokens[:limit], start=1):
+            if self.config.token_delay_s:
+                await asyncio.sleep(self.config.token_delay_s)
+            text, stopped = stops.feed(token)
+            if stopped:
+                yield Delta(text, 1, "stop")
+                return
+            if index == limit:
+                yield Delta(text + stops.flush(), 1, "length")
+                return
+            yield Delta(text, 1)
+        yield Delta(stops.flush(), 0, "stop")
+
+    async def health(self) -> bool:
+        """Healthy once started."""
+        return self.started
+
+    async def close(self) -> None:
+        """Nothing to free."""
+        self.started = False

@@ -1,0 +1,106 @@
+"""The ``llmserver`` command. ``serve`` flags are generated from the settings fields."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from llmserver import __version__
+from llmserver.settings import Settings, SettingsError, load_settings
+
+logger = logging.getLogger("llmserver.cli")
+
+#: settings that only a config file can express
+FILE_ONLY = {"models"}
+
+
+def _scalar_type(annotation: Any) -> Any:
+    """The non-None member of ``X | None``."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return members[0] if len(members) == 1 else str
+    return annotation
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per settings field, with the field's description as its help."""
+    for name, field in Settings.model_fields.items():
+        if name in FILE_ONLY:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = _scalar_type(field.annotation)
+        default = field.default if field.default is not None else "none"
+        help_text = f"{field.description} (default: {default}; env: LLMSERVER_{name.upper()})"
+        if kind is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        elif typing.get_origin(kind) is typing.Literal:
+            parser.add_argument(flag, dest=name, choices=typing.get_args(kind), help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, metavar=name.upper(), help=help_text)
+        parser.set_defaults(**{name: None})
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings with the flags that were given overriding everything else."""
+    overrides = {
+        name: getattr(args, name)
+        for name in Settings.model_fields
+        if name not in FILE_ONLY and getattr(args, name, None) is not None
+    }
+    return load_settings(overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Start the server."""
+    import uvicorn
+
+    from llmserver.app import create_app
+    from llmserver.observability import configure_logging
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="llmserver", description="A self-hosted, OpenAI-compatible LLM API server."
+    )
+    parser.add_argument("--version", action="version", version=f"llmserver {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the OpenAI API", description=cmd_serve.__doc__)
+    add_settings_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmserver`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except SettingsError as exc:
+        print(f"llmserver: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

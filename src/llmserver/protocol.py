@@ -1,0 +1,159 @@
+"""OpenAI wire schemas for requests, in OpenAI's names and order.
+
+Requests accept unknown fields (clients send them) and the service logs them. Fields that
+OpenAI does not have are marked "server extra". Responses are built as plain dicts in
+``service.py`` and serialised with orjson.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_STOP = 4
+MAX_STOP_LENGTH = 256
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    def unknown_fields(self) -> list[str]:
+        """Names of fields this server does not know (accepted and ignored)."""
+        return sorted(self.model_extra or {})
+
+
+class TextPart(BaseModel):
+    """A text content part."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One conversation turn."""
+
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The content as one string."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``."""
+
+    include_usage: bool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: text, any JSON object, or JSON matching a schema."""
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("json_schema is required when type is 'json_schema'")
+        return self
+
+
+StopString = Annotated[str, Field(max_length=MAX_STOP_LENGTH)]
+Stop = str | Annotated[list[StopString], Field(max_length=MAX_STOP)]
+
+
+class _Sampling(_Request):
+    """Fields shared by chat and text completions."""
+
+    model: str | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: Stop | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    user: str | None = None
+    # server extras (llama.cpp and vLLM names)
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, gt=0)
+    ignore_eos: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_length(cls, value: Stop | None) -> Stop | None:
+        if isinstance(value, str) and len(value) > MAX_STOP_LENGTH:
+            raise ValueError(f"a stop string may be at most {MAX_STOP_LENGTH} characters")
+        return value
+
+    def stop_list(self) -> tuple[str, ...]:
+        """``stop`` as a tuple of non-empty strings."""
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+    def include_usage(self) -> bool:
+        """Whether a streamed response ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_Sampling):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    response_format: ResponseFormat | None = None
+
+    def token_limit(self) -> int | None:
+        """``max_completion_tokens`` wins over the older ``max_tokens``."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_Sampling):
+    """``POST /v1/completions``."""
+
+    prompt: str | list[str] = Field(min_length=1)
+    echo: bool = False
+    suffix: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str) and not value:
+            raise ValueError("prompt must not be empty")
+        return value
+
+    def prompts(self) -> list[str]:
+        """``prompt`` as a list."""
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def token_limit(self) -> int | None:
+        """``max_tokens`` (the completions API default of 16 applies when absent)."""
+        return self.max_tokens if self.max_tokens is not None else 16
