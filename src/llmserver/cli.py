@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmserver import __version__
+from llmserver import bench as bench_command
 from llmserver.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("llmserver.cli")
@@ -78,6 +79,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(_: argparse.Namespace) -> int:
+    """Print the settings tables (the README's reference is this output)."""
+    from llmserver.settings_doc import markdown
+
+    print(markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(
@@ -88,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the OpenAI API", description=cmd_serve.__doc__)
     add_settings_arguments(serve)
     serve.set_defaults(func=cmd_serve)
+    docs = commands.add_parser("settings", help="print the settings reference as Markdown")
+    docs.set_defaults(func=cmd_settings)
+    bench = commands.add_parser(
+        "bench",
+        help="load-test any OpenAI-compatible endpoint",
+        description="Load-test an OpenAI-compatible endpoint (ours or another server's).",
+    )
+    bench_command.add_arguments(bench)
+    bench.set_defaults(func=bench_command.run)
     return parser
 
 

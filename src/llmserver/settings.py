@@ -94,6 +94,7 @@ class FakeConfig(ModelConfig):
     backend: Literal["fake"] = "fake"
     context_size: int = Field(2048, ge=16, description="Context window in (fake) tokens.")
     token_delay_s: float = Field(0.0, ge=0, description="Seconds to wait before each token.")
+    load_delay_s: float = Field(0.0, ge=0, description="Seconds the fake model takes to load.")
     reply: str | None = Field(None, description="Fixed reply text; None: text derived from input.")
 
 
@@ -106,17 +107,27 @@ def default_model_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def _validate_model(raw: Any) -> ModelConfig:
+def _validate_model(index: int, raw: Any) -> ModelConfig:
+    """Validate one ``models`` entry with its backend's own config type.
+
+    Raises :class:`SettingsError` (which pydantic lets through) so the message keeps the index.
+    """
     if isinstance(raw, ModelConfig):
         return raw
+    where = f"models[{index}]"
     if not isinstance(raw, Mapping):
-        raise ValueError("each model must be a mapping")
+        raise SettingsError(f"invalid configuration:\n  {where}: each model must be a mapping")
     from llmserver.backends.registry import config_type
 
     name = raw.get("backend")
-    if not isinstance(name, str):
-        raise ValueError("'backend' is required (for example: llamacpp)")
-    return config_type(name).model_validate(dict(raw))
+    try:
+        if not isinstance(name, str):
+            raise ValueError("'backend' is required (for example: llamacpp)")
+        return config_type(name).model_validate(dict(raw))
+    except ValidationError as exc:
+        raise SettingsError(_format_error(exc, where)) from None
+    except ValueError as exc:
+        raise SettingsError(f"invalid configuration:\n  {where}.backend: {exc}") from None
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -190,7 +201,7 @@ class Settings(BaseSettings):
     def _models(cls, value: Any) -> Any:
         if not isinstance(value, list):
             return value
-        return [_validate_model(item) for item in value]
+        return [_validate_model(i, item) for i, item in enumerate(value)]
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -214,10 +225,10 @@ class Settings(BaseSettings):
         return init_settings, env_settings, _YamlFileSource(settings_cls)
 
 
-def _format_error(exc: ValidationError) -> str:
+def _format_error(exc: ValidationError, where: str = "") -> str:
     lines = []
     for err in exc.errors():
-        loc = ""
+        loc = where
         for part in err["loc"]:
             if isinstance(part, str) and ("[" in part or part.startswith("function")):
                 continue

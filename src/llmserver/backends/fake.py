@@ -71,7 +71,8 @@ class FakeBackend:
         self.started = False
 
     async def start(self) -> None:
-        """Nothing to load."""
+        """Nothing to load; wait ``load_delay_s`` to act like a real model."""
+        await asyncio.sleep(self.config.load_delay_s)
         self.started = True
 
     def prompt_format(self) -> PromptFormat:

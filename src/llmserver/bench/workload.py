@@ -1,0 +1,159 @@
+"""Request bodies for the benchmark: synthetic or given prompts, each made unique.
+
+The synthetic prompt repeats common English words, most of which are one token in the usual
+BPE vocabularies, so ``--input-tokens`` is approximate; the server's ``usage.prompt_tokens``,
+when reported, is the real figure and is shown in the results. Every request starts with its
+own tag so that a prefix cache cannot serve one request from another's work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+Endpoint = Literal["chat", "completions"]
+Prompt = str | list[dict[str, Any]]
+
+ENDPOINT_PATHS: dict[str, str] = {"chat": "/chat/completions", "completions": "/completions"}
+
+# Tokens the tag "[0123456789ab] " and a chat template add, roughly; subtracted from the body.
+_OVERHEAD_TOKENS = 8
+
+_WORDS_TEXT = (
+    "the of and to in is you that it he was for on are as with his they at be this have from "
+    "or one had by word but not what all were we when your can said there use an each which "
+    "she do how their if will up other about out many then them these so some her would make "
+    "like him into time has look two more write go see number no way could people my than "
+    "first water been call who its now find long down day did get come made may part"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What every request of a run asks for."""
+
+    endpoint: Endpoint = "chat"
+    stream: bool = True
+    input_tokens: int = 128
+    output_tokens: int = 128  # 0: the server decides, and the count is not checked
+    seed: int = 0
+    prompts: tuple[Prompt, ...] = ()
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        """The endpoint path relative to the base URL."""
+        return ENDPOINT_PATHS[self.endpoint]
+
+
+def synthetic_prompt(input_tokens: int, seed: int) -> str:
+    """A prompt of about ``input_tokens`` tokens, once the request tag is added."""
+    rng = random.Random(seed)
+    words = _WORDS_TEXT.split()
+    count = max(1, input_tokens - _OVERHEAD_TOKENS)
+    return " ".join(rng.choice(words) for _ in range(count))
+
+
+def request_tag(seed: int, batch: str, index: int) -> str:
+    """A short tag, deterministic in (seed, batch, index) and unique in practice."""
+    digest = hashlib.blake2b(f"{seed}:{batch}:{index}".encode(), digest_size=6)
+    return digest.hexdigest()
+
+
+def _tagged(prompt: Prompt, tag: str) -> Prompt:
+    if isinstance(prompt, str):
+        return f"[{tag}] {prompt}"
+    messages = [dict(m) for m in prompt]
+    for message in messages:
+        if isinstance(message.get("content"), str):
+            message["content"] = f"[{tag}] {message['content']}"
+            break
+    return messages
+
+
+def _as_text(prompt: Prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt)
+
+
+class PayloadFactory:
+    """Builds the encoded JSON body of request ``index`` of a batch."""
+
+    def __init__(self, workload: Workload, model: str) -> None:
+        self._workload = workload
+        self._prompts: tuple[Prompt, ...] = workload.prompts or (
+            synthetic_prompt(workload.input_tokens, workload.seed),
+        )
+        self._base = self._base_body(workload, model)
+
+    @staticmethod
+    def _base_body(workload: Workload, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "stream": workload.stream}
+        if workload.output_tokens > 0:
+            # min_tokens and ignore_eos are vLLM/llmserver extensions; other servers ignore them.
+            body["max_tokens"] = workload.output_tokens
+            body["min_tokens"] = workload.output_tokens
+            body["ignore_eos"] = True
+        if workload.stream:
+            body["stream_options"] = {"include_usage": True}
+        body.update(workload.extra_body)
+        return body
+
+    def build(self, batch: str, index: int) -> bytes:
+        """The body of request ``index`` in ``batch``, with a unique tag in front of the prompt."""
+        prompt = self._prompts[index % len(self._prompts)]
+        tagged = _tagged(prompt, request_tag(self._workload.seed, batch, index))
+        body = dict(self._base)
+        if self._workload.endpoint == "chat":
+            if isinstance(tagged, str):
+                tagged = [{"role": "user", "content": tagged}]
+            body["messages"] = tagged
+        else:
+            body["prompt"] = _as_text(tagged)
+        return orjson.dumps(body)
+
+
+def _parse_json_prompt(item: Any, where: str) -> Prompt:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        messages = item.get("messages")
+        if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+            return messages
+        for key in ("prompt", "text"):
+            if isinstance(item.get(key), str):
+                return str(item[key])
+    raise ValueError(f"{where}: expected a string or an object with messages, prompt or text")
+
+
+def load_prompts(path: Path) -> tuple[Prompt, ...]:
+    """Read prompts, one per line: plain text, or JSON Lines (a string or an object per line).
+
+    A file is JSON Lines when it is named ``*.jsonl``/``*.ndjson`` or its first line is a JSON
+    object. Raises ValueError when the file holds no prompt or a JSON line is malformed.
+    """
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError(f"{path}: no prompts")
+    jsonl = path.suffix in (".jsonl", ".ndjson")
+    if not jsonl and lines[0].lstrip().startswith("{"):
+        try:
+            jsonl = isinstance(orjson.loads(lines[0]), dict)
+        except orjson.JSONDecodeError:
+            jsonl = False
+    if not jsonl:
+        return tuple(lines)
+    prompts: list[Prompt] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from exc
+        prompts.append(_parse_json_prompt(item, f"{path}:{number}"))
+    return tuple(prompts)

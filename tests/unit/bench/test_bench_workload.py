@@ -1,0 +1,85 @@
+"""Request bodies: fields that fix the output length, unique prompts, prompt files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from llmserver.bench.workload import PayloadFactory, Workload, load_prompts, synthetic_prompt
+
+
+def test_chat_body_fixes_output_and_asks_for_usage() -> None:
+    factory = PayloadFactory(Workload(output_tokens=32, input_tokens=50), "m")
+    body = orjson.loads(factory.build("b", 0))
+    assert body["model"] == "m"
+    assert body["max_tokens"] == body["min_tokens"] == 32
+    assert body["ignore_eos"] is True
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    (message,) = body["messages"]
+    assert message["role"] == "user"
+    assert len(message["content"].split()) == 50 - 8 + 1  # the words and the tag
+
+
+def test_completions_body_without_fixed_output() -> None:
+    workload = Workload(
+        endpoint="completions", stream=False, output_tokens=0, extra_body={"temperature": 0}
+    )
+    body = orjson.loads(PayloadFactory(workload, "m").build("b", 3))
+    assert isinstance(body["prompt"], str)
+    assert "max_tokens" not in body
+    assert "ignore_eos" not in body
+    assert "stream_options" not in body
+    assert body["temperature"] == 0
+
+
+def test_every_request_is_unique_and_deterministic() -> None:
+    factory = PayloadFactory(Workload(seed=7), "m")
+    bodies = {factory.build(batch, i) for batch in ("x", "y") for i in range(200)}
+    assert len(bodies) == 400
+    again = PayloadFactory(Workload(seed=7), "m")
+    assert again.build("x", 5) == factory.build("x", 5)
+    assert PayloadFactory(Workload(seed=8), "m").build("x", 5) != factory.build("x", 5)
+    assert synthetic_prompt(20, 1) == synthetic_prompt(20, 1)
+
+
+def test_load_text_prompts(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.txt"
+    path.write_text("first prompt\n\nsecond {not json}\n", encoding="utf-8")
+    assert load_prompts(path) == ("first prompt", "second {not json}")
+
+
+def test_load_jsonl_prompts_and_tag_messages(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.jsonl"
+    lines = [
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "hi"},
+            ]
+        },
+        {"prompt": "plain"},
+        "a string",
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(x) for x in lines))
+    prompts = load_prompts(path)
+    assert prompts[1:] == ("plain", "a string")
+    factory = PayloadFactory(Workload(prompts=prompts), "m")
+    messages = orjson.loads(factory.build("b", 0))["messages"]
+    assert messages[0]["content"].endswith("] be brief")
+    assert messages[0]["content"].startswith("[")
+    assert messages[1]["content"] == "hi"
+    assert orjson.loads(factory.build("b", 4))["messages"][0]["content"].endswith("] plain")
+
+
+def test_bad_prompt_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no prompts"):
+        load_prompts(empty)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 1}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="messages, prompt or text"):
+        load_prompts(bad)
