@@ -14,9 +14,13 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 class AccessRecord:
     """What one request did, filled in by the handler and logged by the access middleware."""
 
+    request_id: str | None = None
+    key_name: str | None = None  # filled in by authentication; never the key itself
     model: str | None = None
+    backend: str | None = None
     usage: Usage = field(default_factory=Usage)
     streamed: bool = False
+    ttft_s: float | None = None
 
 
 def configure_logging(level: str) -> None:

@@ -50,6 +50,14 @@ def access(request: Request) -> AccessRecord:
     return record if record is not None else AccessRecord()
 
 
+async def require_admin(request: Request) -> None:
+    """Dependency for admin endpoints (model load/unload, log level, usage).
+
+    Authentication replaces this with a real check of the caller's key; until then every caller
+    is treated as an admin, which is only safe on loopback.
+    """
+
+
 async def _disconnected(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
