@@ -146,3 +146,16 @@ def test_ready_waits_for_loading() -> None:
         time.sleep(0.7)
         assert c.get("/ready").status_code == 200
         assert c.post(CHAT, json={"messages": USER}).status_code == 200
+
+
+def test_content_parts_and_developer_role(client: TestClient) -> None:
+    parts = [{"type": "text", "text": "hello "}, {"type": "text", "text": "there"}]
+    as_parts = chat(client, seed=4, messages=[{"role": "user", "content": parts}])
+    as_text = chat(client, seed=4)
+    assert as_parts["choices"] == as_text["choices"]
+    as_system = chat(client, seed=4, messages=[{"role": "system", "content": "be kind"}, *USER])
+    as_developer = chat(
+        client, seed=4, messages=[{"role": "developer", "content": "be kind"}, *USER]
+    )
+    assert as_system["usage"] == as_developer["usage"]
+    assert as_system["choices"] == as_developer["choices"]
