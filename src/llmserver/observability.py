@@ -55,7 +55,8 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+_STANDARD |= {"message", "asctime", "color_message"}  # the last: uvicorn's colour duplicate
 
 
 class JsonFormatter(logging.Formatter):

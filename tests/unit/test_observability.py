@@ -167,3 +167,23 @@ def test_configure_logging_file_and_json(tmp_path: Path, restore_level: None) ->
             if handler not in before:
                 root.removeHandler(handler)
                 handler.close()
+
+
+def test_unexpected_error_is_a_logged_500_with_request_id(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    client.app.add_api_route("/test/broken", broken)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.INFO):
+        resp = client.get("/test/broken", headers={"x-request-id": "rid-500"})
+    assert resp.status_code == 500
+    assert resp.headers["x-request-id"] == "rid-500"
+    assert resp.json()["error"]["code"] == "internal_error"
+    assert "boom" not in resp.text
+    (line,) = [r for r in caplog.records if r.name == "llmserver.access"]
+    assert vars(line)["status"] == 500
+    assert vars(line)["error_code"] == "internal_error"
+    assert "RuntimeError: boom" in caplog.text  # the traceback goes to the log
+    assert client.get("/health").status_code == 200

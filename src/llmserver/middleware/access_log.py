@@ -10,10 +10,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.accounting import UsageRecorder
+from llmserver.errors import InternalError
 from llmserver.metrics import OTHER, Metrics
 from llmserver.observability import AccessRecord, request_id_var
 
 logger = logging.getLogger("llmserver.access")
+errors_logger = logging.getLogger("llmserver.errors")
 
 TEXT = (
     '%(client)s key=%(key_name)s "%(method)s %(path)s" %(status)d model=%(model)s '
@@ -72,6 +74,14 @@ class AccessLogMiddleware:
 
         try:
             await self.app(scope, receive, send_and_watch)
+        except Exception:
+            if status:  # the response has begun; nothing sensible is left to send
+                raise
+            # answered here rather than by Starlette's outermost error middleware, so the 500
+            # passes the request-id middleware and this line logs it as a 500
+            errors_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            record.error_code = InternalError.default_code
+            await InternalError().response()(scope, receive, send_and_watch)
         finally:
             self._finish(scope, record, status or 499, time.perf_counter() - started)
 
