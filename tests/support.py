@@ -102,6 +102,7 @@ def run_server(
     cmd += args or []
     log_path = tmp_path / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
+    full_env["LLMSERVER_DATA_DIR"] = str(tmp_path / "data")  # never the user's own data
     full_env.update(env or {})
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from llmserver import __version__
-from llmserver.api import openai, status
+from llmserver.accounting import UsageRecorder, UsageStore, usage_db_path
+from llmserver.api import openai, status, telemetry
 from llmserver.errors import install_exception_handlers
+from llmserver.metrics import Metrics
 from llmserver.middleware.access_log import AccessLogMiddleware
+from llmserver.middleware.request_id import RequestIdMiddleware
 from llmserver.models import ModelManager
 from llmserver.service import Service
 from llmserver.settings import Settings
@@ -32,6 +35,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.models = models
         app.state.service = Service(models, settings)
         app.state.started = time.monotonic()
+        app.state.metrics = Metrics([m.id for m in settings.models], models.handles)
+        app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
+        app.state.usage.start()
         loading = asyncio.create_task(models.load_all())
         try:
             yield
@@ -40,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await models.close_all()
+            await asyncio.to_thread(app.state.usage.stop)
             logger.info("models closed")
 
     app = FastAPI(
@@ -52,5 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_exception_handlers(app)
     app.include_router(status.router)
     app.include_router(openai.router)
+    app.include_router(telemetry.router)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has the id
     return app

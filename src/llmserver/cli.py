@@ -8,6 +8,7 @@ import sys
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from llmserver import __version__
@@ -66,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from llmserver.observability import configure_logging
 
     settings = settings_from_args(args)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.log_dir)
     app = create_app(settings)
     uvicorn.run(
         app,
@@ -87,6 +88,32 @@ def cmd_settings(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_usage(args: argparse.Namespace) -> int:
+    """Print token usage per key, model and day from the usage database."""
+    import datetime as dt
+
+    from pydantic import ValidationError
+
+    from llmserver.accounting import UsageStore, usage_db_path, usage_table
+
+    if args.db is not None:
+        path = Path(args.db).expanduser()
+    else:
+        try:
+            path = usage_db_path(Settings(config=args.config))
+        except ValidationError as exc:
+            raise SettingsError(str(exc)) from None
+    try:
+        since = dt.date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise SettingsError(f"--since must be a date like 2026-01-31, not {args.since!r}") from None
+    if not path.is_file():
+        print(f"no usage recorded yet: {path} does not exist")
+        return 0
+    print(usage_table(UsageStore(path).query(since)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     parser = argparse.ArgumentParser(
@@ -99,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
     docs = commands.add_parser("settings", help="print the settings reference as Markdown")
     docs.set_defaults(func=cmd_settings)
+    usage = commands.add_parser(
+        "usage", help="token usage per key, model and day", description=cmd_usage.__doc__
+    )
+    usage.add_argument("--since", help="first day to show, YYYY-MM-DD (UTC)")
+    usage.add_argument("--db", help="usage database (default: the settings' usage_db)")
+    usage.add_argument("--config", help="config file to read usage_db / data_dir from")
+    usage.set_defaults(func=cmd_usage)
     bench = commands.add_parser(
         "bench",
         help="load-test any OpenAI-compatible endpoint",

@@ -206,31 +206,40 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     return InvalidRequestError(message, param=param, code="invalid_value")
 
 
+def note_error(request: Request, err: APIError) -> Response:
+    """``err`` as a response, its code noted on the access record (metrics classify by it)."""
+    record = request.scope.get("state", {}).get("access")
+    if record is not None:
+        record.error_code = err.code
+    return err.response()
+
+
 def install_exception_handlers(app: FastAPI) -> None:
     """Map every exception the app can raise to an OpenAI-shaped JSON response."""
 
-    async def on_api_error(_: Request, exc: Exception) -> Response:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, APIError)
-        return exc.response()
+        return note_error(request, exc)
 
-    async def on_validation(_: Request, exc: Exception) -> Response:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return validation_error(exc).response()
+        return note_error(request, validation_error(exc))
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            return NotFoundError("Not found: no such route.").response()
+            return note_error(request, NotFoundError("Not found: no such route."))
         if exc.status_code == 405:
-            return MethodNotAllowedError("Method not allowed.").response()
+            return note_error(request, MethodNotAllowedError("Method not allowed."))
         err = APIError(str(exc.detail), code=str(exc.status_code))
+        note_error(request, err)
         return Response(
             orjson.dumps(err.body()), status_code=exc.status_code, media_type="application/json"
         )
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return InternalError().response()
+        return note_error(request, InternalError())
 
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -1,13 +1,31 @@
-"""Logging set-up and the per-request access record."""
+"""Logging set-up (text or JSON lines, console and a daily file), request ids in every line, and
+the per-request access record."""
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
 import logging
+import logging.handlers
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from llmserver.service import Usage
+import orjson
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from llmserver.privacy import PIIMasker
+from llmserver.service import Timing, Usage
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+LOG_FILE = "llmserver.log"
+LOG_BACKUPS = 30  # days of rotated files kept
+DEBUG_TEXT_CHARS = 50
+
+#: the id of the request being served; a context variable is the one per-task "global" there is,
+#: and it is inherited by the tasks (streams, generations) a request starts
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "llmserver_request_id", default=None
+)
 
 
 @dataclass(slots=True)
@@ -20,17 +38,91 @@ class AccessRecord:
     backend: str | None = None
     usage: Usage = field(default_factory=Usage)
     streamed: bool = False
-    ttft_s: float | None = None
+    timing: Timing | None = None  # the generation's, linked by the route like ``usage``
+    error_code: str | None = None  # set by the exception handlers in errors.py
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds from the start of the generation to its first token."""
+        return self.timing.ttft_s if self.timing is not None else None
 
 
-def configure_logging(level: str) -> None:
-    """Console logging for the server and its libraries, at ``level``."""
+class RequestIdFilter(logging.Filter):
+    """Stamps every record with the current request id ("-" outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get() or "-"
+        return True
+
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+_STANDARD |= {"message", "asctime", "color_message"}  # the last: uvicorn's colour duplicate
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id and any extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(out, default=str).decode()
+
+
+def configure_logging(level: str, fmt: str = "text", log_dir: Path | None = None) -> None:
+    """Console (and, with ``log_dir``, a file rotated at midnight and kept 30 days) at ``level``.
+
+    Calling it again replaces the handlers it installed before.
+    """
     root = logging.getLogger()
-    if not any(getattr(h, "_llmserver", False) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for old in [h for h in root.handlers if getattr(h, "_llmserver", False)]:
+        root.removeHandler(old)
+        old.close()
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_dir is not None:
+        log_dir = log_dir.expanduser()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.TimedRotatingFileHandler(
+                log_dir / LOG_FILE, when="midnight", backupCount=LOG_BACKUPS, encoding="utf-8"
+            )
+        )
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(LOG_FORMAT)
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(RequestIdFilter())
         handler._llmserver = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    root.setLevel(level.upper())
+    set_level(level)
     # uvicorn's own access log would duplicate ours
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def set_level(level: str) -> None:
+    """Change the log level of the whole process (and uvicorn's loggers) at run time."""
+    value = level.upper()
+    logging.getLogger().setLevel(value)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(value)
+
+
+def current_level() -> str:
+    """The root logger's level name, lower case."""
+    return logging.getLevelName(logging.getLogger().level).lower()
+
+
+def debug_text(masker: PIIMasker, text: str) -> str:
+    """Request text fit for a DEBUG line: PII masked first, then cut to 50 characters."""
+    try:
+        masked = masker.mask(text)
+    except Exception:
+        return "[unmaskable text withheld]"
+    return masked if len(masked) <= DEBUG_TEXT_CHARS else masked[:DEBUG_TEXT_CHARS] + "…"

@@ -21,6 +21,7 @@ from llmserver.backends.base import (
 )
 from llmserver.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
 from llmserver.models import ModelHandle, ModelManager
+from llmserver.privacy import PIIMasker
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
 from llmserver.settings import SamplingDefaults, Settings
 
@@ -45,6 +46,14 @@ class Usage:
         }
 
 
+@dataclass(slots=True)
+class Timing:
+    """When a generation started and how long it took to its first token."""
+
+    started: float = field(default_factory=time.perf_counter)
+    ttft_s: float | None = None
+
+
 @dataclass
 class Generation:
     """One API call's generations: the model, the prompts to build, and its usage so far."""
@@ -55,6 +64,7 @@ class Generation:
     created: int = field(default_factory=lambda: int(time.time()))
     usage: Usage = field(default_factory=Usage)
     prompts: list[str] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
 
     async def events(self) -> AsyncIterator[Event]:
         """Take a slot, build the prompts, then stream every choice's deltas in order."""
@@ -69,6 +79,8 @@ class Generation:
             for index, req in enumerate(requests):
                 async for delta in self.handle.backend.generate(req):
                     self.usage.completion_tokens += delta.tokens
+                    if self.timing.ttft_s is None and (delta.text or delta.tokens):
+                        self.timing.ttft_s = time.perf_counter() - self.timing.started
                     yield index, delta
 
 
@@ -110,6 +122,15 @@ class Service:
     def __init__(self, manager: ModelManager, settings: Settings) -> None:
         self.manager = manager
         self.settings = settings
+        self._masker: PIIMasker | None = None
+
+    def _log_text(self, text: str) -> None:
+        """Request text only at DEBUG, masked and cut short (never at INFO)."""
+        if logger.isEnabledFor(logging.DEBUG):
+            from llmserver.observability import debug_text
+
+            self._masker = self._masker or PIIMasker()
+            logger.debug("request text: %s", debug_text(self._masker, text))
 
     def _check(self, req: _Sampling) -> ModelHandle:
         if req.n > self.settings.max_n:
@@ -124,6 +145,8 @@ class Service:
     def chat(self, req: ChatCompletionRequest) -> Generation:
         """A chat completion: the prompt is the model's chat template applied to the messages."""
         handle = self._check(req)
+        if req.messages:
+            self._log_text(req.messages[-1].text())
 
         def build() -> list[GenerationRequest]:
             assert handle.template is not None
@@ -139,6 +162,7 @@ class Service:
     def completion(self, req: CompletionRequest) -> Generation:
         """A text completion of each prompt."""
         handle = self._check(req)
+        self._log_text(" | ".join(req.prompts()))
 
         def build() -> list[GenerationRequest]:
             return self._requests(handle, req, req.prompts(), req.token_limit(), None)

@@ -184,6 +184,19 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Log level."
     )
+    # observability: log format and files, usage accounting
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as readable text or JSON lines (for log shippers)."
+    )
+    log_dir: Path | None = Field(
+        None, description="Also log to a file here, rotated daily and kept 30 days; None: off."
+    )
+    data_dir: Path = Field(
+        Path("~/.local/share/llmserver"), description="Directory for the server's own data files."
+    )
+    usage_db: Path | None = Field(
+        None, description="SQLite file of token usage per key; None: usage.sqlite3 in data_dir."
+    )
     default_model: str | None = Field(
         None, description="Model id or alias used when a request names none; None: the first."
     )

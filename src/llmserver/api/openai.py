@@ -47,6 +47,7 @@ async def chat_completions(request: Request, req: ChatCompletionRequest) -> Resp
     gen = service(request).chat(req)
     record = access(request)
     record.model, record.usage, record.streamed = gen.handle.id, gen.usage, req.stream
+    record.backend, record.timing = gen.handle.config.backend, gen.timing
     if req.stream:
         return await _respond(request, None, chat_chunks(gen, req.include_usage()))
     return await _respond(request, chat_response(gen, req.n), None)
@@ -58,6 +59,7 @@ async def completions(request: Request, req: CompletionRequest) -> Response:
     gen = service(request).completion(req)
     record = access(request)
     record.model, record.usage, record.streamed = gen.handle.id, gen.usage, req.stream
+    record.backend, record.timing = gen.handle.config.backend, gen.timing
     n_choices = len(req.prompts()) * req.n
     if req.stream:
         return await _respond(request, None, completion_chunks(gen, req.include_usage(), req.echo))

@@ -1,15 +1,54 @@
-"""One log line per request: method, path, status, model, tokens, latency. Never prompt text."""
+"""One log line per request (who, what, status, model, tokens, timings; never prompt text), and the
+same facts counted in the metrics and the usage store."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserver.observability import AccessRecord
+from llmserver.accounting import UsageRecorder
+from llmserver.errors import InternalError
+from llmserver.metrics import OTHER, Metrics
+from llmserver.observability import AccessRecord, request_id_var
 
 logger = logging.getLogger("llmserver.access")
+errors_logger = logging.getLogger("llmserver.errors")
+
+TEXT = (
+    '%(client)s key=%(key_name)s "%(method)s %(path)s" %(status)d model=%(model)s '
+    "backend=%(backend)s prompt_tokens=%(prompt_tokens)d completion_tokens=%(completion_tokens)d "
+    "ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f tokens_per_s=%(tokens_per_s)s "
+    "stream=%(streamed)s"
+)
+
+
+def access_fields(
+    scope: Scope, record: AccessRecord, status: int, latency_s: float
+) -> dict[str, Any]:
+    """The access line's fields (also the JSON line's keys)."""
+    client = scope.get("client")
+    usage = record.usage
+    ttft = record.ttft_s
+    rate = usage.completion_tokens / latency_s if usage.completion_tokens and latency_s else None
+    return {
+        "client": client[0] if client else "-",
+        "key_name": record.key_name or "-",
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": status,
+        "model": record.model or "-",
+        "backend": record.backend or "-",
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
+        "latency_ms": round(latency_s * 1000, 1),
+        "tokens_per_s": None if rate is None else round(rate, 1),
+        "streamed": record.streamed,
+        "error_code": record.error_code,
+    }
 
 
 class AccessLogMiddleware:
@@ -22,7 +61,7 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        record = AccessRecord()
+        record = AccessRecord(request_id=request_id_var.get())
         scope.setdefault("state", {})["access"] = record
         started = time.perf_counter()
         status = 0
@@ -35,16 +74,34 @@ class AccessLogMiddleware:
 
         try:
             await self.app(scope, receive, send_and_watch)
+        except Exception:
+            if status:  # the response has begun; nothing sensible is left to send
+                raise
+            # answered here rather than by Starlette's outermost error middleware, so the 500
+            # passes the request-id middleware and this line logs it as a 500
+            errors_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            record.error_code = InternalError.default_code
+            await InternalError().response()(scope, receive, send_and_watch)
         finally:
-            usage = record.usage
-            logger.info(
-                "%s %s %s model=%s prompt_tokens=%d completion_tokens=%d stream=%s latency_ms=%.1f",
-                scope["method"],
-                scope["path"],
-                status or 499,
-                record.model or "-",
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                record.streamed,
-                (time.perf_counter() - started) * 1000,
+            self._finish(scope, record, status or 499, time.perf_counter() - started)
+
+    def _finish(self, scope: Scope, record: AccessRecord, status: int, latency_s: float) -> None:
+        fields = access_fields(scope, record, status, latency_s)
+        logger.info(TEXT, {k: "-" if v is None else v for k, v in fields.items()}, extra=fields)
+        # the app's metrics and usage recorder, created in its lifespan
+        state = getattr(scope.get("app"), "state", None)
+        metrics: Metrics | None = getattr(state, "metrics", None)
+        if metrics is not None:
+            # the route template, set by routing; never the raw path
+            endpoint = getattr(scope.get("route"), "path", None) or OTHER
+            metrics.observe(record, endpoint, status, latency_s)
+        recorder: UsageRecorder | None = getattr(state, "usage", None)
+        usage = record.usage
+        if (
+            recorder is not None
+            and record.model
+            and (usage.prompt_tokens or usage.completion_tokens)
+        ):
+            recorder.record(
+                record.key_name, record.model, usage.prompt_tokens, usage.completion_tokens
             )

@@ -1,0 +1,194 @@
+"""Token usage per key name, model and day in SQLite, written in batches off the request path.
+
+Requests only add to an in-memory tally (a dict update under a lock); a background thread writes
+the tally every ``flush_s`` seconds and once more at shutdown, so a crash loses at most the last
+few seconds of counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmserver.settings import Settings
+
+logger = logging.getLogger("llmserver.accounting")
+
+ANONYMOUS = "anonymous"  # the key name when the server runs without API keys
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    day TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    model TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    prompt_tokens INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, key_name, model)
+)
+"""
+UPSERT = """
+INSERT INTO usage (day, key_name, model, requests, prompt_tokens, completion_tokens)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (day, key_name, model) DO UPDATE SET
+    requests = requests + excluded.requests,
+    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+    completion_tokens = completion_tokens + excluded.completion_tokens
+"""
+COLUMNS = ("day", "key_name", "model", "requests", "prompt_tokens", "completion_tokens")
+
+Tally = dict[tuple[str, str, str], list[int]]
+
+
+def usage_db_path(settings: Settings) -> Path:
+    """The usage database: ``usage_db``, else ``usage.sqlite3`` in ``data_dir``."""
+    return (settings.usage_db or settings.data_dir / "usage.sqlite3").expanduser()
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One day's usage of one model by one key."""
+
+    day: str
+    key_name: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+
+    def body(self) -> dict[str, Any]:
+        """As JSON, with the total."""
+        return {
+            "day": self.day,
+            "key_name": self.key_name,
+            "model": self.model,
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+class UsageStore:
+    """The SQLite file. Each call opens its own connection, so any thread may use it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.expanduser()
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=10)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(SCHEMA)
+            with conn:  # one transaction
+                yield conn
+        finally:
+            conn.close()
+
+    def add(self, tally: Tally) -> None:
+        """Add a batch of counts in one transaction."""
+        rows = [(*key, *counts) for key, counts in tally.items()]
+        with self._connect() as conn:
+            conn.executemany(UPSERT, rows)
+
+    def query(self, since: dt.date | None = None) -> list[UsageRow]:
+        """Usage from ``since`` (a UTC day) on, oldest first."""
+        sql = f"SELECT {', '.join(COLUMNS)} FROM usage WHERE day >= ? ORDER BY day, key_name, model"
+        with self._connect() as conn:
+            rows = conn.execute(sql, (since.isoformat() if since else "",)).fetchall()
+        return [UsageRow(*row) for row in rows]
+
+
+class UsageRecorder:
+    """Collects counts from requests and flushes them to a :class:`UsageStore` in the background."""
+
+    def __init__(self, store: UsageStore, flush_s: float = 1.0) -> None:
+        self.store = store
+        self.flush_s = flush_s
+        self._tally: Tally = {}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, key_name: str | None, model: str, prompt: int, completion: int) -> None:
+        """Count one request (cheap: runs on the request path)."""
+        day = dt.datetime.now(dt.UTC).date().isoformat()
+        key = (day, key_name or ANONYMOUS, model)
+        with self._lock:
+            counts = self._tally.setdefault(key, [0, 0, 0])
+            counts[0] += 1
+            counts[1] += prompt
+            counts[2] += completion
+
+    def flush(self) -> None:
+        """Write what has been counted so far; on failure keep it for the next try."""
+        with self._write_lock:
+            with self._lock:
+                tally, self._tally = self._tally, {}
+            if not tally:
+                return
+            try:
+                self.store.add(tally)
+            except sqlite3.Error:
+                logger.exception("writing usage to %s failed; will retry", self.store.path)
+                with self._lock:
+                    for key, counts in tally.items():
+                        mine = self._tally.setdefault(key, [0, 0, 0])
+                        for i, value in enumerate(counts):
+                            mine[i] += value
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            self.flush()
+
+    def start(self) -> None:
+        """Start the flushing thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="usage-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and write the rest (called at shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
+
+def usage_table(rows: list[UsageRow]) -> str:
+    """Rows as an aligned plain-text table, with a total line."""
+    head = ("day", "key", "model", "requests", "prompt", "completion", "total")
+    body = [
+        (
+            r.day,
+            r.key_name,
+            r.model,
+            str(r.requests),
+            str(r.prompt_tokens),
+            str(r.completion_tokens),
+            str(r.prompt_tokens + r.completion_tokens),
+        )
+        for r in rows
+    ]
+    prompt = sum(r.prompt_tokens for r in rows)
+    completion = sum(r.completion_tokens for r in rows)
+    total = ("total", "", "", str(sum(r.requests for r in rows)), str(prompt), str(completion))
+    body.append((*total, str(prompt + completion)))
+    widths = [max(len(line[i]) for line in (head, *body)) for i in range(len(head))]
+
+    def fmt(line: tuple[str, ...]) -> str:
+        pairs = enumerate(zip(line, widths, strict=True))
+        cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in pairs]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(head), *(fmt(line) for line in body)])

@@ -1,0 +1,156 @@
+"""Prometheus metrics, one registry per app, every name prefixed ``llmserver_``.
+
+Label values are bounded: configured model ids (else ``unknown``), route templates (else
+``other``), status codes and fixed reasons; never raw paths or anything a client sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from llmserver.observability import AccessRecord
+
+if TYPE_CHECKING:
+    from llmserver.models import ModelHandle
+
+UNKNOWN = "unknown"
+OTHER = "other"
+STATES = ("loading", "ready", "failed", "unloaded")
+REASONS = ("concurrency", "rate", "auth")
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+E2E_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def rejection_reason(error_code: str | None, status: int) -> str | None:
+    """Why a request was turned away, or None when it was not a rejection."""
+    if error_code == "concurrency_limit_exceeded":
+        return "concurrency"
+    if error_code == "rate_limit_exceeded":
+        return "rate"
+    if status in (401, 403):
+        return "auth"
+    return None
+
+
+class ModelCollector(Collector):
+    """Slots in use, requests waiting and state per model, read from the limiters at scrape time
+    (so there is no bookkeeping to drift)."""
+
+    def __init__(self, handles: Callable[[], Iterable[ModelHandle]]) -> None:
+        self._handles = handles
+
+    def collect(self) -> Iterator[Metric]:
+        """The per-model gauges as of now."""
+        slots = GaugeMetricFamily("llmserver_slots", "Generation slots", labels=["model"])
+        in_use = GaugeMetricFamily(
+            "llmserver_slots_in_use", "Generation slots in use", labels=["model"]
+        )
+        waiting = GaugeMetricFamily(
+            "llmserver_requests_waiting", "Requests queued for a slot", labels=["model"]
+        )
+        state = GaugeMetricFamily(
+            "llmserver_model_state", "1 for the model's current state", labels=["model", "state"]
+        )
+        for handle in self._handles():
+            slots.add_metric([handle.id], handle.limiter.slots)
+            in_use.add_metric([handle.id], handle.limiter.in_use)
+            waiting.add_metric([handle.id], handle.limiter.waiting)
+            for name in STATES:
+                state.add_metric([handle.id, name], 1.0 if handle.state == name else 0.0)
+        yield from (slots, in_use, waiting, state)
+
+
+class Metrics:
+    """The app's instruments and its registry."""
+
+    def __init__(self, model_ids: Iterable[str], handles: Callable[[], Iterable[ModelHandle]]):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.model_ids = frozenset(model_ids)
+        reg = self.registry
+        self.requests = Counter(
+            "llmserver_requests",
+            "HTTP requests by model, endpoint (route template) and status",
+            ["model", "endpoint", "status"],
+            registry=reg,
+        )
+        self.prompt_tokens = Counter(
+            "llmserver_prompt_tokens", "Prompt tokens processed", ["model"], registry=reg
+        )
+        self.completion_tokens = Counter(
+            "llmserver_completion_tokens", "Completion tokens generated", ["model"], registry=reg
+        )
+        self.ttft = Histogram(
+            "llmserver_time_to_first_token_seconds",
+            "Seconds from the start of a generation (queue wait included) to its first token",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=reg,
+        )
+        self.tpot = Histogram(
+            "llmserver_time_per_output_token_seconds",
+            "Seconds per output token after the first",
+            ["model"],
+            buckets=TPOT_BUCKETS,
+            registry=reg,
+        )
+        self.e2e = Histogram(
+            "llmserver_e2e_request_latency_seconds",
+            "Seconds from request to the last byte of a generation's response",
+            ["model"],
+            buckets=E2E_BUCKETS,
+            registry=reg,
+        )
+        self.rejections = Counter(
+            "llmserver_rejections", "Requests turned away, by reason", ["reason"], registry=reg
+        )
+        for reason in REASONS:
+            self.rejections.labels(reason)  # present at 0 from the start
+        self.replica_up = Gauge(
+            "llmserver_upstream_replica_up",
+            "1 when an upstream replica is healthy, 0 when not",
+            ["model", "replica"],
+            registry=reg,
+        )
+        reg.register(ModelCollector(handles))
+
+    def model_label(self, model: str | None) -> str:
+        """A configured model id, or ``unknown``."""
+        return model if model in self.model_ids else UNKNOWN
+
+    def set_replica_up(self, model: str, replica: str, up: bool) -> None:
+        """Called by upstream backends when a replica's health changes. ``replica`` must come
+        from configuration (its URL or name), never from a client."""
+        self.replica_up.labels(self.model_label(model), replica).set(1.0 if up else 0.0)
+
+    def observe(self, record: AccessRecord, endpoint: str, status: int, latency_s: float) -> None:
+        """Count one finished request."""
+        model = self.model_label(record.model)
+        self.requests.labels(model, endpoint, str(status)).inc()
+        reason = rejection_reason(record.error_code, status)
+        if reason is not None:
+            self.rejections.labels(reason).inc()
+        usage = record.usage
+        if usage.prompt_tokens:
+            self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+        if usage.completion_tokens:
+            self.completion_tokens.labels(model).inc(usage.completion_tokens)
+        timing = record.timing
+        if timing is None or status >= 400:
+            return
+        self.e2e.labels(model).observe(latency_s)
+        if timing.ttft_s is not None:
+            self.ttft.labels(model).observe(timing.ttft_s)
+            if usage.completion_tokens > 1:
+                decode_s = time.perf_counter() - timing.started - timing.ttft_s
+                self.tpot.labels(model).observe(max(decode_s, 0.0) / (usage.completion_tokens - 1))
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
