@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_command.add_arguments(bench)
     bench.set_defaults(func=bench_command.run)
     keys = commands.add_parser(
-        "keys", help="create, list and revoke API keys", description=keys_command.__doc__
+        "keys",
+        help="create, list and revoke API keys",
+        description="Manage API keys. A key is printed once; the keys file keeps its hash only.",
     )
     keys_command.add_arguments(keys)
     keys.set_defaults(func=keys_command.run)

@@ -298,7 +298,7 @@ def test_serve_command_says_how_to_create_a_key(
 
 def test_keys_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "keys.json")
-    args = ["keys", "--keys-file", path, "create", "--name", "nas", "--models", "a,b"]
+    args = ["keys", "create", "--keys-file", path, "--name", "nas", "--models", "a,b"]
     assert main([*args, "--rpm", "60", "--admin"]) == 0
     key = capsys.readouterr().out.splitlines()[0]
     assert key.startswith("llms-")
@@ -310,12 +310,12 @@ def test_keys_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         60,
         True,
     )
-    assert main(["keys", "--keys-file", path, "list"]) == 0
+    assert main(["keys", "list", "--keys-file", path]) == 0
     listing = capsys.readouterr().out
     assert "nas" in listing
     assert key not in listing
-    assert main(["keys", "--keys-file", path, "create", "--name", "nas"]) == 2
+    assert main(["keys", "create", "--keys-file", path, "--name", "nas"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["keys", "--keys-file", path, "revoke", "nas"]) == 0
+    assert main(["keys", "revoke", "nas", "--keys-file", path]) == 0
     assert read_keys(Path(path))[0].revoked
-    assert main(["keys", "--keys-file", path, "revoke", "nobody"]) == 2
+    assert main(["keys", "revoke", "--keys-file", path, "nobody"]) == 2

@@ -21,18 +21,21 @@ def _positive(value: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``keys`` sub-commands."""
-    parser.add_argument("--keys-file", type=Path, help="keys file (default: the settings')")
-    parser.add_argument("--config", type=Path, help="YAML config file naming keys_file")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--keys-file", type=Path, help="keys file (default: from the settings)")
+    common.add_argument("--config", type=Path, help="YAML config file that sets keys_file")
     actions = parser.add_subparsers(dest="keys_action", required=True)
-    create = actions.add_parser("create", help="make a key and print it once")
+    create = actions.add_parser("create", help="make a key and print it once", parents=[common])
     create.add_argument("--name", required=True, help="the key's name (shown in logs)")
     create.add_argument("--admin", action="store_true", help="may call admin endpoints")
     create.add_argument("--models", default="", help="comma-separated models it may use")
     create.add_argument("--rpm", type=_positive, help="requests per minute allowed")
     create.add_argument("--tpm", type=_positive, help="tokens per minute allowed")
     create.add_argument("--mask-pii", action="store_true", help="mask PII in its prompts")
-    actions.add_parser("list", help="list keys (names and permissions, never key text)")
-    revoke = actions.add_parser("revoke", help="revoke a key by name")
+    actions.add_parser(
+        "list", help="list keys (names and permissions, never key text)", parents=[common]
+    )
+    revoke = actions.add_parser("revoke", help="revoke a key by name", parents=[common])
     revoke.add_argument("name")
 
 
