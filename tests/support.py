@@ -32,8 +32,13 @@ def fake_model(id: str = "fake", **extra: Any) -> dict[str, Any]:
     return {"id": id, "backend": "fake", **extra}
 
 
+#: a keys file that does not exist, so tests never pick up the developer's own API keys
+NO_KEYS_FILE = "/nonexistent/llmserver-test/keys.json"
+
+
 def fake_settings(*models: dict[str, Any], **settings: Any) -> Settings:
-    """Settings serving fake models (one called ``fake`` by default)."""
+    """Settings serving fake models (one called ``fake`` by default), with no API keys."""
+    settings.setdefault("keys_file", NO_KEYS_FILE)
     return load_settings({"models": list(models) or [fake_model()], **settings})
 
 
@@ -103,6 +108,7 @@ def run_server(
     log_path = tmp_path / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LLMSERVER_")}
     full_env["LLMSERVER_DATA_DIR"] = str(tmp_path / "data")  # never the user's own data
+    full_env["LLMSERVER_KEYS_FILE"] = NO_KEYS_FILE
     full_env.update(env or {})
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -9,24 +9,38 @@ import time
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from llmserver import __version__
 from llmserver.accounting import UsageRecorder, UsageStore, usage_db_path
-from llmserver.api import openai, status, telemetry
+from llmserver.api import openai, simple, status, telemetry, whoami
 from llmserver.errors import install_exception_handlers
 from llmserver.metrics import Metrics
 from llmserver.middleware.access_log import AccessLogMiddleware
+from llmserver.middleware.allowlist import AllowlistMiddleware
+from llmserver.middleware.auth import AuthMiddleware
 from llmserver.middleware.request_id import RequestIdMiddleware
 from llmserver.models import ModelManager
+from llmserver.privacy import PIIMasker
+from llmserver.security.access import check_safe_start
+from llmserver.security.keys import KeyFileError, KeyStore
 from llmserver.service import Service
-from llmserver.settings import Settings
+from llmserver.settings import Settings, SettingsError
 
 logger = logging.getLogger("llmserver.app")
 
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the app. Models load in the background once it starts, so ``/health`` answers at
-    once and ``/ready`` turns 200 when every model is loaded and warm."""
+    once and ``/ready`` turns 200 when every model is loaded and warm.
+
+    Raises :class:`SettingsError` when the keys file is unreadable, or when the server would
+    listen beyond loopback with no keys (see ``check_safe_start``)."""
+    try:
+        keys = KeyStore(settings.keys_file)
+    except KeyFileError as exc:
+        raise SettingsError(str(exc)) from None
+    check_safe_start(settings, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +48,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.models = models
         app.state.service = Service(models, settings)
+        app.state.keys = keys
+        app.state.pii = PIIMasker(mode=settings.pii_mask_mode)
         app.state.started = time.monotonic()
         app.state.metrics = Metrics([m.id for m in settings.models], models.handles)
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
@@ -60,6 +76,23 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(status.router)
     app.include_router(openai.router)
     app.include_router(telemetry.router)
+    app.include_router(simple.router)
+    app.include_router(whoami.router)
+    # added innermost first: access log -> allowlist -> CORS -> auth -> routes, so refusals are
+    # logged, and CORS preflights and 401s carry CORS headers
+    app.add_middleware(AuthMiddleware, store=keys, status_requires_key=settings.status_requires_key)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=settings.cors_methods,
+            allow_headers=settings.cors_headers,
+        )
+    app.add_middleware(
+        AllowlistMiddleware,
+        allowed=settings.allowed_ips,
+        trusted_proxies=settings.trusted_proxies,
+    )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has the id
     return app

@@ -13,6 +13,7 @@ from typing import Any
 
 from llmserver import __version__
 from llmserver import bench as bench_command
+from llmserver.security import commands as keys_command
 from llmserver.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("llmserver.cli")
@@ -140,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_command.add_arguments(bench)
     bench.set_defaults(func=bench_command.run)
+    keys = commands.add_parser(
+        "keys",
+        help="create, list and revoke API keys",
+        description="Manage API keys. A key is printed once; the keys file keeps its hash only.",
+    )
+    keys_command.add_arguments(keys)
+    keys.set_defaults(func=keys_command.run)
     return parser
 
 

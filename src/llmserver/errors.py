@@ -154,6 +154,15 @@ class UpstreamError(APIError):
     default_code = "upstream_error"
 
 
+class MaskingFailedError(APIError):
+    """500: personal-data masking failed, so the request was not passed on (fail closed)."""
+
+    default_code = "pii_masking_failed"
+
+    def __init__(self) -> None:
+        super().__init__("Personal-data masking failed; the request was not processed.")
+
+
 class InternalError(APIError):
     """500: anything unexpected. The traceback goes to the log only."""
 

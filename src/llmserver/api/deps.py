@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from llmserver.models import ModelManager
 from llmserver.observability import AccessRecord
+from llmserver.security.access import check_admin
 from llmserver.service import Service
 
 T = TypeVar("T")
@@ -51,11 +52,10 @@ def access(request: Request) -> AccessRecord:
 
 
 async def require_admin(request: Request) -> None:
-    """Dependency for admin endpoints (model load/unload, log level, usage).
-
-    Authentication replaces this with a real check of the caller's key; until then every caller
-    is treated as an admin, which is only safe on loopback.
-    """
+    """Dependency for admin endpoints (model load/unload, log level, usage): 403 unless the
+    caller's key is an admin key (everyone is admin only when no keys exist, which the start-up
+    check allows on loopback or with ``insecure_no_auth`` only)."""
+    check_admin(request)
 
 
 async def _disconnected(request: Request) -> None:

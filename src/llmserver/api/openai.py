@@ -16,8 +16,11 @@ from llmserver.api.deps import (
     service,
     until_disconnect,
 )
+from llmserver.errors import ModelNotFoundError
 from llmserver.models import ModelHandle
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest
+from llmserver.security import pii
+from llmserver.security.access import caller, check_model, may_use
 from llmserver.service import (
     chat_chunks,
     chat_response,
@@ -41,9 +44,17 @@ async def _respond(request: Request, body: Any, stream: Any) -> Response:
         return Response(status_code=CLIENT_CLOSED)
 
 
+def _masks(request: Request, model: str | None) -> bool:
+    """403 unless the caller may use the model; whether its prompts are to be masked."""
+    handle = check_model(request, manager(request).lookup(model))
+    return pii.wanted(handle, caller(request))
+
+
 @router.post("/chat/completions")
 async def chat_completions(request: Request, req: ChatCompletionRequest) -> Response:
     """``POST /v1/chat/completions``."""
+    if _masks(request, req.model):
+        req = pii.mask_chat(request.app.state.pii, req)
     gen = service(request).chat(req)
     record = access(request)
     record.model, record.usage, record.streamed = gen.handle.id, gen.usage, req.stream
@@ -56,6 +67,8 @@ async def chat_completions(request: Request, req: ChatCompletionRequest) -> Resp
 @router.post("/completions")
 async def completions(request: Request, req: CompletionRequest) -> Response:
     """``POST /v1/completions``."""
+    if _masks(request, req.model):
+        req = pii.mask_completion(request.app.state.pii, req)
     gen = service(request).completion(req)
     record = access(request)
     record.model, record.usage, record.streamed = gen.handle.id, gen.usage, req.stream
@@ -83,11 +96,14 @@ def model_card(handle: ModelHandle) -> dict[str, Any]:
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``."""
-    cards = [model_card(h) for h in manager(request).handles()]
+    cards = [model_card(h) for h in manager(request).handles() if may_use(request, h)]
     return json_response({"object": "list", "data": cards})
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> Response:
-    """``GET /v1/models/{id}`` (an alias works too)."""
-    return json_response(model_card(manager(request).lookup(model_id)))
+    """``GET /v1/models/{id}`` (an alias works too); a model hidden from the key is a 404."""
+    handle = manager(request).lookup(model_id)
+    if not may_use(request, handle):
+        raise ModelNotFoundError(model_id)
+    return json_response(model_card(handle))

@@ -1,0 +1,258 @@
+"""The simple endpoints: ``/infer``, ``/infer/stream``, ``/generate`` and ``/chat``.
+
+Thin adapters over the service: each builds an OpenAI-style request, so validation, limits,
+slots and token counting are the same as on ``/v1``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from llmserver.api.deps import (
+    CLIENT_CLOSED,
+    ClientDisconnected,
+    access,
+    json_response,
+    manager,
+    service,
+    until_disconnect,
+)
+from llmserver.errors import APIError, InvalidRequestError
+from llmserver.privacy import PIIMasker
+from llmserver.protocol import ChatCompletionRequest, CompletionRequest
+from llmserver.security import pii
+from llmserver.security.access import caller, check_model
+from llmserver.service import Generation, collect
+from llmserver.settings import Settings
+from llmserver.streaming import EventStream
+
+logger = logging.getLogger("llmserver.simple")
+router = APIRouter()
+
+MAX_QUERY = 4096
+#: completion length when a simple request gives none: bounded, unlike "the rest of the context"
+DEFAULT_TOKENS = 128
+FALLBACK_HEADER = "x-llmserver-fallback"
+
+
+class InferRequest(BaseModel):
+    """``POST /infer`` and ``/infer/stream``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY)
+    max_length: int = Field(DEFAULT_TOKENS, ge=1, description="Tokens to generate at most.")
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    num_return_sequences: int = Field(1, ge=1)
+
+
+class GenerateRequest(BaseModel):
+    """``POST /generate`` and ``/chat``."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    prompt: str = Field(min_length=1)
+    max_tokens: int = Field(DEFAULT_TOKENS, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_k: int | None = Field(None, ge=0)
+    model: str | None = None
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _masker(request: Request) -> PIIMasker:
+    masker: PIIMasker = request.app.state.pii
+    return masker
+
+
+def _output(request: Request, text: str) -> str:
+    """Generated text, masked when ``mask_output`` asks for it."""
+    return pii.mask(_masker(request), text) if _settings(request).mask_output else text
+
+
+def _track(request: Request, gen: Generation, streamed: bool) -> None:
+    record = access(request)
+    record.model, record.usage, record.streamed = gen.handle.id, gen.usage, streamed
+
+
+# -- /infer ------------------------------------------------------------------------------------
+
+
+def _infer_query(request: Request, req: InferRequest) -> str:
+    """Whitespace runs collapsed, personal data masked, then cut to ``input_max_length``."""
+    settings = _settings(request)
+    text = " ".join(req.query.split())
+    if not text:
+        raise InvalidRequestError("query must not be blank", param="query", code="invalid_value")
+    if settings.infer_mask_pii:
+        text = pii.mask(_masker(request), text)
+    return text[: settings.input_max_length]
+
+
+def _infer_generation(request: Request, req: InferRequest, query: str) -> Generation:
+    settings = _settings(request)
+    if req.num_return_sequences > settings.max_n:
+        raise InvalidRequestError(
+            f"num_return_sequences must be at most {settings.max_n}",
+            param="num_return_sequences",
+            code="invalid_value",
+        )
+    check_model(request, manager(request).lookup(None))
+    chat = ChatCompletionRequest.model_validate(
+        {
+            "messages": [{"role": "user", "content": query}],
+            "max_tokens": req.max_length,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "n": req.num_return_sequences,
+        }
+    )
+    return service(request).chat(chat)
+
+
+def _infer_body(texts: list[str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"generated_text": texts[0]}
+    if len(texts) > 1:
+        body["generated_texts"] = texts
+    return body
+
+
+def _log_infer(request: Request, query: str, gen: Generation | None, texts: list[str]) -> None:
+    usage = gen.usage if gen is not None else None
+    logger.info(
+        'infer query="%s" generated_chars=%d prompt_tokens=%d completion_tokens=%d',
+        pii.for_log(_masker(request), query, 50),
+        sum(len(t) for t in texts),
+        usage.prompt_tokens if usage else 0,
+        usage.completion_tokens if usage else 0,
+    )
+
+
+@router.post("/infer")
+async def infer(request: Request, req: InferRequest) -> Response:
+    """Generate a reply to ``query`` (as a user turn in the model's chat template)."""
+    query = _infer_query(request, req)
+    gen: Generation | None = None
+    try:
+        gen = _infer_generation(request, req, query)
+        _track(request, gen, False)
+        texts, _ = await until_disconnect(request, collect(gen, req.num_return_sequences))
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED)
+    except Exception as exc:
+        fallback = _settings(request).fallback_response
+        if fallback is None or (isinstance(exc, APIError) and exc.status < 500):
+            raise
+        logger.error("infer failed, answering with the fallback response: %s", _reason(exc))
+        _log_infer(request, query, gen, [fallback])
+        return json_response(_infer_body([fallback]), headers={FALLBACK_HEADER: "true"})
+    texts = [_output(request, t) for t in texts]
+    _log_infer(request, query, gen, texts)
+    return json_response(_infer_body(texts))
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, APIError) else type(exc).__name__
+
+
+@router.post("/infer/stream")
+async def infer_stream(request: Request, req: InferRequest) -> Response:
+    """``/infer`` as server-sent events: ``{"index", "text"}`` pieces, ``{"index",
+    "finish_reason"}`` per choice, then the whole result with usage, then ``[DONE]``."""
+    query = _infer_query(request, req)
+    gen = _infer_generation(request, req, query)
+    _track(request, gen, True)
+    masker = _masker(request) if _settings(request).mask_output else None
+
+    async def chunks() -> AsyncIterator[dict[str, Any]]:
+        out = pii.OutputMasker(masker)
+        texts = [""] * req.num_return_sequences
+        try:
+            async for index, delta in gen.events():
+                pieces = [out.feed(index, delta.text)]
+                if delta.finish_reason is not None:
+                    pieces.append(out.flush(index))
+                for piece in filter(None, pieces):
+                    texts[index] += piece
+                    yield {"index": index, "text": piece}
+                if delta.finish_reason is not None:
+                    yield {"index": index, "finish_reason": delta.finish_reason}
+            for index in range(len(texts)):
+                if rest := out.flush(index):
+                    texts[index] += rest
+                    yield {"index": index, "text": rest}
+            yield {**_infer_body(texts), "usage": gen.usage.body()}
+        finally:
+            _log_infer(request, query, gen, texts)
+
+    events = EventStream(chunks(), _settings(request).keepalive_s)
+    await events.start()
+    return events.response()
+
+
+# -- /generate and /chat -------------------------------------------------------------------------
+
+
+def _prompt(request: Request, req: GenerateRequest) -> str:
+    """403 unless the key may use the model; the prompt, masked where the model or key asks."""
+    handle = check_model(request, manager(request).lookup(req.model))
+    if pii.wanted(handle, caller(request)):
+        return pii.mask(_masker(request), req.prompt)
+    return req.prompt
+
+
+def _sampling(req: GenerateRequest) -> dict[str, Any]:
+    return {
+        "model": req.model,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "top_k": req.top_k,
+    }
+
+
+async def _run(request: Request, gen: Generation) -> str | None:
+    """The generated text, or None when the client went away."""
+    _track(request, gen, False)
+    try:
+        texts, _ = await until_disconnect(request, collect(gen, 1))
+    except ClientDisconnected:
+        return None
+    return _output(request, texts[0])
+
+
+@router.post("/generate")
+async def generate(request: Request, req: GenerateRequest) -> Response:
+    """Continue ``prompt`` as plain text (no chat template)."""
+    prompt = _prompt(request, req)
+    completion = CompletionRequest.model_validate({**_sampling(req), "prompt": prompt})
+    generated = await _run(request, service(request).completion(completion))
+    if generated is None:
+        return Response(status_code=CLIENT_CLOSED)
+    return json_response(
+        {"prompt": prompt, "generated": generated, "full_text": prompt + generated}
+    )
+
+
+@router.post("/chat")
+async def chat(request: Request, req: GenerateRequest) -> Response:
+    """Reply to ``prompt`` as a user turn; ``full_text`` is the rendered conversation."""
+    prompt = _prompt(request, req)
+    body = {**_sampling(req), "messages": [{"role": "user", "content": prompt}]}
+    gen = service(request).chat(ChatCompletionRequest.model_validate(body))
+    generated = await _run(request, gen)
+    if generated is None:
+        return Response(status_code=CLIENT_CLOSED)
+    rendered = gen.prompts[0] if gen.prompts else prompt
+    return json_response(
+        {"prompt": prompt, "generated": generated, "full_text": rendered + generated}
+    )

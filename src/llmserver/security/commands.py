@@ -1,0 +1,89 @@
+"""``llmserver keys create|list|revoke``: manage the API keys file."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from llmserver.security.keys import KeyFileError, create_key, read_keys, revoke_key
+from llmserver.settings import Settings, SettingsError
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``keys`` sub-commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--keys-file", type=Path, help="keys file (default: from the settings)")
+    common.add_argument("--config", type=Path, help="YAML config file that sets keys_file")
+    actions = parser.add_subparsers(dest="keys_action", required=True)
+    create = actions.add_parser("create", help="make a key and print it once", parents=[common])
+    create.add_argument("--name", required=True, help="the key's name (shown in logs)")
+    create.add_argument("--admin", action="store_true", help="may call admin endpoints")
+    create.add_argument("--models", default="", help="comma-separated models it may use")
+    create.add_argument("--rpm", type=_positive, help="requests per minute allowed")
+    create.add_argument("--tpm", type=_positive, help="tokens per minute allowed")
+    create.add_argument("--mask-pii", action="store_true", help="mask PII in its prompts")
+    actions.add_parser(
+        "list", help="list keys (names and permissions, never key text)", parents=[common]
+    )
+    revoke = actions.add_parser("revoke", help="revoke a key by name", parents=[common])
+    revoke.add_argument("name")
+
+
+def _keys_file(args: argparse.Namespace) -> Path:
+    if args.keys_file is not None:
+        return Path(args.keys_file)
+    overrides = {"config": args.config} if args.config else {}
+    try:
+        return Settings(**overrides).keys_file.expanduser()
+    except ValidationError as exc:
+        raise SettingsError(f"invalid configuration: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a ``keys`` sub-command."""
+    path = _keys_file(args)
+    try:
+        if args.keys_action == "create":
+            models = [m.strip() for m in args.models.split(",") if m.strip()]
+            text = create_key(
+                path,
+                args.name,
+                models=models,
+                requests_per_minute=args.rpm,
+                tokens_per_minute=args.tpm,
+                admin=args.admin,
+                mask_pii=args.mask_pii,
+            )
+            print(text)
+            print(f"# key '{args.name}' saved (hash only) in {path}; it is not shown again")
+        elif args.keys_action == "list":
+            _list(path)
+        else:
+            revoke_key(path, args.name)
+            print(f"key '{args.name}' revoked")
+    except KeyFileError as exc:
+        raise SettingsError(str(exc)) from None
+    return 0
+
+
+def _list(path: Path) -> None:
+    keys = read_keys(path)
+    if not keys:
+        print(f"no keys in {path}")
+        return
+    print("name\tadmin\trevoked\tmodels\trpm\ttpm\tmask_pii\tcreated")
+    for k in keys:
+        created = dt.datetime.fromtimestamp(k.created, dt.UTC).strftime("%Y-%m-%d %H:%M")
+        cells = [k.name, k.admin, k.revoked, ",".join(k.models) or "*"]
+        cells += [k.requests_per_minute or "-", k.tokens_per_minute or "-", k.mask_pii, created]
+        print("\t".join(str(c) for c in cells))
