@@ -48,7 +48,7 @@ Tally = dict[tuple[str, str, str], list[int]]
 
 def usage_db_path(settings: Settings) -> Path:
     """The usage database: ``usage_db``, else ``usage.sqlite3`` in ``data_dir``."""
-    return (settings.usage_db or settings.data_dir / "usage.sqlite3").expanduser()
+    return settings.data_file(settings.usage_db, "usage.sqlite3")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
     Raises :class:`SettingsError` when the keys file is unreadable, or when the server would
     listen beyond loopback with no keys (see ``check_safe_start``)."""
     try:
-        keys = KeyStore(settings.keys_file)
+        keys = KeyStore(settings.data_file(settings.keys_file, "keys.json"))
     except KeyFileError as exc:
         raise SettingsError(str(exc)) from None
     check_safe_start(settings, keys)

