@@ -21,7 +21,12 @@ from llmserver.backends.base import (
     SamplingParams,
     Tokenizing,
 )
-from llmserver.errors import ModelNotFoundError, ModelNotReadyError, ServiceUnavailableError
+from llmserver.errors import (
+    APIError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServiceUnavailableError,
+)
 from llmserver.scheduling import Limiter
 from llmserver.settings import ModelConfig, Settings
 from llmserver.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
@@ -152,7 +157,8 @@ class ModelManager:
                 logger.warning("model %s not preloaded: max_loaded_models reached", handle.id)
                 handle.state = "unloaded"
                 continue
-            await self.load(handle.id)
+            with contextlib.suppress(APIError):  # the handle keeps its state and reason
+                await self.load(handle.id)
             loaded += handle.state == "ready"
 
     async def load(self, name: str) -> ModelHandle:

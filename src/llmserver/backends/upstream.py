@@ -12,6 +12,7 @@ the background, and the request moves to another replica if nothing has been pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -37,6 +38,8 @@ RETRYABLE = {502, 503, 504}
 PROBE_TIMEOUT_S = 2.0
 #: longest SSE line accepted from upstream
 READ_BUFSIZE = 2**20
+#: how long to wait for the end of a response after its ``[DONE]``
+DRAIN_TIMEOUT_S = 0.25
 
 
 class ReplicaFailed(Exception):
@@ -182,6 +185,7 @@ class UpstreamBackend:
                     raise await _status_error(resp)
                 async for delta in _deltas(resp, chat):
                     yield delta
+                await _drain(resp)
         except TimeoutError:
             raise ServiceUnavailableError(
                 f"upstream did not answer within {self.config.read_timeout_s} s",
@@ -230,6 +234,14 @@ async def _status_error(resp: aiohttp.ClientResponse) -> Exception:
         )
     error = UpstreamError(f"upstream error {resp.status}: {message}")
     return ReplicaFailed(error) if resp.status in RETRYABLE else error
+
+
+async def _drain(resp: aiohttp.ClientResponse) -> None:
+    """Read what follows ``[DONE]`` (the chunked-encoding end), so the connection goes back to
+    the pool instead of being closed; a server that keeps it open gets a short grace only."""
+    with contextlib.suppress(TimeoutError, aiohttp.ClientError):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            await resp.content.read()
 
 
 async def _deltas(resp: aiohttp.ClientResponse, chat: bool) -> AsyncIterator[Delta]:
