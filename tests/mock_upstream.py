@@ -106,3 +106,28 @@ def failing(status: int, body: Any, headers: dict[str, str] | None = None) -> we
     app.router.add_post("/v1/chat/completions", answer)
     app.router.add_post("/v1/completions", answer)
     return app
+
+
+def endless() -> web.Application:
+    """Streams a chunk every 20 ms for up to 10 s and records ``"cut"`` when the client goes."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+        try:
+            for _ in range(500):
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await asyncio.sleep(0.02)
+        except (ConnectionError, asyncio.CancelledError):
+            request.app[REQUESTS].append({"path": request.path, "cut": True})
+            raise
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app

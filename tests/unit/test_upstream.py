@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
 from llmserver.settings import UpstreamConfig, choose_backend, load_settings
-from mock_upstream import failing, instant, serve
+from mock_upstream import endless, failing, instant, serve
 from support import free_port, sse_events
 
 CHAT = "/v1/chat/completions"
@@ -247,3 +248,25 @@ async def test_stream_is_relayed_as_it_arrives_not_buffered() -> None:
     # the upstream takes 12 x 150 ms to finish; the first text must not wait for the end
     assert len(arrivals) == 11
     assert arrivals[0] < arrivals[-1] - 1.0
+
+
+async def test_consumer_leaving_closes_the_upstream_request() -> None:
+    from llmserver.backends.base import GenerationRequest, SamplingParams
+    from llmserver.backends.upstream import UpstreamBackend
+
+    with serve(endless()) as up:
+        backend = UpstreamBackend(UpstreamConfig.model_validate(upstream_model(up.base_url)))
+        await backend.start()
+        try:
+            request = GenerationRequest("r", "", (), SamplingParams(max_tokens=0), messages=USER)
+            stream = backend.generate(request)
+            for _ in range(3):
+                assert (await anext(stream)).text == "x"
+            await stream.aclose()  # what a client disconnect does to the generation
+            deadline = time.monotonic() + 3
+            while not any(r.get("cut") for r in up.requests):
+                assert time.monotonic() < deadline, "upstream kept streaming to nobody"
+                await asyncio.sleep(0.02)
+            assert backend.replica_states() == {up.base_url: True}  # not the replica's fault
+        finally:
+            await backend.close()
