@@ -167,6 +167,8 @@ class ModelManager:
         handle = self.lookup(name)
         async with handle.lock:
             if handle.state != "ready":
+                if handle.state == "failed":
+                    await self._close(handle)  # a failed start may hold half a model
                 async with self._room:
                     await self._make_room(handle)
                     handle.state = "loading"
