@@ -270,3 +270,18 @@ async def test_consumer_leaving_closes_the_upstream_request() -> None:
             assert backend.replica_states() == {up.base_url: True}  # not the replica's fault
         finally:
             await backend.close()
+
+
+def test_upstream_that_stops_answering_is_503_in_our_shape() -> None:
+    from aiohttp import web
+
+    async def hang(_: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", hang)
+    with serve(app) as up, proxy(upstream_model(up.base_url, read_timeout_s=0.3)) as client:
+        resp = client.post(CHAT, json={"model": "up", "messages": USER})
+        assert resp.status_code == 503
+        assert resp.json()["error"]["code"] == "upstream_timeout"

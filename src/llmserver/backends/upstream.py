@@ -186,6 +186,13 @@ class UpstreamBackend:
                 async for delta in _deltas(resp, chat):
                     yield delta
                 await _drain(resp)
+        except aiohttp.ConnectionTimeoutError:
+            # a host that is off drops the connection attempt: the replica is down, not slow
+            reason = f"upstream {replica.url} unreachable: no connection within "
+            reason += f"{self.config.connect_timeout_s} s"
+            raise ReplicaFailed(
+                ServiceUnavailableError(reason, code="upstream_unavailable")
+            ) from None
         except TimeoutError:
             raise ServiceUnavailableError(
                 f"upstream did not answer within {self.config.read_timeout_s} s",
