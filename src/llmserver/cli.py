@@ -19,7 +19,7 @@ from llmserver.settings import Settings, SettingsError, load_settings
 logger = logging.getLogger("llmserver.cli")
 
 #: settings that only a config file can express
-FILE_ONLY = {"models"}
+FILE_ONLY = {"models", "roles"}
 
 
 def _scalar_type(annotation: Any) -> Any:

@@ -163,6 +163,41 @@ class MaskingFailedError(APIError):
         super().__init__("Personal-data masking failed; the request was not processed.")
 
 
+class UpstreamStatusError(APIError):
+    """An upstream engine's 4xx answer, relayed with its own status, type, message and code."""
+
+    type = "invalid_request_error"
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error_type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code, headers=headers)
+        self.http_status = status
+        self.error_type = error_type or self.type
+
+    def body(self) -> dict[str, Any]:
+        """The upstream's error, in our shape."""
+        body = super().body()
+        body["error"]["type"] = self.error_type
+        return body
+
+    def response(self) -> Response:
+        """This error with the upstream's status."""
+        return Response(
+            orjson.dumps(self.body()),
+            status_code=self.http_status,
+            media_type="application/json",
+            headers=self.headers,
+        )
+
+
 class InternalError(APIError):
     """500: anything unexpected. The traceback goes to the log only."""
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -40,8 +40,8 @@ def rejection_reason(error_code: str | None, status: int) -> str | None:
 
 
 class ModelCollector(Collector):
-    """Slots in use, requests waiting and state per model, read from the limiters at scrape time
-    (so there is no bookkeeping to drift)."""
+    """Slots in use, requests waiting, state per model and upstream replica health, read from the
+    limiters and backends at scrape time (so there is no bookkeeping to drift)."""
 
     def __init__(self, handles: Callable[[], Iterable[ModelHandle]]) -> None:
         self._handles = handles
@@ -58,13 +58,23 @@ class ModelCollector(Collector):
         state = GaugeMetricFamily(
             "llmserver_model_state", "1 for the model's current state", labels=["model", "state"]
         )
+        replica_up = GaugeMetricFamily(
+            "llmserver_upstream_replica_up",
+            "1 when an upstream replica is healthy, 0 when not",
+            labels=["model", "replica"],
+        )
         for handle in self._handles():
+            replica_states = getattr(handle.backend, "replica_states", None)
+            if replica_states is not None:
+                # replica URLs come from the configuration, never from a client
+                for url, up in replica_states().items():
+                    replica_up.add_metric([handle.id, url], 1.0 if up else 0.0)
             slots.add_metric([handle.id], handle.limiter.slots)
             in_use.add_metric([handle.id], handle.limiter.in_use)
             waiting.add_metric([handle.id], handle.limiter.waiting)
             for name in STATES:
                 state.add_metric([handle.id, name], 1.0 if handle.state == name else 0.0)
-        yield from (slots, in_use, waiting, state)
+        yield from (slots, in_use, waiting, state, replica_up)
 
 
 class Metrics:
@@ -112,22 +122,11 @@ class Metrics:
         )
         for reason in REASONS:
             self.rejections.labels(reason)  # present at 0 from the start
-        self.replica_up = Gauge(
-            "llmserver_upstream_replica_up",
-            "1 when an upstream replica is healthy, 0 when not",
-            ["model", "replica"],
-            registry=reg,
-        )
         reg.register(ModelCollector(handles))
 
     def model_label(self, model: str | None) -> str:
         """A configured model id, or ``unknown``."""
         return model if model in self.model_ids else UNKNOWN
-
-    def set_replica_up(self, model: str, replica: str, up: bool) -> None:
-        """Called by upstream backends when a replica's health changes. ``replica`` must come
-        from configuration (its URL or name), never from a client."""
-        self.replica_up.labels(self.model_label(model), replica).set(1.0 if up else 0.0)
 
     def observe(self, record: AccessRecord, endpoint: str, status: int, latency_s: float) -> None:
         """Count one finished request."""

@@ -1,8 +1,12 @@
-"""The model manager: names and aliases, loading and warm-up, per-model limiters and state."""
+"""The model manager: names, aliases and roles, loading and warm-up, load/unload at run time,
+eviction under ``max_loaded_models``, per-model limiters and state."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,7 +21,12 @@ from llmserver.backends.base import (
     SamplingParams,
     Tokenizing,
 )
-from llmserver.errors import ModelNotFoundError, ModelNotReadyError
+from llmserver.errors import (
+    APIError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServiceUnavailableError,
+)
 from llmserver.scheduling import Limiter
 from llmserver.settings import ModelConfig, Settings
 from llmserver.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
@@ -26,6 +35,8 @@ logger = logging.getLogger("llmserver.models")
 
 ModelState = Literal["loading", "ready", "failed", "unloaded"]
 DEFAULT_MAX_QUEUE = 64
+#: how often an unload looks whether the model's running generations have finished
+DRAIN_POLL_S = 0.02
 
 
 @dataclass
@@ -40,11 +51,33 @@ class ModelHandle:
     prompt_format: PromptFormat | None = None
     template: ChatTemplate | None = None
     loaded_at: float = field(default=0.0)
+    #: monotonic time of the last request that took a slot (least recently used goes first)
+    last_used: float = field(default=0.0)
+    #: the backend was closed; loading again builds a fresh one
+    closed: bool = False
+    roles: list[str] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def id(self) -> str:
         """The model's id."""
         return self.config.id
+
+    def busy(self) -> bool:
+        """True while a generation holds or waits for one of its slots."""
+        return self.limiter.in_use > 0 or self.limiter.waiting > 0
+
+    def touch(self) -> None:
+        """Mark the model as just used."""
+        self.last_used = time.monotonic()
+
+    def check_ready(self) -> None:
+        """Raise 503 (with the failure reason, if any) unless the model is loaded and warm."""
+        if self.state == "ready":
+            return
+        reason = "model load failed" if self.state == "failed" else f"model is {self.state}"
+        detail = f": {self.error}" if self.error else ""
+        raise ModelNotReadyError(f"{reason}{detail}", param="model", headers={"Retry-After": "5"})
 
     def tokenizer(self) -> Tokenizing | None:
         """The backend's tokenizer, when it has one."""
@@ -57,14 +90,23 @@ class ModelManager:
     def __init__(self, settings: Settings) -> None:
         self._handles: dict[str, ModelHandle] = {}
         self._names: dict[str, str] = {}
+        self.max_loaded = settings.max_loaded_models
+        # one load or eviction decision at a time, so two loads cannot both take the last place
+        self._room = asyncio.Lock()
         for config in settings.models:
             factory = registry.get(config.backend)
             backend = factory(config)
             slots = config.max_concurrent or backend.max_parallel
             limiter = Limiter(slots, DEFAULT_MAX_QUEUE, None)
-            self._handles[config.id] = ModelHandle(config, backend, limiter)
+            state: ModelState = "loading" if config.preload else "unloaded"
+            self._handles[config.id] = ModelHandle(config, backend, limiter, state)
             for name in (config.id, *config.aliases):
                 self._names[name] = config.id
+        for role, target in settings.roles.items():
+            if target not in self._names:
+                raise ValueError(f"role '{role}' points at '{target}', which is not configured")
+            self._names.setdefault(role, self._names[target])
+            self._handles[self._names[target]].roles.append(role)
         first = settings.models[0].id
         default = settings.default_model or first
         if default not in self._names:
@@ -76,34 +118,114 @@ class ModelManager:
         return list(self._handles.values())
 
     def lookup(self, name: str | None) -> ModelHandle:
-        """The model for an id or alias (the default when None); 404 if unknown."""
+        """The model for an id, alias or role (the default when None); 404 if unknown."""
         model_id = self.default_id if name is None else self._names.get(name)
         if model_id is None:
             raise ModelNotFoundError(name or "")
         return self._handles[model_id]
 
     def resolve(self, name: str | None) -> ModelHandle:
-        """Like :meth:`lookup`, but 503 unless the model is loaded and warm."""
+        """Like :meth:`lookup`, but 503 unless the model is loaded and warm, or unloaded and
+        allowed to load on demand (then :meth:`ensure_loaded` loads it)."""
         handle = self.lookup(name)
-        if handle.state != "ready":
-            reason = "model load failed" if handle.state == "failed" else f"model is {handle.state}"
-            detail = f": {handle.error}" if handle.error else ""
-            raise ModelNotReadyError(
-                f"{reason}{detail}", param="model", headers={"Retry-After": "5"}
-            )
+        if handle.config.load_on_demand and handle.state in ("unloaded", "loading"):
+            return handle
+        handle.check_ready()
         return handle
 
+    async def ensure_loaded(self, handle: ModelHandle) -> None:
+        """Load a ``load_on_demand`` model that is not loaded; others are left as they are."""
+        if handle.state != "ready" and handle.config.load_on_demand:
+            await self.load(handle.id)
+
     def all_ready(self) -> bool:
-        """True when every configured model is loaded and warm."""
-        return all(h.state == "ready" for h in self._handles.values())
+        """True when no model is loading or failed (unloaded ones are as the operator wants)."""
+        return all(h.state in ("ready", "unloaded") for h in self._handles.values())
+
+    def loaded_count(self) -> int:
+        """Models loaded or loading right now."""
+        return sum(1 for h in self._handles.values() if h.state in ("ready", "loading"))
 
     async def load_all(self) -> None:
-        """Load and warm every model, one after another; a failure marks only that model."""
+        """Load and warm every ``preload`` model, one after another, up to ``max_loaded_models``;
+        a failure marks only that model."""
+        loaded = 0
         for handle in self._handles.values():
-            await self._load(handle)
+            if not handle.config.preload:
+                continue
+            if self.max_loaded is not None and loaded >= self.max_loaded:
+                logger.warning("model %s not preloaded: max_loaded_models reached", handle.id)
+                handle.state = "unloaded"
+                continue
+            with contextlib.suppress(APIError):  # the handle keeps its state and reason
+                await self.load(handle.id)
+            loaded += handle.state == "ready"
+
+    async def load(self, name: str) -> ModelHandle:
+        """Load a model (a no-op when it is ready), evicting the least recently used idle model
+        if the cap is reached. Raises 503 with the reason when the model fails to load."""
+        handle = self.lookup(name)
+        async with handle.lock:
+            if handle.state != "ready":
+                if handle.state == "failed":
+                    await self._close(handle)  # a failed start may hold half a model
+                async with self._room:
+                    await self._make_room(handle)
+                    handle.state = "loading"
+                if handle.closed:
+                    handle.backend = registry.get(handle.config.backend)(handle.config)
+                    handle.closed = False
+                await self._load(handle)
+        handle.check_ready()
+        return handle
+
+    async def _make_room(self, handle: ModelHandle) -> None:
+        if self.max_loaded is None:
+            return
+        others = [h for h in self._handles.values() if h is not handle]
+        while sum(1 for h in others if h.state in ("ready", "loading")) >= self.max_loaded:
+            idle = [h for h in others if h.state == "ready" and not h.busy()]
+            if not idle:
+                raise ServiceUnavailableError(
+                    f"cannot load '{handle.id}': max_loaded_models ({self.max_loaded}) reached "
+                    "and every loaded model is busy",
+                    headers={"Retry-After": "5"},
+                )
+            victim = min(idle, key=lambda h: h.last_used)
+            logger.info("evicting model %s (least recently used) for %s", victim.id, handle.id)
+            await self._unload(victim)
+
+    async def unload(self, name: str) -> ModelHandle:
+        """Free a model at run time; its running generations finish first, new ones get 503."""
+        handle = self.lookup(name)
+        async with handle.lock:
+            await self._unload(handle)
+        return handle
+
+    async def _unload(self, handle: ModelHandle) -> None:
+        if handle.state == "unloaded" and handle.closed:
+            return
+        handle.state = "unloaded"
+        handle.error = None
+        # the limiter signals no "idle" event; running generations are few and short to poll
+        while handle.limiter.in_use:  # noqa: ASYNC110
+            await asyncio.sleep(DRAIN_POLL_S)
+        await self._close(handle)
+        handle.template = None
+        handle.prompt_format = None
+        _release_memory()
+        logger.info("model %s unloaded", handle.id)
+
+    async def _close(self, handle: ModelHandle) -> None:
+        try:
+            await asyncio.shield(handle.backend.close())
+        except Exception:
+            logger.exception("closing model %s failed", handle.id)
+        handle.closed = True
 
     async def _load(self, handle: ModelHandle) -> None:
         handle.state = "loading"
+        handle.error = None
         started = time.perf_counter()
         try:
             await handle.backend.start()
@@ -122,6 +244,7 @@ class ModelManager:
             return
         handle.state = "ready"
         handle.loaded_at = time.time()
+        handle.touch()
         logger.info("model %s ready in %.2f s", handle.id, time.perf_counter() - started)
 
     def _failed(self, handle: ModelHandle, reason: str) -> None:
@@ -130,7 +253,12 @@ class ModelManager:
         logger.error("model %s failed to load: %s", handle.id, reason)
 
     async def _warm_up(self, handle: ModelHandle) -> None:
-        """One short greedy generation, so the first user request pays no first-run cost."""
+        """One short greedy generation, so the first user request pays no first-run cost.
+
+        Engines without a local tokenizer (upstream) are remote and already warm: skipped.
+        """
+        if handle.tokenizer() is None:
+            return
         prompt = "Hello"
         tokens: list[int] = []
         if handle.template is not None and (tokenizer := handle.tokenizer()) is not None:
@@ -144,8 +272,13 @@ class ModelManager:
     async def close_all(self) -> None:
         """Free every model."""
         for handle in self._handles.values():
-            try:
-                await asyncio.shield(handle.backend.close())
-            except Exception:
-                logger.exception("closing model %s failed", handle.id)
+            await self._close(handle)
             handle.state = "unloaded"
+
+
+def _release_memory() -> None:
+    """Collect cycles and hand freed heap pages back to the OS, so an unload shows in RSS."""
+    gc.collect()
+    # not glibc: the memory is still free for reuse, just not returned to the OS
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

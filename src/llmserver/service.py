@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from llmserver.backends.base import (
     JsonConstraint,
     SamplingParams,
 )
-from llmserver.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
+from llmserver.errors import ContextLengthError, InvalidRequestError
 from llmserver.models import ModelHandle, ModelManager
 from llmserver.privacy import PIIMasker
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
@@ -28,6 +28,10 @@ from llmserver.settings import SamplingDefaults, Settings
 logger = logging.getLogger("llmserver.service")
 
 Event = tuple[int, Delta]
+
+
+async def _nothing() -> None:
+    return None
 
 
 @dataclass(slots=True)
@@ -65,15 +69,25 @@ class Generation:
     usage: Usage = field(default_factory=Usage)
     prompts: list[str] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
+    #: loads the model first when it is unloaded and may load on demand
+    ensure_loaded: Callable[[], Awaitable[None]] = _nothing
 
     async def events(self) -> AsyncIterator[Event]:
         """Take a slot, build the prompts, then stream every choice's deltas in order."""
+        await self.ensure_loaded()
         async with self.handle.limiter.slot():
+            # the model may have been unloaded while this request waited for its slot
+            self.handle.check_ready()
+            self.handle.touch()
             requests = self.build()
-            counted: set[str] = set()
-            for req in requests:
-                if req.prompt not in counted:
-                    counted.add(req.prompt)
+            # a prompt shared by several choices is counted once, as OpenAI does
+            first_of_prompt: set[int] = set()
+            seen: set[str] = set()
+            for index, req in enumerate(requests):
+                key = req.prompt if req.messages is None else "\0messages"
+                if key not in seen:
+                    seen.add(key)
+                    first_of_prompt.add(index)
                     self.usage.prompt_tokens += len(req.prompt_tokens)
                 self.prompts.append(req.prompt)
             for index, req in enumerate(requests):
@@ -81,6 +95,8 @@ class Generation:
                     self.usage.completion_tokens += delta.tokens
                     if self.timing.ttft_s is None and (delta.text or delta.tokens):
                         self.timing.ttft_s = time.perf_counter() - self.timing.started
+                    if delta.prompt_tokens is not None and index in first_of_prompt:
+                        self.usage.prompt_tokens += delta.prompt_tokens
                     yield index, delta
 
 
@@ -105,6 +121,14 @@ def sampling_params(
         stop=req.stop_list(),
         ignore_eos=req.ignore_eos,
     )
+
+
+def _explicit_extras(defaults: SamplingDefaults) -> SamplingDefaults:
+    """Defaults whose non-OpenAI extras are neutral unless the config sets them, so an upstream
+    engine is not sent ``top_k``/``min_p``/``repeat_penalty`` that nobody asked for."""
+    neutral = {"top_k": 0, "min_p": 0.0, "repeat_penalty": 1.0}
+    keep = {k: v for k, v in neutral.items() if k not in defaults.model_fields_set}
+    return defaults.model_copy(update=keep)
 
 
 def _constraint(req: ChatCompletionRequest) -> JsonConstraint | None:
@@ -137,27 +161,38 @@ class Service:
             raise InvalidRequestError(f"n must be at most {self.settings.max_n}", param="n")
         if unknown := req.unknown_fields():
             logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
-        handle = self.manager.resolve(req.model)
-        if handle.tokenizer() is None:
-            raise ServiceUnavailableError(f"model '{handle.id}' cannot tokenize prompts")
-        return handle
+        return self.manager.resolve(req.model)
+
+    def _generation(
+        self, handle: ModelHandle, build: Callable[[], list[GenerationRequest]], prefix: str
+    ) -> Generation:
+        async def ensure_loaded() -> None:
+            await self.manager.ensure_loaded(handle)
+
+        gen_id = f"{prefix}-{uuid.uuid4().hex}"
+        return Generation(handle, build, gen_id, ensure_loaded=ensure_loaded)
 
     def chat(self, req: ChatCompletionRequest) -> Generation:
-        """A chat completion: the prompt is the model's chat template applied to the messages."""
+        """A chat completion: the prompt is the model's chat template applied to the messages.
+
+        A model without a tokenizer (upstream) gets the messages themselves.
+        """
         handle = self._check(req)
         if req.messages:
             self._log_text(req.messages[-1].text())
+        messages = [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in req.messages
+        ]
 
         def build() -> list[GenerationRequest]:
+            if handle.tokenizer() is None:
+                return self._passthrough(handle, req, [""], messages, _constraint(req))
             assert handle.template is not None
-            messages = [
-                {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in req.messages
-            ]
             prompt = handle.template.render(messages)
             return self._requests(handle, req, [prompt], req.token_limit(), _constraint(req))
 
-        return Generation(handle, build, f"chatcmpl-{uuid.uuid4().hex}")
+        return self._generation(handle, build, "chatcmpl")
 
     def completion(self, req: CompletionRequest) -> Generation:
         """A text completion of each prompt."""
@@ -165,9 +200,31 @@ class Service:
         self._log_text(" | ".join(req.prompts()))
 
         def build() -> list[GenerationRequest]:
+            if handle.tokenizer() is None:
+                return self._passthrough(handle, req, req.prompts(), None, None)
             return self._requests(handle, req, req.prompts(), req.token_limit(), None)
 
-        return Generation(handle, build, f"cmpl-{uuid.uuid4().hex}")
+        return self._generation(handle, build, "cmpl")
+
+    def _passthrough(
+        self,
+        handle: ModelHandle,
+        req: ChatCompletionRequest | CompletionRequest,
+        prompts: list[str],
+        messages: list[dict[str, str]] | None,
+        constraint: JsonConstraint | None,
+    ) -> list[GenerationRequest]:
+        """Requests for an engine that tokenizes and counts itself: the context check is its."""
+        limit = req.token_limit() or handle.config.defaults.max_tokens or 0
+        defaults = _explicit_extras(handle.config.defaults)
+        out = []
+        for prompt in prompts:
+            for i in range(req.n):
+                seed = None if req.seed is None else req.seed + i
+                params = sampling_params(req, defaults, limit, seed)
+                rid = f"{uuid.uuid4().hex[:12]}"
+                out.append(GenerationRequest(rid, prompt, (), params, constraint, messages))
+        return out
 
     def _requests(
         self,

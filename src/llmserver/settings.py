@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +19,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
+    SecretStr,
     SerializeAsAny,
     ValidationError,
     field_validator,
@@ -71,7 +74,10 @@ class ModelConfig(BaseModel):
 
     id: str = Field(min_length=1, description="The id clients send as `model`.")
     aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
-    backend: str = Field(description="Backend name from the registry (llamacpp, fake, ...).")
+    backend: str = Field(
+        description="Backend name from the registry (llamacpp, upstream, fake, ...); "
+        "omitted: chosen from `path` or `url`."
+    )
     max_concurrent: int | None = Field(
         None, ge=1, description="Generation slots; None: what the backend can truly run at once."
     )
@@ -80,6 +86,11 @@ class ModelConfig(BaseModel):
     )
     mask_pii: bool = Field(
         False, description="Mask personal data in prompts to this model on every endpoint."
+    )
+    # model management
+    preload: bool = Field(True, description="Load this model at start-up.")
+    load_on_demand: bool = Field(
+        False, description="Load on the first request when unloaded (else such requests get 503)."
     )
 
 
@@ -110,6 +121,97 @@ class FakeConfig(ModelConfig):
     token_delay_s: float = Field(0.0, ge=0, description="Seconds to wait before each token.")
     load_delay_s: float = Field(0.0, ge=0, description="Seconds the fake model takes to load.")
     reply: str | None = Field(None, description="Fixed reply text; None: text derived from input.")
+    fail_load: str | None = Field(None, description="Fail to load with this reason (for tests).")
+
+
+class UpstreamConfig(ModelConfig):
+    """Any OpenAI-compatible server: Ollama, vLLM, llama-server, LM Studio, LiteLLM, llmserver."""
+
+    backend: Literal["upstream"] = "upstream"
+    url: list[str] = Field(
+        min_length=1,
+        description="Base URL ending in /v1 (for example http://127.0.0.1:11434/v1), or a list "
+        "of replicas serving the same model.",
+    )
+    upstream_model: str | None = Field(
+        None, description="Model name sent upstream; None: this model's `id`."
+    )
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the upstream API key."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers sent with every upstream request."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect to a replica.")
+    read_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds to wait for the next bytes of an upstream answer."
+    )
+    context_size: int | None = Field(
+        None, ge=64, description="Context window; sent to Ollama as `options.num_ctx`."
+    )
+    probe_interval_s: float = Field(
+        2.0, gt=0, description="Seconds between health probes of a replica marked down."
+    )
+    _api_key: SecretStr | None = PrivateAttr(None)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstream url must start with http:// or https://: {url}")
+        return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _read_api_key(self) -> UpstreamConfig:
+        # the one place the secret is read; it is kept out of repr, dumps and logs
+        if self.api_key_env is not None:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ValueError(f"environment variable {self.api_key_env} is not set")
+            self._api_key = SecretStr(value)
+        return self
+
+    def api_key(self) -> str | None:
+        """The upstream API key, when one is configured."""
+        return self._api_key.get_secret_value() if self._api_key is not None else None
+
+
+def choose_backend(raw: Mapping[str, Any]) -> str:
+    """The backend for a model entry without ``backend:``.
+
+    A ``.gguf`` path means llamacpp; an http(s) URL means upstream; any other path (a model
+    directory or a Hugging Face id) means vllm where vLLM is importable and CUDA is present,
+    else transformers.
+    """
+    url, path = raw.get("url"), raw.get("path")
+    first_url = url[0] if isinstance(url, list) and url else url
+    if isinstance(first_url, str) and first_url.startswith(("http://", "https://")):
+        return "upstream"
+    if isinstance(path, str | Path):
+        text = str(path)
+        if text.startswith(("http://", "https://")):
+            return "upstream"
+        if text.lower().endswith(".gguf"):
+            return "llamacpp"
+        return "vllm" if _vllm_usable() else "transformers"
+    raise ValueError("'backend' is required when neither 'path' nor 'url' is given")
+
+
+def _vllm_usable() -> bool:
+    # torch is imported only where vLLM is installed, which is the only place it can matter
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def default_model_path() -> Path | None:
@@ -135,9 +237,11 @@ def _validate_model(index: int, raw: Any) -> ModelConfig:
 
     name = raw.get("backend")
     try:
+        if name is None:
+            name = choose_backend(raw)
         if not isinstance(name, str):
-            raise ValueError("'backend' is required (for example: llamacpp)")
-        return config_type(name).model_validate(dict(raw))
+            raise ValueError("'backend' must be a backend name (for example: llamacpp)")
+        return config_type(name).model_validate({**raw, "backend": name})
     except ValidationError as exc:
         raise SettingsError(_format_error(exc, where)) from None
     except ValueError as exc:
@@ -276,6 +380,18 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model.",
     )
+    # model management
+    roles: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task roles (config file only), e.g. `coding: qwen-coder`; a role is "
+        "accepted as a model name.",
+    )
+    max_loaded_models: int | None = Field(
+        None,
+        ge=1,
+        description="Most models loaded at once; loading another evicts the least recently "
+        "used idle one. None: no cap.",
+    )
 
     _lists = field_validator(
         "allowed_ips",
@@ -349,7 +465,19 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         raise SettingsError(_format_error(exc)) from None
     if not settings.models:
         settings.models = [default_model_config()]
+    _check_roles(settings)
     return settings
+
+
+def _check_roles(settings: Settings) -> None:
+    names = {name for m in settings.models for name in (m.id, *m.aliases)}
+    for role, target in settings.roles.items():
+        if role in names:
+            raise SettingsError(f"invalid configuration:\n  roles.{role}: is already a model name")
+        if target not in names:
+            raise SettingsError(
+                f"invalid configuration:\n  roles.{role}: '{target}' is not a configured model"
+            )
 
 
 def default_model_config() -> ModelConfig:

@@ -31,7 +31,9 @@ def _default(field: Any) -> str:
         return f"`{field.default}`"
     if field.default_factory is None:
         return "required"
-    return "`[]`" if field.default_factory is list else "see below"
+    if field.default_factory in (list, dict):
+        return "`[]`" if field.default_factory is list else "`{}`"
+    return "see below"
 
 
 def _table(model: type[BaseModel], env_prefix: str | None, skip: set[str]) -> list[str]:
@@ -44,7 +46,8 @@ def _table(model: type[BaseModel], env_prefix: str | None, skip: set[str]) -> li
             continue
         cells = [f"`{name}`"]
         if env_prefix is not None:
-            env = "config file only" if name == "models" else f"`{env_prefix}{name.upper()}`"
+            file_only = name in {"models", "roles"}
+            env = "config file only" if file_only else f"`{env_prefix}{name.upper()}`"
             cells.append(env)
         cells += [_type_name(field.annotation), _default(field), field.description or ""]
         lines.append("| " + " | ".join(cells) + " |")

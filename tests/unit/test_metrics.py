@@ -11,7 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmserver.app import create_app
 from llmserver.errors import AuthenticationError
-from support import fake_model, fake_settings
+from llmserver.settings import load_settings
+from mock_upstream import instant, serve
+from support import fake_model, fake_settings, free_port
 from unit.conftest import open_client
 
 CHAT = "/v1/chat/completions"
@@ -122,14 +124,18 @@ def test_labels_stay_bounded(client: TestClient) -> None:
     assert value(samples, "llmserver_requests_total", model="unknown", endpoint=CHAT, status="404")
 
 
-def test_replica_health_gauge(client: TestClient) -> None:
-    metrics = client.app.state.metrics  # type: ignore[attr-defined]
-    metrics.set_replica_up("fake", "http://10.0.0.2:8000", False)
-    metrics.set_replica_up("fake", "http://10.0.0.3:8000", True)
-    samples = scrape(client)
+def test_replica_health_gauge() -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with serve(instant()) as live:
+        models = [{"id": "up", "url": [dead, live.base_url], "probe_interval_s": 60}]
+        client = open_client(load_settings({"models": models}))
+        try:
+            samples = scrape(client)
+        finally:
+            client.__exit__(None, None, None)
     up = "llmserver_upstream_replica_up"
-    assert value(samples, up, model="fake", replica="http://10.0.0.2:8000") == 0
-    assert value(samples, up, model="fake", replica="http://10.0.0.3:8000") == 1
+    assert value(samples, up, model="up", replica=dead) == 0
+    assert value(samples, up, model="up", replica=live.base_url) == 1
 
 
 def test_two_apps_have_separate_registries() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from llmserver.api.deps import (
@@ -13,6 +13,7 @@ from llmserver.api.deps import (
     access,
     json_response,
     manager,
+    require_admin,
     service,
     until_disconnect,
 )
@@ -89,6 +90,7 @@ def model_card(handle: ModelHandle) -> dict[str, Any]:
         "backend": handle.config.backend,
         "state": handle.state,
         "aliases": handle.config.aliases,
+        "roles": handle.roles,
         "error": handle.error,
     }
 
@@ -98,6 +100,19 @@ async def list_models(request: Request) -> Response:
     """``GET /v1/models``."""
     cards = [model_card(h) for h in manager(request).handles() if may_use(request, h)]
     return json_response({"object": "list", "data": cards})
+
+
+@router.post("/models/{model_id:path}/load", dependencies=[Depends(require_admin)])
+async def load_model(request: Request, model_id: str) -> Response:
+    """``POST /v1/models/{id}/load`` (admin): load now, evicting an idle model if the cap is
+    reached; 503 with the reason if it fails."""
+    return json_response(model_card(await manager(request).load(model_id)))
+
+
+@router.post("/models/{model_id:path}/unload", dependencies=[Depends(require_admin)])
+async def unload_model(request: Request, model_id: str) -> Response:
+    """``POST /v1/models/{id}/unload`` (admin): free the model once its running requests end."""
+    return json_response(model_card(await manager(request).unload(model_id)))
 
 
 @router.get("/models/{model_id:path}")

@@ -6,7 +6,7 @@ objects. It never sees HTTP and never builds a response.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -17,7 +17,11 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Resolved sampling parameters: request values over model defaults."""
+    """Resolved sampling parameters: request values over model defaults.
+
+    ``max_tokens`` is always positive for local engines; for a backend without a tokenizer
+    (upstream) 0 means "not limited here": the engine behind it decides.
+    """
 
     max_tokens: int
     temperature: float = 0.8
@@ -41,22 +45,32 @@ class JsonConstraint:
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One generation: the tokenized prompt and how to sample."""
+    """One generation: the tokenized prompt and how to sample.
+
+    A backend without a tokenizer (upstream) gets the text instead: ``messages`` for a chat
+    (``prompt`` is then empty) or ``prompt`` for a completion, and no ``prompt_tokens``.
+    """
 
     request_id: str
     prompt: str
     prompt_tokens: Sequence[int]
     params: SamplingParams
     constraint: JsonConstraint | None = None
+    messages: Sequence[Mapping[str, str]] | None = None
 
 
 @dataclass(slots=True)
 class Delta:
-    """A piece of generated text. ``tokens`` is how many generated tokens it accounts for."""
+    """A piece of generated text. ``tokens`` is how many generated tokens it accounts for.
+
+    A backend that does not count locally (upstream) sends ``tokens=0`` on text and puts the
+    engine's reported counts on the last delta: ``tokens`` and ``prompt_tokens``.
+    """
 
     text: str
     tokens: int = 1
     finish_reason: FinishReason | None = None
+    prompt_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import ClassVar
 from llmserver.backends.base import (
     Delta,
     GenerationRequest,
+    ModelLoadError,
     PromptFormat,
     StopMatcher,
 )
@@ -73,6 +74,8 @@ class FakeBackend:
     async def start(self) -> None:
         """Nothing to load; wait ``load_delay_s`` to act like a real model."""
         await asyncio.sleep(self.config.load_delay_s)
+        if self.config.fail_load is not None:
+            raise ModelLoadError(self.config.fail_load)
         self.started = True
 
     def prompt_format(self) -> PromptFormat:

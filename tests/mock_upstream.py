@@ -1,0 +1,133 @@
+"""aiohttp upstream servers for tests, each on its own loop in a thread: the bench's instant
+OpenAI mock, and small apps that answer errors or record what they were sent."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from llmserver.bench.mock_server import MockConfig
+from llmserver.bench.mock_server import create_app as mock_app
+from support import free_port
+
+REQUESTS = web.AppKey("requests", list)
+
+
+@dataclass
+class Upstream:
+    """A running aiohttp app."""
+
+    port: int
+    loop: asyncio.AbstractEventLoop
+    runner: web.AppRunner
+    thread: threading.Thread
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI base URL."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+
+@contextmanager
+def serve(app: web.Application, port: int | None = None) -> Iterator[Upstream]:
+    """Serve ``app`` on a free loopback port until the block ends."""
+    port = port or free_port()
+    requests: list[dict[str, Any]] = []
+    app[REQUESTS] = requests
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app, access_log=None)
+    started = threading.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(10), "mock upstream did not start"
+    upstream = Upstream(port, loop, runner, thread, requests)
+    try:
+        yield upstream
+    finally:
+        upstream.stop()
+
+
+def instant(delay_ms: float = 0.0) -> web.Application:
+    """The bench's mock: ``max_tokens`` chunks of ``"tok "`` each, with usage; it records
+    every request's headers and body."""
+    app = mock_app(MockConfig(delay_ms=delay_ms))
+
+    @web.middleware
+    async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+        body = orjson.loads(await request.read()) if request.method == "POST" else None
+        request.app[REQUESTS].append({"headers": dict(request.headers), "body": body})
+        return await handler(request)  # type: ignore[no-any-return]
+
+    app.middlewares.append(record)
+    return app
+
+
+def failing(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Application:
+    """An upstream that answers every generation with ``status`` and ``body``."""
+
+    async def answer(request: web.Request) -> web.Response:
+        request.app[REQUESTS].append({"path": request.path})
+        return web.Response(
+            status=status,
+            body=orjson.dumps(body),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    app.router.add_post("/v1/completions", answer)
+    return app
+
+
+def endless() -> web.Application:
+    """Streams a chunk every 20 ms for up to 10 s and records ``"cut"`` when the client goes."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        chunk = {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
+        try:
+            for _ in range(500):
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await asyncio.sleep(0.02)
+        except (ConnectionError, asyncio.CancelledError):
+            request.app[REQUESTS].append({"path": request.path, "cut": True})
+            raise
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app
