@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from llmserver.backends import registry
 from llmserver.backends.base import (
@@ -17,15 +17,15 @@ from llmserver.backends.base import (
     SamplingParams,
     Tokenizing,
 )
-from llmserver.errors import ModelNotFoundError, ModelNotReadyError
+from llmserver.errors import ModelNotFoundError, ModelNotReadyError, ShuttingDownError
 from llmserver.scheduling import Limiter
 from llmserver.settings import ModelConfig, Settings
 from llmserver.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 
 logger = logging.getLogger("llmserver.models")
+T = TypeVar("T")
 
 ModelState = Literal["loading", "ready", "failed", "unloaded"]
-DEFAULT_MAX_QUEUE = 64
 
 
 @dataclass
@@ -35,6 +35,7 @@ class ModelHandle:
     config: ModelConfig
     backend: Backend
     limiter: Limiter
+    timeout_s: float = 120.0
     state: ModelState = "loading"
     error: str | None = None
     prompt_format: PromptFormat | None = None
@@ -57,12 +58,18 @@ class ModelManager:
     def __init__(self, settings: Settings) -> None:
         self._handles: dict[str, ModelHandle] = {}
         self._names: dict[str, str] = {}
+        #: set when the server begins to shut down: no new generations, ``/ready`` is 503
+        self.draining = False
         for config in settings.models:
             factory = registry.get(config.backend)
             backend = factory(config)
-            slots = config.max_concurrent or backend.max_parallel
-            limiter = Limiter(slots, DEFAULT_MAX_QUEUE, None)
-            self._handles[config.id] = ModelHandle(config, backend, limiter)
+            limiter = Limiter(
+                _slots(config, settings, backend.max_parallel),
+                _pick(config.max_queue, settings.max_queue),
+                _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
+            )
+            timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
+            self._handles[config.id] = ModelHandle(config, backend, limiter, timeout)
             for name in (config.id, *config.aliases):
                 self._names[name] = config.id
         first = settings.models[0].id
@@ -85,6 +92,8 @@ class ModelManager:
     def resolve(self, name: str | None) -> ModelHandle:
         """Like :meth:`lookup`, but 503 unless the model is loaded and warm."""
         handle = self.lookup(name)
+        if self.draining:
+            raise ShuttingDownError()
         if handle.state != "ready":
             reason = "model load failed" if handle.state == "failed" else f"model is {handle.state}"
             detail = f": {handle.error}" if handle.error else ""
@@ -96,6 +105,23 @@ class ModelManager:
     def all_ready(self) -> bool:
         """True when every configured model is loaded and warm."""
         return all(h.state == "ready" for h in self._handles.values())
+
+    def idle(self) -> bool:
+        """True when no model has a generation running or waiting."""
+        return all(h.limiter.in_use == 0 and h.limiter.waiting == 0 for h in self.handles())
+
+    async def drain(self, grace_s: float) -> bool:
+        """Refuse new work, then wait up to ``grace_s`` for running generations to finish.
+
+        True when everything finished in time.
+        """
+        self.draining = True
+        deadline = time.monotonic() + grace_s
+        while not self.idle():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def load_all(self) -> None:
         """Load and warm every model, one after another; a failure marks only that model."""
@@ -149,3 +175,18 @@ class ModelManager:
             except Exception:
                 logger.exception("closing model %s failed", handle.id)
             handle.state = "unloaded"
+
+
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _slots(config: ModelConfig, settings: Settings, parallel: int) -> int:
+    """A model's own ``max_concurrent`` as given; else the global default, but never more than
+    the backend can truly run at once (extra slots would only queue inside the engine, where a
+    cancelled request can no longer be taken back)."""
+    if config.max_concurrent is not None:
+        return config.max_concurrent
+    if settings.max_concurrent_inference is None:
+        return parallel
+    return min(settings.max_concurrent_inference, parallel)

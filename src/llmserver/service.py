@@ -22,6 +22,7 @@ from llmserver.backends.base import (
 from llmserver.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
 from llmserver.models import ModelHandle, ModelManager
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
+from llmserver.scheduling import Deadline
 from llmserver.settings import SamplingDefaults, Settings
 
 logger = logging.getLogger("llmserver.service")
@@ -57,8 +58,12 @@ class Generation:
     prompts: list[str] = field(default_factory=list)
 
     async def events(self) -> AsyncIterator[Event]:
-        """Take a slot, build the prompts, then stream every choice's deltas in order."""
+        """Take a slot, build the prompts, then stream every choice's deltas in order.
+
+        The slot comes first, before any expensive work; the time limit starts with the slot.
+        """
         async with self.handle.limiter.slot():
+            deadline = Deadline(self.handle.timeout_s)
             requests = self.build()
             counted: set[str] = set()
             for req in requests:
@@ -67,7 +72,7 @@ class Generation:
                     self.usage.prompt_tokens += len(req.prompt_tokens)
                 self.prompts.append(req.prompt)
             for index, req in enumerate(requests):
-                async for delta in self.handle.backend.generate(req):
+                async for delta in deadline.bound(self.handle.backend.generate(req)):
                     self.usage.completion_tokens += delta.tokens
                     yield index, delta
 
@@ -138,6 +143,12 @@ class Service:
 
     def completion(self, req: CompletionRequest) -> Generation:
         """A text completion of each prompt."""
+        if len(req.prompts()) > self.settings.max_prompts:
+            raise InvalidRequestError(
+                f"prompt may hold at most {self.settings.max_prompts} prompts",
+                param="prompt",
+                code="too_many_prompts",
+            )
         handle = self._check(req)
 
         def build() -> list[GenerationRequest]:

@@ -25,6 +25,7 @@ from llmserver.backends.base import (
     ModelLoadError,
     PromptFormat,
     StopMatcher,
+    engine_failure,
 )
 from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.settings import LlamaCppConfig, ModelConfig
@@ -117,7 +118,7 @@ class LlamaCppBackend:
                 self._run(request, grammar, emit, cancelled)
             except Exception as exc:
                 logger.exception("generation %s failed", request.request_id)
-                emit(EngineError(f"llama.cpp failed: {exc}"))
+                emit(engine_failure("llama.cpp", exc))
             finally:
                 emit(_DONE)
 
@@ -142,6 +143,8 @@ class LlamaCppBackend:
     ) -> None:
         import llama_cpp
 
+        if cancelled.is_set():  # given up while queued behind another generation
+            return
         llm = self.llm
         params = request.params
         llm.set_seed(params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
