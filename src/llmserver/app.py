@@ -14,6 +14,8 @@ from llmserver import __version__
 from llmserver.api import openai, status
 from llmserver.errors import install_exception_handlers
 from llmserver.middleware.access_log import AccessLogMiddleware
+from llmserver.middleware.body_limit import BodyLimitMiddleware
+from llmserver.middleware.rate_limit import RateLimitMiddleware, RateLimits
 from llmserver.models import ModelManager
 from llmserver.service import Service
 from llmserver.settings import Settings
@@ -32,6 +34,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.models = models
         app.state.service = Service(models, settings)
         app.state.started = time.monotonic()
+        app.state.rate_limits = rate_limits
         loading = asyncio.create_task(models.load_all())
         try:
             yield
@@ -52,5 +55,14 @@ def create_app(settings: Settings) -> FastAPI:
     install_exception_handlers(app)
     app.include_router(status.router)
     app.include_router(openai.router)
+    # Middleware, outermost first (each add_middleware call wraps the ones before it):
+    #   request id / access log -> body size (413) -> authentication -> rate limit (429) -> app
+    # The rate limit runs after authentication because it counts per API key name, which
+    # authentication puts in scope["state"]; a refused caller never touches a budget.
+    rate_limits = RateLimits(settings)  # fails start-up on a bad storage URL
+    app.add_middleware(
+        RateLimitMiddleware, limits=rate_limits, max_body_bytes=settings.max_body_bytes
+    )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     return app
