@@ -3,6 +3,10 @@
 A declared ``Content-Length`` over the limit is refused before a byte of the body is read; a
 chunked body is read only until it passes the limit. A body within the limit is buffered (it is
 at most ``max_body_bytes``) and replayed to the app, so the handlers see an ordinary request.
+
+The connection is not closed with the 413: closing a socket with unread data makes the kernel
+send a reset, which can destroy the 413 before the client reads it. uvicorn discards whatever
+body still arrives (never buffered) and drops the connection after its keep-alive timeout.
 """
 
 from __future__ import annotations
@@ -50,9 +54,7 @@ def replay(body: bytes, receive: Receive) -> Receive:
 
 def too_large(limit: int) -> PayloadTooLargeError:
     """The 413 error for a body over ``limit`` bytes."""
-    return PayloadTooLargeError(
-        f"Request body too large: the limit is {limit} bytes.", headers={"Connection": "close"}
-    )
+    return PayloadTooLargeError(f"Request body too large: the limit is {limit} bytes.")
 
 
 class BodyLimitMiddleware:
