@@ -335,3 +335,19 @@ def test_bodies_over_1_mib_are_413(default_server: RunningServer) -> None:
     assert answer.startswith(b"HTTP/1.1 413")
     assert json.loads(body) == TOO_LARGE
     assert httpx.post(url, json=SHORT, timeout=30).status_code == 200
+
+
+def test_fallback_mock_serves_the_fake_backend(tmp_path: Path) -> None:
+    with run_server(tmp_path, env={"LLM_FALLBACK_MOCK": "1"}) as server:
+        root = httpx.get(server.url, timeout=5).json()
+        assert root["models"][0]["backend"] == "fake"
+        client = openai.OpenAI(base_url=server.base_url, api_key="unused")
+        reply = client.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": "hi"}], seed=1
+        )
+        again = client.chat.completions.create(
+            model="smollm2-135m", messages=[{"role": "user", "content": "hi"}], seed=1
+        )
+        assert reply.choices[0].message.content == again.choices[0].message.content
+        assert reply.usage is not None
+        assert reply.usage.completion_tokens > 0

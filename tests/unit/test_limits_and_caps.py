@@ -244,3 +244,30 @@ async def test_deadline_cancels_the_source() -> None:
         await consume()
     assert closed.is_set()
     assert got
+
+
+@pytest.mark.parametrize(
+    ("exc", "message"),
+    [
+        (MemoryError(), "out of memory during inference"),
+        (RuntimeError("llama_decode returned 1"), "out of memory during inference"),
+        (RuntimeError("CUDA error: out of memory"), "out of memory during inference"),
+        (RuntimeError("llama_decode returned -1"), "llama.cpp failed: llama_decode returned -1"),
+    ],
+)
+def test_engine_failures_are_translated_at_the_boundary(exc: Exception, message: str) -> None:
+    from llmserver.backends.base import engine_failure
+
+    err = engine_failure("llama.cpp", exc)
+    assert err.status == 503
+    assert err.message == message
+
+
+def test_fallback_mock_flag() -> None:
+    from llmserver.cli import build_parser, settings_from_args
+
+    args = build_parser().parse_args(["serve", "--fallback-mock", "--max-queue", "3"])
+    settings = settings_from_args(args)
+    assert settings.fallback_mock
+    assert settings.max_queue == 3
+    assert isinstance(settings.models[0], FakeConfig)
