@@ -63,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         RateLimitMiddleware, limits=rate_limits, max_body_bytes=settings.max_body_bytes
     )
+    # authentication is added here, so that it wraps the rate limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     return app
