@@ -19,6 +19,8 @@ from llmserver.metrics import Metrics
 from llmserver.middleware.access_log import AccessLogMiddleware
 from llmserver.middleware.allowlist import AllowlistMiddleware
 from llmserver.middleware.auth import AuthMiddleware
+from llmserver.middleware.body_limit import BodyLimitMiddleware
+from llmserver.middleware.rate_limit import RateLimitMiddleware, RateLimits
 from llmserver.middleware.request_id import RequestIdMiddleware
 from llmserver.models import ModelManager
 from llmserver.privacy import PIIMasker
@@ -41,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     except KeyFileError as exc:
         raise SettingsError(str(exc)) from None
     check_safe_start(settings, keys)
+    rate_limits = RateLimits(settings)  # fails start-up on a bad storage URL
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.metrics = Metrics([m.id for m in settings.models], models.handles)
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
+        app.state.rate_limits = rate_limits
         loading = asyncio.create_task(models.load_all())
         try:
             yield
@@ -78,8 +82,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(telemetry.router)
     app.include_router(simple.router)
     app.include_router(whoami.router)
-    # added innermost first: access log -> allowlist -> CORS -> auth -> routes, so refusals are
-    # logged, and CORS preflights and 401s carry CORS headers
+    # Middleware, outermost first (each add_middleware call wraps the ones before it):
+    #   request id -> access log -> body size (413) -> allowlist -> CORS -> auth -> rate limit
+    # Refusals are logged with the request id; CORS preflights and 401s carry CORS headers; the
+    # rate limit runs after authentication because it counts per API key name, which
+    # authentication puts in scope["state"], so a refused caller never touches a budget.
+    app.add_middleware(
+        RateLimitMiddleware, limits=rate_limits, max_body_bytes=settings.max_body_bytes
+    )
     app.add_middleware(AuthMiddleware, store=keys, status_requires_key=settings.status_requires_key)
     if settings.cors_origins:
         app.add_middleware(
@@ -93,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         allowed=settings.allowed_ips,
         trusted_proxies=settings.trusted_proxies,
     )
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has the id
     return app

@@ -62,22 +62,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the server."""
-    import uvicorn
-
     from llmserver.app import create_app
     from llmserver.observability import configure_logging
+    from llmserver.shutdown import serve
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format, settings.log_dir)
+    if settings.fallback_mock:
+        logger.warning("fallback mock: serving the fake backend instead of the configured models")
     app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,
-    )
+    serve(app, settings.host, settings.port, settings.log_level, settings.shutdown_grace_s)
     return 0
 
 

@@ -140,6 +140,38 @@ class ModelNotReadyError(ServiceUnavailableError):
     default_code = "model_not_ready"
 
 
+class InferenceTimeoutError(ServiceUnavailableError):
+    """503: the generation ran past its time limit and was aborted.
+
+    ``x-should-retry: false`` tells the OpenAI SDKs not to repeat the same long work.
+    """
+
+    default_code = "timeout"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(
+            f"inference timed out after {timeout_s:g} s", headers={"x-should-retry": "false"}
+        )
+
+
+class OutOfMemoryError(ServiceUnavailableError):
+    """503: the engine ran out of memory while generating."""
+
+    default_code = "out_of_memory"
+
+    def __init__(self) -> None:
+        super().__init__("out of memory during inference")
+
+
+class ShuttingDownError(ServiceUnavailableError):
+    """503: the server is draining before it stops and takes no new work."""
+
+    default_code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("server is shutting down", headers={"Retry-After": "5"})
+
+
 class EngineError(ServiceUnavailableError):
     """503: the engine failed while generating; the message is safe to show to clients."""
 

@@ -10,7 +10,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from llmserver.backends import registry
 from llmserver.backends.base import (
@@ -26,15 +26,16 @@ from llmserver.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     ServiceUnavailableError,
+    ShuttingDownError,
 )
 from llmserver.scheduling import Limiter
 from llmserver.settings import ModelConfig, Settings
 from llmserver.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 
 logger = logging.getLogger("llmserver.models")
+T = TypeVar("T")
 
 ModelState = Literal["loading", "ready", "failed", "unloaded"]
-DEFAULT_MAX_QUEUE = 64
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
 
@@ -46,6 +47,7 @@ class ModelHandle:
     config: ModelConfig
     backend: Backend
     limiter: Limiter
+    timeout_s: float = 120.0
     state: ModelState = "loading"
     error: str | None = None
     prompt_format: PromptFormat | None = None
@@ -93,13 +95,21 @@ class ModelManager:
         self.max_loaded = settings.max_loaded_models
         # one load or eviction decision at a time, so two loads cannot both take the last place
         self._room = asyncio.Lock()
+        #: set when the server begins to shut down: no new generations, ``/ready`` is 503
+        self.draining = False
         for config in settings.models:
             factory = registry.get(config.backend)
             backend = factory(config)
-            slots = config.max_concurrent or backend.max_parallel
-            limiter = Limiter(slots, DEFAULT_MAX_QUEUE, None)
+            limiter = Limiter(
+                _slots(config, settings, backend.max_parallel),
+                _pick(config.max_queue, settings.max_queue),
+                _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
+            )
+            timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
             state: ModelState = "loading" if config.preload else "unloaded"
-            self._handles[config.id] = ModelHandle(config, backend, limiter, state)
+            self._handles[config.id] = ModelHandle(
+                config, backend, limiter, timeout_s=timeout, state=state
+            )
             for name in (config.id, *config.aliases):
                 self._names[name] = config.id
         for role, target in settings.roles.items():
@@ -128,6 +138,8 @@ class ModelManager:
         """Like :meth:`lookup`, but 503 unless the model is loaded and warm, or unloaded and
         allowed to load on demand (then :meth:`ensure_loaded` loads it)."""
         handle = self.lookup(name)
+        if self.draining:
+            raise ShuttingDownError()
         if handle.config.load_on_demand and handle.state in ("unloaded", "loading"):
             return handle
         handle.check_ready()
@@ -145,6 +157,23 @@ class ModelManager:
     def loaded_count(self) -> int:
         """Models loaded or loading right now."""
         return sum(1 for h in self._handles.values() if h.state in ("ready", "loading"))
+
+    def idle(self) -> bool:
+        """True when no model has a generation running or waiting."""
+        return all(h.limiter.in_use == 0 and h.limiter.waiting == 0 for h in self.handles())
+
+    async def drain(self, grace_s: float) -> bool:
+        """Refuse new work, then wait up to ``grace_s`` for running generations to finish.
+
+        True when everything finished in time.
+        """
+        self.draining = True
+        deadline = time.monotonic() + grace_s
+        while not self.idle():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def load_all(self) -> None:
         """Load and warm every ``preload`` model, one after another, up to ``max_loaded_models``;
@@ -282,3 +311,18 @@ def _release_memory() -> None:
     # not glibc: the memory is still free for reuse, just not returned to the OS
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _slots(config: ModelConfig, settings: Settings, parallel: int) -> int:
+    """A model's own ``max_concurrent`` as given; else the global default, but never more than
+    the backend can truly run at once (extra slots would only queue inside the engine, where a
+    cancelled request can no longer be taken back)."""
+    if config.max_concurrent is not None:
+        return config.max_concurrent
+    if settings.max_concurrent_inference is None:
+        return parallel
+    return min(settings.max_concurrent_inference, parallel)

@@ -1,4 +1,4 @@
-"""Generation slots per model with a bounded FIFO queue and a maximum wait."""
+"""Generation slots per model with a bounded FIFO queue and a maximum wait; time limits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
-from llmserver.errors import RateLimitError
+from llmserver.errors import InferenceTimeoutError, RateLimitError
+
+T = TypeVar("T")
 
 BUSY_MESSAGE = "concurrent inference limit exceeded"
 
@@ -87,3 +90,36 @@ class Limiter:
             yield
         finally:
             self.release()
+
+
+class Deadline:
+    """A time limit for one API call's generations, started when its slot is taken."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._at = asyncio.get_running_loop().time() + timeout_s
+
+    async def bound(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+        """Relay ``source``; past the deadline, cancel it and raise :class:`InferenceTimeoutError`.
+
+        The timeout is entered and left around each single ``anext`` (never across a ``yield``),
+        so it always lives in one task whichever task consumes this iterator, and cancelling the
+        pending ``anext`` is what stops the backend (its worker sees the cancellation).
+        """
+        try:
+            while True:
+                scope = asyncio.timeout_at(self._at)
+                try:
+                    async with scope:
+                        item = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if scope.expired():
+                        raise InferenceTimeoutError(self.timeout_s) from None
+                    raise
+                yield item
+        finally:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -23,6 +23,7 @@ from llmserver.errors import ContextLengthError, InvalidRequestError
 from llmserver.models import ModelHandle, ModelManager
 from llmserver.privacy import PIIMasker
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
+from llmserver.scheduling import Deadline
 from llmserver.settings import SamplingDefaults, Settings
 
 logger = logging.getLogger("llmserver.service")
@@ -73,12 +74,16 @@ class Generation:
     ensure_loaded: Callable[[], Awaitable[None]] = _nothing
 
     async def events(self) -> AsyncIterator[Event]:
-        """Take a slot, build the prompts, then stream every choice's deltas in order."""
+        """Take a slot, build the prompts, then stream every choice's deltas in order.
+
+        The slot comes first, before any expensive work; the time limit starts with the slot.
+        """
         await self.ensure_loaded()
         async with self.handle.limiter.slot():
             # the model may have been unloaded while this request waited for its slot
             self.handle.check_ready()
             self.handle.touch()
+            deadline = Deadline(self.handle.timeout_s)
             requests = self.build()
             # a prompt shared by several choices is counted once, as OpenAI does
             first_of_prompt: set[int] = set()
@@ -91,7 +96,7 @@ class Generation:
                     self.usage.prompt_tokens += len(req.prompt_tokens)
                 self.prompts.append(req.prompt)
             for index, req in enumerate(requests):
-                async for delta in self.handle.backend.generate(req):
+                async for delta in deadline.bound(self.handle.backend.generate(req)):
                     self.usage.completion_tokens += delta.tokens
                     if self.timing.ttft_s is None and (delta.text or delta.tokens):
                         self.timing.ttft_s = time.perf_counter() - self.timing.started
@@ -196,6 +201,12 @@ class Service:
 
     def completion(self, req: CompletionRequest) -> Generation:
         """A text completion of each prompt."""
+        if len(req.prompts()) > self.settings.max_prompts:
+            raise InvalidRequestError(
+                f"prompt may hold at most {self.settings.max_prompts} prompts",
+                param="prompt",
+                code="too_many_prompts",
+            )
         handle = self._check(req)
         self._log_text(" | ".join(req.prompts()))
 

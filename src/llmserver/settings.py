@@ -79,7 +79,19 @@ class ModelConfig(BaseModel):
         "omitted: chosen from `path` or `url`."
     )
     max_concurrent: int | None = Field(
-        None, ge=1, description="Generation slots; None: what the backend can truly run at once."
+        None,
+        ge=1,
+        description="Generation slots; None: max_concurrent_inference, at most what the backend "
+        "can truly run at once.",
+    )
+    max_queue: int | None = Field(
+        None, ge=0, description="Requests that may wait for a slot; None: the server's max_queue."
+    )
+    max_queue_wait_s: float | None = Field(
+        None, gt=0, description="Longest wait for a slot, then 429; None: the server's value."
+    )
+    inference_timeout_s: float | None = Field(
+        None, gt=0, description="Generation time limit, then 503; None: the server's value."
     )
     defaults: SamplingDefaults = Field(
         default_factory=SamplingDefaults, description="Default sampling parameters."
@@ -376,6 +388,61 @@ class Settings(BaseSettings):
         ),
         description="Text `/infer` answers when inference fails (also LLM_FALLBACK_RESPONSE).",
     )
+    # -- traffic control: slots, queue, timeouts, rate limits, caps, shutdown (issue 3) --
+    max_concurrent_inference: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=AliasChoices(
+            "max_concurrent_inference",
+            "LLMSERVER_MAX_CONCURRENT_INFERENCE",
+            "MAX_CONCURRENT_INFERENCE",
+        ),
+        description="Default generation slots per model, capped at what its backend can run at "
+        "once (also MAX_CONCURRENT_INFERENCE); None: the backend's own number.",
+    )
+    max_queue: int = Field(
+        16, ge=0, description="Requests per model that may wait for a slot; beyond: 429."
+    )
+    max_queue_wait_s: float = Field(
+        30.0, gt=0, description="Longest wait in the queue for a slot, then 429."
+    )
+    inference_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "inference_timeout_s", "LLMSERVER_INFERENCE_TIMEOUT_S", "INFERENCE_TIMEOUT_SEC"
+        ),
+        description="Seconds a generation may run before it is aborted with 503 "
+        "(also INFERENCE_TIMEOUT_SEC).",
+    )
+    rate_limit_requests_per_minute: int | None = Field(
+        None, ge=1, description="Requests per minute per API key (or client address); None: off."
+    )
+    rate_limit_tokens_per_minute: int | None = Field(
+        None, ge=1, description="Tokens per minute per API key (or client address); None: off."
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="Where rate-limit counters live (a `limits` storage URL, e.g. "
+        "redis://host:6379 to share one budget between processes).",
+    )
+    max_prompts: int = Field(
+        16, ge=1, description="Largest number of prompts in one /v1/completions prompt list."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, description="Largest request body in bytes; larger ones get 413."
+    )
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="On SIGTERM/Ctrl-C, seconds in-flight generations may finish."
+    )
+    fallback_mock: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "fallback_mock", "LLMSERVER_FALLBACK_MOCK", "LLM_FALLBACK_MOCK"
+        ),
+        description="Serve the deterministic fake backend instead of the configured models "
+        "(also LLM_FALLBACK_MOCK=1), for testing client applications.",
+    )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model.",
@@ -463,7 +530,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         settings = Settings(**dict(overrides or {}))
     except ValidationError as exc:
         raise SettingsError(_format_error(exc)) from None
-    if not settings.models:
+    if settings.fallback_mock:
+        settings.models = [mock_model_config(settings.models)]
+    elif not settings.models:
         settings.models = [default_model_config()]
     _check_roles(settings)
     return settings
@@ -478,6 +547,15 @@ def _check_roles(settings: Settings) -> None:
             raise SettingsError(
                 f"invalid configuration:\n  roles.{role}: '{target}' is not a configured model"
             )
+
+
+def mock_model_config(configured: list[ModelConfig]) -> ModelConfig:
+    """The fake model served with ``fallback_mock``: it answers to every configured name (and
+    the default model's id), so client applications keep their model names."""
+    names = [DEFAULT_MODEL_ID]
+    for model in configured:
+        names += [n for n in (model.id, *model.aliases) if n not in names]
+    return FakeConfig(id=names[0], aliases=names[1:])
 
 
 def default_model_config() -> ModelConfig:

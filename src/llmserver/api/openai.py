@@ -34,12 +34,13 @@ router = APIRouter(prefix="/v1")
 
 
 async def _respond(request: Request, body: Any, stream: Any) -> Response:
-    """Stream when asked, else wait for the whole body (cancelled if the client leaves)."""
-    if stream is not None:
-        events = EventStream(stream, request.app.state.settings.keepalive_s)
-        await events.start()
-        return events.response()
+    """Stream when asked, else wait for the whole body. A client that leaves while its request
+    waits for a slot, for its first token or for the whole answer cancels the generation."""
     try:
+        if stream is not None:
+            events = EventStream(stream, request.app.state.settings.keepalive_s)
+            await until_disconnect(request, events.start())
+            return events.response()
         return json_response(await until_disconnect(request, body))
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED)

@@ -21,9 +21,11 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """200 once every configured model is loaded and warm, else 503."""
+    """200 once every configured model is loaded and warm, else 503 (also while draining)."""
     models = manager(request)
     states = {h.id: h.state for h in models.handles()}
+    if models.draining:
+        return json_response({"status": "draining", "models": states}, status=503)
     if models.all_ready():
         return json_response({"status": "ready", "models": states})
     return json_response({"status": "not ready", "models": states}, status=503)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
 from llmserver.settings import ModelConfig
 
 FinishReason = Literal["stop", "length"]
@@ -125,6 +126,24 @@ class BackendFactory(Protocol):
 
 class ModelLoadError(Exception):
     """A model could not be loaded; the message is the reason shown to clients."""
+
+
+#: what engines say when an allocation fails (llama.cpp's decode returns 1 when the KV cache
+#: has no room left for the batch)
+_OOM_MARKERS = ("out of memory", "failed to allocate", "llama_decode returned 1", "cudaerrormemory")
+
+
+def engine_failure(engine: str, exc: BaseException) -> ServiceUnavailableError:
+    """Translate an engine's exception at the backend boundary: running out of memory becomes
+    503 "out of memory during inference", anything else 503 with the engine's message."""
+    text = str(exc).lower()
+    if (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"  # torch.cuda.OutOfMemoryError
+        or any(marker in text for marker in _OOM_MARKERS)
+    ):
+        return OutOfMemoryError()
+    return EngineError(f"{engine} failed: {exc}")
 
 
 class StopMatcher:

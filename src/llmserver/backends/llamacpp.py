@@ -3,19 +3,22 @@
 One ``Llama`` context serves one generation at a time (``max_parallel = 1``), on a dedicated
 worker thread so the event loop keeps serving. Tokens cross to the loop one by one through a
 queue; cancelling the consumer sets a flag the worker checks before every token, and the
-consumer waits for the worker to stop before it gives the context back.
+consumer waits for the worker to stop before it gives the context back. Prompt processing, one
+long ``llama_decode`` call, is interrupted through llama.cpp's abort callback, installed only
+until the first token (it is called for every graph node, too often to keep for decoding).
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
+import ctypes
 import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmserver.backends.base import (
     Delta,
@@ -25,6 +28,7 @@ from llmserver.backends.base import (
     ModelLoadError,
     PromptFormat,
     StopMatcher,
+    engine_failure,
 )
 from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.settings import LlamaCppConfig, ModelConfig
@@ -50,6 +54,7 @@ class LlamaCppBackend:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-{config.id}")
         self._bos_text = ""
         self._add_bos = False
+        self._abort: _AbortHook | None = None
 
     @property
     def llm(self) -> Llama:
@@ -65,6 +70,7 @@ class LlamaCppBackend:
         bos = self._llm.token_bos()
         self._bos_text = self._llm._model.token_get_text(bos) if bos != -1 else ""
         self._add_bos = bos != -1 and self._llm._model.add_bos_token()
+        self._abort = _AbortHook.attach(self._llm)
 
     def _load(self) -> Llama:
         try:
@@ -116,9 +122,13 @@ class LlamaCppBackend:
             try:
                 self._run(request, grammar, emit, cancelled)
             except Exception as exc:
+                if cancelled.is_set():  # prompt processing aborted on purpose
+                    return
                 logger.exception("generation %s failed", request.request_id)
-                emit(EngineError(f"llama.cpp failed: {exc}"))
+                emit(engine_failure("llama.cpp", exc))
             finally:
+                if self._abort is not None:
+                    self._abort.watch(None)
                 emit(_DONE)
 
         future = loop.run_in_executor(self._executor, work)
@@ -142,6 +152,8 @@ class LlamaCppBackend:
     ) -> None:
         import llama_cpp
 
+        if cancelled.is_set():  # given up while queued behind another generation
+            return
         llm = self.llm
         params = request.params
         llm.set_seed(params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
@@ -164,7 +176,11 @@ class LlamaCppBackend:
             presence_penalty=params.presence_penalty,
             grammar=grammar,
         )
+        if self._abort is not None:
+            self._abort.watch(cancelled)
         for produced, token in enumerate(tokens, start=1):
+            if produced == 1 and self._abort is not None:
+                self._abort.watch(None)
             if cancelled.is_set():
                 return
             eog = llama_cpp.llama_vocab_is_eog(vocab, token)
@@ -191,6 +207,43 @@ class LlamaCppBackend:
         if llm is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
         self._executor.shutdown(wait=False)
+
+
+class _AbortHook:
+    """llama.cpp's abort callback on one context: while it watches a flag, ``llama_decode``
+    stops (returning 2, which llama-cpp-python raises) as soon as the flag is set."""
+
+    def __init__(self, llm: Llama, setter: Any) -> None:
+        import llama_cpp
+
+        self._llm = llm
+        self._setter = setter
+        self._flag: threading.Event | None = None
+        self._callback = llama_cpp.ggml_abort_callback(self._check)  # kept alive here
+        self._none = llama_cpp.ggml_abort_callback()  # a NULL function pointer
+
+    @classmethod
+    def attach(cls, llm: Llama) -> _AbortHook | None:
+        """A hook for ``llm``'s context, or None where this llama.cpp build lacks the call."""
+        import llama_cpp
+
+        setter = getattr(llama_cpp.llama_cpp._lib, "llama_set_abort_callback", None)
+        if setter is None:
+            logger.info("llama.cpp has no abort callback: prompt processing is not interruptible")
+            return None
+        setter.argtypes = [ctypes.c_void_p, llama_cpp.ggml_abort_callback, ctypes.c_void_p]
+        setter.restype = None
+        return cls(llm, setter)
+
+    def _check(self, _: Any) -> bool:
+        flag = self._flag
+        return flag is not None and flag.is_set()
+
+    def watch(self, flag: threading.Event | None) -> None:
+        """Abort on ``flag`` (None: remove the callback). Called on the worker thread."""
+        self._flag = flag
+        callback = self._none if flag is None else self._callback
+        self._setter(self._llm._ctx.ctx, callback, None)
 
 
 def _grammar(constraint: JsonConstraint | None) -> LlamaGrammar | None:

@@ -1,0 +1,91 @@
+"""Refuse request bodies over ``max_body_bytes`` with 413 before they are read whole.
+
+A declared ``Content-Length`` over the limit is refused before a byte of the body is read; a
+chunked body is read only until it passes the limit. A body within the limit is buffered (it is
+at most ``max_body_bytes``) and replayed to the app, so the handlers see an ordinary request.
+
+The connection is not closed with the 413: closing a socket with unread data makes the kernel
+send a reset, which can destroy the 413 before the client reads it. uvicorn discards whatever
+body still arrives (never buffered) and drops the connection after its keep-alive timeout.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmserver.errors import PayloadTooLargeError
+
+
+async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message | None]:
+    """The whole body, or what was read when it passed ``limit`` bytes or the client left.
+
+    The second value is the message that stopped the reading early (``http.disconnect``), or a
+    synthetic ``{"type": "too_large"}``; None when the body was read completely.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", {"type": "too_large"}
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` once, then whatever the client sends next (a
+    disconnect, which streaming responses listen for)."""
+    sent = False
+
+    async def wrapped() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return wrapped
+
+
+def too_large(limit: int) -> PayloadTooLargeError:
+    """The 413 error for a body over ``limit`` bytes."""
+    return PayloadTooLargeError(f"Request body too large: the limit is {limit} bytes.")
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``limit`` bytes, whether declared or chunked."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limit:
+            await too_large(self.limit).response()(scope, receive, send)
+            return
+        body, stopped = await read_body(receive, self.limit)
+        if stopped is not None and stopped["type"] == "too_large":
+            await too_large(self.limit).response()(scope, receive, send)
+            return
+        if stopped is not None:  # the client left while sending its body
+            return
+        await self.app(scope, replay(body, receive), send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

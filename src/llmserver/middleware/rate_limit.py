@@ -1,0 +1,214 @@
+"""Request and token rate limits per minute, per API key (per client address without one).
+
+Counters live in a ``limits`` storage: in memory by default, or at a storage URL such as
+``redis://host:6379`` so several server processes share one budget. Fixed one-minute windows.
+
+Tokens: at admission a request is charged an estimate (its body bytes / 4 for the prompt, plus
+``max_tokens`` (or ``max_completion_tokens``) x ``n`` x the number of prompts when given); when
+the response has been sent, the charge is corrected to the real usage from the access record
+(the difference is added or given back). A refused request is charged nothing: both budgets are
+tested before either is charged.
+
+Every limited response carries OpenAI's ``x-ratelimit-*`` headers. This middleware runs after
+authentication, which names the key (``scope["state"]["access"].key_name``) and may set
+per-key limits (``scope["state"]["rate_limits"]``: ``requests_per_minute`` and
+``tokens_per_minute``; a key present with None means unlimited for that key).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.strategies import FixedWindowRateLimiter
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmserver.errors import RateLimitError
+from llmserver.middleware.body_limit import read_body, replay
+from llmserver.settings import Settings, SettingsError
+
+logger = logging.getLogger("llmserver.ratelimit")
+
+#: never rate limited: probes, the status page, docs
+EXEMPT_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json"})
+
+
+def storage_url(url: str) -> str:
+    """The asyncio variant of a ``limits`` storage URL (``memory://`` -> ``async+memory://``)."""
+    return url if url.startswith("async+") else f"async+{url}"
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The limits that apply to one caller."""
+
+    identity: str
+    requests: RateLimitItem | None
+    tokens: RateLimitItem | None
+
+
+class RateLimits:
+    """The app's rate-limit counters and defaults."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            self.storage: Any = storage_from_string(storage_url(settings.rate_limit_storage))
+        except ConfigurationError as exc:
+            raise SettingsError(f"rate_limit_storage: {exc}") from exc
+        self.strategy = FixedWindowRateLimiter(self.storage)
+        self.requests_per_minute = settings.rate_limit_requests_per_minute
+        self.tokens_per_minute = settings.rate_limit_tokens_per_minute
+
+    def budget(self, scope: Scope) -> Budget | None:
+        """Who is calling and which limits apply; None when no limit does."""
+        state = scope.setdefault("state", {})
+        override: dict[str, int | None] = state.get("rate_limits") or {}
+        rpm = override.get("requests_per_minute", self.requests_per_minute)
+        tpm = override.get("tokens_per_minute", self.tokens_per_minute)
+        if rpm is None and tpm is None:
+            return None
+        key_name = getattr(state.get("access"), "key_name", None)
+        client = scope.get("client")
+        identity = f"key:{key_name}" if key_name else f"addr:{client[0] if client else '-'}"
+        return Budget(
+            identity,
+            RateLimitItemPerMinute(rpm) if rpm else None,
+            RateLimitItemPerMinute(tpm) if tpm else None,
+        )
+
+    async def admit(self, budget: Budget, estimate: int) -> RateLimitError | None:
+        """Charge one request and ``estimate`` tokens, or return the 429 without charging."""
+        req, tok = budget.requests, budget.tokens
+        if req is not None and not await self.strategy.test(req, "requests", budget.identity):
+            return await self._refusal(budget, req, "requests")
+        cost = min(estimate, tok.amount) if tok is not None else 0
+        if tok is not None and not await self.strategy.test(
+            tok, "tokens", budget.identity, cost=max(cost, 1)
+        ):
+            return await self._refusal(budget, tok, "tokens")
+        if req is not None:
+            await self.strategy.hit(req, "requests", budget.identity)
+        if tok is not None and estimate > 0:
+            await self.strategy.hit(tok, "tokens", budget.identity, cost=estimate)
+        return None
+
+    async def reconcile(self, budget: Budget, estimate: int, used: int) -> None:
+        """Correct the token charge from the estimate to what the request really used."""
+        tok = budget.tokens
+        if tok is None or used == estimate:
+            return
+        if used > estimate:
+            await self.strategy.hit(tok, "tokens", budget.identity, cost=used - estimate)
+            return
+        key = tok.key_for("tokens", budget.identity)
+        refund = min(estimate - used, await self.storage.get(key))
+        if refund > 0:
+            await self.storage.incr(key, tok.get_expiry(), amount=-refund)
+
+    async def headers(self, budget: Budget) -> list[tuple[bytes, bytes]]:
+        """OpenAI's ``x-ratelimit-*`` headers for this caller, as raw ASGI headers."""
+        out: list[tuple[bytes, bytes]] = []
+        for kind, item in (("requests", budget.requests), ("tokens", budget.tokens)):
+            if item is None:
+                continue
+            stats = await self.strategy.get_window_stats(item, kind, budget.identity)
+            reset = max(0.0, stats.reset_time - time.time())
+            out += [
+                (f"x-ratelimit-limit-{kind}".encode(), str(item.amount).encode()),
+                (f"x-ratelimit-remaining-{kind}".encode(), str(stats.remaining).encode()),
+                (f"x-ratelimit-reset-{kind}".encode(), duration(reset).encode()),
+            ]
+        return out
+
+    async def _refusal(self, budget: Budget, item: RateLimitItem, kind: str) -> RateLimitError:
+        stats = await self.strategy.get_window_stats(item, kind, budget.identity)
+        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        return RateLimitError(
+            f"Rate limit reached for {kind} per minute: limit {item.amount}. "
+            f"Please try again in {wait} s.",
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{int(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{round(seconds, 1):g}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+def estimate_tokens(body: bytes) -> int:
+    """The admission charge: body bytes / 4, plus the completion tokens the request asks for."""
+    prompt = math.ceil(len(body) / 4)
+    try:
+        data = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return prompt
+    if not isinstance(data, dict):
+        return prompt
+    wanted = data.get("max_completion_tokens") or data.get("max_tokens")
+    n = data.get("n")
+    prompts = data.get("prompt")
+    if not isinstance(wanted, int) or wanted < 1:
+        return prompt
+    copies = (n if isinstance(n, int) and n > 0 else 1) * (
+        len(prompts) if isinstance(prompts, list) and prompts else 1
+    )
+    return prompt + wanted * copies
+
+
+class RateLimitMiddleware:
+    """429 for callers over their request or token budget; ``x-ratelimit-*`` headers."""
+
+    def __init__(self, app: ASGIApp, limits: RateLimits, max_body_bytes: int) -> None:
+        self.app = app
+        self.limits = limits
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
+            await self.app(scope, receive, send)
+            return
+        budget = self.limits.budget(scope)
+        if budget is None:
+            await self.app(scope, receive, send)
+            return
+        body, stopped = await read_body(receive, self.max_body_bytes)
+        if stopped is not None:  # the client left (size was checked further out)
+            return
+        estimate = estimate_tokens(body) if budget.tokens is not None else 0
+        refusal = await self.limits.admit(budget, estimate)
+        headers = await self.limits.headers(budget)
+        if refusal is not None:
+            refusal.headers.update({k.decode(): v.decode() for k, v in headers})
+            await refusal.response()(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *headers]}
+            await send(message)
+
+        try:
+            await self.app(scope, replay(body, receive), send_with_headers)
+        finally:
+            if budget.tokens is not None:
+                await self._reconcile(scope, budget, estimate)
+
+    async def _reconcile(self, scope: Scope, budget: Budget, estimate: int) -> None:
+        usage = getattr(scope["state"].get("access"), "usage", None)
+        used = (usage.prompt_tokens + usage.completion_tokens) if usage is not None else 0
+        try:
+            await self.limits.reconcile(budget, estimate, used)
+        except Exception:  # a storage hiccup must not turn a served request into an error
+            logger.exception("rate-limit reconciliation failed")

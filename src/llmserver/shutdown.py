@@ -1,0 +1,81 @@
+"""Graceful shutdown: on SIGTERM or Ctrl-C, drain, then stop.
+
+1. ``/ready`` turns 503 and new generation requests get 503 "server is shutting down", while the
+   listening socket stays open so load balancers and clients see why;
+2. in-flight generations (running or queued) get up to ``shutdown_grace_s`` to finish;
+3. then uvicorn stops: it closes the socket and idle connections, cancels what is still running
+   after :data:`ABORT_AFTER_S` (which aborts those generations), and the app's lifespan frees
+   the models. The process exits 0.
+
+A second signal skips the rest of the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import FrameType
+
+import uvicorn
+from fastapi import FastAPI
+
+logger = logging.getLogger("llmserver.shutdown")
+
+#: once draining is over, how long uvicorn waits for responses to finish before cancelling them
+ABORT_AFTER_S = 1
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that drains the app's models before it stops."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, grace_s: float) -> None:
+        super().__init__(config)
+        self.app = app
+        self.grace_s = grace_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until a signal (remembering the loop, for the signal handler)."""
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Signal handler. Unlike uvicorn's, it does not re-raise the signal after shutdown,
+        which would turn a clean exit into death by SIGTERM (exit status -15)."""
+        if self._loop is None or self._drain is not None or not self.started:
+            if self._drain is not None:
+                logger.warning("second signal: aborting in-flight generations now")
+            self.should_exit = True
+            return
+        self._loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.ensure_future(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        models = getattr(self.app.state, "models", None)
+        logger.info("shutting down: draining for up to %g s", self.grace_s)
+        finished = True
+        if models is not None:
+            finished = await models.drain(self.grace_s)
+        if not finished:
+            logger.warning("grace period over: aborting in-flight generations")
+        self.should_exit = True
+
+
+def serve(app: FastAPI, host: str, port: int, log_level: str, grace_s: float) -> None:
+    """Run ``app`` until SIGTERM or Ctrl-C, then drain and stop."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=ABORT_AFTER_S,
+    )
+    DrainingServer(config, app, grace_s).run()
+    logger.info("shutdown complete")
