@@ -104,7 +104,7 @@ def test_timeout_is_503_not_retried_and_frees_the_model(tmp_path: Path) -> None:
                 extra_body={"ignore_eos": True},
             )
         assert caught.value.status_code == 503
-        assert server.log().count("POST /v1/chat/completions 503") == 2
+        assert server.log().count('"POST /v1/chat/completions" 503') == 2
         # the slot is free the moment the 503 is out, so a new request is served at once (the
         # smallest one, so that even a loaded machine does it well within the 1 s limit)
         assert model_status(server) == (0, 0)
