@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from llmserver import __version__
-from llmserver.api import openai, status
+from llmserver.api import embeddings, openai, status
 from llmserver.errors import install_exception_handlers
 from llmserver.middleware.access_log import AccessLogMiddleware
 from llmserver.models import ModelManager
@@ -52,5 +52,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_exception_handlers(app)
     app.include_router(status.router)
     app.include_router(openai.router)
+    app.include_router(embeddings.router)
     app.add_middleware(AccessLogMiddleware)
     return app

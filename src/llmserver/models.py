@@ -16,6 +16,7 @@ from llmserver.backends.base import (
     PromptFormat,
     SamplingParams,
     Tokenizing,
+    embedder,
 )
 from llmserver.errors import ModelNotFoundError, ModelNotReadyError
 from llmserver.scheduling import Limiter
@@ -131,6 +132,10 @@ class ModelManager:
 
     async def _warm_up(self, handle: ModelHandle) -> None:
         """One short greedy generation, so the first user request pays no first-run cost."""
+        if (embedding := embedder(handle.backend)) is not None:
+            # embedding models (some serve nothing else) warm up with one embedding
+            await embedding.embed(["Hello"])
+            return
         prompt = "Hello"
         tokens: list[int] = []
         if handle.template is not None and (tokenizer := handle.tokenizer()) is not None:

@@ -18,6 +18,7 @@ from llmserver.backends.base import (
     GenerationRequest,
     JsonConstraint,
     SamplingParams,
+    embedder,
 )
 from llmserver.errors import ContextLengthError, InvalidRequestError, ServiceUnavailableError
 from llmserver.models import ModelHandle, ModelManager
@@ -117,6 +118,10 @@ class Service:
         if unknown := req.unknown_fields():
             logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
         handle = self.manager.resolve(req.model)
+        if handle.tokenizer() is None and embedder(handle.backend) is not None:
+            raise InvalidRequestError(
+                f"model '{handle.id}' is an embedding model; use /v1/embeddings", param="model"
+            )
         if handle.tokenizer() is None:
             raise ServiceUnavailableError(f"model '{handle.id}' cannot tokenize prompts")
         return handle

