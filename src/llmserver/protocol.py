@@ -7,7 +7,7 @@ OpenAI does not have are marked "server extra". Responses are built as plain dic
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -194,5 +194,5 @@ class EmbeddingRequest(_Request):
         if isinstance(value, str):
             return [value]
         if value and isinstance(value[0], int):
-            return [list(value)]  # type: ignore[arg-type]
-        return list(value)  # type: ignore[arg-type]
+            return [value]
+        return cast(list[str] | list[list[int]], value)

@@ -267,7 +267,8 @@ class Settings(BaseSettings):
     )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
-        description="Models to serve (config file only); empty: the default SmolLM2 model.",
+        description="Models to serve (config file only); empty: the default SmolLM2 model, "
+        "plus all-MiniLM-L6-v2 for embeddings when the embeddings extra is installed.",
     )
 
     @field_validator("models", mode="before")

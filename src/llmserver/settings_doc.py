@@ -31,6 +31,8 @@ def _default(field: Any) -> str:
         return f"`{field.default}`"
     if field.default_factory is None:
         return "required"
+    if field.default_factory is dict:
+        return "`{}`"
     return "`[]`" if field.default_factory is list else "see below"
 
 

@@ -3,10 +3,12 @@ official ``openai`` client against a real server."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -54,7 +56,10 @@ def test_models_report_the_backend(client: openai.OpenAI) -> None:
 
 def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
     resp = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, temperature=0, max_tokens=12  # type: ignore[arg-type]
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
     )
     choice = resp.choices[0]
     assert choice.message.content
@@ -131,6 +136,37 @@ def test_json_mode_is_refused_not_faked(client: openai.OpenAI) -> None:
     body: Any = info.value.body
     assert body["param"] == "response_format"
     assert "not supported" in body["message"]
+
+
+def test_disconnect_stops_generation(server: RunningServer, client: openai.OpenAI) -> None:
+    body = {
+        "model": MODEL,
+        "messages": QUESTION,
+        "max_tokens": 3000,  # minutes of work even on a fast machine, if nothing stopped it
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=120) as r:
+        assert r.status_code == 200
+        events = 0
+        for line in r.iter_lines():
+            events += line.startswith("data: ")
+            if events >= 4:
+                break
+    deadline = time.monotonic() + 15
+    in_use = 1
+    while in_use and time.monotonic() < deadline:
+        in_use = httpx.get(server.url, timeout=10).json()["models"][0]["slots_in_use"]
+        time.sleep(0.1)
+    assert in_use == 0, "the generation kept its slot after the client left"
+    after = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=3,
+    )
+    assert after.usage is not None
+    assert after.usage.completion_tokens == 3
 
 
 def test_server_log_has_no_traceback(server: RunningServer, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +85,7 @@ ENGINES: list[FakeEngine] = []
 
 
 @pytest.fixture
-def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeEngine]]:
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> list[FakeEngine]:
     ENGINES.clear()
     vllm = types.ModuleType("vllm")
     vllm.AsyncEngineArgs = Recorded  # type: ignore[attr-defined]
@@ -96,7 +96,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[FakeEngine]]:
     vllm.sampling_params = sampling  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setitem(sys.modules, "vllm.sampling_params", sampling)
-    yield ENGINES
+    return ENGINES
 
 
 def config(**extra: Any) -> VllmConfig:

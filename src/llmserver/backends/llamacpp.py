@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmserver.backends.base import (
     Delta,
@@ -69,10 +69,11 @@ class LlamaCppBackend:
         bos = self._llm.token_bos()
         self._bos_text = self._llm._model.token_get_text(bos) if bos != -1 else ""
         self._add_bos = bos != -1 and self._llm._model.add_bos_token()
-        if self.config.embedding and self._llm.pooling_type() == _POOLING["none"]:
+        if self.config.embedding and int(self._llm.pooling_type()) == _POOLING["none"]:
             await self.close()
             raise ModelLoadError(
-                f"{self.config.path} declares no embedding pooling; set pooling: mean (or cls, last)"
+                f"{self.config.path} declares no embedding pooling; "
+                "set pooling: mean (or cls, last)"
             )
 
     def _load(self) -> Llama:
@@ -124,7 +125,9 @@ class LlamaCppBackend:
         """Pooled, L2-normalised vectors (as llama-server returns them)."""
         spec = self.embedding_spec()
         if spec is None:
-            raise InvalidRequestError(f"model '{self.config.id}' serves no embeddings", param="model")
+            raise InvalidRequestError(
+                f"model '{self.config.id}' serves no embeddings", param="model"
+            )
         if not all(isinstance(i, str) for i in inputs):
             raise InvalidRequestError("this model takes text input only", param="input")
         texts = [str(i) for i in inputs]
@@ -144,7 +147,8 @@ class LlamaCppBackend:
                     param="input",
                 )
         vectors = llm.embed(texts, normalize=True, truncate=False)
-        return EmbeddingResult([list(map(float, v)) for v in vectors], counts)  # type: ignore[arg-type]
+        rows: list[Any] = list(vectors)  # pooled: one list of floats per input
+        return EmbeddingResult([[float(x) for x in row] for row in rows], counts)
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run the generation on the worker thread and relay its deltas."""

@@ -59,6 +59,7 @@ class SentenceTransformersBackend:
         self.config = config
         self._model: Any = None
         self._spec: EmbeddingSpec | None = None
+        self._wrap: tuple[list[int], list[int]] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"st-{config.id}")
 
     async def start(self) -> None:
@@ -87,11 +88,11 @@ class SentenceTransformersBackend:
         dims = model.get_sentence_embedding_dimension()
         if not dims:
             raise ModelLoadError(f"{cfg.path} does not declare its embedding dimension")
-        has_tokenizer = hasattr(model.tokenizer, "build_inputs_with_special_tokens")
+        self._wrap = _special_tokens(model.tokenizer)
         self._spec = EmbeddingSpec(
             dimensions=int(dims),
             max_input_tokens=int(model.max_seq_length),
-            token_input=has_tokenizer,
+            token_input=self._wrap is not None,
             matryoshka=cfg.matryoshka,
         )
 
@@ -125,11 +126,12 @@ class SentenceTransformersBackend:
         """Token arrays: wrapped in the model's special tokens, then the same forward pass."""
         import torch
 
-        model = self._model
-        vocab = model.tokenizer.vocab_size
+        model, wrap = self._model, self._wrap
+        assert wrap is not None
+        vocab = len(model.tokenizer)
         if any(t < 0 or t >= vocab for ids in tokens for t in ids):
             raise InvalidRequestError(f"token ids must be in [0, {vocab})", param="input")
-        wrapped = [model.tokenizer.build_inputs_with_special_tokens(ids) for ids in tokens]
+        wrapped = [wrap[0] + ids + wrap[1] for ids in tokens]
         counts = [len(ids) for ids in wrapped]
         _check_lengths(counts, spec.max_input_tokens)
         out: list[list[float]] = []
@@ -170,6 +172,21 @@ def _check_lengths(counts: list[int], limit: int) -> None:
                 f"{count} tokens. Please shorten the input.",
                 param="input",
             )
+
+
+def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]] | None:
+    """The special tokens the tokenizer puts before and after one text ([CLS] ... [SEP]).
+
+    Found by encoding a probe with and without them; None when the probe's own tokens do not
+    appear unchanged in the middle (then token-array input is not offered).
+    """
+    probe = "hello world"
+    plain: list[int] = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full: list[int] = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return None
 
 
 def _wants_token_types(model: Any) -> bool:

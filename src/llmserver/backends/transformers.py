@@ -148,7 +148,7 @@ class TransformersBackend:
         common = {"trust_remote_code": cfg.trust_remote_code, **extra}
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(where, **common)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **common)
+            model: Any = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **common)
             self._model = model.to(self._device).eval()
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
@@ -259,7 +259,8 @@ class TransformersBackend:
                 top_k=params.top_k or None,
                 min_p=params.min_p or None,
             )
-        return GenerationConfig(**settings)
+        factory: Any = GenerationConfig  # untyped in some transformers versions
+        return factory(**settings)
 
     async def health(self) -> bool:
         """Healthy while loaded."""
@@ -331,7 +332,7 @@ def _hooks(
     from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
     from transformers.generation.streamers import BaseStreamer
 
-    class Streamer(BaseStreamer):  # type: ignore[misc]
+    class Streamer(BaseStreamer):  # type: ignore[misc, unused-ignore]
         """Receives the prompt once, then each new token id."""
 
         prompt_seen = False
@@ -346,7 +347,7 @@ def _hooks(
         def end(self) -> None:
             pass
 
-    class Stop(StoppingCriteria):  # type: ignore[misc]
+    class Stop(StoppingCriteria):  # type: ignore[misc, unused-ignore]
         """Ends generation once the tracker has finished or the client has gone."""
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **_: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from llmserver.backends.base import (
     Delta,
+    FinishReason,
     GenerationRequest,
     JsonConstraint,
     ModelLoadError,
@@ -179,7 +180,9 @@ class VllmBackend:
                 text_sent, tokens_sent = len(completion.text), len(completion.token_ids)
                 if completion.finish_reason is not None or output.finished:
                     finished = True
-                    reason = "length" if completion.finish_reason == "length" else "stop"
+                    reason: FinishReason = (
+                        "length" if completion.finish_reason == "length" else "stop"
+                    )
                     yield Delta(text, tokens, reason)
                     return
                 if text or tokens:
