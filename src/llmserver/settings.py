@@ -115,6 +115,16 @@ class FakeConfig(ModelConfig):
 TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
 
 
+def _local_path_exists(path: str) -> str:
+    """A path that is clearly local (absolute, relative, ``~`` or a .gguf file) must exist;
+    anything else may be a Hugging Face hub id."""
+    local = Path(path).expanduser()
+    looks_local = path.startswith(("/", "./", "../", "~")) or path.endswith(".gguf")
+    if looks_local and not local.exists():
+        raise ValueError(f"model path not found: {local}")
+    return str(local) if looks_local else path
+
+
 class TransformersConfig(ModelConfig):
     """A Hugging Face model (directory or GGUF file) run in-process by Transformers (PyTorch)."""
 
@@ -130,6 +140,11 @@ class TransformersConfig(ModelConfig):
         None, ge=16, description="Context window in tokens; None: the model's maximum."
     )
     trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
 
 
 class VllmConfig(ModelConfig):
@@ -158,6 +173,11 @@ class VllmConfig(ModelConfig):
         default_factory=dict, description="Further AsyncEngineArgs passed through unchanged."
     )
 
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
+
 
 class SentenceTransformersConfig(ModelConfig):
     """An embedding model run by sentence-transformers (serves /v1/embeddings)."""
@@ -170,6 +190,11 @@ class SentenceTransformersConfig(ModelConfig):
         False,
         description="Trained for truncated vectors: honour `dimensions` (truncate, renormalise).",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
 
 
 def default_model_path() -> Path | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -35,8 +36,10 @@ logger = logging.getLogger("llmserver.backends.sentence_transformers")
 def hub_offline() -> Iterator[None]:
     """``HF_HUB_OFFLINE=1`` for the duration of a load, restored afterwards.
 
-    The environment is the only switch huggingface_hub reads; it is set around this load only,
-    so the rest of the process keeps whatever the operator chose.
+    huggingface_hub reads this variable once, when it is first imported, so it takes effect when
+    this load is the first use of the hub library in the process; what keeps a directory load
+    offline in every case is ``local_files_only``. Set only around the load, so the rest of the
+    process keeps whatever the operator chose.
     """
     old = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -63,7 +66,8 @@ class SentenceTransformersBackend:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"st-{config.id}")
 
     async def start(self) -> None:
-        """Load the model on the worker thread."""
+        """Load the model on a fresh worker thread (so a closed backend can start again)."""
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"st-{self.config.id}")
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
 
     def _load(self) -> None:
@@ -161,6 +165,7 @@ class SentenceTransformersBackend:
         """Drop the model."""
         self._model = None
         self._spec = None
+        gc.collect()  # the weights are freed now, not at some later collection
         self._executor.shutdown(wait=False)
 
 

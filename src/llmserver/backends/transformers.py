@@ -10,6 +10,7 @@ after every token. torch and transformers are imported only when the model start
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -53,9 +54,9 @@ def model_location(path: str) -> tuple[str, dict[str, Any]]:
     if file.suffix == ".gguf":
         if not file.is_file():
             raise ModelLoadError(f"model file not found: {file}")
-        return str(file.parent), {"gguf_file": file.name}
+        return str(file.parent), {"gguf_file": file.name, "local_files_only": True}
     if file.is_dir():
-        return str(file), {}
+        return str(file), {"local_files_only": True}
     return path, {}  # a hub id; loads only if it is in the local cache or the hub is reachable
 
 
@@ -129,7 +130,8 @@ class TransformersBackend:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"transformers-{config.id}")
 
     async def start(self) -> None:
-        """Load tokenizer and weights on the worker thread."""
+        """Load tokenizer and weights on a fresh worker thread (so a closed backend restarts)."""
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"transformers-{self.config.id}")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)
 
@@ -270,6 +272,7 @@ class TransformersBackend:
         """Drop the weights (and the GPU cache when on CUDA)."""
         self._model = None
         self._tokenizer = None
+        gc.collect()  # the weights are freed now, not at some later collection
         if self._device.startswith("cuda"):
             import torch
 
