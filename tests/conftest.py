@@ -24,3 +24,13 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
     tmp: Path = tmp_path_factory.mktemp("default-server")
     with run_server(tmp) as server:
         yield server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options for the GPU tests (``tests/gpu``), which skip when they are not given."""
+    parser.addoption(
+        "--vllm-model",
+        default=None,
+        help="Hugging Face model directory (or cached hub id) for the vLLM tests, e.g. a local "
+        "copy of Qwen/Qwen2.5-0.5B-Instruct; the vLLM tests skip without it.",
+    )

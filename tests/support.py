@@ -96,6 +96,7 @@ def run_server(
     env: Mapping[str, str] | None = None,
     args: list[str] | None = None,
     wait: bool = True,
+    ready_timeout: float = 120,
 ) -> Iterator[RunningServer]:
     """Start ``python -m llmserver serve`` on a free port with an optional config file."""
     port = free_port()
@@ -117,7 +118,7 @@ def run_server(
     server = RunningServer(process, port, log_path)
     try:
         if wait:
-            wait_ready(server.url, process)
+            wait_ready(server.url, process, ready_timeout)
         yield server
     finally:
         server.stop()

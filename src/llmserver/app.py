@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from llmserver import __version__
 from llmserver.accounting import UsageRecorder, UsageStore, usage_db_path
-from llmserver.api import openai, simple, status, telemetry, whoami
+from llmserver.api import embeddings, openai, simple, status, telemetry, whoami
 from llmserver.errors import install_exception_handlers
 from llmserver.metrics import Metrics
 from llmserver.middleware.access_log import AccessLogMiddleware
@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_exception_handlers(app)
     app.include_router(status.router)
     app.include_router(openai.router)
+    app.include_router(embeddings.router)
     app.include_router(telemetry.router)
     app.include_router(simple.router)
     app.include_router(whoami.router)

@@ -20,6 +20,7 @@ from llmserver.backends.base import (
     PromptFormat,
     SamplingParams,
     Tokenizing,
+    embedder,
 )
 from llmserver.errors import (
     APIError,
@@ -282,10 +283,14 @@ class ModelManager:
         logger.error("model %s failed to load: %s", handle.id, reason)
 
     async def _warm_up(self, handle: ModelHandle) -> None:
-        """One short greedy generation, so the first user request pays no first-run cost.
+        """One short greedy generation, or one embedding for embedding models, so the first user
+        request pays no first-run cost.
 
         Engines without a local tokenizer (upstream) are remote and already warm: skipped.
         """
+        if (embedding := embedder(handle.backend)) is not None:
+            await embedding.embed(["Hello"])
+            return
         if handle.tokenizer() is None:
             return
         prompt = "Hello"

@@ -7,7 +7,7 @@ OpenAI does not have are marked "server extra". Responses are built as plain dic
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -157,3 +157,42 @@ class CompletionRequest(_Sampling):
     def token_limit(self) -> int | None:
         """``max_tokens`` (the completions API default of 16 applies when absent)."""
         return self.max_tokens if self.max_tokens is not None else 16
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+class EmbeddingRequest(_Request):
+    """``POST /v1/embeddings``."""
+
+    input: str | list[str] | list[int] | list[list[int]]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _valid_input(cls, value: Any) -> Any:
+        items = [value] if isinstance(value, str) or not value else value
+        if isinstance(value, list) and value and isinstance(value[0], int):
+            items = [value]
+        if not items or not value:
+            raise ValueError("input must not be empty")
+        if len(items) > MAX_EMBEDDING_INPUTS:
+            raise ValueError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request")
+        for item in items:
+            if not item:
+                raise ValueError("an input must not be empty")
+            if isinstance(item, list) and min(item) < 0:
+                raise ValueError("token ids must not be negative")
+        return value
+
+    def inputs(self) -> list[str] | list[list[int]]:
+        """``input`` as a list of texts or a list of token arrays."""
+        value = self.input
+        if isinstance(value, str):
+            return [value]
+        if value and isinstance(value[0], int):
+            return [value]
+        return cast(list[str] | list[list[int]], value)

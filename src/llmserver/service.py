@@ -18,6 +18,7 @@ from llmserver.backends.base import (
     GenerationRequest,
     JsonConstraint,
     SamplingParams,
+    embedder,
 )
 from llmserver.errors import ContextLengthError, InvalidRequestError
 from llmserver.models import ModelHandle, ModelManager
@@ -166,7 +167,12 @@ class Service:
             raise InvalidRequestError(f"n must be at most {self.settings.max_n}", param="n")
         if unknown := req.unknown_fields():
             logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
-        return self.manager.resolve(req.model)
+        handle = self.manager.resolve(req.model)
+        if handle.tokenizer() is None and embedder(handle.backend) is not None:
+            raise InvalidRequestError(
+                f"model '{handle.id}' is an embedding model; use /v1/embeddings", param="model"
+            )
+        return handle
 
     def _generation(
         self, handle: ModelHandle, build: Callable[[], list[GenerationRequest]], prefix: str

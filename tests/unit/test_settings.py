@@ -8,6 +8,7 @@ import pytest
 
 from llmserver.cli import build_parser, settings_from_args
 from llmserver.settings import (
+    DEFAULT_EMBEDDING_MODEL_ID,
     DEFAULT_MODEL_ID,
     FakeConfig,
     LlamaCppConfig,
@@ -30,7 +31,9 @@ def test_defaults_serve_the_default_model(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("HOST", raising=False)
     settings = load_settings()
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert [m.id for m in settings.models] == [DEFAULT_MODEL_ID]
+    ids = [m.id for m in settings.models]
+    # the chat model first (the default); the embedding model too when its extra is installed
+    assert ids in ([DEFAULT_MODEL_ID], [DEFAULT_MODEL_ID, DEFAULT_EMBEDDING_MODEL_ID])
     model = settings.models[0]
     assert isinstance(model, LlamaCppConfig)
     assert model.path.name.endswith(".gguf")

@@ -116,6 +116,47 @@ class Tokenizing(Protocol):
         """Token ids for a rendered prompt (special tokens parsed, BOS as the model wants)."""
 
 
+EmbeddingInput = str | Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingSpec:
+    """What an embedding model offers."""
+
+    dimensions: int
+    max_input_tokens: int
+    #: accepts inputs given as token ids (as well as text)
+    token_input: bool = False
+    #: trained so that truncated, renormalised vectors stay meaningful (``dimensions``)
+    matryoshka: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingResult:
+    """One vector per input, and how many tokens the model read for each input."""
+
+    vectors: list[list[float]]
+    token_counts: list[int]
+
+
+@runtime_checkable
+class Embedding(Protocol):
+    """A backend that can serve ``/v1/embeddings`` (an optional ability)."""
+
+    def embedding_spec(self) -> EmbeddingSpec | None:
+        """The model's embedding abilities; None when this model serves no embeddings."""
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+        """Vectors for the inputs. Raise ContextLengthError for an input that is too long."""
+
+
+def embedder(backend: object) -> Embedding | None:
+    """The backend as an :class:`Embedding` when it serves embeddings, else None."""
+    if isinstance(backend, Embedding) and backend.embedding_spec() is not None:
+        return backend
+    return None
+
+
 class BackendFactory(Protocol):
     """What the registry holds: a class built from its own config type."""
 

