@@ -137,8 +137,20 @@ class SSEResponse(StreamingResponse):
     watcher, and only when it has to wait for the source."""
 
     def __init__(self, events: EventStream) -> None:
-        super().__init__(events.body(), media_type="text/event-stream", headers=SSE_HEADERS)
         self._events = events
+        self._body = events.body()
+        super().__init__(self._body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def stream_response(self, send: Send) -> None:
+        """Headers, then the body; the piece that carries ``[DONE]`` also ends the response, so an
+        instant answer takes two writes (headers, body) rather than three."""
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        ended = False
+        async for data in self._body:
+            ended = data.endswith(DONE)
+            await send({"type": "http.response.body", "body": data, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._events._receive = receive
@@ -146,3 +158,4 @@ class SSEResponse(StreamingResponse):
             await self.stream_response(send)
         except OSError:
             raise ClientDisconnect() from None
+

@@ -132,3 +132,25 @@ async def test_client_disconnect_cancels_a_waiting_stream() -> None:
     assert cancelled.is_set()
     assert sent[0]["type"] == "http.response.start"
     assert b'{"x":2}' not in b"".join(m.get("body", b"") for m in sent)
+
+
+async def test_an_instant_answer_is_headers_and_one_final_body_message() -> None:
+    async def instant() -> AsyncIterator[dict[str, Any]]:
+        yield {"a": 1}
+        yield {"b": 2}
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(30)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    stream = EventStream(instant(), keepalive_s=10)
+    await stream.start()
+    await SSEResponse(stream)({"type": "http"}, receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1]["body"] == b'data: {"a":1}\n\ndata: {"b":2}\n\n' + DONE
+    assert sent[1]["more_body"] is False
