@@ -158,4 +158,3 @@ class SSEResponse(StreamingResponse):
             await self.stream_response(send)
         except OSError:
             raise ClientDisconnect() from None
-
