@@ -71,6 +71,10 @@ class EventStream:
             raise first
         self._first = first
 
+    def watch_disconnect(self, receive: Receive) -> None:
+        """Where to notice a client disconnect while the stream waits for its source."""
+        self._receive = receive
+
     async def aclose(self) -> None:
         """Cancel the source (client gone) and wait until it has cleaned up."""
         if self._watcher is not None:
@@ -153,7 +157,7 @@ class SSEResponse(StreamingResponse):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._events._receive = receive
+        self._events.watch_disconnect(receive)
         try:
             await self.stream_response(send)
         except OSError:
