@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from llmserver.observability import AccessRecord
@@ -123,6 +124,16 @@ class Metrics:
         for reason in REASONS:
             self.rejections.labels(reason)  # present at 0 from the start
         reg.register(ModelCollector(handles))
+        # labelled children by (metric, labels): ``labels()`` validates and locks on every call
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once (label values are bounded, see above)."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def model_label(self, model: str | None) -> str:
         """A configured model id, or ``unknown``."""
@@ -131,24 +142,25 @@ class Metrics:
     def observe(self, record: AccessRecord, endpoint: str, status: int, latency_s: float) -> None:
         """Count one finished request."""
         model = self.model_label(record.model)
-        self.requests.labels(model, endpoint, str(status)).inc()
+        self._child(self.requests, model, endpoint, str(status)).inc()
         reason = rejection_reason(record.error_code, status)
         if reason is not None:
-            self.rejections.labels(reason).inc()
+            self._child(self.rejections, reason).inc()
         usage = record.usage
         if usage.prompt_tokens:
-            self.prompt_tokens.labels(model).inc(usage.prompt_tokens)
+            self._child(self.prompt_tokens, model).inc(usage.prompt_tokens)
         if usage.completion_tokens:
-            self.completion_tokens.labels(model).inc(usage.completion_tokens)
+            self._child(self.completion_tokens, model).inc(usage.completion_tokens)
         timing = record.timing
         if timing is None or status >= 400:
             return
-        self.e2e.labels(model).observe(latency_s)
+        self._child(self.e2e, model).observe(latency_s)
         if timing.ttft_s is not None:
-            self.ttft.labels(model).observe(timing.ttft_s)
+            self._child(self.ttft, model).observe(timing.ttft_s)
             if usage.completion_tokens > 1:
                 decode_s = time.perf_counter() - timing.started - timing.ttft_s
-                self.tpot.labels(model).observe(max(decode_s, 0.0) / (usage.completion_tokens - 1))
+                per_token = max(decode_s, 0.0) / (usage.completion_tokens - 1)
+                self._child(self.tpot, model).observe(per_token)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -60,6 +60,8 @@ class ModelHandle:
     closed: bool = False
     roles: list[str] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: (backend, its tokenizer): a runtime protocol check costs tens of µs, once per backend
+    _tokenizing: tuple[Backend, Tokenizing | None] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -84,7 +86,10 @@ class ModelHandle:
 
     def tokenizer(self) -> Tokenizing | None:
         """The backend's tokenizer, when it has one."""
-        return self.backend if isinstance(self.backend, Tokenizing) else None
+        backend = self.backend
+        if self._tokenizing is None or self._tokenizing[0] is not backend:
+            self._tokenizing = (backend, backend if isinstance(backend, Tokenizing) else None)
+        return self._tokenizing[1]
 
 
 class ModelManager:

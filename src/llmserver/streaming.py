@@ -2,7 +2,9 @@
 
 The chunk source runs in its own task and hands chunks over through a queue, so the response can
 send keep-alive comments while the source is quiet, and a client disconnect (which cancels the
-response) cancels the source and with it the generation.
+response) cancels the source and with it the generation. Chunks that are already waiting when the
+response writes are framed into one body message: an instant upstream's whole answer goes out in
+one or two writes instead of one per token, and a slow one still gets each chunk at once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from llmserver.errors import APIError, error_body
 
@@ -42,6 +46,8 @@ class EventStream:
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._first: object = _END
+        self._receive: Receive | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     async def _produce(self) -> None:
         try:
@@ -65,8 +71,14 @@ class EventStream:
             raise first
         self._first = first
 
+    def watch_disconnect(self, receive: Receive) -> None:
+        """Where to notice a client disconnect while the stream waits for its source."""
+        self._receive = receive
+
     async def aclose(self) -> None:
         """Cancel the source (client gone) and wait until it has cleaned up."""
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -76,25 +88,41 @@ class EventStream:
         """The SSE byte stream, ending with ``[DONE]``."""
         try:
             item = self._first
-            while item is not _END:
-                if isinstance(item, BaseException):
-                    yield self._error_event(item)
-                    break
-                yield KEEPALIVE if item is _QUIET else frame(item)  # type: ignore[arg-type]
+            while True:
+                out = bytearray()
+                # everything already queued goes out in one write
+                while True:
+                    if item is _END:
+                        yield bytes(out + DONE)
+                        return
+                    if isinstance(item, BaseException):
+                        yield bytes(out + self._error_event(item) + DONE)
+                        return
+                    out += KEEPALIVE if item is _QUIET else frame(item)  # type: ignore[arg-type]
+                    if self._queue.empty():
+                        break
+                    item = self._queue.get_nowait()
+                yield bytes(out)
                 item = await self._next()
-            yield DONE
         finally:
             await self.aclose()
 
     async def _next(self) -> object:
-        while True:
-            if not self._queue.empty():
-                return self._queue.get_nowait()
-            try:
-                async with asyncio.timeout(self._keepalive_s):
-                    return await self._queue.get()
-            except TimeoutError:
-                return _QUIET
+        if self._receive is not None and self._watcher is None:
+            # only a stream that has to wait needs to notice a client leaving meanwhile
+            self._watcher = asyncio.create_task(self._watch(self._receive))
+        try:
+            async with asyncio.timeout(self._keepalive_s):
+                return await self._queue.get()
+        except TimeoutError:
+            return _QUIET
+
+    async def _watch(self, receive: Receive) -> None:
+        """Cancel the source when the client disconnects; the body then ends at once."""
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if self._task is not None:
+            self._task.cancel()
 
     @staticmethod
     def _error_event(exc: BaseException) -> bytes:
@@ -104,4 +132,33 @@ class EventStream:
 
     def response(self) -> StreamingResponse:
         """The streaming HTTP response."""
-        return StreamingResponse(self.body(), media_type="text/event-stream", headers=SSE_HEADERS)
+        return SSEResponse(self)
+
+
+class SSEResponse(StreamingResponse):
+    """A :class:`StreamingResponse` without Starlette's task group per response (a task and a
+    cancel scope for every stream, to listen for a disconnect): the event stream starts its own
+    watcher, and only when it has to wait for the source."""
+
+    def __init__(self, events: EventStream) -> None:
+        self._events = events
+        self._body = events.body()
+        super().__init__(self._body, media_type="text/event-stream", headers=SSE_HEADERS)
+
+    async def stream_response(self, send: Send) -> None:
+        """Headers, then the body; the piece that carries ``[DONE]`` also ends the response, so an
+        instant answer takes two writes (headers, body) rather than three."""
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        ended = False
+        async for data in self._body:
+            ended = data.endswith(DONE)
+            await send({"type": "http.response.body", "body": data, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._events.watch_disconnect(receive)
+        try:
+            await self.stream_response(send)
+        except OSError:
+            raise ClientDisconnect() from None

@@ -86,8 +86,9 @@ class AccessLogMiddleware:
             self._finish(scope, record, status or 499, time.perf_counter() - started)
 
     def _finish(self, scope: Scope, record: AccessRecord, status: int, latency_s: float) -> None:
-        fields = access_fields(scope, record, status, latency_s)
-        logger.info(TEXT, {k: "-" if v is None else v for k, v in fields.items()}, extra=fields)
+        if logger.isEnabledFor(logging.INFO):
+            fields = access_fields(scope, record, status, latency_s)
+            logger.info(TEXT, {k: "-" if v is None else v for k, v in fields.items()}, extra=fields)
         # the app's metrics and usage recorder, created in its lifespan
         state = getattr(scope.get("app"), "state", None)
         metrics: Metrics | None = getattr(state, "metrics", None)

@@ -35,7 +35,7 @@ def client_address(scope: Scope, trusted: list[Network]) -> str:
     proxy, and is read right to left past trusted hops: the entries left of the first untrusted
     one were written by the client and can say anything."""
     peer = scope["client"][0] if scope.get("client") else ""
-    if not _within(peer, trusted):
+    if not trusted or not _within(peer, trusted):
         return peer
     hops: list[str] = []
     for name, value in scope.get("headers", []):
