@@ -91,7 +91,7 @@ async def test_interleaved_logits_match_solo(backend: LlamaCppBackend) -> None:
     backend.logits_hook = lambda name, step, logits: seen.__setitem__((name, step), logits)
     try:
         topics = TOPICS[:3]
-        solo = [await collect(backend, request(backend, t, f"solo{i}")) for i, t in enumerate(topics)]
+        solo = [await collect(backend, request(backend, t, f"s{i}")) for i, t in enumerate(topics)]
 
         async def staggered(i: int, topic: str) -> tuple[str, int, str | None]:
             # later sequences join while earlier ones decode: prefill and decode share steps
@@ -103,10 +103,10 @@ async def test_interleaved_logits_match_solo(backend: LlamaCppBackend) -> None:
         backend.logits_hook = None
     assert [m[0] for m in mixed] == [s[0] for s in solo]
     for i in range(len(topics)):
-        steps = [step for (name, step) in seen if name == f"solo{i}"]
+        steps = [step for (name, step) in seen if name == f"s{i}"]
         assert len(steps) == 16
         for step in steps:
-            a, b = seen[(f"solo{i}", step)], seen[(f"mix{i}", step)]
+            a, b = seen[(f"s{i}", step)], seen[(f"mix{i}", step)]
             assert float(np.max(np.abs(a - b))) < LOGIT_TOLERANCE, (i, step)
             assert int(np.argmax(a)) == int(np.argmax(b))
     assert_all_free(backend)

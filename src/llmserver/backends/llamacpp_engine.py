@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ctypes
 import logging
 import threading
@@ -282,7 +283,6 @@ class BatchEngine:
             by_loop.setdefault(seq.loop, []).append((seq, item))
         self._outbox = []
         for loop, items in by_loop.items():
-            try:
+            # a closed loop has nobody listening any more
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # that loop is closed: nobody is listening any more
-                pass
