@@ -115,7 +115,7 @@ class LlamaCppConfig(ModelConfig):
     backend: Literal["llamacpp"] = "llamacpp"
     path: Path = Field(description="Path to the .gguf file.")
     context_size: int = Field(4096, ge=64, description="Context window (n_ctx) in tokens.")
-    threads: int | None = Field(None, ge=1, description="CPU threads; None: llama.cpp's choice.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; None: one per CPU core.")
     batch_size: int = Field(512, ge=1, description="Prompt-processing batch size (n_batch).")
     gpu_layers: int = Field(0, description="Layers to offload to a GPU (-1: all).")
     embedding: bool = Field(
@@ -123,6 +123,15 @@ class LlamaCppConfig(ModelConfig):
     )
     pooling: Literal["model", "mean", "cls", "last"] = Field(
         "model", description="Embedding pooling; model: the GGUF's own (chat models have none)."
+    )
+    # continuous batching: max_concurrent (default 8) sequences share one context
+    flash_attn: bool = Field(
+        False, description="Flash attention (faster on some GPUs; changes numerics slightly)."
+    )
+    kv_unified: bool = Field(
+        False,
+        description="One KV buffer shared by all sequences (llama.cpp kv_unified); "
+        "False: a stream of context_size cells per sequence.",
     )
 
     @field_validator("path")

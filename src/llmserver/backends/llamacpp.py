@@ -1,314 +1,232 @@
-"""GGUF models run in-process by llama.cpp through llama-cpp-python.
+"""GGUF models run in-process by llama.cpp through llama-cpp-python, with continuous batching.
 
-One ``Llama`` context serves one generation at a time (``max_parallel = 1``), on a dedicated
-worker thread so the event loop keeps serving. Tokens cross to the loop one by one through a
-queue; cancelling the consumer sets a flag the worker checks before every token, and the
-consumer waits for the worker to stop before it gives the context back. Prompt processing, one
-long ``llama_decode`` call, is interrupted through llama.cpp's abort callback, installed only
-until the first token (it is called for every graph node, too often to keep for decoding).
+One llama.cpp context holds ``max_concurrent`` sequences (default :data:`DEFAULT_PARALLEL`);
+a single engine thread (:mod:`llmserver.backends.llamacpp_engine`) runs them together, one
+``llama_decode`` per step, so concurrent requests share each pass over the weights. Each
+sequence gets ``context_size`` tokens of its own KV cache. A model with ``embedding: true``
+serves ``/v1/embeddings`` instead (:mod:`llmserver.backends.llamacpp_embed`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import ctypes
-import json
 import logging
-import threading
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+import os
+from collections.abc import AsyncIterator
+from collections.abc import Sequence as Inputs
+from typing import Any, ClassVar
 
 from llmserver.backends.base import (
     Delta,
     EmbeddingInput,
     EmbeddingResult,
     EmbeddingSpec,
-    FinishReason,
     GenerationRequest,
-    JsonConstraint,
     ModelLoadError,
     PromptFormat,
-    StopMatcher,
-    engine_failure,
 )
-from llmserver.errors import ContextLengthError, EngineError, InvalidRequestError
+from llmserver.backends.llamacpp_embed import LlamaEmbedder
+from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
+from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
+from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.settings import LlamaCppConfig, ModelConfig
-
-if TYPE_CHECKING:
-    from llama_cpp import Llama
-    from llama_cpp.llama_grammar import LlamaGrammar
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
 
-_DONE = object()
-_POOLING = {"model": -1, "none": 0, "mean": 1, "cls": 2, "last": 3}  # LLAMA_POOLING_TYPE_*
+#: parallel sequences (and slots) when ``max_concurrent`` is not set
+DEFAULT_PARALLEL = 8
 
 
 class LlamaCppBackend:
-    """A GGUF model in a llama.cpp context."""
+    """A GGUF model in a llama.cpp context shared by up to ``max_concurrent`` sequences."""
 
     config_type: ClassVar[type[ModelConfig]] = LlamaCppConfig
-    max_parallel: ClassVar[int] = 1
+    max_parallel: ClassVar[int] = DEFAULT_PARALLEL
 
     def __init__(self, config: LlamaCppConfig) -> None:
         self.config = config
-        self._llm: Llama | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-{config.id}")
+        self.n_seq = config.max_concurrent or DEFAULT_PARALLEL
+        self._model: Any = None  # llama_cpp._internals.LlamaModel
+        self._ctx: Any = None  # llama_context*
+        self._engine: BatchEngine | None = None
         self._bos_text = ""
         self._add_bos = False
-        self._abort: _AbortHook | None = None
+        #: test hook: set to receive each sequence's next-token logits
+        self.logits_hook: LogitsHook | None = None
+        self._embedder = LlamaEmbedder(config) if config.embedding else None
 
     @property
-    def llm(self) -> Llama:
-        """The loaded model."""
-        if self._llm is None:
+    def engine(self) -> BatchEngine:
+        """The running batch engine."""
+        if self._engine is None:
             raise EngineError("model is not loaded")
-        return self._llm
+        return self._engine
 
     async def start(self) -> None:
-        """Load the GGUF file on the worker thread."""
+        """Load the GGUF file and create the context off the event loop."""
         loop = asyncio.get_running_loop()
-        self._llm = await loop.run_in_executor(self._executor, self._load)
-        bos = self._llm.token_bos()
-        self._bos_text = self._llm._model.token_get_text(bos) if bos != -1 else ""
-        self._add_bos = bos != -1 and self._llm._model.add_bos_token()
-        if self.config.embedding and int(self._llm.pooling_type()) == _POOLING["none"]:
-            await self.close()
-            raise ModelLoadError(
-                f"{self.config.path} declares no embedding pooling; "
-                "set pooling: mean (or cls, last)"
-            )
-        self._abort = _AbortHook.attach(self._llm)
+        if self._embedder is not None:
+            llm = await loop.run_in_executor(None, self._embedder.load)
+            self._model = llm._model
+        else:
+            await loop.run_in_executor(None, self._load)
+        model = self._model
+        bos = model.token_bos()
+        self._bos_text = model.token_get_text(bos) if bos != -1 else ""
+        self._add_bos = bos != -1 and model.add_bos_token()
 
-    def _load(self) -> Llama:
+    def _load(self) -> None:
         try:
-            from llama_cpp import Llama
+            import llama_cpp
+            from llama_cpp import _internals
+            from llama_cpp._logger import set_verbose
         except ImportError as exc:
             raise ModelLoadError(
                 "llama-cpp-python is not installed: pip install 'llmserver[llamacpp]'"
             ) from exc
         cfg = self.config
+        set_verbose(False)
+        llama_cpp.llama_backend_init()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = 0x7FFFFFFF if cfg.gpu_layers == -1 else cfg.gpu_layers
         try:
-            return Llama(
-                model_path=str(cfg.path),
-                n_ctx=cfg.context_size,
-                n_threads=cfg.threads,
-                n_batch=cfg.batch_size,
-                n_gpu_layers=cfg.gpu_layers,
-                embedding=cfg.embedding,
-                pooling_type=_POOLING[cfg.pooling],
-                verbose=False,
+            self._model = _internals.LlamaModel(
+                path_model=str(cfg.path), params=mparams, verbose=False
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
+        threads = cfg.threads or os.cpu_count() or 1
+        n_batch = max(cfg.batch_size, self.n_seq)
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = cfg.context_size * self.n_seq
+        cparams.n_batch = n_batch
+        cparams.n_ubatch = n_batch
+        cparams.n_seq_max = self.n_seq
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.kv_unified = cfg.kv_unified
+        cparams.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if cfg.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        cparams.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(self._model.model, cparams)
+        if not ctx:
+            self._model.close()
+            raise ModelLoadError(f"could not create a llama.cpp context for {cfg.path}")
+        self._ctx = ctx
+        self._engine = BatchEngine(
+            self._model.model,
+            ctx,
+            self.n_seq,
+            n_batch,
+            min(llama_cpp.llama_n_ctx_seq(ctx), cfg.context_size),
+        )
 
     def prompt_format(self) -> PromptFormat:
         """Chat template and special tokens from the GGUF metadata."""
-        llm = self.llm
-        eos = llm.token_eos()
+        model = self._loaded()
+        eos = model.token_eos()
         return PromptFormat(
-            chat_template=llm.metadata.get("tokenizer.chat_template"),
+            chat_template=model.metadata().get("tokenizer.chat_template"),
             bos_token=self._bos_text,
-            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
-            context_length=llm.n_ctx(),
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            context_length=self._context_length(),
         )
+
+    def _context_length(self) -> int:
+        if self._embedder is not None and self._embedder.llm is not None:
+            return int(self._embedder.llm.n_ctx())
+        return self.engine.n_ctx_seq
+
+    def embedding_spec(self) -> EmbeddingSpec | None:
+        """Embedding abilities when loaded with ``embedding: true``; else None."""
+        return self._embedder.spec() if self._embedder is not None else None
+
+    async def embed(self, inputs: Inputs[EmbeddingInput]) -> EmbeddingResult:
+        """Pooled, L2-normalised vectors of an embedding model."""
+        if self._embedder is None:
+            raise InvalidRequestError(
+                f"model '{self.config.id}' serves no embeddings", param="model"
+            )
+        return await self._embedder.embed(inputs)
 
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a rendered prompt; BOS added when the model wants it and it is absent."""
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
 
-    def embedding_spec(self) -> EmbeddingSpec | None:
-        """Embedding abilities when loaded with ``embedding: true``; else None."""
-        if not self.config.embedding or self._llm is None:
-            return None
-        llm = self._llm
-        return EmbeddingSpec(llm.n_embd(), min(llm.n_ctx(), llm.n_batch))
-
-    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
-        """Pooled, L2-normalised vectors (as llama-server returns them)."""
-        spec = self.embedding_spec()
-        if spec is None:
-            raise InvalidRequestError(
-                f"model '{self.config.id}' serves no embeddings", param="model"
-            )
-        if not all(isinstance(i, str) for i in inputs):
-            raise InvalidRequestError("this model takes text input only", param="input")
-        texts = [str(i) for i in inputs]
-        return await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._embed, texts, spec.max_input_tokens
-        )
-
-    def _embed(self, texts: list[str], limit: int) -> EmbeddingResult:
-        llm = self.llm
-        # counted exactly as Llama.embed tokenizes (BOS as the model wants, no special parsing)
-        counts = [len(llm.tokenize(t.encode("utf-8"))) for t in texts]
-        for index, count in enumerate(counts):
-            if count > limit:
-                raise ContextLengthError(
-                    f"This model's maximum input length is {limit} tokens, but input {index} "
-                    f"has {count} tokens. Please shorten the input.",
-                    param="input",
-                )
-        vectors = llm.embed(texts, normalize=True, truncate=False)
-        rows: list[Any] = list(vectors)  # pooled: one list of floats per input
-        return EmbeddingResult([[float(x) for x in row] for row in rows], counts)
+    def _loaded(self) -> Any:
+        if self._model is None:
+            raise EngineError("model is not loaded")
+        return self._model
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Run the generation on the worker thread and relay its deltas."""
-        if self.config.embedding:
+        """Join the running batch and relay this sequence's deltas."""
+        if self._embedder is not None:
             raise InvalidRequestError(
                 f"model '{self.config.id}' is an embedding model; use /v1/embeddings",
                 param="model",
             )
-        grammar = _grammar(request.constraint)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def emit(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def work() -> None:
-            try:
-                self._run(request, grammar, emit, cancelled)
-            except Exception as exc:
-                if cancelled.is_set():  # prompt processing aborted on purpose
-                    return
-                logger.exception("generation %s failed", request.request_id)
-                emit(engine_failure("llama.cpp", exc))
-            finally:
-                if self._abort is not None:
-                    self._abort.watch(None)
-                emit(_DONE)
-
-        future = loop.run_in_executor(self._executor, work)
+        engine = self.engine
+        if not request.prompt_tokens:
+            raise InvalidRequestError("the prompt is empty", param="prompt")
+        grammar = build_grammar(engine.vocab, request.constraint)
         try:
-            while (item := await queue.get()) is not _DONE:
+            sampler = build_sampler(engine.vocab, engine.n_vocab, request.params, grammar)
+        except BaseException:
+            free_sampler(grammar)
+            raise
+        seq = Sequence(
+            prompt=list(request.prompt_tokens),
+            params=request.params,
+            sampler=sampler,
+            loop=asyncio.get_running_loop(),
+            on_logits=self.logits_hook,
+            name=request.request_id,
+        )
+        try:
+            engine.submit(seq)
+        except BaseException:
+            free_sampler(sampler)
+            raise
+        finished = False
+        try:
+            while not finished:
+                item = await seq.queue.get()
                 if isinstance(item, Exception):
                     raise item
-                assert isinstance(item, Delta)
+                finished = item.finish_reason is not None
                 yield item
         finally:
-            cancelled.set()
-            # the context is not free until the worker has returned
-            await asyncio.shield(future)
-
-    def _run(
-        self,
-        request: GenerationRequest,
-        grammar: LlamaGrammar | None,
-        emit: Callable[[object], None],
-        cancelled: threading.Event,
-    ) -> None:
-        import llama_cpp
-
-        if cancelled.is_set():  # given up while queued behind another generation
-            return
-        llm = self.llm
-        params = request.params
-        llm.set_seed(params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED)
-        vocab = llm._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(params.stop)
-
-        def finish(text: str, tokens: int, reason: FinishReason) -> None:
-            tail, stopped = stops.feed(decoder.decode(b"", final=True))
-            emit(Delta(text + tail + ("" if stopped else stops.flush()), tokens, reason))
-
-        tokens = llm.generate(
-            list(request.prompt_tokens),
-            top_k=params.top_k,
-            top_p=params.top_p,
-            min_p=params.min_p,
-            temp=params.temperature,
-            repeat_penalty=params.repeat_penalty,
-            frequency_penalty=params.frequency_penalty,
-            presence_penalty=params.presence_penalty,
-            grammar=grammar,
-        )
-        if self._abort is not None:
-            self._abort.watch(cancelled)
-        for produced, token in enumerate(tokens, start=1):
-            if produced == 1 and self._abort is not None:
-                self._abort.watch(None)
-            if cancelled.is_set():
-                return
-            eog = llama_cpp.llama_vocab_is_eog(vocab, token)
-            if eog and not params.ignore_eos:
-                finish("", 0, "stop")
-                return
-            piece = b"" if eog else llm.detokenize([token])
-            text, stopped = stops.feed(decoder.decode(piece))
-            if stopped:
-                emit(Delta(text, 1, "stop"))
-                return
-            if produced >= params.max_tokens:
-                finish(text, 1, "length")
-                return
-            emit(Delta(text, 1))
+            if not finished:
+                engine.cancel(seq)
+            # the slot is not free until the engine has dropped the sequence's cache
+            assert seq.released is not None
+            await asyncio.shield(seq.released)
 
     async def health(self) -> bool:
         """Healthy while loaded."""
-        return self._llm is not None
+        return self._engine is not None or self.embedding_spec() is not None
 
     async def close(self) -> None:
-        """Free the context and the weights."""
-        llm, self._llm = self._llm, None
-        if llm is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, llm.close)
-        self._executor.shutdown(wait=False)
+        """Stop the engine, then free the context and the weights."""
+        if self._embedder is not None:
+            self._model = None  # the embedder's Llama owns it
+            await asyncio.get_running_loop().run_in_executor(None, self._embedder.close)
+            return
+        engine, self._engine = self._engine, None
+        await asyncio.get_running_loop().run_in_executor(None, self._free, engine)
 
-
-class _AbortHook:
-    """llama.cpp's abort callback on one context: while it watches a flag, ``llama_decode``
-    stops (returning 2, which llama-cpp-python raises) as soon as the flag is set."""
-
-    def __init__(self, llm: Llama, setter: Any) -> None:
+    def _free(self, engine: BatchEngine | None) -> None:
         import llama_cpp
 
-        self._llm = llm
-        self._setter = setter
-        self._flag: threading.Event | None = None
-        self._callback = llama_cpp.ggml_abort_callback(self._check)  # kept alive here
-        self._none = llama_cpp.ggml_abort_callback()  # a NULL function pointer
-
-    @classmethod
-    def attach(cls, llm: Llama) -> _AbortHook | None:
-        """A hook for ``llm``'s context, or None where this llama.cpp build lacks the call."""
-        import llama_cpp
-
-        setter = getattr(llama_cpp.llama_cpp._lib, "llama_set_abort_callback", None)
-        if setter is None:
-            logger.info("llama.cpp has no abort callback: prompt processing is not interruptible")
-            return None
-        setter.argtypes = [ctypes.c_void_p, llama_cpp.ggml_abort_callback, ctypes.c_void_p]
-        setter.restype = None
-        return cls(llm, setter)
-
-    def _check(self, _: Any) -> bool:
-        flag = self._flag
-        return flag is not None and flag.is_set()
-
-    def watch(self, flag: threading.Event | None) -> None:
-        """Abort on ``flag`` (None: remove the callback). Called on the worker thread."""
-        self._flag = flag
-        callback = self._none if flag is None else self._callback
-        self._setter(self._llm._ctx.ctx, callback, None)
-
-
-def _grammar(constraint: JsonConstraint | None) -> LlamaGrammar | None:
-    if constraint is None:
-        return None
-    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
-
-    if constraint.schema is None:
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    try:
-        return LlamaGrammar.from_json_schema(json.dumps(constraint.schema), verbose=False)
-    except Exception as exc:
-        raise InvalidRequestError(
-            f"unsupported JSON schema: {exc}", param="response_format.json_schema.schema"
-        ) from exc
+        if engine is not None:
+            engine.close()
+        if self._ctx is not None:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None

@@ -1,0 +1,101 @@
+"""Embeddings from a GGUF embedding model (``embedding: true``), through ``Llama.embed``.
+
+Generation uses the batch engine; an embedding model is a separate ``Llama`` object that only
+pools, on its own worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from llmserver.backends.base import (
+    EmbeddingInput,
+    EmbeddingResult,
+    EmbeddingSpec,
+    ModelLoadError,
+)
+from llmserver.errors import ContextLengthError, InvalidRequestError
+from llmserver.settings import LlamaCppConfig
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+
+POOLING = {"model": -1, "none": 0, "mean": 1, "cls": 2, "last": 3}  # LLAMA_POOLING_TYPE_*
+
+
+class LlamaEmbedder:
+    """Pooled, L2-normalised vectors (as llama-server returns them) from one GGUF file."""
+
+    def __init__(self, config: LlamaCppConfig) -> None:
+        self.config = config
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-embed-{config.id}")
+        self.llm: Llama | None = None
+
+    def load(self) -> Llama:
+        """Load the model for pooling (blocking: call off the event loop)."""
+        from llama_cpp import Llama
+
+        cfg = self.config
+        try:
+            llm = Llama(
+                model_path=str(cfg.path),
+                n_ctx=cfg.context_size,
+                n_threads=cfg.threads,
+                n_batch=cfg.batch_size,
+                n_gpu_layers=cfg.gpu_layers,
+                embedding=True,
+                pooling_type=POOLING[cfg.pooling],
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
+        if int(llm.pooling_type()) == POOLING["none"]:
+            llm.close()
+            raise ModelLoadError(
+                f"{cfg.path} declares no embedding pooling; set pooling: mean (or cls, last)"
+            )
+        self.llm = llm
+        return llm
+
+    def spec(self) -> EmbeddingSpec | None:
+        """Vector size and input limit, once loaded."""
+        if self.llm is None:
+            return None
+        return EmbeddingSpec(self.llm.n_embd(), min(self.llm.n_ctx(), self.llm.n_batch))
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+        """Embed text inputs on the worker thread."""
+        spec = self.spec()
+        if spec is None:
+            raise InvalidRequestError(f"model '{self.config.id}' is not loaded", param="model")
+        if not all(isinstance(i, str) for i in inputs):
+            raise InvalidRequestError("this model takes text input only", param="input")
+        texts = [str(i) for i in inputs]
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._embed, texts, spec.max_input_tokens
+        )
+
+    def _embed(self, texts: list[str], limit: int) -> EmbeddingResult:
+        assert self.llm is not None
+        llm = self.llm
+        # counted exactly as Llama.embed tokenizes (BOS as the model wants, no special parsing)
+        counts = [len(llm.tokenize(t.encode("utf-8"))) for t in texts]
+        for index, count in enumerate(counts):
+            if count > limit:
+                raise ContextLengthError(
+                    f"This model's maximum input length is {limit} tokens, but input {index} "
+                    f"has {count} tokens. Please shorten the input.",
+                    param="input",
+                )
+        rows: list[Any] = list(llm.embed(texts, normalize=True, truncate=False))
+        return EmbeddingResult([[float(x) for x in row] for row in rows], counts)
+
+    def close(self) -> None:
+        """Free the model (blocking)."""
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.close()
+        self._executor.shutdown(wait=False)

@@ -1,0 +1,294 @@
+"""Continuous batching: one llama.cpp context, several sequences, one engine thread.
+
+Every step the engine thread builds one ``llama_batch`` holding the next token of each decoding
+sequence plus chunks of the prompts of joining sequences (at most ``n_batch`` tokens), runs one
+``llama_decode`` and samples each sequence with its own sampler chain. Sequences join and leave
+between steps; a finished or cancelled sequence's KV cells are removed at once and its sequence
+id is reused. Each sequence has its own KV stream (``kv_unified = false``) of ``n_ctx_seq``
+cells, so attention never looks at another sequence's cells and one long conversation cannot
+crowd the others out.
+
+Results cross to asyncio once per step per event loop (``call_soon_threadsafe``), not per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import ctypes
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmserver.backends.base import (
+    Delta,
+    FinishReason,
+    SamplingParams,
+    StopMatcher,
+    engine_failure,
+)
+from llmserver.backends.llamacpp_sampling import free_sampler
+from llmserver.errors import EngineError
+
+logger = logging.getLogger("llmserver.backends.llamacpp")
+
+#: a test hook: called with (request id, generated-token index, next-token logits as numpy)
+LogitsHook = Callable[[str, int, Any], None]
+
+
+@dataclass(eq=False)
+class Sequence:
+    """One generation inside the engine. Created on the event loop, driven by the engine."""
+
+    prompt: list[int]
+    params: SamplingParams
+    sampler: Any
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[Delta | Exception] = field(default_factory=asyncio.Queue)
+    released: asyncio.Future[None] | None = None
+    on_logits: LogitsHook | None = None
+    name: str = ""
+    cancelled: bool = False
+    # engine-thread state
+    seq_id: int = -1
+    cursor: int = 0  # prompt tokens already decoded
+    generated: int = 0
+    next_token: int = -1
+    done: bool = False
+    stops: StopMatcher = field(init=False)
+    decoder: codecs.IncrementalDecoder = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stops = StopMatcher(self.params.stop)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        if self.released is None:
+            self.released = self.loop.create_future()
+
+    @property
+    def n_past(self) -> int:
+        """Tokens of this sequence in the KV cache."""
+        return self.cursor + max(self.generated - 1, 0)
+
+
+def _deliver(items: list[tuple[Sequence, Delta | Exception | None]]) -> None:
+    """On the event loop: hand a step's results to their consumers (None: KV freed)."""
+    for seq, item in items:
+        if item is None:
+            if seq.released is not None and not seq.released.done():
+                seq.released.set_result(None)
+        else:
+            seq.queue.put_nowait(item)
+
+
+class BatchEngine:
+    """Runs many sequences through one llama.cpp context on a single thread."""
+
+    def __init__(self, model: Any, ctx: Any, n_seq: int, n_batch: int, n_ctx_seq: int) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self.model = model
+        self.ctx = ctx
+        self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.memory = llama_cpp.llama_get_memory(ctx)
+        self.n_seq = n_seq
+        self.n_batch = n_batch
+        self.n_ctx_seq = n_ctx_seq
+        self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._free_ids = list(range(n_seq))
+        self._active: list[Sequence] = []
+        self._waiting: deque[Sequence] = deque()
+        self._incoming: list[Sequence] = []
+        self._outbox: list[tuple[Sequence, Delta | Exception | None]] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="llamacpp-engine", daemon=True)
+        self._thread.start()
+
+    # ---- called from the event loop ----
+
+    def submit(self, seq: Sequence) -> None:
+        """Queue a sequence; it joins the running batch at the next step."""
+        with self._cond:
+            if self._closing:
+                raise EngineError("model is not loaded")
+            self._incoming.append(seq)
+            self._cond.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        """Ask the engine to drop a sequence at the next step and free its cache."""
+        seq.cancelled = True
+        with self._cond:
+            self._cond.notify()
+
+    @property
+    def free_slots(self) -> int:
+        """Sequence ids not held by any sequence."""
+        return len(self._free_ids)
+
+    def seq_pos_max(self, seq_id: int) -> int:
+        """Largest KV position held for a sequence id (-1: none). For tests, when idle."""
+        return int(self._lib.llama_memory_seq_pos_max(self.memory, seq_id))
+
+    def close(self) -> None:
+        """Stop the thread (blocking), fail what is left, free the batch."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        gone = EngineError("model was unloaded")
+        for seq in [*self._active, *self._waiting, *self._incoming]:
+            self._finish(seq, gone)
+        self._flush()
+        self._lib.llama_batch_free(self._batch)
+
+    # ---- engine thread ----
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._incoming or self._active or self._waiting or self._closing):
+                    self._cond.wait()
+                if self._closing:
+                    return
+                self._waiting.extend(self._incoming)
+                self._incoming.clear()
+            try:
+                self._admit()
+                if self._active:
+                    self._step()
+            except Exception as exc:  # a bug must not hang every consumer
+                logger.exception("llama.cpp engine step failed")
+                for seq in list(self._active):
+                    self._finish(seq, engine_failure("llama.cpp", exc))
+            self._flush()
+
+    def _admit(self) -> None:
+        """Drop cancelled sequences, then give free sequence ids to waiting ones."""
+        for seq in [s for s in self._active if s.cancelled]:
+            self._finish(seq, None)
+        for seq in [s for s in self._waiting if s.cancelled]:
+            self._waiting.remove(seq)
+            self._finish(seq, None)
+        while self._waiting and self._free_ids:
+            seq = self._waiting.popleft()
+            # lowest id first: llama.cpp splits a multi-stream batch into one ubatch per run
+            # of consecutive sequence ids, so gaps cost whole extra passes over the weights
+            seq.seq_id = min(self._free_ids)
+            self._free_ids.remove(seq.seq_id)
+            self._active.append(seq)
+        self._active.sort(key=lambda s: s.seq_id)
+
+    def _step(self) -> None:
+        """One decode over every active sequence, then sample each that produced logits."""
+        lib, batch = self._lib, self._batch
+        n = 0
+        outputs: list[tuple[Sequence, int]] = []
+
+        def add(token: int, pos: int, seq_id: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq_id
+            batch.logits[n] = logits
+            n += 1
+
+        # every decoding sequence advances by one token; prompt chunks share what is left of
+        # n_batch. Tokens go in sequence-id order (see _admit).
+        room = self.n_batch - sum(1 for seq in self._active if seq.generated)
+        for seq in self._active:
+            if seq.generated:
+                outputs.append((seq, n))
+                add(seq.next_token, seq.n_past, seq.seq_id, True)
+                continue
+            chunk = seq.prompt[seq.cursor : seq.cursor + max(room, 0)]
+            room -= len(chunk)
+            last = seq.cursor + len(chunk) == len(seq.prompt)
+            for i, token in enumerate(chunk):
+                add(token, seq.cursor + i, seq.seq_id, last and i == len(chunk) - 1)
+            seq.cursor += len(chunk)
+            if last and chunk:
+                outputs.append((seq, n - 1))
+        batch.n_tokens = n
+        rc = lib.llama_decode(self.ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+        for seq, index in outputs:
+            if seq.on_logits is not None:
+                seq.on_logits(seq.name, seq.generated, self._logits(index))
+            token = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
+            self._accept(seq, token)
+
+    def _logits(self, index: int) -> Any:
+        import numpy as np
+
+        ptr = self._lib.llama_get_logits_ith(self.ctx, index)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,)).copy()
+
+    def _accept(self, seq: Sequence, token: int) -> None:
+        """Turn a sampled token into a delta; finish on EOS, a stop string or a limit."""
+        params = seq.params
+        seq.generated += 1
+        eog = self._lib.llama_vocab_is_eog(self.vocab, token)
+        if eog and not params.ignore_eos:
+            self._end(seq, "", 0, "stop")
+            return
+        text, stopped = seq.stops.feed(seq.decoder.decode(b"" if eog else self._piece(token)))
+        if stopped:
+            self._outbox.append((seq, Delta(text, 1, "stop")))
+            self._finish(seq, None)
+        elif seq.generated >= params.max_tokens or seq.n_past >= self.n_ctx_seq:
+            self._end(seq, text, 1, "length")
+        else:
+            seq.next_token = token
+            self._outbox.append((seq, Delta(text, 1)))
+
+    def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
+        tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
+        text += tail + ("" if stopped else seq.stops.flush())
+        self._outbox.append((seq, Delta(text, tokens, reason)))
+        self._finish(seq, None)
+
+    def _piece(self, token: int) -> bytes:
+        buf = self._piece_buf
+        n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def _finish(self, seq: Sequence, error: Exception | None) -> None:
+        """Leave the engine: free the KV cells and the sampler, report, release the id."""
+        if seq.done:
+            return
+        seq.done = True
+        if seq in self._active:
+            self._active.remove(seq)
+        if seq.seq_id >= 0:
+            self._lib.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
+            self._free_ids.append(seq.seq_id)
+        free_sampler(seq.sampler)
+        seq.sampler = None
+        if error is not None:
+            self._outbox.append((seq, error))
+        self._outbox.append((seq, None))
+
+    def _flush(self) -> None:
+        """Send this step's results to each event loop in one call."""
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, Any]]] = {}
+        for seq, item in self._outbox:
+            by_loop.setdefault(seq.loop, []).append((seq, item))
+        self._outbox = []
+        for loop, items in by_loop.items():
+            # a closed loop has nobody listening any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, items)

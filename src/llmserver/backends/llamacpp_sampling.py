@@ -1,0 +1,86 @@
+"""Per-sequence sampler chains for the llama.cpp batch engine.
+
+Each sequence owns a llama.cpp sampler chain built from its own parameters and seed, so
+concurrent sequences never share random state, penalties or a grammar. The chain mirrors what
+``Llama.generate`` builds, so a request samples the same way it did before batching.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llmserver.backends.base import JsonConstraint, SamplingParams
+from llmserver.errors import InvalidRequestError
+
+#: tokens the repetition penalties look back over (llama-cpp-python's default)
+PENALTY_LAST_N = 64
+
+
+def build_sampler(vocab: Any, n_vocab: int, params: SamplingParams, grammar: Any) -> Any:
+    """A new sampler chain (a ``llama_sampler*``); the caller frees it with ``free_sampler``."""
+    import llama_cpp
+
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+
+    def add(sampler: Any) -> None:
+        llama_cpp.llama_sampler_chain_add(chain, sampler)
+
+    neutral = (
+        params.repeat_penalty == 1.0
+        and params.frequency_penalty == 0.0
+        and params.presence_penalty == 0.0
+    )
+    if not neutral:
+        add(
+            llama_cpp.llama_sampler_init_penalties(
+                n_vocab,
+                PENALTY_LAST_N,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+        )
+    if grammar is not None:
+        add(grammar)
+    if params.temperature <= 0.0:
+        add(llama_cpp.llama_sampler_init_greedy())
+        return chain
+    seed = params.seed if params.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED
+    add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+    add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+    add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+    add(llama_cpp.llama_sampler_init_temp(params.temperature))
+    add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
+
+
+def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
+    """A grammar sampler for a JSON constraint, or None; a bad schema is a 400."""
+    if constraint is None:
+        return None
+    import llama_cpp
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    param = "response_format.json_schema.schema"
+    try:
+        if constraint.schema is None:
+            grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        else:
+            grammar = LlamaGrammar.from_json_schema(json.dumps(constraint.schema), verbose=False)
+    except Exception as exc:
+        raise InvalidRequestError(f"unsupported JSON schema: {exc}", param=param) from exc
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+    )
+    if not sampler:
+        raise InvalidRequestError("unsupported JSON schema: grammar did not compile", param=param)
+    return sampler
+
+
+def free_sampler(sampler: Any) -> None:
+    """Free a chain (and every sampler in it)."""
+    import llama_cpp
+
+    if sampler:
+        llama_cpp.llama_sampler_free(sampler)
