@@ -29,8 +29,9 @@ from llmserver.errors import (
     ServiceUnavailableError,
     ShuttingDownError,
 )
+from llmserver.model_configs import ModelConfig
 from llmserver.scheduling import Limiter
-from llmserver.settings import ModelConfig, Settings
+from llmserver.settings import Settings
 from llmserver.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 
 logger = logging.getLogger("llmserver.models")

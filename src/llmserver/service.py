@@ -21,11 +21,12 @@ from llmserver.backends.base import (
     embedder,
 )
 from llmserver.errors import ContextLengthError, InvalidRequestError
+from llmserver.model_configs import SamplingDefaults
 from llmserver.models import ModelHandle, ModelManager
 from llmserver.privacy import PIIMasker
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
 from llmserver.scheduling import Deadline
-from llmserver.settings import SamplingDefaults, Settings
+from llmserver.settings import Settings
 
 logger = logging.getLogger("llmserver.service")
 

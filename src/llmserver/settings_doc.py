@@ -10,7 +10,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from llmserver.backends import registry
-from llmserver.settings import ModelConfig, SamplingDefaults, Settings
+from llmserver.model_configs import ModelConfig, SamplingDefaults
+from llmserver.settings import Settings
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmserver.backends.base import GenerationRequest, SamplingParams
-from llmserver.settings import SentenceTransformersConfig, TransformersConfig, default_model_path
+from llmserver.model_configs import SentenceTransformersConfig, TransformersConfig
+from llmserver.settings import default_model_path
 
 pytestmark = pytest.mark.gpu
 

@@ -16,7 +16,8 @@ import pytest
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.backends.llamacpp import LlamaCppBackend
-from llmserver.settings import LlamaCppConfig, default_model_path
+from llmserver.model_configs import LlamaCppConfig
+from llmserver.settings import default_model_path
 from llmserver.templating import ChatTemplate
 
 pytestmark = pytest.mark.integration

@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmserver.settings import (
-    SentenceTransformersConfig,
-    SettingsError,
-    TransformersConfig,
-    VllmConfig,
-    load_settings,
-)
+from llmserver.model_configs import SentenceTransformersConfig, TransformersConfig, VllmConfig
+from llmserver.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(

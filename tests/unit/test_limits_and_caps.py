@@ -13,8 +13,9 @@ from llmserver.app import create_app
 from llmserver.errors import InferenceTimeoutError, RateLimitError
 from llmserver.middleware import rate_limit
 from llmserver.middleware.rate_limit import RateLimits, duration, estimate_tokens
+from llmserver.model_configs import FakeConfig
 from llmserver.scheduling import Deadline, Limiter
-from llmserver.settings import FakeConfig, SettingsError, load_settings
+from llmserver.settings import SettingsError, load_settings
 from support import fake_settings
 from unit.conftest import open_client
 

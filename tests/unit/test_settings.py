@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from llmserver.cli import build_parser, settings_from_args
+from llmserver.model_configs import FakeConfig, LlamaCppConfig
 from llmserver.settings import (
     DEFAULT_EMBEDDING_MODEL_ID,
     DEFAULT_MODEL_ID,
-    FakeConfig,
-    LlamaCppConfig,
     SettingsError,
     load_settings,
 )

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.backends.vllm import VllmBackend
-from llmserver.settings import VllmConfig, load_settings
+from llmserver.model_configs import VllmConfig
+from llmserver.settings import load_settings
 from unit.conftest import open_client
 
 REPLY = ["Red", ",", " green", " and", " blue", "."]

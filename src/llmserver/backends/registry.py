@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmserver.backends.base import BackendFactory
-    from llmserver.settings import ModelConfig
+    from llmserver.model_configs import ModelConfig
 
 GROUP = "llmserver.backends"
 

@@ -29,7 +29,7 @@ from llmserver.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
-from llmserver.settings import ModelConfig, UpstreamConfig
+from llmserver.model_configs import ModelConfig, UpstreamConfig
 
 logger = logging.getLogger("llmserver.backends.upstream")
 

@@ -1,0 +1,303 @@
+"""Model configuration types: what every model has, and one config type per backend.
+
+Each backend class names its type as ``config_type``; ``settings.py`` picks the type by the
+entry's ``backend`` (or by :func:`choose_backend` when it is omitted).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+
+class SamplingDefaults(BaseModel):
+    """Sampling values a model uses when a request leaves them out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(0.8, ge=0, le=2, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling threshold.")
+    top_k: int = Field(40, ge=0, description="Top-k sampling (0 disables).")
+    min_p: float = Field(0.05, ge=0, le=1, description="Min-p sampling threshold.")
+    repeat_penalty: float = Field(1.0, gt=0, description="Repetition penalty (1.0 is off).")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Completion length when a request gives none (None: the rest)."
+    )
+
+
+class ModelConfig(BaseModel):
+    """What every configured model has, whatever its backend."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    id: str = Field(min_length=1, description="The id clients send as `model`.")
+    aliases: list[str] = Field(default_factory=list, description="Other names for this model.")
+    backend: str = Field(
+        description="Backend name from the registry (llamacpp, upstream, fake, ...); "
+        "omitted: chosen from `path` or `url`."
+    )
+    max_concurrent: int | None = Field(
+        None,
+        ge=1,
+        description="Generation slots; None: max_concurrent_inference, at most what the backend "
+        "can truly run at once.",
+    )
+    max_queue: int | None = Field(
+        None, ge=0, description="Requests that may wait for a slot; None: the server's max_queue."
+    )
+    max_queue_wait_s: float | None = Field(
+        None, gt=0, description="Longest wait for a slot, then 429; None: the server's value."
+    )
+    inference_timeout_s: float | None = Field(
+        None, gt=0, description="Generation time limit, then 503; None: the server's value."
+    )
+    defaults: SamplingDefaults = Field(
+        default_factory=SamplingDefaults, description="Default sampling parameters."
+    )
+    mask_pii: bool = Field(
+        False, description="Mask personal data in prompts to this model on every endpoint."
+    )
+    # model management
+    preload: bool = Field(True, description="Load this model at start-up.")
+    load_on_demand: bool = Field(
+        False, description="Load on the first request when unloaded (else such requests get 503)."
+    )
+
+
+class LlamaCppConfig(ModelConfig):
+    """A GGUF model run in-process by llama.cpp (llama-cpp-python)."""
+
+    backend: Literal["llamacpp"] = "llamacpp"
+    path: Path = Field(description="Path to the .gguf file.")
+    context_size: int = Field(4096, ge=64, description="Context window (n_ctx) in tokens.")
+    threads: int | None = Field(None, ge=1, description="CPU threads; None: one per CPU core.")
+    batch_size: int = Field(512, ge=1, description="Prompt-processing batch size (n_batch).")
+    gpu_layers: int = Field(0, description="Layers to offload to a GPU (-1: all).")
+    embedding: bool = Field(
+        False, description="Load as an embedding model: serves /v1/embeddings, not chat."
+    )
+    pooling: Literal["model", "mean", "cls", "last"] = Field(
+        "model", description="Embedding pooling; model: the GGUF's own (chat models have none)."
+    )
+    # continuous batching: max_concurrent (default 8) sequences share one context
+    flash_attn: bool = Field(
+        False, description="Flash attention (faster on some GPUs; changes numerics slightly)."
+    )
+    kv_unified: bool = Field(
+        False,
+        description="One KV buffer shared by all sequences (llama.cpp kv_unified); "
+        "False: a stream of context_size cells per sequence.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _file_exists(cls, path: Path) -> Path:
+        path = path.expanduser()
+        if not path.is_file():
+            raise ValueError(f"model file not found: {path}")
+        return path
+
+
+class FakeConfig(ModelConfig):
+    """The deterministic fake backend, for tests of the server and of client applications."""
+
+    backend: Literal["fake"] = "fake"
+    context_size: int = Field(2048, ge=16, description="Context window in (fake) tokens.")
+    token_delay_s: float = Field(0.0, ge=0, description="Seconds to wait before each token.")
+    load_delay_s: float = Field(0.0, ge=0, description="Seconds the fake model takes to load.")
+    reply: str | None = Field(None, description="Fixed reply text; None: text derived from input.")
+    fail_load: str | None = Field(None, description="Fail to load with this reason (for tests).")
+    embedding_dimensions: int = Field(
+        0, ge=0, description="Serve deterministic (Matryoshka) embeddings of this size; 0: none."
+    )
+
+
+class UpstreamConfig(ModelConfig):
+    """Any OpenAI-compatible server: Ollama, vLLM, llama-server, LM Studio, LiteLLM, llmserver."""
+
+    backend: Literal["upstream"] = "upstream"
+    url: list[str] = Field(
+        min_length=1,
+        description="Base URL ending in /v1 (for example http://127.0.0.1:11434/v1), or a list "
+        "of replicas serving the same model.",
+    )
+    upstream_model: str | None = Field(
+        None, description="Model name sent upstream; None: this model's `id`."
+    )
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the upstream API key."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers sent with every upstream request."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Seconds to connect to a replica.")
+    read_timeout_s: float = Field(
+        300.0, gt=0, description="Seconds to wait for the next bytes of an upstream answer."
+    )
+    context_size: int | None = Field(
+        None, ge=64, description="Context window; sent to Ollama as `options.num_ctx`."
+    )
+    probe_interval_s: float = Field(
+        2.0, gt=0, description="Seconds between health probes of a replica marked down."
+    )
+    _api_key: SecretStr | None = PrivateAttr(None)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstream url must start with http:// or https://: {url}")
+        return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _read_api_key(self) -> UpstreamConfig:
+        # the one place the secret is read; it is kept out of repr, dumps and logs
+        if self.api_key_env is not None:
+            value = os.environ.get(self.api_key_env)
+            if not value:
+                raise ValueError(f"environment variable {self.api_key_env} is not set")
+            self._api_key = SecretStr(value)
+        return self
+
+    def api_key(self) -> str | None:
+        """The upstream API key, when one is configured."""
+        return self._api_key.get_secret_value() if self._api_key is not None else None
+
+
+def choose_backend(raw: Mapping[str, Any]) -> str:
+    """The backend for a model entry without ``backend:``.
+
+    A ``.gguf`` path means llamacpp; an http(s) URL means upstream; any other path (a model
+    directory or a Hugging Face id) means vllm where vLLM is importable and CUDA is present,
+    else transformers.
+    """
+    url, path = raw.get("url"), raw.get("path")
+    first_url = url[0] if isinstance(url, list) and url else url
+    if isinstance(first_url, str) and first_url.startswith(("http://", "https://")):
+        return "upstream"
+    if isinstance(path, str | Path):
+        text = str(path)
+        if text.startswith(("http://", "https://")):
+            return "upstream"
+        if text.lower().endswith(".gguf"):
+            return "llamacpp"
+        return "vllm" if _vllm_usable() else "transformers"
+    raise ValueError("'backend' is required when neither 'path' nor 'url' is given")
+
+
+def _vllm_usable() -> bool:
+    # torch is imported only where vLLM is installed, which is the only place it can matter
+    if importlib.util.find_spec("vllm") is None:
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+# -- transformers, vllm and embedding backends ----------------------------------------------
+
+TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
+
+
+def _local_path_exists(path: str) -> str:
+    """A path that is clearly local (absolute, relative, ``~`` or a .gguf file) must exist;
+    anything else may be a Hugging Face hub id."""
+    local = Path(path).expanduser()
+    looks_local = path.startswith(("/", "./", "../", "~")) or path.endswith(".gguf")
+    if looks_local and not local.exists():
+        raise ValueError(f"model path not found: {local}")
+    return str(local) if looks_local else path
+
+
+class TransformersConfig(ModelConfig):
+    """A Hugging Face model (directory or GGUF file) run in-process by Transformers (PyTorch)."""
+
+    backend: Literal["transformers"] = "transformers"
+    path: str = Field(
+        description="Model directory, a .gguf file (loaded through Transformers) or a hub id."
+    )
+    device: str | None = Field(None, description="Torch device; None: cuda if available, else cpu.")
+    dtype: TorchDtype = Field(
+        "auto", description="Weight dtype; auto: the model's own on cuda, float32 on cpu."
+    )
+    context_size: int | None = Field(
+        None, ge=16, description="Context window in tokens; None: the model's maximum."
+    )
+    trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
+
+
+class VllmConfig(ModelConfig):
+    """A Hugging Face model served by vLLM's async engine in-process (CUDA)."""
+
+    backend: Literal["vllm"] = "vllm"
+    path: str = Field(description="Model directory or Hugging Face hub id.")
+    tokenizer: str | None = Field(None, description="Tokenizer directory; None: the model's.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs to split each layer across.")
+    pipeline_parallel_size: int = Field(1, ge=1, description="Pipeline stages (GPUs or nodes).")
+    distributed_executor_backend: Literal["ray", "mp", "uni", "external_launcher"] | None = Field(
+        None, description="How vLLM runs workers; ray spans several machines. None: vLLM's choice."
+    )
+    quantization: str | None = Field(None, description="Quantization method (awq, gptq, fp8...).")
+    max_model_len: int | None = Field(None, ge=16, description="Context length; None: model's.")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take."
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="Sequences batched at once; None: vLLM's default (256)."
+    )
+    dtype: str = Field("auto", description="Weight dtype (auto, float16, bfloat16, float32).")
+    trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
+    enforce_eager: bool = Field(False, description="Disable CUDA graphs (less memory, slower).")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="Further AsyncEngineArgs passed through unchanged."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
+
+
+class SentenceTransformersConfig(ModelConfig):
+    """An embedding model run by sentence-transformers (serves /v1/embeddings)."""
+
+    backend: Literal["sentence_transformers"] = "sentence_transformers"
+    path: str = Field(description="sentence-transformers model directory (or hub id).")
+    device: str | None = Field(None, description="Torch device; None: cuda if available, else cpu.")
+    batch_size: int = Field(32, ge=1, description="Inputs encoded per forward pass.")
+    matryoshka: bool = Field(
+        False,
+        description="Trained for truncated vectors: honour `dimensions` (truncate, renormalise).",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
