@@ -13,7 +13,7 @@ from starlette.responses import Response
 from llmserver.models import ModelManager
 from llmserver.observability import AccessRecord
 from llmserver.security.access import check_admin
-from llmserver.service import Service
+from llmserver.service import Generation, Service
 
 T = TypeVar("T")
 
@@ -48,6 +48,14 @@ def access(request: Request) -> AccessRecord:
     """This request's access-log record."""
     record: AccessRecord | None = request.scope.get("state", {}).get("access")
     return record if record is not None else AccessRecord()
+
+
+def track(request: Request, gen: Generation, streamed: bool) -> None:
+    """Link this request's access record to a generation, whose usage and timing fill in as
+    it runs (so the line logged at the end is complete, streamed or not)."""
+    record = access(request)
+    record.model, record.backend = gen.handle.id, gen.handle.config.backend
+    record.usage, record.timing, record.streamed = gen.usage, gen.timing, streamed
 
 
 async def require_admin(request: Request) -> None:

@@ -10,11 +10,11 @@ from starlette.responses import Response
 from llmserver.api.deps import (
     CLIENT_CLOSED,
     ClientDisconnected,
-    access,
     json_response,
     manager,
     require_admin,
     service,
+    track,
     until_disconnect,
 )
 from llmserver.errors import ModelNotFoundError
@@ -58,9 +58,7 @@ async def chat_completions(request: Request, req: ChatCompletionRequest) -> Resp
     if _masks(request, req.model):
         req = pii.mask_chat(request.app.state.pii, req)
     gen = service(request).chat(req)
-    record = access(request)
-    record.model, record.usage, record.streamed = gen.handle.id, gen.usage, req.stream
-    record.backend, record.timing = gen.handle.config.backend, gen.timing
+    track(request, gen, req.stream)
     if req.stream:
         return await _respond(request, None, chat_chunks(gen, req.include_usage()))
     return await _respond(request, chat_response(gen, req.n), None)
@@ -72,9 +70,7 @@ async def completions(request: Request, req: CompletionRequest) -> Response:
     if _masks(request, req.model):
         req = pii.mask_completion(request.app.state.pii, req)
     gen = service(request).completion(req)
-    record = access(request)
-    record.model, record.usage, record.streamed = gen.handle.id, gen.usage, req.stream
-    record.backend, record.timing = gen.handle.config.backend, gen.timing
+    track(request, gen, req.stream)
     n_choices = len(req.prompts()) * req.n
     if req.stream:
         return await _respond(request, None, completion_chunks(gen, req.include_usage(), req.echo))

@@ -17,10 +17,10 @@ from starlette.responses import Response
 from llmserver.api.deps import (
     CLIENT_CLOSED,
     ClientDisconnected,
-    access,
     json_response,
     manager,
     service,
+    track,
     until_disconnect,
 )
 from llmserver.errors import APIError, InvalidRequestError
@@ -78,11 +78,6 @@ def _masker(request: Request) -> PIIMasker:
 def _output(request: Request, text: str) -> str:
     """Generated text, masked when ``mask_output`` asks for it."""
     return pii.mask(_masker(request), text) if _settings(request).mask_output else text
-
-
-def _track(request: Request, gen: Generation, streamed: bool) -> None:
-    record = access(request)
-    record.model, record.usage, record.streamed = gen.handle.id, gen.usage, streamed
 
 
 # -- /infer ------------------------------------------------------------------------------------
@@ -145,7 +140,7 @@ async def infer(request: Request, req: InferRequest) -> Response:
     gen: Generation | None = None
     try:
         gen = _infer_generation(request, req, query)
-        _track(request, gen, False)
+        track(request, gen, False)
         texts, _ = await until_disconnect(request, collect(gen, req.num_return_sequences))
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED)
@@ -171,7 +166,7 @@ async def infer_stream(request: Request, req: InferRequest) -> Response:
     "finish_reason"}`` per choice, then the whole result with usage, then ``[DONE]``."""
     query = _infer_query(request, req)
     gen = _infer_generation(request, req, query)
-    _track(request, gen, True)
+    track(request, gen, True)
     masker = _masker(request) if _settings(request).mask_output else None
 
     async def chunks() -> AsyncIterator[dict[str, Any]]:
@@ -222,7 +217,7 @@ def _sampling(req: GenerateRequest) -> dict[str, Any]:
 
 async def _run(request: Request, gen: Generation) -> str | None:
     """The generated text, or None when the client went away."""
-    _track(request, gen, False)
+    track(request, gen, False)
     try:
         texts, _ = await until_disconnect(request, collect(gen, 1))
     except ClientDisconnected:
