@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +147,26 @@ def _constraint(req: ChatCompletionRequest) -> JsonConstraint | None:
     return JsonConstraint(None)
 
 
+def _choices(
+    req: _Sampling,
+    prompt: str,
+    tokens: Sequence[int],
+    defaults: SamplingDefaults,
+    max_tokens: int,
+    constraint: JsonConstraint | None,
+    messages: list[dict[str, str]] | None,
+) -> list[GenerationRequest]:
+    """One generation per choice (``n``); choice ``i`` samples with ``seed + i``."""
+    out = []
+    for i in range(req.n):
+        seed = None if req.seed is None else req.seed + i
+        params = sampling_params(req, defaults, max_tokens, seed)
+        out.append(
+            GenerationRequest(uuid.uuid4().hex[:12], prompt, tokens, params, constraint, messages)
+        )
+    return out
+
+
 class Service:
     """Turns chat and completion requests into generations on the right model."""
 
@@ -235,14 +255,11 @@ class Service:
         """Requests for an engine that tokenizes and counts itself: the context check is its."""
         limit = req.token_limit() or handle.config.defaults.max_tokens or 0
         defaults = _explicit_extras(handle.config.defaults)
-        out = []
-        for prompt in prompts:
-            for i in range(req.n):
-                seed = None if req.seed is None else req.seed + i
-                params = sampling_params(req, defaults, limit, seed)
-                rid = f"{uuid.uuid4().hex[:12]}"
-                out.append(GenerationRequest(rid, prompt, (), params, constraint, messages))
-        return out
+        return [
+            choice
+            for prompt in prompts
+            for choice in _choices(req, prompt, (), defaults, limit, constraint, messages)
+        ]
 
     def _requests(
         self,
@@ -262,11 +279,8 @@ class Service:
             if not tokens:
                 raise InvalidRequestError("prompt must not be empty", param="prompt")
             max_tokens = self._max_tokens(handle, len(tokens), limit, context)
-            for i in range(req.n):
-                seed = None if req.seed is None else req.seed + i
-                params = sampling_params(req, handle.config.defaults, max_tokens, seed)
-                rid = f"{uuid.uuid4().hex[:12]}"
-                out.append(GenerationRequest(rid, prompt, tokens, params, constraint))
+            defaults = handle.config.defaults
+            out += _choices(req, prompt, tokens, defaults, max_tokens, constraint, None)
         return out
 
     @staticmethod
