@@ -292,6 +292,12 @@ class SentenceTransformersConfig(ModelConfig):
     path: str = Field(description="sentence-transformers model directory (or hub id).")
     device: str | None = Field(None, description="Torch device; None: cuda if available, else cpu.")
     batch_size: int = Field(32, ge=1, description="Inputs encoded per forward pass.")
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="PyTorch CPU threads (process-wide); 1 keeps llama.cpp models in the same "
+        "process at full speed (torch's default threads halve them); None: torch's default.",
+    )
     matryoshka: bool = Field(
         False,
         description="Trained for truncated vectors: honour `dimensions` (truncate, renormalise).",

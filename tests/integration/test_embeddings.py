@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import struct
@@ -168,3 +169,28 @@ def test_llamacpp_embeddings_equal_llama_cpp(gguf_server: RunningServer, tmp_pat
         client.chat.completions.create(
             model="smol-embed", messages=[{"role": "user", "content": "Hi"}], max_tokens=3
         )
+
+
+async def test_embedding_model_keeps_torch_to_one_thread() -> None:
+    """torch's default thread pool halves llama.cpp's speed in the same process (measured), so
+    the default embedding model runs torch on one thread unless the config says otherwise."""
+    import torch
+
+    from llmserver.backends.sentence_transformers import SentenceTransformersBackend
+    from llmserver.model_configs import SentenceTransformersConfig
+    from llmserver.settings import default_embedding_configs
+
+    configs = default_embedding_configs()
+    assert configs, "the embeddings extra is part of the test install"
+    config = configs[0]
+    assert isinstance(config, SentenceTransformersConfig)
+    backend = SentenceTransformersBackend(config)
+    await backend.start()
+    try:
+        # the setting is OpenMP's, per thread: what counts is the thread that runs the model
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(backend._executor, torch.get_num_threads) == 1
+        result = await backend.embed(["one thread is enough"])
+        assert len(result.vectors[0]) == 384
+    finally:
+        await backend.close()

@@ -73,6 +73,12 @@ class SentenceTransformersBackend:
     def _load(self) -> None:
         cfg = self.config
         local = Path(cfg.path).expanduser()
+        if cfg.torch_threads is not None:
+            import torch
+
+            # torch and llama.cpp share one OpenMP runtime; torch's default thread pool makes
+            # llama.cpp's decode steps about half as fast (measured; docs/benchmarks.md)
+            torch.set_num_threads(cfg.torch_threads)
         with hub_offline():
             try:
                 from sentence_transformers import SentenceTransformer
@@ -89,7 +95,9 @@ class SentenceTransformersBackend:
             except (OSError, ValueError, RuntimeError) as exc:
                 raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
         model = self._model
-        dims = model.get_sentence_embedding_dimension()
+        # renamed in sentence-transformers 5; keep working with the older name
+        dimension = getattr(model, "get_embedding_dimension", None)
+        dims = dimension() if dimension else model.get_sentence_embedding_dimension()
         if not dims:
             raise ModelLoadError(f"{cfg.path} does not declare its embedding dimension")
         self._wrap = _special_tokens(model.tokenizer)
