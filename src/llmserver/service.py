@@ -6,12 +6,13 @@ Backends only stream. Every response, streamed or not, is built here from the sa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmserver.backends.base import (
     Delta,
@@ -27,6 +28,9 @@ from llmserver.privacy import PIIMasker
 from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
 from llmserver.scheduling import Deadline
 from llmserver.settings import Settings
+
+if TYPE_CHECKING:
+    from llmserver.security.pii import OutputMasker
 
 logger = logging.getLogger("llmserver.service")
 
@@ -74,6 +78,8 @@ class Generation:
     timing: Timing = field(default_factory=Timing)
     #: loads the model first when it is unloaded and may load on demand
     ensure_loaded: Callable[[], Awaitable[None]] = _nothing
+    #: masks personal data in the generated text, stream-safe (``mask_output``)
+    output: OutputMasker | None = None
 
     async def events(self) -> AsyncIterator[Event]:
         """Take a slot, build the prompts, then stream every choice's deltas in order.
@@ -104,7 +110,16 @@ class Generation:
                         self.timing.ttft_s = time.perf_counter() - self.timing.started
                     if delta.prompt_tokens is not None and index in first_of_prompt:
                         self.usage.prompt_tokens += delta.prompt_tokens
+                    if self.output is not None:
+                        delta = self._masked(index, delta)
                     yield index, delta
+
+    def _masked(self, index: int, delta: Delta) -> Delta:
+        assert self.output is not None
+        text = self.output.feed(index, delta.text)
+        if delta.finish_reason is not None:
+            text += self.output.flush(index)
+        return dataclasses.replace(delta, text=text)
 
 
 def _pick(value: Any, default: Any) -> Any:

@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     )
     infer_mask_pii: bool = Field(True, description="Mask personal data in `/infer` queries.")
     mask_output: bool = Field(
-        False, description="Also mask personal data in generated text of the simple endpoints."
+        False, description="Also mask personal data in generated text, on every endpoint."
     )
     input_max_length: int = Field(
         2048,

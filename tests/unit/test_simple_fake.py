@@ -215,6 +215,27 @@ def test_partial_mode_and_output_masking(tmp_path: Path) -> None:
         c.__exit__(None, None, None)
 
 
+def test_output_masking_on_the_openai_endpoints(tmp_path: Path) -> None:
+    reply = f"Reach me at {PHONE} or {EMAIL} today"
+    c = _client(tmp_path, fake_model(reply=reply), mask_output=True)
+    body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+    try:
+        whole = c.post("/v1/chat/completions", json=body).json()
+        text = whole["choices"][0]["message"]["content"]
+        assert text == "Reach me at [PHONE] or [EMAIL] today"
+        assert whole["usage"]["completion_tokens"] == len(reply.split())
+        events = sse_events(c.post("/v1/chat/completions", json={**body, "stream": True}).text)
+        chunks = [json.loads(e) for e in events[:-1]]
+        pieces = [ch["choices"][0]["delta"].get("content", "") for ch in chunks]
+        # the fake model sends the phone number one token at a time; no piece may leak a part
+        assert "".join(pieces) == text
+        assert not any("1234" in p or "minsu" in p for p in pieces)
+        completion = c.post("/v1/completions", json={"model": "fake", "prompt": "hi"}).json()
+        assert completion["choices"][0]["text"] == text
+    finally:
+        c.__exit__(None, None, None)
+
+
 def test_fallback_response(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     settings = fake_settings(

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from llmserver.models import ModelManager
 from llmserver.observability import AccessRecord
 from llmserver.security.access import check_admin
+from llmserver.security.pii import OutputMasker
 from llmserver.service import Generation, Service
 
 T = TypeVar("T")
@@ -51,8 +52,11 @@ def access(request: Request) -> AccessRecord:
 
 
 def track(request: Request, gen: Generation, streamed: bool) -> None:
-    """Link this request's access record to a generation, whose usage and timing fill in as
-    it runs (so the line logged at the end is complete, streamed or not)."""
+    """Attach what every generation of a request needs: the access record, linked to usage and
+    timing that fill in as it runs (so the line logged at the end is complete, streamed or
+    not), and stream-safe masking of the generated text when ``mask_output`` is on."""
+    if request.app.state.settings.mask_output:
+        gen.output = OutputMasker(request.app.state.pii)
     record = access(request)
     record.model, record.backend = gen.handle.id, gen.handle.config.backend
     record.usage, record.timing, record.streamed = gen.usage, gen.timing, streamed

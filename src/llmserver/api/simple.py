@@ -75,11 +75,6 @@ def _masker(request: Request) -> PIIMasker:
     return masker
 
 
-def _output(request: Request, text: str) -> str:
-    """Generated text, masked when ``mask_output`` asks for it."""
-    return pii.mask(_masker(request), text) if _settings(request).mask_output else text
-
-
 # -- /infer ------------------------------------------------------------------------------------
 
 
@@ -151,7 +146,6 @@ async def infer(request: Request, req: InferRequest) -> Response:
         logger.error("infer failed, answering with the fallback response: %s", _reason(exc))
         _log_infer(request, query, gen, [fallback])
         return json_response(_infer_body([fallback]), headers={FALLBACK_HEADER: "true"})
-    texts = [_output(request, t) for t in texts]
     _log_infer(request, query, gen, texts)
     return json_response(_infer_body(texts))
 
@@ -167,25 +161,16 @@ async def infer_stream(request: Request, req: InferRequest) -> Response:
     query = _infer_query(request, req)
     gen = _infer_generation(request, req, query)
     track(request, gen, True)
-    masker = _masker(request) if _settings(request).mask_output else None
 
     async def chunks() -> AsyncIterator[dict[str, Any]]:
-        out = pii.OutputMasker(masker)
         texts = [""] * req.num_return_sequences
         try:
             async for index, delta in gen.events():
-                pieces = [out.feed(index, delta.text)]
-                if delta.finish_reason is not None:
-                    pieces.append(out.flush(index))
-                for piece in filter(None, pieces):
-                    texts[index] += piece
-                    yield {"index": index, "text": piece}
+                if delta.text:
+                    texts[index] += delta.text
+                    yield {"index": index, "text": delta.text}
                 if delta.finish_reason is not None:
                     yield {"index": index, "finish_reason": delta.finish_reason}
-            for index in range(len(texts)):
-                if rest := out.flush(index):
-                    texts[index] += rest
-                    yield {"index": index, "text": rest}
             yield {**_infer_body(texts), "usage": gen.usage.body()}
         finally:
             _log_infer(request, query, gen, texts)
@@ -222,7 +207,7 @@ async def _run(request: Request, gen: Generation) -> str | None:
         texts, _ = await until_disconnect(request, collect(gen, 1))
     except ClientDisconnected:
         return None
-    return _output(request, texts[0])
+    return texts[0]
 
 
 @router.post("/generate")
