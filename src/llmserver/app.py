@@ -50,9 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
         models = ModelManager(settings)
         app.state.settings = settings
         app.state.models = models
-        app.state.service = Service(models, settings)
-        app.state.keys = keys
         app.state.pii = PIIMasker(mode=settings.pii_mask_mode)
+        app.state.service = Service(models, settings, app.state.pii)
+        app.state.keys = keys
         app.state.started = time.monotonic()
         app.state.metrics = Metrics([m.id for m in settings.models], models.handles)
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))

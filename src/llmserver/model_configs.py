@@ -231,7 +231,18 @@ def _local_path_exists(path: str) -> str:
     return str(local) if looks_local else path
 
 
-class TransformersConfig(ModelConfig):
+class _PathOrHubIdConfig(ModelConfig):
+    """A model named by ``path``: a local path, which must exist, or a Hugging Face hub id."""
+
+    path: str = Field(description="Model directory or Hugging Face hub id.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, path: str) -> str:
+        return _local_path_exists(path)
+
+
+class TransformersConfig(_PathOrHubIdConfig):
     """A Hugging Face model (directory or GGUF file) run in-process by Transformers (PyTorch)."""
 
     backend: Literal["transformers"] = "transformers"
@@ -247,13 +258,8 @@ class TransformersConfig(ModelConfig):
     )
     trust_remote_code: bool = Field(False, description="Allow model code from the directory.")
 
-    @field_validator("path")
-    @classmethod
-    def _path_exists(cls, path: str) -> str:
-        return _local_path_exists(path)
 
-
-class VllmConfig(ModelConfig):
+class VllmConfig(_PathOrHubIdConfig):
     """A Hugging Face model served by vLLM's async engine in-process (CUDA)."""
 
     backend: Literal["vllm"] = "vllm"
@@ -279,13 +285,8 @@ class VllmConfig(ModelConfig):
         default_factory=dict, description="Further AsyncEngineArgs passed through unchanged."
     )
 
-    @field_validator("path")
-    @classmethod
-    def _path_exists(cls, path: str) -> str:
-        return _local_path_exists(path)
 
-
-class SentenceTransformersConfig(ModelConfig):
+class SentenceTransformersConfig(_PathOrHubIdConfig):
     """An embedding model run by sentence-transformers (serves /v1/embeddings)."""
 
     backend: Literal["sentence_transformers"] = "sentence_transformers"
@@ -302,8 +303,3 @@ class SentenceTransformersConfig(ModelConfig):
         False,
         description="Trained for truncated vectors: honour `dimensions` (truncate, renormalise).",
     )
-
-    @field_validator("path")
-    @classmethod
-    def _path_exists(cls, path: str) -> str:
-        return _local_path_exists(path)

@@ -185,17 +185,16 @@ def _choices(
 class Service:
     """Turns chat and completion requests into generations on the right model."""
 
-    def __init__(self, manager: ModelManager, settings: Settings) -> None:
+    def __init__(self, manager: ModelManager, settings: Settings, masker: PIIMasker) -> None:
         self.manager = manager
         self.settings = settings
-        self._masker: PIIMasker | None = None
+        self._masker = masker
 
     def _log_text(self, text: str) -> None:
         """Request text only at DEBUG, masked and cut short (never at INFO)."""
         if logger.isEnabledFor(logging.DEBUG):
             from llmserver.observability import debug_text
 
-            self._masker = self._masker or PIIMasker()
             logger.debug("request text: %s", debug_text(self._masker, text))
 
     def _check(self, req: _Sampling) -> ModelHandle:
