@@ -14,8 +14,8 @@ import time
 
 from llama_cpp import Llama
 
-from llmserver.settings import default_model_path
-from llmserver.templating import ChatTemplate
+from llmserver.config.settings import default_model_path
+from llmserver.core.templating import ChatTemplate
 
 
 def main() -> None:

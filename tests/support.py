@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from llmserver.settings import Settings, load_settings
+from llmserver.config.settings import Settings, load_settings
 
 
 def free_port() -> int:

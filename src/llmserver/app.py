@@ -12,22 +12,25 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llmserver import __version__
-from llmserver.accounting import UsageRecorder, UsageStore, usage_db_path
-from llmserver.api import embeddings, openai, simple, status, telemetry, whoami
+from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
+from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.openai import embeddings
+from llmserver.surfaces.openai import router as openai
+from llmserver.surfaces.simple import router as simple
 from llmserver.errors import install_exception_handlers
-from llmserver.metrics import Metrics
-from llmserver.middleware.access_log import AccessLogMiddleware
-from llmserver.middleware.allowlist import AllowlistMiddleware
-from llmserver.middleware.auth import AuthMiddleware
-from llmserver.middleware.body_limit import BodyLimitMiddleware
-from llmserver.middleware.rate_limit import RateLimitMiddleware, RateLimits
-from llmserver.middleware.request_id import RequestIdMiddleware
-from llmserver.models import ModelManager
+from llmserver.observability.metrics import Metrics
+from llmserver.http.middleware.access_log import AccessLogMiddleware
+from llmserver.http.middleware.allowlist import AllowlistMiddleware
+from llmserver.http.middleware.auth import AuthMiddleware
+from llmserver.http.middleware.body_limit import BodyLimitMiddleware
+from llmserver.http.middleware.rate_limit import RateLimitMiddleware, RateLimits
+from llmserver.http.middleware.request_id import RequestIdMiddleware
+from llmserver.core.manager import ModelManager
 from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore
-from llmserver.service import Service
-from llmserver.settings import Settings, SettingsError
+from llmserver.core.service import Service
+from llmserver.config.settings import Settings, SettingsError
 
 logger = logging.getLogger("llmserver.app")
 

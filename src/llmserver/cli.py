@@ -14,7 +14,7 @@ from typing import Any
 from llmserver import __version__
 from llmserver import bench as bench_command
 from llmserver.security import commands as keys_command
-from llmserver.settings import Settings, SettingsError, load_settings
+from llmserver.config.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("llmserver.cli")
 
@@ -63,7 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Start the server."""
     from llmserver.app import create_app
-    from llmserver.observability import configure_logging
+    from llmserver.observability.logs import configure_logging
     from llmserver.shutdown import serve
 
     settings = settings_from_args(args)
@@ -77,7 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_settings(_: argparse.Namespace) -> int:
     """Print the settings tables (the README's reference is this output)."""
-    from llmserver.settings_doc import markdown
+    from llmserver.config.settings_doc import markdown
 
     print(markdown())
     return 0
@@ -89,7 +89,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from llmserver.accounting import UsageStore, usage_db_path, usage_table
+    from llmserver.observability.accounting import UsageStore, usage_db_path, usage_table
 
     if args.db is not None:
         path = Path(args.db).expanduser()

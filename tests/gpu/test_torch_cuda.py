@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmserver.backends.base import GenerationRequest, SamplingParams
-from llmserver.model_configs import SentenceTransformersConfig, TransformersConfig
-from llmserver.settings import default_model_path
+from llmserver.config.model_configs import SentenceTransformersConfig, TransformersConfig
+from llmserver.config.settings import default_model_path
 
 pytestmark = pytest.mark.gpu
 

@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from llmserver.settings import DEFAULT_EMBEDDING_MODEL_ID, DEFAULT_MODEL_ID, default_model_path
+from llmserver.config.settings import DEFAULT_EMBEDDING_MODEL_ID, DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
 
 pytestmark = pytest.mark.integration
@@ -177,8 +177,8 @@ async def test_embedding_model_keeps_torch_to_one_thread() -> None:
     import torch
 
     from llmserver.backends.sentence_transformers import SentenceTransformersBackend
-    from llmserver.model_configs import SentenceTransformersConfig
-    from llmserver.settings import default_embedding_configs
+    from llmserver.config.model_configs import SentenceTransformersConfig
+    from llmserver.config.settings import default_embedding_configs
 
     configs = default_embedding_configs()
     assert configs, "the embeddings extra is part of the test install"

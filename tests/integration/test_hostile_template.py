@@ -15,8 +15,8 @@ import httpx
 import jinja2
 import pytest
 
-from llmserver.settings import default_model_path
-from llmserver.templating import ChatTemplate, UnsafeTemplateError
+from llmserver.config.settings import default_model_path
+from llmserver.core.templating import ChatTemplate, UnsafeTemplateError
 from support import run_server
 
 pytestmark = pytest.mark.integration

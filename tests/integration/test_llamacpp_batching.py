@@ -16,9 +16,9 @@ import pytest
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.backends.llamacpp import LlamaCppBackend
-from llmserver.model_configs import LlamaCppConfig
-from llmserver.settings import default_model_path
-from llmserver.templating import ChatTemplate
+from llmserver.config.model_configs import LlamaCppConfig
+from llmserver.config.settings import default_model_path
+from llmserver.core.templating import ChatTemplate
 
 pytestmark = pytest.mark.integration
 

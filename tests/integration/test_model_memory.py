@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from llmserver.settings import default_model_path
+from llmserver.config.settings import default_model_path
 from support import RunningServer, run_server
 
 pytestmark = pytest.mark.integration

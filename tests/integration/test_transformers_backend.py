@@ -15,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from llmserver.settings import default_embedding_configs, default_model_path
+from llmserver.config.settings import default_embedding_configs, default_model_path
 from support import RunningServer, free_port, run_server
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from llmserver.settings import DEFAULT_MODEL_ID
+from llmserver.config.settings import DEFAULT_MODEL_ID
 from support import RunningServer, free_port, run_server, wait_ready
 
 pytestmark = pytest.mark.integration

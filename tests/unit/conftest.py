@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
-from llmserver.settings import Settings
+from llmserver.config.settings import Settings
 from support import fake_settings
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmserver.accounting import UsageRecorder, UsageStore, usage_table
+from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_table
 from llmserver.cli import main
 from support import fake_settings
 from unit.conftest import open_client

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from llmserver.model_configs import SentenceTransformersConfig, TransformersConfig, VllmConfig
-from llmserver.settings import SettingsError, load_settings
+from llmserver.config.model_configs import SentenceTransformersConfig, TransformersConfig, VllmConfig
+from llmserver.config.settings import SettingsError, load_settings
 
 
 @pytest.mark.parametrize(

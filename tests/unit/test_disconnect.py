@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from fastapi import Request
 
-from llmserver.api.deps import ClientDisconnected, until_disconnect
+from llmserver.http.respond import ClientDisconnected, until_disconnect
 
 
 class FakeRequest:

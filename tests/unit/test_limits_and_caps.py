@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
 from llmserver.errors import InferenceTimeoutError, RateLimitError
-from llmserver.middleware import rate_limit
-from llmserver.middleware.rate_limit import RateLimits, duration, estimate_tokens
-from llmserver.model_configs import FakeConfig
-from llmserver.scheduling import Deadline, Limiter
-from llmserver.settings import SettingsError, load_settings
+from llmserver.http.middleware import rate_limit
+from llmserver.http.middleware.rate_limit import RateLimits, duration, estimate_tokens
+from llmserver.config.model_configs import FakeConfig
+from llmserver.core.scheduling import Deadline, Limiter
+from llmserver.config.settings import SettingsError, load_settings
 from support import fake_settings
 from unit.conftest import open_client
 
@@ -82,7 +82,7 @@ def test_token_limit_refusal_uses_no_quota(limited: TestClient) -> None:
 
 
 def test_budget_per_key_name_and_override() -> None:
-    from llmserver.observability import AccessRecord
+    from llmserver.observability.logs import AccessRecord
 
     limits = RateLimits(fake_settings(rate_limit_requests_per_minute=5))
     record = AccessRecord(key_name="nas")

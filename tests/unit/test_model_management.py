@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
-from llmserver.settings import Settings, SettingsError
+from llmserver.config.settings import Settings, SettingsError
 from support import fake_model, fake_settings
 
 CHAT = "/v1/chat/completions"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.observability import (
+from llmserver.observability.logs import (
     JsonFormatter,
     RequestIdFilter,
     configure_logging,
@@ -87,7 +87,7 @@ def test_access_line_fields_and_request_id(
 
 
 def test_json_formatter_and_request_id_filter() -> None:
-    from llmserver.observability import request_id_var
+    from llmserver.observability.logs import request_id_var
 
     record = logging.LogRecord("llmserver.x", logging.INFO, __file__, 1, "hi %s", ("there",), None)
     record.status = 201

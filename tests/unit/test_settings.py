@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from llmserver.cli import build_parser, settings_from_args
-from llmserver.model_configs import FakeConfig, LlamaCppConfig
-from llmserver.settings import (
+from llmserver.config.model_configs import FakeConfig, LlamaCppConfig
+from llmserver.config.settings import (
     DEFAULT_EMBEDDING_MODEL_ID,
     DEFAULT_MODEL_ID,
     SettingsError,
     load_settings,
 )
-from llmserver.settings_doc import BEGIN, END, markdown
+from llmserver.config.settings_doc import BEGIN, END, markdown
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from llmserver.errors import EngineError
-from llmserver.streaming import DONE, KEEPALIVE, EventStream, SSEResponse
+from llmserver.http.streaming import DONE, KEEPALIVE, EventStream, SSEResponse
 
 
 async def chunks(items: list[Any], delay: float = 0.0) -> AsyncIterator[dict[str, Any]]:

@@ -6,7 +6,7 @@ import pytest
 
 from llmserver.backends.base import StopMatcher
 from llmserver.errors import InvalidRequestError
-from llmserver.templating import (
+from llmserver.core.templating import (
     ChatTemplate,
     TemplateLoadError,
     UnsafeTemplateError,

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
-from llmserver.model_configs import UpstreamConfig, choose_backend
-from llmserver.settings import load_settings
+from llmserver.config.model_configs import UpstreamConfig, choose_backend
+from llmserver.config.settings import load_settings
 from mock_upstream import endless, failing, instant, serve
 from support import free_port, sse_events
 

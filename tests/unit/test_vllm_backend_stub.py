@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.backends.vllm import VllmBackend
-from llmserver.model_configs import VllmConfig
-from llmserver.settings import load_settings
+from llmserver.config.model_configs import VllmConfig
+from llmserver.config.settings import load_settings
 from unit.conftest import open_client
 
 REPLY = ["Red", ",", " green", " and", " blue", "."]

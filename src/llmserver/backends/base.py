@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
-from llmserver.model_configs import ModelConfig
+from llmserver.config.model_configs import ModelConfig
 
 FinishReason = Literal["stop", "length"]
 

@@ -26,7 +26,7 @@ from llmserver.backends.base import (
     PromptFormat,
     StopMatcher,
 )
-from llmserver.model_configs import FakeConfig, ModelConfig
+from llmserver.config.model_configs import FakeConfig, ModelConfig
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

@@ -29,7 +29,7 @@ from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
 from llmserver.errors import EngineError, InvalidRequestError
-from llmserver.model_configs import LlamaCppConfig, ModelConfig
+from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
 

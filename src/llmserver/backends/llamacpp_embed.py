@@ -18,7 +18,7 @@ from llmserver.backends.base import (
     ModelLoadError,
 )
 from llmserver.errors import ContextLengthError, InvalidRequestError
-from llmserver.model_configs import LlamaCppConfig
+from llmserver.config.model_configs import LlamaCppConfig
 
 if TYPE_CHECKING:
     from llama_cpp import Llama

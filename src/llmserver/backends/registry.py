@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from llmserver.backends.base import BackendFactory
-    from llmserver.model_configs import ModelConfig
+    from llmserver.config.model_configs import ModelConfig
 
 GROUP = "llmserver.backends"
 

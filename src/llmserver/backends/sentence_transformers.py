@@ -27,7 +27,7 @@ from llmserver.backends.base import (
 )
 from llmserver.backends.transformers import auto_device
 from llmserver.errors import ContextLengthError, EngineError, InvalidRequestError
-from llmserver.model_configs import ModelConfig, SentenceTransformersConfig
+from llmserver.config.model_configs import ModelConfig, SentenceTransformersConfig
 
 logger = logging.getLogger("llmserver.backends.sentence_transformers")
 

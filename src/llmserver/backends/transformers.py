@@ -28,7 +28,7 @@ from llmserver.backends.base import (
     StopMatcher,
 )
 from llmserver.errors import EngineError, InvalidRequestError
-from llmserver.model_configs import ModelConfig, TransformersConfig
+from llmserver.config.model_configs import ModelConfig, TransformersConfig
 
 if TYPE_CHECKING:
     import torch

@@ -29,7 +29,7 @@ from llmserver.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
-from llmserver.model_configs import ModelConfig, UpstreamConfig
+from llmserver.config.model_configs import ModelConfig, UpstreamConfig
 
 logger = logging.getLogger("llmserver.backends.upstream")
 

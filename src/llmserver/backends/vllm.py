@@ -26,7 +26,7 @@ from llmserver.backends.base import (
 )
 from llmserver.backends.transformers import hf_prompt_format, hf_tokenize
 from llmserver.errors import EngineError, InvalidRequestError
-from llmserver.model_configs import ModelConfig, VllmConfig
+from llmserver.config.model_configs import ModelConfig, VllmConfig
 
 logger = logging.getLogger("llmserver.backends.vllm")
 

@@ -9,9 +9,9 @@ import ipaddress
 from starlette.requests import HTTPConnection
 
 from llmserver.errors import AuthenticationError, PermissionDeniedError
-from llmserver.models import ModelHandle
+from llmserver.core.manager import ModelHandle
 from llmserver.security.keys import ApiKey, KeyStore
-from llmserver.settings import Settings, SettingsError
+from llmserver.config.settings import Settings, SettingsError
 
 
 def caller(request: HTTPConnection) -> ApiKey | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from llmserver.security.keys import KeyFileError, create_key, read_keys, revoke_key
-from llmserver.settings import Settings, SettingsError
+from llmserver.config.settings import Settings, SettingsError
 
 
 def _positive(value: str) -> int:

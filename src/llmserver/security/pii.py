@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable
 
 from llmserver.errors import MaskingFailedError
-from llmserver.models import ModelHandle
+from llmserver.core.manager import ModelHandle
 from llmserver.privacy import MaskingError, PIIMasker, StreamMasker
-from llmserver.protocol import ChatCompletionRequest, ChatMessage, CompletionRequest
+from llmserver.surfaces.openai.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest
 from llmserver.security.keys import ApiKey
 
 logger = logging.getLogger("llmserver.privacy")

@@ -8,7 +8,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserver.observability import request_id_var
+from llmserver.observability.logs import request_id_var
 
 HEADER = b"x-request-id"
 #: printable ASCII without spaces, quotes or separators that could break a log line or a header

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llmserver.settings import Settings
+from llmserver.config.settings import Settings
 
 logger = logging.getLogger("llmserver.accounting")
 

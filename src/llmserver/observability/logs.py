@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from llmserver.privacy import PIIMasker
-from llmserver.service import Timing, Usage
+from llmserver.core.service import Timing, Usage
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 LOG_FILE = "llmserver.log"

@@ -15,10 +15,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from llmserver.observability import AccessRecord
+from llmserver.observability.logs import AccessRecord
 
 if TYPE_CHECKING:
-    from llmserver.models import ModelHandle
+    from llmserver.core.manager import ModelHandle
 
 UNKNOWN = "unknown"
 OTHER = "other"

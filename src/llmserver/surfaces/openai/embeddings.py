@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from llmserver.api.deps import (
+from llmserver.http.respond import (
     CLIENT_CLOSED,
     ClientDisconnected,
     access,
@@ -13,9 +13,9 @@ from llmserver.api.deps import (
     manager,
     until_disconnect,
 )
-from llmserver.embeddings import create_embeddings
-from llmserver.protocol import EmbeddingRequest
-from llmserver.service import Usage
+from llmserver.core.embeddings import create_embeddings
+from llmserver.surfaces.openai.schemas import EmbeddingRequest
+from llmserver.core.service import Usage
 
 router = APIRouter(prefix="/v1")
 

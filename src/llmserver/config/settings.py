@@ -30,7 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from llmserver.model_configs import (
+from llmserver.config.model_configs import (
     FakeConfig,
     LlamaCppConfig,
     ModelConfig,

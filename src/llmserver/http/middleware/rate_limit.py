@@ -31,8 +31,8 @@ from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.errors import RateLimitError
-from llmserver.middleware.body_limit import read_body, replay
-from llmserver.settings import Settings, SettingsError
+from llmserver.http.middleware.body_limit import read_body, replay
+from llmserver.config.settings import Settings, SettingsError
 
 logger = logging.getLogger("llmserver.ratelimit")
 

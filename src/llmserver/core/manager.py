@@ -29,10 +29,10 @@ from llmserver.errors import (
     ServiceUnavailableError,
     ShuttingDownError,
 )
-from llmserver.model_configs import ModelConfig
-from llmserver.scheduling import Limiter
-from llmserver.settings import Settings
-from llmserver.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
+from llmserver.config.model_configs import ModelConfig
+from llmserver.core.scheduling import Limiter
+from llmserver.config.settings import Settings
+from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 
 logger = logging.getLogger("llmserver.models")
 T = TypeVar("T")

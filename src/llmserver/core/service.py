@@ -22,12 +22,12 @@ from llmserver.backends.base import (
     embedder,
 )
 from llmserver.errors import ContextLengthError, InvalidRequestError
-from llmserver.model_configs import SamplingDefaults
-from llmserver.models import ModelHandle, ModelManager
+from llmserver.config.model_configs import SamplingDefaults
+from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.privacy import PIIMasker
-from llmserver.protocol import ChatCompletionRequest, CompletionRequest, _Sampling
-from llmserver.scheduling import Deadline
-from llmserver.settings import Settings
+from llmserver.surfaces.openai.schemas import ChatCompletionRequest, CompletionRequest, _Sampling
+from llmserver.core.scheduling import Deadline
+from llmserver.config.settings import Settings
 
 if TYPE_CHECKING:
     from llmserver.security.pii import OutputMasker
@@ -193,7 +193,7 @@ class Service:
     def _log_text(self, text: str) -> None:
         """Request text only at DEBUG, masked and cut short (never at INFO)."""
         if logger.isEnabledFor(logging.DEBUG):
-            from llmserver.observability import debug_text
+            from llmserver.observability.logs import debug_text
 
             logger.debug("request text: %s", debug_text(self._masker, text))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from llmserver.api.deps import json_response, require_admin
+from llmserver.http.respond import json_response, require_admin
 from llmserver.security.access import caller
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])

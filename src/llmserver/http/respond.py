@@ -10,11 +10,11 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from llmserver.models import ModelManager
-from llmserver.observability import AccessRecord
+from llmserver.core.manager import ModelManager
+from llmserver.observability.logs import AccessRecord
 from llmserver.security.access import check_admin
 from llmserver.security.pii import OutputMasker
-from llmserver.service import Generation, Service
+from llmserver.core.service import Generation, Service
 
 T = TypeVar("T")
 

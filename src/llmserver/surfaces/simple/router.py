@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from llmserver.api.deps import (
+from llmserver.http.respond import (
     CLIENT_CLOSED,
     ClientDisconnected,
     json_response,
@@ -25,12 +25,12 @@ from llmserver.api.deps import (
 )
 from llmserver.errors import APIError, InvalidRequestError
 from llmserver.privacy import PIIMasker
-from llmserver.protocol import ChatCompletionRequest, CompletionRequest
+from llmserver.surfaces.openai.schemas import ChatCompletionRequest, CompletionRequest
 from llmserver.security import pii
 from llmserver.security.access import caller, check_model
-from llmserver.service import Generation, collect
-from llmserver.settings import Settings
-from llmserver.streaming import EventStream
+from llmserver.core.service import Generation, collect
+from llmserver.config.settings import Settings
+from llmserver.http.streaming import EventStream
 
 logger = logging.getLogger("llmserver.simple")
 router = APIRouter()

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from llmserver.backends import registry
-from llmserver.model_configs import ModelConfig, SamplingDefaults
-from llmserver.settings import Settings
+from llmserver.config.model_configs import ModelConfig, SamplingDefaults
+from llmserver.config.settings import Settings
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"

@@ -12,9 +12,9 @@ from typing import Any
 
 from llmserver.backends.base import EmbeddingSpec, embedder
 from llmserver.errors import InvalidRequestError
-from llmserver.models import ModelHandle, ModelManager
-from llmserver.protocol import EmbeddingRequest
-from llmserver.service import Usage
+from llmserver.core.manager import ModelHandle, ModelManager
+from llmserver.surfaces.openai.schemas import EmbeddingRequest
+from llmserver.core.service import Usage
 
 
 def encode_base64(vector: list[float]) -> str:

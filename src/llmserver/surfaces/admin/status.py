@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmserver import __version__
-from llmserver.api.deps import json_response, manager
+from llmserver.http.respond import json_response, manager
 
 router = APIRouter()
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserver.accounting import UsageRecorder
+from llmserver.observability.accounting import UsageRecorder
 from llmserver.errors import InternalError
-from llmserver.metrics import OTHER, Metrics
-from llmserver.observability import AccessRecord, request_id_var
+from llmserver.observability.metrics import OTHER, Metrics
+from llmserver.observability.logs import AccessRecord, request_id_var
 
 logger = logging.getLogger("llmserver.access")
 errors_logger = logging.getLogger("llmserver.errors")

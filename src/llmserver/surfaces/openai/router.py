@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from llmserver.api.deps import (
+from llmserver.http.respond import (
     CLIENT_CLOSED,
     ClientDisconnected,
     json_response,
@@ -18,17 +18,17 @@ from llmserver.api.deps import (
     until_disconnect,
 )
 from llmserver.errors import ModelNotFoundError
-from llmserver.models import ModelHandle
-from llmserver.protocol import ChatCompletionRequest, CompletionRequest
+from llmserver.core.manager import ModelHandle
+from llmserver.surfaces.openai.schemas import ChatCompletionRequest, CompletionRequest
 from llmserver.security import pii
 from llmserver.security.access import caller, check_model, may_use
-from llmserver.service import (
+from llmserver.core.service import (
     chat_chunks,
     chat_response,
     completion_chunks,
     completion_response,
 )
-from llmserver.streaming import EventStream
+from llmserver.http.streaming import EventStream
 
 router = APIRouter(prefix="/v1")
 

@@ -1,1 +1,0 @@
-"""Thin HTTP adapters, one module per surface."""

@@ -1,0 +1,1 @@
+"""Settings: the server's, each model's, and the reference table built from them."""

@@ -1,0 +1,1 @@
+"""What every route shares: responses, streaming, and the pure ASGI middleware."""

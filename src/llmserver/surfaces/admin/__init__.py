@@ -1,0 +1,1 @@
+"""Status, health, metrics, usage, log level and who-am-i."""

@@ -1,0 +1,1 @@
+"""The simple endpoints: ``/infer``, ``/infer/stream``, ``/generate`` and ``/chat``."""
