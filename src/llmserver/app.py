@@ -12,25 +12,25 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from llmserver import __version__
-from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
-from llmserver.surfaces.admin import status, telemetry, whoami
-from llmserver.surfaces.openai import embeddings
-from llmserver.surfaces.openai import router as openai
-from llmserver.surfaces.simple import router as simple
-from llmserver.errors import install_exception_handlers
-from llmserver.observability.metrics import Metrics
+from llmserver.config.settings import Settings, SettingsError
+from llmserver.core.caller import Caller
+from llmserver.core.manager import ModelManager
+from llmserver.core.service import Service
+from llmserver.http.errors import install_exception_handlers
 from llmserver.http.middleware.access_log import AccessLogMiddleware
 from llmserver.http.middleware.allowlist import AllowlistMiddleware
 from llmserver.http.middleware.auth import AuthMiddleware
 from llmserver.http.middleware.body_limit import BodyLimitMiddleware
 from llmserver.http.middleware.rate_limit import RateLimitMiddleware, RateLimits
 from llmserver.http.middleware.request_id import RequestIdMiddleware
-from llmserver.core.manager import ModelManager
+from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
+from llmserver.observability.metrics import Metrics
 from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore
-from llmserver.core.service import Service
-from llmserver.config.settings import Settings, SettingsError
+from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.openai import router as openai
+from llmserver.surfaces.simple import router as simple
 
 logger = logging.getLogger("llmserver.app")
 
@@ -57,7 +57,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.service = Service(models, settings, app.state.pii)
         app.state.keys = keys
         app.state.started = time.monotonic()
-        app.state.metrics = Metrics([m.id for m in settings.models], models.handles)
+        service = app.state.service
+        app.state.metrics = Metrics(
+            [m.id for m in settings.models], lambda: service.models(Caller.anyone())
+        )
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
         app.state.rate_limits = rate_limits
@@ -80,9 +83,10 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_exception_handlers(app)
+    #: each surface's error shape, by path prefix (the default is OpenAI's)
+    app.state.error_shapes = []
     app.include_router(status.router)
     app.include_router(openai.router)
-    app.include_router(embeddings.router)
     app.include_router(telemetry.router)
     app.include_router(simple.router)
     app.include_router(whoami.router)

@@ -13,8 +13,8 @@ from typing import Any
 
 from llmserver import __version__
 from llmserver import bench as bench_command
-from llmserver.security import commands as keys_command
 from llmserver.config.settings import Settings, SettingsError, load_settings
+from llmserver.security import commands as keys_command
 
 logger = logging.getLogger("llmserver.cli")
 

@@ -1,24 +1,19 @@
-"""API error classes and the one place that maps exceptions to OpenAI-shaped responses."""
+"""API error classes: a status, a type, a code and a message, in no wire format.
+
+Each surface renders them in its own shape (``llmserver.http.errors``); the core and backends
+raise them without knowing which surface will answer.
+"""
 
 from __future__ import annotations
 
-import logging
-from typing import Any, ClassVar
-
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-
-logger = logging.getLogger("llmserver.errors")
+from typing import ClassVar
 
 
 class APIError(Exception):
-    """An error with an HTTP status and an OpenAI error body."""
+    """An error with an HTTP status, an error type (OpenAI's names), a code and a message."""
 
-    status: ClassVar[int] = 500
-    type: ClassVar[str] = "server_error"
+    status: int = 500
+    type: str = "server_error"
     default_code: ClassVar[str | None] = None
 
     def __init__(
@@ -34,26 +29,6 @@ class APIError(Exception):
         self.param = param
         self.code = code if code is not None else self.default_code
         self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        """The OpenAI error object: ``{"error": {message, type, param, code}}``."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-    def response(self) -> Response:
-        """This error as a JSON response."""
-        return Response(
-            orjson.dumps(self.body()),
-            status_code=self.status,
-            media_type="application/json",
-            headers=self.headers,
-        )
 
 
 class InvalidRequestError(APIError):
@@ -211,23 +186,8 @@ class UpstreamStatusError(APIError):
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message, param=param, code=code, headers=headers)
-        self.http_status = status
-        self.error_type = error_type or self.type
-
-    def body(self) -> dict[str, Any]:
-        """The upstream's error, in our shape."""
-        body = super().body()
-        body["error"]["type"] = self.error_type
-        return body
-
-    def response(self) -> Response:
-        """This error with the upstream's status."""
-        return Response(
-            orjson.dumps(self.body()),
-            status_code=self.http_status,
-            media_type="application/json",
-            headers=self.headers,
-        )
+        self.status = status
+        self.type = error_type or self.type
 
 
 class InternalError(APIError):
@@ -237,87 +197,3 @@ class InternalError(APIError):
 
     def __init__(self) -> None:
         super().__init__("internal server error")
-
-
-def error_body(exc: BaseException) -> dict[str, Any]:
-    """The OpenAI error body for any exception; unexpected ones become a bare 500 body."""
-    return exc.body() if isinstance(exc, APIError) else InternalError().body()
-
-
-_UNION_TAGS = {"str", "int", "float", "function-after"}
-
-
-def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
-    parts = [p for p in loc if p != "body"]
-    out = ""
-    for part in parts:
-        # pydantic names union members (``str``, ``list[...]``) and tags in the location
-        if isinstance(part, str) and ("[" in part or part in _UNION_TAGS):
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out or None
-
-
-def validation_error(exc: RequestValidationError) -> InvalidRequestError:
-    """Translate FastAPI's validation error into a 400 with ``param`` set."""
-    errors = exc.errors()
-    if not errors:
-        return InvalidRequestError("invalid request")
-    first = errors[0]
-    kind = first.get("type", "")
-    if kind == "json_invalid":
-        return InvalidRequestError(
-            "We could not parse the JSON body of your request. Please send valid JSON.",
-            code="invalid_json",
-        )
-    loc = tuple(first.get("loc", ()))
-    if kind in {"model_attributes_type", "dict_type"} and loc in {("body",), ()}:
-        return InvalidRequestError("The request body must be a JSON object.", code="invalid_body")
-    param = _param_from_loc(loc)
-    msg = str(first.get("msg", "invalid value"))
-    if kind == "missing":
-        message = f"Missing required parameter: '{param}'."
-        return InvalidRequestError(message, param=param, code="missing_required_parameter")
-    message = f"Invalid value for '{param}': {msg}." if param else msg
-    return InvalidRequestError(message, param=param, code="invalid_value")
-
-
-def note_error(request: Request, err: APIError) -> Response:
-    """``err`` as a response, its code noted on the access record (metrics classify by it)."""
-    record = request.scope.get("state", {}).get("access")
-    if record is not None:
-        record.error_code = err.code
-    return err.response()
-
-
-def install_exception_handlers(app: FastAPI) -> None:
-    """Map every exception the app can raise to an OpenAI-shaped JSON response."""
-
-    async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, APIError)
-        return note_error(request, exc)
-
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return note_error(request, validation_error(exc))
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 404:
-            return note_error(request, NotFoundError("Not found: no such route."))
-        if exc.status_code == 405:
-            return note_error(request, MethodNotAllowedError("Method not allowed."))
-        err = APIError(str(exc.detail), code=str(exc.status_code))
-        note_error(request, err)
-        return Response(
-            orjson.dumps(err.body()), status_code=exc.status_code, media_type="application/json"
-        )
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return note_error(request, InternalError())
-
-    app.add_exception_handler(APIError, on_api_error)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -75,6 +75,10 @@ def serve(app: FastAPI, host: str, port: int, log_level: str, grace_s: float) ->
         log_level=log_level,
         log_config=None,
         access_log=False,
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For for any peer
+        # on 127.0.0.1, before llmserver's own ``trusted_proxies`` rule runs: only that rule
+        # may decide which proxies are believed
+        proxy_headers=False,
         timeout_graceful_shutdown=ABORT_AFTER_S,
     )
     DrainingServer(config, app, grace_s).run()

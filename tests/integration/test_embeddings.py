@@ -15,7 +15,11 @@ import httpx
 import openai
 import pytest
 
-from llmserver.config.settings import DEFAULT_EMBEDDING_MODEL_ID, DEFAULT_MODEL_ID, default_model_path
+from llmserver.config.settings import (
+    DEFAULT_EMBEDDING_MODEL_ID,
+    DEFAULT_MODEL_ID,
+    default_model_path,
+)
 from support import RunningServer, run_server
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,11 @@ import openai
 import pytest
 from llama_cpp import Llama
 
-from llmserver.config.settings import DEFAULT_EMBEDDING_MODEL_ID, DEFAULT_MODEL_ID, default_model_path
+from llmserver.config.settings import (
+    DEFAULT_EMBEDDING_MODEL_ID,
+    DEFAULT_MODEL_ID,
+    default_model_path,
+)
 from support import RunningServer
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_table
 from llmserver.cli import main
+from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_table
 from support import fake_settings
 from unit.conftest import open_client
 

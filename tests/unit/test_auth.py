@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
 from llmserver.cli import main
+from llmserver.config.settings import SettingsError
 from llmserver.http.middleware.auth import AuthMiddleware
 from llmserver.security.keys import KeyStore, create_key, read_keys, revoke_key
-from llmserver.config.settings import SettingsError
 from support import fake_model, fake_settings
 from unit.conftest import open_client
 

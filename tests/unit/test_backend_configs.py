@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from llmserver.config.model_configs import SentenceTransformersConfig, TransformersConfig, VllmConfig
+from llmserver.config.model_configs import (
+    SentenceTransformersConfig,
+    TransformersConfig,
+    VllmConfig,
+)
 from llmserver.config.settings import SettingsError, load_settings
 
 

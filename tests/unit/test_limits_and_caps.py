@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
+from llmserver.config.model_configs import FakeConfig
+from llmserver.config.settings import SettingsError, load_settings
+from llmserver.core.scheduling import Deadline, Limiter
 from llmserver.errors import InferenceTimeoutError, RateLimitError
 from llmserver.http.middleware import rate_limit
 from llmserver.http.middleware.rate_limit import RateLimits, duration, estimate_tokens
-from llmserver.config.model_configs import FakeConfig
-from llmserver.core.scheduling import Deadline, Limiter
-from llmserver.config.settings import SettingsError, load_settings
 from support import fake_settings
 from unit.conftest import open_client
 

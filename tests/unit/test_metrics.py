@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmserver.app import create_app
-from llmserver.errors import AuthenticationError
 from llmserver.config.settings import load_settings
+from llmserver.errors import AuthenticationError
 from mock_upstream import instant, serve
 from support import fake_model, fake_settings, free_port
 from unit.conftest import open_client

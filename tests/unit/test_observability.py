@@ -15,7 +15,6 @@ from llmserver.observability.logs import (
     RequestIdFilter,
     configure_logging,
     current_level,
-    debug_text,
     set_level,
 )
 from llmserver.privacy import PIIMasker
@@ -106,7 +105,7 @@ def test_json_formatter_and_request_id_filter() -> None:
 def test_debug_text_is_masked_then_cut() -> None:
     masker = PIIMasker()
     text = "mail jane.doe@example.com or call 010-5843-6050 " + "x" * 100
-    out = debug_text(masker, text)
+    out = masker.excerpt(text)
     assert "jane.doe" not in out
     assert "5843" not in out
     assert out.startswith("mail [EMAIL] or call [PHONE]")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from llmserver.backends.base import StopMatcher
-from llmserver.errors import InvalidRequestError
 from llmserver.core.templating import (
     ChatTemplate,
     TemplateLoadError,
     UnsafeTemplateError,
 )
+from llmserver.errors import InvalidRequestError
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

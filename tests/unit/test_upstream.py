@@ -10,7 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
@@ -155,7 +157,11 @@ def test_upstream_errors_mapped(
         upstream_message = upstream_body["error"]
         if isinstance(upstream_message, dict):
             upstream_message = upstream_message["message"]
-        assert upstream_message in err["message"]
+        if status < 500:  # about the client's request: kept
+            assert upstream_message in err["message"]
+        else:  # about the upstream: logged, never echoed
+            assert upstream_message not in err["message"]
+            assert err["message"] == f"upstream error {status}"
         if status == 400:
             assert (err["param"], err["type"]) == ("stop", "invalid_request_error")
 
@@ -274,7 +280,6 @@ async def test_consumer_leaving_closes_the_upstream_request() -> None:
 
 
 def test_upstream_that_stops_answering_is_503_in_our_shape() -> None:
-    from aiohttp import web
 
     async def hang(_: web.Request) -> web.Response:
         await asyncio.sleep(5)
@@ -286,3 +291,58 @@ def test_upstream_that_stops_answering_is_503_in_our_shape() -> None:
         resp = client.post(CHAT, json={"model": "up", "messages": USER})
         assert resp.status_code == 503
         assert resp.json()["error"]["code"] == "upstream_timeout"
+
+
+def reporting(usage: Any) -> web.Application:
+    """An upstream that streams one word and then reports ``usage`` as it pleases."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        text = {"choices": [{"index": 0, "delta": {"content": "hello there"}}]}
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
+        for chunk in (text, end):
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"prompt_tokens": -5, "completion_tokens": -1},
+        {"prompt_tokens": 2.5, "completion_tokens": "many"},
+        {"prompt_tokens": 10**12, "completion_tokens": 10**9},
+        {"prompt_tokens": 3, "completion_tokens": 5_000},
+    ],
+    ids=["negative", "not-integers", "absurd", "more-tokens-than-text"],
+)
+def test_upstream_usage_that_is_not_credible_is_counted_here(
+    usage: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with serve(reporting(usage)) as up, proxy(upstream_model(up.base_url)) as client:
+        resp = client.post(CHAT, json={"model": "up", "messages": USER})
+        assert resp.status_code == 200, resp.text
+        got = resp.json()["usage"]
+        assert got["completion_tokens"] == 1  # one text piece arrived
+        assert 0 < got["prompt_tokens"] < 1000
+        assert got["total_tokens"] == got["prompt_tokens"] + got["completion_tokens"]
+        assert "not credible" in caplog.text
+        # the server keeps serving, and its metrics still render
+        assert client.get("/metrics").status_code == 200
+        assert client.post(CHAT, json={"model": "up", "messages": USER}).status_code == 200
+
+
+def test_credible_upstream_usage_is_kept() -> None:
+    usage = {"prompt_tokens": 17, "completion_tokens": 2}
+    with serve(reporting(usage)) as up, proxy(upstream_model(up.base_url)) as client:
+        got = client.post(CHAT, json={"model": "up", "messages": USER}).json()["usage"]
+        assert (got["prompt_tokens"], got["completion_tokens"]) == (17, 2)

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
 from llmserver.config.model_configs import ModelConfig
+from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
 
 FinishReason = Literal["stop", "length"]
 

@@ -13,6 +13,7 @@ import math
 import random
 import re
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
@@ -57,6 +58,8 @@ WORDS = [
     "morning",
 ]
 REPLY_WORDS = 12
+#: how many received texts a fake model remembers, for tests to look at
+SEEN = 64
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
 
@@ -74,6 +77,9 @@ class FakeBackend:
     def __init__(self, config: FakeConfig) -> None:
         self.config = config
         self.started = False
+        #: the texts this model was given, newest last: prompts, message contents and
+        #: embedding inputs (so tests can check what reached a model, masked or not)
+        self.seen: deque[str] = deque(maxlen=SEEN)
 
     async def start(self) -> None:
         """Nothing to load; wait ``load_delay_s`` to act like a real model."""
@@ -102,6 +108,8 @@ class FakeBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream the reply a token at a time."""
+        self.seen.append(request.prompt)
+        self.seen.extend(m.get("content", "") for m in request.messages or ())
         stops = StopMatcher(request.params.stop)
         tokens = self._reply(request)
         limit = request.params.max_tokens
@@ -128,6 +136,7 @@ class FakeBackend:
     async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
         """Unit vectors seeded from each input; a text and its fake token ids agree."""
         vectors, counts = [], []
+        self.seen.extend(item for item in inputs if isinstance(item, str))
         for item in inputs:
             ids = self.tokenize(item) if isinstance(item, str) else list(item)
             rng = random.Random(zlib.crc32(str(ids).encode()))

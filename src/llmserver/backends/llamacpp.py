@@ -28,8 +28,8 @@ from llmserver.backends.base import (
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
-from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
+from llmserver.errors import EngineError, InvalidRequestError
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
 

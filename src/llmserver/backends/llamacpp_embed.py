@@ -17,8 +17,8 @@ from llmserver.backends.base import (
     EmbeddingSpec,
     ModelLoadError,
 )
-from llmserver.errors import ContextLengthError, InvalidRequestError
 from llmserver.config.model_configs import LlamaCppConfig
+from llmserver.errors import ContextLengthError, InvalidRequestError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama

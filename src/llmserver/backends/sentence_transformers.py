@@ -26,8 +26,8 @@ from llmserver.backends.base import (
     ModelLoadError,
 )
 from llmserver.backends.transformers import auto_device
-from llmserver.errors import ContextLengthError, EngineError, InvalidRequestError
 from llmserver.config.model_configs import ModelConfig, SentenceTransformersConfig
+from llmserver.errors import ContextLengthError, EngineError, InvalidRequestError
 
 logger = logging.getLogger("llmserver.backends.sentence_transformers")
 

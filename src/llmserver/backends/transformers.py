@@ -27,8 +27,8 @@ from llmserver.backends.base import (
     SamplingParams,
     StopMatcher,
 )
-from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.config.model_configs import ModelConfig, TransformersConfig
+from llmserver.errors import EngineError, InvalidRequestError
 
 if TYPE_CHECKING:
     import torch

@@ -22,6 +22,8 @@ import orjson
 
 from llmserver.backends.base import Delta, FinishReason, GenerationRequest
 from llmserver.backends.replicas import Replica, ReplicaSet
+from llmserver.backends.usage_check import credible_usage
+from llmserver.config.model_configs import ModelConfig, UpstreamConfig
 from llmserver.errors import (
     APIError,
     EngineError,
@@ -29,7 +31,6 @@ from llmserver.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
-from llmserver.config.model_configs import ModelConfig, UpstreamConfig
 
 logger = logging.getLogger("llmserver.backends.upstream")
 
@@ -183,7 +184,7 @@ class UpstreamBackend:
             async with self.session.post(replica.url + path, data=body, headers=headers) as resp:
                 if resp.status >= 400:
                     raise await _status_error(resp)
-                async for delta in _deltas(resp, chat):
+                async for delta in _deltas(resp, chat, len(body)):
                     yield delta
                 await _drain(resp)
         except aiohttp.ConnectionTimeoutError:
@@ -229,18 +230,21 @@ async def _status_error(resp: aiohttp.ClientResponse) -> Exception:
         kind, param, code = err.get("type"), err.get("param"), err.get("code")
     elif isinstance(err, str):
         message = err  # Ollama's and some proxies' shape: {"error": "text"}
-    if resp.status < 500:
-        headers = {"Retry-After": v} if (v := resp.headers.get("Retry-After")) else None
-        return UpstreamStatusError(
-            resp.status,
-            message,
-            error_type=kind if isinstance(kind, str) else None,
-            param=param if isinstance(param, str) else None,
-            code=str(code) if code is not None else None,
-            headers=headers,
-        )
-    error = UpstreamError(f"upstream error {resp.status}: {message}")
-    return ReplicaFailed(error) if resp.status in RETRYABLE else error
+    if resp.status >= 500:
+        # a server error's text is about the upstream (paths, stack traces, hosts), not about
+        # the client's request: it goes to the log, the client gets the status only
+        logger.warning("upstream %s answered %d: %s", resp.url.host, resp.status, message[:500])
+        error = UpstreamError(f"upstream error {resp.status}")
+        return ReplicaFailed(error) if resp.status in RETRYABLE else error
+    headers = {"Retry-After": v} if (v := resp.headers.get("Retry-After")) else None
+    return UpstreamStatusError(
+        resp.status,
+        message[:2000],
+        error_type=kind if isinstance(kind, str) else None,
+        param=param if isinstance(param, str) else None,
+        code=str(code) if code is not None else None,
+        headers=headers,
+    )
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:
@@ -251,11 +255,14 @@ async def _drain(resp: aiohttp.ClientResponse) -> None:
             await resp.content.read()
 
 
-async def _deltas(resp: aiohttp.ClientResponse, chat: bool) -> AsyncIterator[Delta]:
-    """Deltas from an SSE body as its lines arrive; the last carries finish reason and usage."""
+async def _deltas(
+    resp: aiohttp.ClientResponse, chat: bool, request_bytes: int
+) -> AsyncIterator[Delta]:
+    """Deltas from an SSE body as its lines arrive; the last carries finish reason and usage
+    (checked: see :func:`credible_usage`)."""
     finish: FinishReason | None = None
     usage: dict[str, Any] = {}
-    chunks = 0
+    chunks = text_bytes = 0
     async with contextlib.aclosing(_lines(resp)) as lines:
         async for line in lines:
             if not line.startswith(b"data:"):
@@ -273,25 +280,23 @@ async def _deltas(resp: aiohttp.ClientResponse, chat: bool) -> AsyncIterator[Del
                 err = chunk["error"]
                 message = err.get("message") if isinstance(err, dict) else err
                 raise UpstreamError(f"upstream failed mid-stream: {message}")
-            if chunk.get("usage"):
+            if isinstance(chunk.get("usage"), dict):
                 usage = chunk["usage"]
             for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict):
+                    raise UpstreamError("upstream sent a choice that is not an object")
                 text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                if text:
+                if isinstance(text, str) and text:
                     chunks += 1
+                    text_bytes += len(text.encode("utf-8", "surrogatepass"))
                     yield Delta(text, 0)
                 if reason := choice.get("finish_reason"):
                     finish = "length" if reason == "length" else "stop"
         else:
             if finish is None:
                 raise UpstreamError("upstream response ended before it finished")
-    completion = usage.get("completion_tokens")
-    yield Delta(
-        "",
-        int(completion) if completion is not None else chunks,
-        finish or "stop",
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-    )
+    prompt_tokens, completion_tokens = credible_usage(usage, text_bytes, chunks, request_bytes)
+    yield Delta("", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens)
 
 
 async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:

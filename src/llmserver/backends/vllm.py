@@ -25,8 +25,8 @@ from llmserver.backends.base import (
     SamplingParams,
 )
 from llmserver.backends.transformers import hf_prompt_format, hf_tokenize
-from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.config.model_configs import ModelConfig, VllmConfig
+from llmserver.errors import EngineError, InvalidRequestError
 
 logger = logging.getLogger("llmserver.backends.vllm")
 

@@ -22,6 +22,10 @@ from llmserver.backends.base import (
     Tokenizing,
     embedder,
 )
+from llmserver.config.model_configs import ModelConfig
+from llmserver.config.settings import Settings
+from llmserver.core.scheduling import Limiter
+from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
     APIError,
     ModelNotFoundError,
@@ -29,10 +33,6 @@ from llmserver.errors import (
     ServiceUnavailableError,
     ShuttingDownError,
 )
-from llmserver.config.model_configs import ModelConfig
-from llmserver.core.scheduling import Limiter
-from llmserver.config.settings import Settings
-from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 
 logger = logging.getLogger("llmserver.models")
 T = TypeVar("T")

@@ -1,20 +1,24 @@
-"""Helpers shared by the HTTP adapters."""
+"""What every route repeats, once: who is calling, the access record, cancel-on-disconnect
+(logged as 499), and the JSON or streamed response."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from llmserver.core.manager import ModelManager
+from llmserver.core.caller import Caller
+from llmserver.core.generation import Generation
+from llmserver.core.service import Service
+from llmserver.core.usage import Timing, Usage
+from llmserver.http.streaming import OPENAI_SSE, EventStream, Framing
 from llmserver.observability.logs import AccessRecord
-from llmserver.security.access import check_admin
-from llmserver.security.pii import OutputMasker
-from llmserver.core.service import Generation, Service
+from llmserver.security.keys import ApiKey, KeyStore
 
 T = TypeVar("T")
 
@@ -33,40 +37,62 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def service(request: Request) -> Service:
-    """The app's service."""
+def service(request: HTTPConnection) -> Service:
+    """The app's service: the only way from a route to a model."""
     svc: Service = request.app.state.service
     return svc
 
 
-def manager(request: Request) -> ModelManager:
-    """The app's model manager."""
-    mgr: ModelManager = request.app.state.models
-    return mgr
+def api_key(request: HTTPConnection) -> ApiKey | None:
+    """The authenticated key of this request; None when authentication is off."""
+    key: ApiKey | None = request.scope.get("state", {}).get("api_key")
+    return key
 
 
-def access(request: Request) -> AccessRecord:
+def caller(request: HTTPConnection) -> Caller:
+    """Who is calling, for the core: the key's permissions, or anyone when keys are off."""
+    key = api_key(request)
+    if key is not None:
+        return Caller(
+            name=key.name,
+            models=frozenset(key.models),
+            admin=key.admin,
+            mask_pii=key.mask_pii,
+            authenticated=True,
+        )
+    store: KeyStore | None = getattr(request.app.state, "keys", None)
+    if store is not None and store.configured:
+        return Caller()  # keys are on but none was checked (a path open without one)
+    return Caller.anyone()
+
+
+def access(request: HTTPConnection) -> AccessRecord:
     """This request's access-log record."""
     record: AccessRecord | None = request.scope.get("state", {}).get("access")
     return record if record is not None else AccessRecord()
 
 
-def track(request: Request, gen: Generation, streamed: bool) -> None:
-    """Attach what every generation of a request needs: the access record, linked to usage and
-    timing that fill in as it runs (so the line logged at the end is complete, streamed or
-    not), and stream-safe masking of the generated text when ``mask_output`` is on."""
-    if request.app.state.settings.mask_output:
-        gen.output = OutputMasker(request.app.state.pii)
+def track(request: HTTPConnection, gen: Generation, streamed: bool) -> None:
+    """Link the access record to a generation's usage and timing, which fill in as it runs, so
+    the line logged at the end is complete, streamed or not."""
     record = access(request)
-    record.model, record.backend = gen.handle.id, gen.handle.config.backend
+    record.model, record.backend = gen.model, gen.backend
     record.usage, record.timing, record.streamed = gen.usage, gen.timing, streamed
 
 
+def track_usage(
+    request: HTTPConnection, model: str | None, usage: Usage, timing: Timing | None = None
+) -> None:
+    """Link the access record to work that is not a generation (embeddings)."""
+    record = access(request)
+    record.model, record.usage, record.timing, record.streamed = model, usage, timing, False
+
+
 async def require_admin(request: Request) -> None:
-    """Dependency for admin endpoints (model load/unload, log level, usage): 403 unless the
-    caller's key is an admin key (everyone is admin only when no keys exist, which the start-up
-    check allows on loopback or with ``insecure_no_auth`` only)."""
-    check_admin(request)
+    """Dependency for admin endpoints: 401 without a key, 403 for a key that is not an admin key
+    (everyone is admin only when no keys exist, which the start-up check allows on loopback or
+    with ``insecure_no_auth`` only)."""
+    caller(request).check_admin()
 
 
 async def _disconnected(request: Request) -> None:
@@ -100,3 +126,30 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         raise ClientDisconnected from None
     finally:
         watcher.cancel()
+
+
+async def respond_json(
+    request: Request, body: Awaitable[Any], headers: dict[str, str] | None = None
+) -> Response:
+    """Wait for the whole body; a client that leaves meanwhile cancels the work (499)."""
+    try:
+        return json_response(await until_disconnect(request, body), headers=headers)
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED)
+
+
+async def respond_stream(
+    request: Request,
+    chunks: AsyncIterator[dict[str, Any]],
+    framing: Framing = OPENAI_SSE,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Stream ``chunks``. Up to the first chunk (the wait for a slot, the prompt) an error is a
+    proper HTTP status and a client that leaves cancels the work (499); after it, an error is
+    one event in the stream and a disconnect cancels the stream."""
+    events = EventStream(chunks, request.app.state.settings.keepalive_s, framing)
+    try:
+        await until_disconnect(request, events.start())
+    except ClientDisconnected:
+        return Response(status_code=CLIENT_CLOSED)
+    return events.response(headers)

@@ -1,4 +1,5 @@
-"""Server-sent events: framing, keep-alives, errors after the first byte, and ``[DONE]``.
+"""Streamed responses: server-sent events or NDJSON, keep-alives, errors after the first byte,
+and the end marker (``[DONE]`` for OpenAI's SSE).
 
 The chunk source runs in its own task and hands chunks over through a queue, so the response can
 send keep-alive comments while the source is quiet, and a client disconnect (which cancels the
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,7 +22,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from llmserver.errors import APIError, error_body
+from llmserver.errors import APIError
+from llmserver.http.errors import ErrorShape, as_api_error, openai_error
 
 logger = logging.getLogger("llmserver.streaming")
 
@@ -36,13 +39,42 @@ def frame(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-class EventStream:
-    """Relays a chunk iterator as SSE. Await :meth:`start` before sending headers, so an error
-    before the first chunk still becomes a proper HTTP status."""
+def ndjson_line(chunk: dict[str, Any]) -> bytes:
+    """One JSON object on a line of its own."""
+    return orjson.dumps(chunk) + b"\n"
 
-    def __init__(self, chunks: AsyncIterator[dict[str, Any]], keepalive_s: float) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """How a surface writes a stream: each chunk, the end, keep-alives (None: none) and the
+    shape of an error that happens after the first byte."""
+
+    media_type: str
+    frame: Callable[[dict[str, Any]], bytes]
+    done: bytes
+    keepalive: bytes | None
+    error_shape: ErrorShape
+
+
+#: OpenAI's server-sent events: ``data:`` lines, comment keep-alives, ``data: [DONE]``
+OPENAI_SSE = Framing("text/event-stream", frame, DONE, KEEPALIVE, openai_error)
+
+
+class EventStream:
+    """Relays a chunk iterator as a stream. Await :meth:`start` before sending headers, so an
+    error before the first chunk still becomes a proper HTTP status."""
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[dict[str, Any]],
+        keepalive_s: float,
+        framing: Framing = OPENAI_SSE,
+    ) -> None:
         self._chunks = chunks
         self._keepalive_s = keepalive_s
+        self.framing = framing
+        #: the last piece of the body has been handed out
+        self.finished = False
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._first: object = _END
@@ -85,7 +117,8 @@ class EventStream:
                 await self._task
 
     async def body(self) -> AsyncIterator[bytes]:
-        """The SSE byte stream, ending with ``[DONE]``."""
+        """The byte stream, ending with the framing's end marker."""
+        framing = self.framing
         try:
             item = self._first
             while True:
@@ -93,12 +126,17 @@ class EventStream:
                 # everything already queued goes out in one write
                 while True:
                     if item is _END:
-                        yield bytes(out + DONE)
+                        self.finished = True
+                        yield bytes(out + framing.done)
                         return
                     if isinstance(item, BaseException):
-                        yield bytes(out + self._error_event(item) + DONE)
+                        self.finished = True
+                        yield bytes(out + self._error_event(item) + framing.done)
                         return
-                    out += KEEPALIVE if item is _QUIET else frame(item)  # type: ignore[arg-type]
+                    if item is _QUIET:
+                        out += framing.keepalive or b""
+                    else:
+                        out += framing.frame(item)  # type: ignore[arg-type]
                     if self._queue.empty():
                         break
                     item = self._queue.get_nowait()
@@ -111,6 +149,8 @@ class EventStream:
         if self._receive is not None and self._watcher is None:
             # only a stream that has to wait needs to notice a client leaving meanwhile
             self._watcher = asyncio.create_task(self._watch(self._receive))
+        if self.framing.keepalive is None:
+            return await self._queue.get()
         try:
             async with asyncio.timeout(self._keepalive_s):
                 return await self._queue.get()
@@ -124,15 +164,14 @@ class EventStream:
         if self._task is not None:
             self._task.cancel()
 
-    @staticmethod
-    def _error_event(exc: BaseException) -> bytes:
+    def _error_event(self, exc: BaseException) -> bytes:
         if not isinstance(exc, APIError):
             logger.error("stream failed after the first byte", exc_info=exc)
-        return frame(error_body(exc))
+        return self.framing.frame(self.framing.error_shape(as_api_error(exc)))
 
-    def response(self) -> StreamingResponse:
-        """The streaming HTTP response."""
-        return SSEResponse(self)
+    def response(self, headers: dict[str, str] | None = None) -> StreamingResponse:
+        """The streaming HTTP response (``headers`` beside the no-cache ones)."""
+        return SSEResponse(self, {**SSE_HEADERS, **(headers or {})})
 
 
 class SSEResponse(StreamingResponse):
@@ -140,18 +179,19 @@ class SSEResponse(StreamingResponse):
     cancel scope for every stream, to listen for a disconnect): the event stream starts its own
     watcher, and only when it has to wait for the source."""
 
-    def __init__(self, events: EventStream) -> None:
+    def __init__(self, events: EventStream, headers: dict[str, str] | None = None) -> None:
         self._events = events
         self._body = events.body()
-        super().__init__(self._body, media_type="text/event-stream", headers=SSE_HEADERS)
+        media = events.framing.media_type
+        super().__init__(self._body, media_type=media, headers=headers or SSE_HEADERS)
 
     async def stream_response(self, send: Send) -> None:
-        """Headers, then the body; the piece that carries ``[DONE]`` also ends the response, so an
-        instant answer takes two writes (headers, body) rather than three."""
+        """Headers, then the body; the last piece also ends the response, so an instant answer
+        takes two writes (headers, body) rather than three."""
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         ended = False
         async for data in self._body:
-            ended = data.endswith(DONE)
+            ended = self._events.finished
             await send({"type": "http.response.body", "body": data, "more_body": not ended})
         if not ended:
             await send({"type": "http.response.body", "body": b"", "more_body": False})

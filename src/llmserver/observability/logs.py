@@ -13,13 +13,11 @@ from typing import Any
 
 import orjson
 
-from llmserver.privacy import PIIMasker
-from llmserver.core.service import Timing, Usage
+from llmserver.core.usage import Timing, Usage
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 LOG_FILE = "llmserver.log"
 LOG_BACKUPS = 30  # days of rotated files kept
-DEBUG_TEXT_CHARS = 50
 
 #: the id of the request being served; a context variable is the one per-task "global" there is,
 #: and it is inherited by the tasks (streams, generations) a request starts
@@ -117,12 +115,3 @@ def set_level(level: str) -> None:
 def current_level() -> str:
     """The root logger's level name, lower case."""
     return logging.getLevelName(logging.getLogger().level).lower()
-
-
-def debug_text(masker: PIIMasker, text: str) -> str:
-    """Request text fit for a DEBUG line: PII masked first, then cut to 50 characters."""
-    try:
-        masked = masker.mask(text)
-    except Exception:
-        return "[unmaskable text withheld]"
-    return masked if len(masked) <= DEBUG_TEXT_CHARS else masked[:DEBUG_TEXT_CHARS] + "…"

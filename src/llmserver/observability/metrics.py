@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from llmserver.observability.logs import AccessRecord
 
 if TYPE_CHECKING:
-    from llmserver.core.manager import ModelHandle
+    from llmserver.core.views import ModelView
 
 UNKNOWN = "unknown"
 OTHER = "other"
@@ -44,8 +44,8 @@ class ModelCollector(Collector):
     """Slots in use, requests waiting, state per model and upstream replica health, read from the
     limiters and backends at scrape time (so there is no bookkeeping to drift)."""
 
-    def __init__(self, handles: Callable[[], Iterable[ModelHandle]]) -> None:
-        self._handles = handles
+    def __init__(self, views: Callable[[], Iterable[ModelView]]) -> None:
+        self._views = views
 
     def collect(self) -> Iterator[Metric]:
         """The per-model gauges as of now."""
@@ -64,24 +64,22 @@ class ModelCollector(Collector):
             "1 when an upstream replica is healthy, 0 when not",
             labels=["model", "replica"],
         )
-        for handle in self._handles():
-            replica_states = getattr(handle.backend, "replica_states", None)
-            if replica_states is not None:
-                # replica URLs come from the configuration, never from a client
-                for url, up in replica_states().items():
-                    replica_up.add_metric([handle.id, url], 1.0 if up else 0.0)
-            slots.add_metric([handle.id], handle.limiter.slots)
-            in_use.add_metric([handle.id], handle.limiter.in_use)
-            waiting.add_metric([handle.id], handle.limiter.waiting)
+        for view in self._views():
+            # replica URLs come from the configuration, never from a client
+            for url, up in view.replicas:
+                replica_up.add_metric([view.id, url], 1.0 if up else 0.0)
+            slots.add_metric([view.id], view.slots)
+            in_use.add_metric([view.id], view.slots_in_use)
+            waiting.add_metric([view.id], view.waiting)
             for name in STATES:
-                state.add_metric([handle.id, name], 1.0 if handle.state == name else 0.0)
+                state.add_metric([view.id, name], 1.0 if view.state == name else 0.0)
         yield from (slots, in_use, waiting, state, replica_up)
 
 
 class Metrics:
     """The app's instruments and its registry."""
 
-    def __init__(self, model_ids: Iterable[str], handles: Callable[[], Iterable[ModelHandle]]):
+    def __init__(self, model_ids: Iterable[str], views: Callable[[], Iterable[ModelView]]):
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_ids = frozenset(model_ids)
         reg = self.registry
@@ -123,7 +121,7 @@ class Metrics:
         )
         for reason in REASONS:
             self.rejections.labels(reason)  # present at 0 from the start
-        reg.register(ModelCollector(handles))
+        reg.register(ModelCollector(views))
         # labelled children by (metric, labels): ``labels()`` validates and locks on every call
         self._children: dict[tuple[object, ...], Any] = {}
 

@@ -102,3 +102,12 @@ class PIIMasker:
         except Exception as exc:
             logger.error("PII masking failed: %s", type(exc).__name__)
             raise MaskingError("PII masking failed") from exc
+
+    def excerpt(self, text: str, limit: int = 50) -> str:
+        """Text fit for a log line: masked first, then cut to ``limit`` characters (with an
+        ellipsis when cut). Never the raw text, even when masking fails."""
+        try:
+            masked = self.mask(text)
+        except MaskingError:
+            return "[unmaskable text withheld]"
+        return masked if len(masked) <= limit else masked[:limit] + "…"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from llmserver.security.keys import KeyFileError, create_key, read_keys, revoke_key
 from llmserver.config.settings import Settings, SettingsError
+from llmserver.security.keys import KeyFileError, create_key, read_keys, revoke_key
 
 
 def _positive(value: str) -> int:

@@ -153,7 +153,10 @@ class KeyStore:
 
     @property
     def configured(self) -> bool:
-        """Whether any key exists (revoked ones count: authentication stays on)."""
+        """Whether any key exists (revoked ones count: authentication stays on). The file is
+        looked at again here too, so the first key created while the server runs turns
+        authentication on within a second."""
+        self._refresh()
         return bool(self._keys)
 
     def verify(self, text: str) -> ApiKey | None:

@@ -1,4 +1,4 @@
-"""Masking personal data in prompts before they reach a backend, failing closed."""
+"""Masking personal data in prompts and in generated text, failing closed."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import logging
 from collections.abc import Callable
 
 from llmserver.errors import MaskingFailedError
-from llmserver.core.manager import ModelHandle
 from llmserver.privacy import MaskingError, PIIMasker, StreamMasker
-from llmserver.surfaces.openai.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest
-from llmserver.security.keys import ApiKey
 
 logger = logging.getLogger("llmserver.privacy")
 
@@ -21,34 +18,6 @@ def mask(masker: PIIMasker, text: str) -> str:
     except MaskingError:
         logger.error("masking failed; request refused")
         raise MaskingFailedError() from None
-
-
-def for_log(masker: PIIMasker, text: str, limit: int = 50) -> str:
-    """The first ``limit`` characters of masked ``text``, for a log line (never raw text)."""
-    try:
-        return masker.mask(text)[:limit]
-    except MaskingError:
-        return "[masking failed]"
-
-
-def wanted(handle: ModelHandle, key: ApiKey | None) -> bool:
-    """Whether prompts to this model from this key are masked (per-model or per-key setting)."""
-    return handle.config.mask_pii or (key is not None and key.mask_pii)
-
-
-def mask_chat(masker: PIIMasker, req: ChatCompletionRequest) -> ChatCompletionRequest:
-    """A copy of ``req`` with every message's text masked."""
-    messages = [
-        ChatMessage(role=m.role, content=mask(masker, m.text()), name=m.name) for m in req.messages
-    ]
-    return req.model_copy(update={"messages": messages})
-
-
-def mask_completion(masker: PIIMasker, req: CompletionRequest) -> CompletionRequest:
-    """A copy of ``req`` with every prompt masked."""
-    prompts = [mask(masker, p) for p in req.prompts()]
-    prompt: str | list[str] = prompts[0] if isinstance(req.prompt, str) else prompts
-    return req.model_copy(update={"prompt": prompt})
 
 
 class OutputMasker:

@@ -9,10 +9,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserver.observability.accounting import UsageRecorder
 from llmserver.errors import InternalError
-from llmserver.observability.metrics import OTHER, Metrics
+from llmserver.http.errors import error_response
+from llmserver.observability.accounting import UsageRecorder
 from llmserver.observability.logs import AccessRecord, request_id_var
+from llmserver.observability.metrics import OTHER, Metrics
 
 logger = logging.getLogger("llmserver.access")
 errors_logger = logging.getLogger("llmserver.errors")
@@ -29,12 +30,16 @@ def access_fields(
     scope: Scope, record: AccessRecord, status: int, latency_s: float
 ) -> dict[str, Any]:
     """The access line's fields (also the JSON line's keys)."""
-    client = scope.get("client")
+    # the address the allowlist decided on (X-Forwarded-For only from a trusted proxy)
+    client = scope.get("state", {}).get("client_address")
+    if client is None:
+        peer = scope.get("client")
+        client = peer[0] if peer else "-"
     usage = record.usage
     ttft = record.ttft_s
     rate = usage.completion_tokens / latency_s if usage.completion_tokens and latency_s else None
     return {
-        "client": client[0] if client else "-",
+        "client": client,
         "key_name": record.key_name or "-",
         "method": scope["method"],
         "path": scope["path"],
@@ -81,7 +86,7 @@ class AccessLogMiddleware:
             # passes the request-id middleware and this line logs it as a 500
             errors_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
             record.error_code = InternalError.default_code
-            await InternalError().response()(scope, receive, send_and_watch)
+            await error_response(scope, InternalError())(scope, receive, send_and_watch)
         finally:
             self._finish(scope, record, status or 499, time.perf_counter() - started)
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.errors import PermissionDeniedError
+from llmserver.http.errors import error_response
 
 logger = logging.getLogger("llmserver.allowlist")
 
@@ -66,7 +67,7 @@ class AllowlistMiddleware:
             error = PermissionDeniedError(
                 "Your address is not allowed to use this server.", code="ip_not_allowed"
             )
-            await error.response()(scope, receive, send)
+            await error_response(scope, error)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

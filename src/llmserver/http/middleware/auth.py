@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.errors import AuthenticationError
+from llmserver.http.errors import error_response
 from llmserver.security.keys import ApiKey, KeyStore
 
 logger = logging.getLogger("llmserver.auth")
@@ -50,7 +51,7 @@ class AuthMiddleware:
                 address,
                 error.code,
             )
-            await error.response()(scope, receive, send)
+            await error_response(scope, error)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         state["api_key"] = key

@@ -14,6 +14,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.errors import PayloadTooLargeError
+from llmserver.http.errors import error_response
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message | None]:
@@ -70,11 +71,11 @@ class BodyLimitMiddleware:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
-            await too_large(self.limit).response()(scope, receive, send)
+            await error_response(scope, too_large(self.limit))(scope, receive, send)
             return
         body, stopped = await read_body(receive, self.limit)
         if stopped is not None and stopped["type"] == "too_large":
-            await too_large(self.limit).response()(scope, receive, send)
+            await error_response(scope, too_large(self.limit))(scope, receive, send)
             return
         if stopped is not None:  # the client left while sending its body
             return

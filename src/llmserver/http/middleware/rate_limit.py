@@ -30,9 +30,10 @@ from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmserver.errors import RateLimitError
-from llmserver.http.middleware.body_limit import read_body, replay
 from llmserver.config.settings import Settings, SettingsError
+from llmserver.errors import RateLimitError
+from llmserver.http.errors import error_response
+from llmserver.http.middleware.body_limit import read_body, replay
 
 logger = logging.getLogger("llmserver.ratelimit")
 
@@ -191,7 +192,7 @@ class RateLimitMiddleware:
         headers = await self.limits.headers(budget)
         if refusal is not None:
             refusal.headers.update({k.decode(): v.decode() for k, v in headers})
-            await refusal.response()(scope, receive, send)
+            await error_response(scope, refusal)(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:

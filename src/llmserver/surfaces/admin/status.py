@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmserver import __version__
-from llmserver.http.respond import json_response, manager
+from llmserver.core.caller import Caller
+from llmserver.http.respond import json_response, service
 
 router = APIRouter()
 
@@ -21,31 +22,34 @@ async def health() -> Response:
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    """200 once every configured model is loaded and warm, else 503 (also while draining)."""
-    models = manager(request)
-    states = {h.id: h.state for h in models.handles()}
-    if models.draining:
+    """200 once every configured model is loaded, warm and healthy (its engine alive, its
+    upstream reachable), else 503 (also while draining)."""
+    readiness = await service(request).readiness()
+    states = readiness.states
+    if readiness.draining:
         return json_response({"status": "draining", "models": states}, status=503)
-    if models.all_ready():
+    if readiness.ready:
         return json_response({"status": "ready", "models": states})
     return json_response({"status": "not ready", "models": states}, status=503)
 
 
 @router.get("/")
 async def root(request: Request) -> Response:
-    """Name, version, uptime and each model with its state and slots."""
+    """Name, version, uptime and each model with its state (health included) and slots."""
+    svc = service(request)
+    states = (await svc.readiness()).states
     models = []
-    for handle in manager(request).handles():
+    for view in svc.models(Caller.anyone()):
         models.append(
             {
-                "id": handle.id,
-                "backend": handle.config.backend,
-                "aliases": handle.config.aliases,
-                "state": handle.state,
-                "error": handle.error,
-                "slots": handle.limiter.slots,
-                "slots_in_use": handle.limiter.in_use,
-                "waiting": handle.limiter.waiting,
+                "id": view.id,
+                "backend": view.backend,
+                "aliases": list(view.aliases),
+                "state": states.get(view.id, view.state),
+                "error": view.error,
+                "slots": view.slots,
+                "slots_in_use": view.slots_in_use,
+                "waiting": view.waiting,
             }
         )
     uptime = time.monotonic() - request.app.state.started
@@ -54,7 +58,7 @@ async def root(request: Request) -> Response:
             "name": "llmserver",
             "version": __version__,
             "uptime_s": round(uptime, 1),
-            "default_model": manager(request).default_id,
+            "default_model": svc.default_model,
             "models": models,
         }
     )

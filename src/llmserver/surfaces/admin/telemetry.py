@@ -11,11 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
-from llmserver.observability.accounting import UsageRecorder
-from llmserver.http.respond import json_response, require_admin
 from llmserver.errors import InvalidRequestError
-from llmserver.observability.metrics import Metrics
+from llmserver.http.respond import json_response, require_admin
+from llmserver.observability.accounting import UsageRecorder
 from llmserver.observability.logs import current_level, set_level
+from llmserver.observability.metrics import Metrics
 
 router = APIRouter()
 

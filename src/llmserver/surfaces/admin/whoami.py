@@ -5,8 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from llmserver.http.respond import json_response, require_admin
-from llmserver.security.access import caller
+from llmserver.http.respond import api_key, json_response, require_admin
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 
@@ -14,7 +13,7 @@ router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
 @router.get("/whoami")
 async def whoami(request: Request) -> Response:
     """The calling key's name and permissions (never its text); ``null`` without keys."""
-    key = caller(request)
+    key = api_key(request)
     if key is None:
         return json_response({"key": None})
     return json_response(

@@ -1,101 +1,70 @@
-"""The OpenAI surface: chat completions, completions, models."""
+"""The OpenAI surface's routes: chat completions, completions, embeddings and models."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
+from llmserver.core.usage import Usage
 from llmserver.http.respond import (
-    CLIENT_CLOSED,
-    ClientDisconnected,
+    caller,
     json_response,
-    manager,
     require_admin,
+    respond_json,
+    respond_stream,
     service,
     track,
-    until_disconnect,
+    track_usage,
 )
-from llmserver.errors import ModelNotFoundError
-from llmserver.core.manager import ModelHandle
-from llmserver.surfaces.openai.schemas import ChatCompletionRequest, CompletionRequest
-from llmserver.security import pii
-from llmserver.security.access import caller, check_model, may_use
-from llmserver.core.service import (
-    chat_chunks,
-    chat_response,
-    completion_chunks,
-    completion_response,
+from llmserver.surfaces.openai import translate
+from llmserver.surfaces.openai.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
 )
-from llmserver.http.streaming import EventStream
 
 router = APIRouter(prefix="/v1")
-
-
-async def _respond(request: Request, body: Any, stream: Any) -> Response:
-    """Stream when asked, else wait for the whole body. A client that leaves while its request
-    waits for a slot, for its first token or for the whole answer cancels the generation."""
-    try:
-        if stream is not None:
-            events = EventStream(stream, request.app.state.settings.keepalive_s)
-            await until_disconnect(request, events.start())
-            return events.response()
-        return json_response(await until_disconnect(request, body))
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED)
-
-
-def _masks(request: Request, model: str | None) -> bool:
-    """403 unless the caller may use the model; whether its prompts are to be masked."""
-    handle = check_model(request, manager(request).lookup(model))
-    return pii.wanted(handle, caller(request))
 
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request, req: ChatCompletionRequest) -> Response:
     """``POST /v1/chat/completions``."""
-    if _masks(request, req.model):
-        req = pii.mask_chat(request.app.state.pii, req)
-    gen = service(request).chat(req)
-    track(request, gen, req.stream)
+    gen = service(request).chat(caller(request), translate.chat_request(req))
+    track(request, gen, bool(req.stream))
     if req.stream:
-        return await _respond(request, None, chat_chunks(gen, req.include_usage()))
-    return await _respond(request, chat_response(gen, req.n), None)
+        return await respond_stream(request, translate.chat_chunks(gen, req.include_usage()))
+    return await respond_json(request, translate.chat_response(gen))
 
 
 @router.post("/completions")
 async def completions(request: Request, req: CompletionRequest) -> Response:
     """``POST /v1/completions``."""
-    if _masks(request, req.model):
-        req = pii.mask_completion(request.app.state.pii, req)
-    gen = service(request).completion(req)
-    track(request, gen, req.stream)
-    n_choices = len(req.prompts()) * req.n
+    gen = service(request).text(caller(request), translate.text_request(req))
+    track(request, gen, bool(req.stream))
     if req.stream:
-        return await _respond(request, None, completion_chunks(gen, req.include_usage(), req.echo))
-    return await _respond(request, completion_response(gen, n_choices, req.echo), None)
+        chunks = translate.completion_chunks(gen, req.include_usage(), req.echo)
+        return await respond_stream(request, chunks)
+    return await respond_json(request, translate.completion_response(gen, req.echo))
 
 
-def model_card(handle: ModelHandle) -> dict[str, Any]:
-    """A model object: OpenAI's fields, then server extras."""
-    return {
-        "id": handle.id,
-        "object": "model",
-        "created": int(handle.loaded_at),
-        "owned_by": "llmserver",
-        "backend": handle.config.backend,
-        "state": handle.state,
-        "aliases": handle.config.aliases,
-        "roles": handle.roles,
-        "error": handle.error,
-    }
+@router.post("/embeddings")
+async def embeddings(request: Request, req: EmbeddingRequest) -> Response:
+    """``POST /v1/embeddings``."""
+    usage = Usage()
+    track_usage(request, req.model, usage)
+
+    async def body() -> dict[str, object]:
+        result = await service(request).embed(caller(request), translate.embed_request(req))
+        track_usage(request, result.model, result.usage)
+        return translate.embedding_body(result, req.encoding_format)
+
+    return await respond_json(request, body())
 
 
 @router.get("/models")
 async def list_models(request: Request) -> Response:
-    """``GET /v1/models``."""
-    cards = [model_card(h) for h in manager(request).handles() if may_use(request, h)]
+    """``GET /v1/models``: the models the caller may use."""
+    cards = [translate.model_card(v) for v in service(request).models(caller(request))]
     return json_response({"object": "list", "data": cards})
 
 
@@ -103,19 +72,18 @@ async def list_models(request: Request) -> Response:
 async def load_model(request: Request, model_id: str) -> Response:
     """``POST /v1/models/{id}/load`` (admin): load now, evicting an idle model if the cap is
     reached; 503 with the reason if it fails."""
-    return json_response(model_card(await manager(request).load(model_id)))
+    view = await service(request).load(caller(request), model_id)
+    return json_response(translate.model_card(view))
 
 
 @router.post("/models/{model_id:path}/unload", dependencies=[Depends(require_admin)])
 async def unload_model(request: Request, model_id: str) -> Response:
     """``POST /v1/models/{id}/unload`` (admin): free the model once its running requests end."""
-    return json_response(model_card(await manager(request).unload(model_id)))
+    view = await service(request).unload(caller(request), model_id)
+    return json_response(translate.model_card(view))
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> Response:
     """``GET /v1/models/{id}`` (an alias works too); a model hidden from the key is a 404."""
-    handle = manager(request).lookup(model_id)
-    if not may_use(request, handle):
-        raise ModelNotFoundError(model_id)
-    return json_response(model_card(handle))
+    return json_response(translate.model_card(service(request).model(caller(request), model_id)))

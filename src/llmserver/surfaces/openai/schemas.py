@@ -1,18 +1,31 @@
 """OpenAI wire schemas for requests, in OpenAI's names and order.
 
-Requests accept unknown fields (clients send them) and the service logs them. Fields that
-OpenAI does not have are marked "server extra". Responses are built as plain dicts in
-``service.py`` and serialised with orjson.
+Requests accept unknown fields (clients send them) and the surface logs them. Fields that
+OpenAI does not have are marked "server extra". Fields OpenAI has and this server does not honour
+are declared, so that :mod:`.translate` can refuse them by name rather than drop them. Booleans
+are strict and integers keep OpenAI's ranges (``"stream": "yes"`` is a 400, not ``true``).
+Responses are built as plain dicts in :mod:`.translate` and serialised with orjson.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 MAX_STOP = 4
 MAX_STOP_LENGTH = 256
+#: OpenAI's ``seed`` is a signed 64-bit integer
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+MAX_N = 128
 
 
 class _Request(BaseModel):
@@ -23,13 +36,14 @@ class _Request(BaseModel):
         return sorted(self.model_extra or {})
 
 
-class TextPart(BaseModel):
-    """A text content part."""
+class ContentPart(BaseModel):
+    """A content part. Only text parts are served; :mod:`.translate` refuses the others (images,
+    audio, files) by name."""
 
     model_config = ConfigDict(extra="allow")
 
-    type: Literal["text"]
-    text: str
+    type: str
+    text: str | None = None
 
 
 class ChatMessage(BaseModel):
@@ -38,22 +52,22 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
 
     def text(self) -> str:
-        """The content as one string."""
+        """The content as one string (every part is a text part: checked in translation)."""
         if self.content is None:
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text or "" for part in self.content)
 
 
 class StreamOptions(BaseModel):
     """``stream_options``."""
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class JsonSchemaFormat(BaseModel):
@@ -89,21 +103,25 @@ class _Sampling(_Request):
 
     model: str | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    max_tokens: int | None = Field(None, ge=1)
-    n: int = Field(1, ge=1)
+    max_tokens: StrictInt | None = Field(None, ge=1)
+    n: StrictInt = Field(1, ge=1, le=MAX_N)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
-    seed: int | None = None
+    seed: StrictInt | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stop: Stop | None = None
-    stream: bool = False
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     user: str | None = None
+    # OpenAI fields this server does not honour yet: refused by name when set
+    logprobs: Any = None
+    top_logprobs: Any = None
+    logit_bias: Any = None
     # server extras (llama.cpp and vLLM names)
-    top_k: int | None = Field(None, ge=0)
+    top_k: StrictInt | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, gt=0)
-    ignore_eos: bool = False
+    ignore_eos: StrictBool = False
 
     @field_validator("stop")
     @classmethod
@@ -128,8 +146,14 @@ class ChatCompletionRequest(_Sampling):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1)
     response_format: ResponseFormat | None = None
+    # refused by name when set (tool calling is not served yet)
+    tools: Any = None
+    tool_choice: Any = None
+    functions: Any = None
+    function_call: Any = None
+    parallel_tool_calls: Any = None
 
     def token_limit(self) -> int | None:
         """``max_completion_tokens`` wins over the older ``max_tokens``."""
@@ -140,8 +164,9 @@ class CompletionRequest(_Sampling):
     """``POST /v1/completions``."""
 
     prompt: str | list[str] = Field(min_length=1)
-    echo: bool = False
-    suffix: str | None = None
+    echo: StrictBool = False
+    suffix: Any = None
+    best_of: Any = None
 
     @field_validator("prompt")
     @classmethod
@@ -168,7 +193,7 @@ class EmbeddingRequest(_Request):
     input: str | list[str] | list[int] | list[list[int]]
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: StrictInt | None = Field(None, ge=1)
     user: str | None = None
 
     @field_validator("input")

@@ -1,7 +1,7 @@
 """The simple endpoints: ``/infer``, ``/infer/stream``, ``/generate`` and ``/chat``.
 
-Thin adapters over the service: each builds an OpenAI-style request, so validation, limits,
-slots and token counting are the same as on ``/v1``.
+Each translates its small request into the core's chat or text request, so validation, limits,
+slots, policy and token counting are the same as on every other surface.
 """
 
 from __future__ import annotations
@@ -14,23 +14,21 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from llmserver.config.settings import Settings
+from llmserver.core.generation import Generation
+from llmserver.core.requests import ChatRequest, Message, Sampling, TextRequest
+from llmserver.errors import APIError, InvalidRequestError
 from llmserver.http.respond import (
     CLIENT_CLOSED,
     ClientDisconnected,
+    caller,
     json_response,
-    manager,
+    respond_json,
+    respond_stream,
     service,
     track,
     until_disconnect,
 )
-from llmserver.errors import APIError, InvalidRequestError
-from llmserver.privacy import PIIMasker
-from llmserver.surfaces.openai.schemas import ChatCompletionRequest, CompletionRequest
-from llmserver.security import pii
-from llmserver.security.access import caller, check_model
-from llmserver.core.service import Generation, collect
-from llmserver.config.settings import Settings
-from llmserver.http.streaming import EventStream
 
 logger = logging.getLogger("llmserver.simple")
 router = APIRouter()
@@ -70,22 +68,18 @@ def _settings(request: Request) -> Settings:
     return settings
 
 
-def _masker(request: Request) -> PIIMasker:
-    masker: PIIMasker = request.app.state.pii
-    return masker
-
-
 # -- /infer ------------------------------------------------------------------------------------
 
 
 def _infer_query(request: Request, req: InferRequest) -> str:
-    """Whitespace runs collapsed, personal data masked, then cut to ``input_max_length``."""
+    """Whitespace runs collapsed, personal data masked, then cut to ``input_max_length`` (masked
+    before the cut, so no value is cut in half and missed)."""
     settings = _settings(request)
     text = " ".join(req.query.split())
     if not text:
         raise InvalidRequestError("query must not be blank", param="query", code="invalid_value")
     if settings.infer_mask_pii:
-        text = pii.mask(_masker(request), text)
+        text = service(request).mask(text)
     return text[: settings.input_max_length]
 
 
@@ -97,17 +91,13 @@ def _infer_generation(request: Request, req: InferRequest, query: str) -> Genera
             param="num_return_sequences",
             code="invalid_value",
         )
-    check_model(request, manager(request).lookup(None))
-    chat = ChatCompletionRequest.model_validate(
-        {
-            "messages": [{"role": "user", "content": query}],
-            "max_tokens": req.max_length,
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-            "n": req.num_return_sequences,
-        }
+    chat = ChatRequest(
+        None,
+        (Message("user", query),),
+        Sampling(max_tokens=req.max_length, temperature=req.temperature, top_p=req.top_p),
+        n=req.num_return_sequences,
     )
-    return service(request).chat(chat)
+    return service(request).chat(caller(request), chat)
 
 
 def _infer_body(texts: list[str]) -> dict[str, Any]:
@@ -121,7 +111,7 @@ def _log_infer(request: Request, query: str, gen: Generation | None, texts: list
     usage = gen.usage if gen is not None else None
     logger.info(
         'infer query="%s" generated_chars=%d prompt_tokens=%d completion_tokens=%d',
-        pii.for_log(_masker(request), query, 50),
+        service(request).excerpt(query),
         sum(len(t) for t in texts),
         usage.prompt_tokens if usage else 0,
         usage.completion_tokens if usage else 0,
@@ -136,7 +126,7 @@ async def infer(request: Request, req: InferRequest) -> Response:
     try:
         gen = _infer_generation(request, req, query)
         track(request, gen, False)
-        texts, _ = await until_disconnect(request, collect(gen, req.num_return_sequences))
+        result = await until_disconnect(request, gen.collect())
     except ClientDisconnected:
         return Response(status_code=CLIENT_CLOSED)
     except Exception as exc:
@@ -146,8 +136,8 @@ async def infer(request: Request, req: InferRequest) -> Response:
         logger.error("infer failed, answering with the fallback response: %s", _reason(exc))
         _log_infer(request, query, gen, [fallback])
         return json_response(_infer_body([fallback]), headers={FALLBACK_HEADER: "true"})
-    _log_infer(request, query, gen, texts)
-    return json_response(_infer_body(texts))
+    _log_infer(request, query, gen, result.texts)
+    return json_response(_infer_body(result.texts))
 
 
 def _reason(exc: BaseException) -> str:
@@ -163,7 +153,7 @@ async def infer_stream(request: Request, req: InferRequest) -> Response:
     track(request, gen, True)
 
     async def chunks() -> AsyncIterator[dict[str, Any]]:
-        texts = [""] * req.num_return_sequences
+        texts = [""] * gen.n_choices
         try:
             async for index, delta in gen.events():
                 if delta.text:
@@ -171,68 +161,54 @@ async def infer_stream(request: Request, req: InferRequest) -> Response:
                     yield {"index": index, "text": delta.text}
                 if delta.finish_reason is not None:
                     yield {"index": index, "finish_reason": delta.finish_reason}
-            yield {**_infer_body(texts), "usage": gen.usage.body()}
+            usage = gen.usage
+            yield {
+                **_infer_body(texts),
+                "usage": {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.total_tokens,
+                },
+            }
         finally:
             _log_infer(request, query, gen, texts)
 
-    events = EventStream(chunks(), _settings(request).keepalive_s)
-    await events.start()
-    return events.response()
+    return await respond_stream(request, chunks())
 
 
 # -- /generate and /chat -------------------------------------------------------------------------
 
 
-def _prompt(request: Request, req: GenerateRequest) -> str:
-    """403 unless the key may use the model; the prompt, masked where the model or key asks."""
-    handle = check_model(request, manager(request).lookup(req.model))
-    if pii.wanted(handle, caller(request)):
-        return pii.mask(_masker(request), req.prompt)
-    return req.prompt
-
-
-def _sampling(req: GenerateRequest) -> dict[str, Any]:
-    return {
-        "model": req.model,
-        "max_tokens": req.max_tokens,
-        "temperature": req.temperature,
-        "top_k": req.top_k,
-    }
-
-
-async def _run(request: Request, gen: Generation) -> str | None:
-    """The generated text, or None when the client went away."""
-    track(request, gen, False)
-    try:
-        texts, _ = await until_disconnect(request, collect(gen, 1))
-    except ClientDisconnected:
-        return None
-    return texts[0]
+def _sampling(req: GenerateRequest) -> Sampling:
+    return Sampling(max_tokens=req.max_tokens, temperature=req.temperature, top_k=req.top_k)
 
 
 @router.post("/generate")
 async def generate(request: Request, req: GenerateRequest) -> Response:
     """Continue ``prompt`` as plain text (no chat template)."""
-    prompt = _prompt(request, req)
-    completion = CompletionRequest.model_validate({**_sampling(req), "prompt": prompt})
-    generated = await _run(request, service(request).completion(completion))
-    if generated is None:
-        return Response(status_code=CLIENT_CLOSED)
-    return json_response(
-        {"prompt": prompt, "generated": generated, "full_text": prompt + generated}
-    )
+    text = TextRequest(req.model, (req.prompt,), _sampling(req))
+    gen = service(request).text(caller(request), text)
+    track(request, gen, False)
+
+    async def body() -> dict[str, str]:
+        generated = (await gen.collect()).texts[0]
+        prompt = gen.inputs[0]
+        return {"prompt": prompt, "generated": generated, "full_text": prompt + generated}
+
+    return await respond_json(request, body())
 
 
 @router.post("/chat")
 async def chat(request: Request, req: GenerateRequest) -> Response:
     """Reply to ``prompt`` as a user turn; ``full_text`` is the rendered conversation."""
-    prompt = _prompt(request, req)
-    body = {**_sampling(req), "messages": [{"role": "user", "content": prompt}]}
-    gen = service(request).chat(ChatCompletionRequest.model_validate(body))
-    generated = await _run(request, gen)
-    if generated is None:
-        return Response(status_code=CLIENT_CLOSED)
-    rendered = gen.prompts[0] if gen.prompts else prompt
-    return json_response(
-        {"prompt": prompt, "generated": generated, "full_text": rendered + generated}
-    )
+    message = ChatRequest(req.model, (Message("user", req.prompt),), _sampling(req))
+    gen = service(request).chat(caller(request), message)
+    track(request, gen, False)
+
+    async def body() -> dict[str, str]:
+        generated = (await gen.collect()).texts[0]
+        prompt = gen.inputs[0]
+        rendered = gen.prompts[0] if gen.prompts else prompt
+        return {"prompt": prompt, "generated": generated, "full_text": rendered + generated}
+
+    return await respond_json(request, body())

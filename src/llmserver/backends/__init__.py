@@ -1,0 +1,2 @@
+"""Model engines behind one small protocol (``base``), one module per engine, found through the
+``llmserver.backends`` entry-point registry."""

@@ -1,0 +1,127 @@
+"""One call's generations as a single stream of ``(choice index, Delta)`` events.
+
+Backends only stream. Every answer, streamed or not, is built from these events; a
+non-streaming answer is the stream collected once (:meth:`Generation.collect`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from llmserver.backends.base import Delta, GenerationRequest
+from llmserver.core.scheduling import Deadline
+from llmserver.core.usage import Timing, Usage
+
+if TYPE_CHECKING:
+    from llmserver.core.manager import ModelHandle
+    from llmserver.security.pii import OutputMasker
+
+Event = tuple[int, Delta]
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A generation run to its end: each choice's text and finish reason."""
+
+    texts: list[str]
+    finish_reasons: list[str | None]
+
+
+@dataclass
+class Generation:
+    """One call's generations: the model, the prompts to build, and its usage so far.
+
+    ``n_choices`` is the number of choices the call produces (prompts times ``n``).
+    """
+
+    handle: ModelHandle
+    build: Callable[[], list[GenerationRequest]]
+    id: str
+    n_choices: int
+    created: int = field(default_factory=lambda: int(time.time()))
+    usage: Usage = field(default_factory=Usage)
+    #: the rendered prompt of each choice, filled in once the generation has its slot
+    prompts: list[str] = field(default_factory=list)
+    #: the input texts as they go to the model (masked where masking applies): the messages'
+    #: contents of a chat, the prompts of a text request
+    inputs: list[str] = field(default_factory=list)
+    timing: Timing = field(default_factory=Timing)
+    #: loads the model first when it is unloaded and may load on demand
+    ensure_loaded: Callable[[], Awaitable[None]] = _nothing
+    #: masks personal data in the generated text, stream-safe (``mask_output``)
+    output: OutputMasker | None = None
+
+    @property
+    def model(self) -> str:
+        """The canonical id of the model that generates (also when asked by alias)."""
+        return self.handle.id
+
+    @property
+    def backend(self) -> str:
+        """The name of the model's backend."""
+        return self.handle.config.backend
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Take a slot, build the prompts, then stream every choice's deltas in order.
+
+        The slot comes first, before any expensive work; the time limit starts with the slot.
+        """
+        await self.ensure_loaded()
+        async with self.handle.limiter.slot():
+            # the model may have been unloaded while this request waited for its slot
+            self.handle.check_ready()
+            self.handle.touch()
+            deadline = Deadline(self.handle.timeout_s)
+            requests = self.build()
+            first_of_prompt = self._count_prompts(requests)
+            for index, req in enumerate(requests):
+                async for delta in deadline.bound(self.handle.backend.generate(req)):
+                    self._account(index in first_of_prompt, delta)
+                    if self.output is not None:
+                        delta = self._masked(index, delta)
+                    yield index, delta
+
+    def _count_prompts(self, requests: list[GenerationRequest]) -> set[int]:
+        """Count each distinct prompt once, as OpenAI does; the indices that count."""
+        first_of_prompt: set[int] = set()
+        seen: set[str] = set()
+        for index, req in enumerate(requests):
+            key = req.prompt if req.messages is None else "\0messages"
+            if key not in seen:
+                seen.add(key)
+                first_of_prompt.add(index)
+                self.usage.prompt_tokens += len(req.prompt_tokens)
+            self.prompts.append(req.prompt)
+        return first_of_prompt
+
+    def _account(self, counts_prompt: bool, delta: Delta) -> None:
+        self.usage.completion_tokens += delta.tokens
+        if self.timing.ttft_s is None and (delta.text or delta.tokens):
+            self.timing.ttft_s = time.perf_counter() - self.timing.started
+        if delta.prompt_tokens is not None and counts_prompt:
+            self.usage.prompt_tokens += delta.prompt_tokens
+
+    def _masked(self, index: int, delta: Delta) -> Delta:
+        assert self.output is not None
+        text = self.output.feed(index, delta.text)
+        if delta.finish_reason is not None:
+            text += self.output.flush(index)
+        return dataclasses.replace(delta, text=text)
+
+    async def collect(self) -> Result:
+        """Run every choice to its end."""
+        texts = [""] * self.n_choices
+        reasons: list[str | None] = [None] * self.n_choices
+        async for index, delta in self.events():
+            texts[index] += delta.text
+            if delta.finish_reason is not None:
+                reasons[index] = delta.finish_reason
+        return Result(texts, reasons)

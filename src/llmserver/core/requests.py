@@ -1,0 +1,82 @@
+"""The core's own request types: what a surface asks for, in no wire protocol's words.
+
+A surface validates its wire request and translates it into one of these; the service takes it
+from there. Every field is already valid (types, ranges), so the core checks only what needs
+the model: its context length, its abilities, the caller's permissions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from llmserver.backends.base import JsonConstraint
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How to sample; None leaves a value to the model's configured defaults.
+
+    ``max_tokens`` None means the model's default, or else the rest of the context.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat turn as plain text (``developer`` is already ``system``)."""
+
+    role: str
+    content: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A reply to a conversation, rendered with the model's chat template.
+
+    ``mask_input`` asks for the messages to be masked even when neither the model nor the key
+    wants it (a surface may ask for more privacy, never for less).
+    """
+
+    model: str | None
+    messages: tuple[Message, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    n: int = 1
+    constraint: JsonConstraint | None = None
+    mask_input: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TextRequest:
+    """A plain continuation of each prompt (no chat template), ``n`` choices per prompt."""
+
+    model: str | None
+    prompts: tuple[str, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    n: int = 1
+    mask_input: bool = False
+
+
+EmbedInputs = Sequence[str] | Sequence[Sequence[int]]
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    """Vectors for texts (or token id lists); ``dimensions`` truncates a Matryoshka model's."""
+
+    model: str | None
+    inputs: EmbedInputs
+    dimensions: int | None = None
+    mask_input: bool = False

@@ -1,0 +1,90 @@
+"""What the core shows of its models: read-only snapshots, and readiness with engine health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from llmserver.backends.base import embedder
+from llmserver.core.manager import ModelHandle, ModelManager, ModelState
+
+logger = logging.getLogger("llmserver.models")
+
+#: how long ``/ready`` waits for an engine to say whether it can serve
+HEALTH_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """One model as surfaces may see it (never its backend object)."""
+
+    id: str
+    backend: str
+    state: ModelState
+    error: str | None
+    aliases: tuple[str, ...]
+    roles: tuple[str, ...]
+    loaded_at: float
+    slots: int
+    slots_in_use: int
+    waiting: int
+    embedding: bool
+    context_length: int | None
+    #: each upstream replica's URL (from the configuration) and whether it is in rotation
+    replicas: tuple[tuple[str, bool], ...] = ()
+
+    @classmethod
+    def of(cls, handle: ModelHandle) -> ModelView:
+        """A snapshot of ``handle`` now."""
+        fmt = handle.prompt_format
+        replica_states = getattr(handle.backend, "replica_states", None)
+        replicas = tuple(replica_states().items()) if replica_states is not None else ()
+        return cls(
+            id=handle.id,
+            backend=handle.config.backend,
+            state=handle.state,
+            error=handle.error,
+            aliases=tuple(handle.config.aliases),
+            roles=tuple(handle.roles),
+            loaded_at=handle.loaded_at,
+            slots=handle.limiter.slots,
+            slots_in_use=handle.limiter.in_use,
+            waiting=handle.limiter.waiting,
+            embedding=embedder(handle.backend) is not None,
+            context_length=fmt.context_length if fmt is not None else None,
+            replicas=replicas,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Whether the server can serve every model it should, and each model's state.
+
+    A model whose engine says it cannot serve (a dead engine, an unreachable upstream) is
+    ``unhealthy`` even though it is loaded.
+    """
+
+    ready: bool
+    draining: bool
+    states: dict[str, str]
+
+
+async def _healthy(handle: ModelHandle) -> bool:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            return bool(await handle.backend.health())
+    except Exception:
+        logger.warning("health check of model %s failed", handle.id, exc_info=True)
+        return False
+
+
+async def readiness(manager: ModelManager) -> Readiness:
+    """Every model's state; loaded ones are asked for their health, all at once."""
+    handles = manager.handles()
+    loaded = [h for h in handles if h.state == "ready"]
+    health = await asyncio.gather(*(_healthy(h) for h in loaded))
+    unhealthy = {h.id for h, ok in zip(loaded, health, strict=True) if not ok}
+    states = {h.id: "unhealthy" if h.id in unhealthy else h.state for h in handles}
+    ready = manager.all_ready() and not unhealthy and not manager.draining
+    return Readiness(ready, manager.draining, states)

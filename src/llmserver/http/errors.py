@@ -1,0 +1,154 @@
+"""The one place exceptions become responses, each in the shape of the surface it came through.
+
+Every surface renders an :class:`~llmserver.errors.APIError` its own way (OpenAI's
+``{"error": {...}}``, Ollama's ``{"error": "..."}``, Anthropic's envelope, ...). The app lists
+each surface's shape by path prefix in ``app.state.error_shapes``; the exception handlers, the
+middleware (401, 403, 413, 429 before any route runs) and streams after their first byte all
+pick the shape from the request path, so nothing answers in a shape its client cannot read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import Scope
+
+from llmserver.errors import (
+    APIError,
+    InternalError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    NotFoundError,
+)
+
+logger = logging.getLogger("llmserver.errors")
+
+#: an error's JSON body in one surface's shape
+ErrorShape = Callable[[APIError], dict[str, Any]]
+#: (path prefix, shape) pairs; the longest matching prefix wins
+ErrorShapes = Sequence[tuple[str, ErrorShape]]
+
+
+def openai_error(err: APIError) -> dict[str, Any]:
+    """OpenAI's error object, the server's default shape: ``{"error": {message, type, param,
+    code}}``."""
+    return {
+        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
+    }
+
+
+def _matches(path: str, prefix: str) -> bool:
+    base = prefix.rstrip("/")
+    return path == base or path.startswith(base + "/")
+
+
+def shape_for(scope: Scope) -> ErrorShape:
+    """The error shape of the surface that serves this request's path."""
+    app = scope.get("app")
+    shapes: ErrorShapes = getattr(getattr(app, "state", None), "error_shapes", ())
+    path = scope.get("path", "")
+    best: tuple[int, ErrorShape] = (-1, openai_error)
+    for prefix, shape in shapes:
+        if len(prefix) > best[0] and _matches(path, prefix):
+            best = (len(prefix), shape)
+    return best[1]
+
+
+def as_api_error(exc: BaseException) -> APIError:
+    """``exc`` itself when it is an API error, else a bare 500 (the traceback is logged)."""
+    return exc if isinstance(exc, APIError) else InternalError()
+
+
+def error_body(scope: Scope, exc: BaseException) -> dict[str, Any]:
+    """The body for ``exc`` in this request's surface shape."""
+    return shape_for(scope)(as_api_error(exc))
+
+
+def error_response(scope: Scope, err: APIError) -> Response:
+    """``err`` as a JSON response in the request's surface shape, its code noted on the access
+    record (metrics classify by it)."""
+    record = scope.get("state", {}).get("access")
+    if record is not None:
+        record.error_code = err.code
+    return Response(
+        orjson.dumps(shape_for(scope)(err)),
+        status_code=err.status,
+        media_type="application/json",
+        headers=err.headers,
+    )
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "function-after", "function-plain"}
+
+
+def _param_from_loc(loc: tuple[int | str, ...]) -> str | None:
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for part in parts:
+        # pydantic names union members (``str``, ``list[...]``) and tags in the location
+        if isinstance(part, str) and ("[" in part or part in _UNION_TAGS):
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or None
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequestError:
+    """Translate FastAPI's validation error into a 400 with ``param`` set."""
+    errors = exc.errors()
+    if not errors:
+        return InvalidRequestError("invalid request")
+    first = errors[0]
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return InvalidRequestError(
+            "We could not parse the JSON body of your request. Please send valid JSON.",
+            code="invalid_json",
+        )
+    loc = tuple(first.get("loc", ()))
+    if kind in {"model_attributes_type", "dict_type"} and loc in {("body",), ()}:
+        return InvalidRequestError("The request body must be a JSON object.", code="invalid_body")
+    param = _param_from_loc(loc)
+    msg = str(first.get("msg", "invalid value"))
+    if kind == "missing":
+        message = f"Missing required parameter: '{param}'."
+        return InvalidRequestError(message, param=param, code="missing_required_parameter")
+    message = f"Invalid value for '{param}': {msg}." if param else msg
+    return InvalidRequestError(message, param=param, code="invalid_value")
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    """Map every exception the app can raise to a response in its surface's shape."""
+
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, APIError)
+        return error_response(request.scope, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(request.scope, validation_error(exc))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 404:
+            return error_response(request.scope, NotFoundError("Not found: no such route."))
+        if exc.status_code == 405:
+            return error_response(request.scope, MethodNotAllowedError("Method not allowed."))
+        err = APIError(str(exc.detail), code=str(exc.status_code))
+        err.status = exc.status_code
+        return error_response(request.scope, err)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request.scope, InternalError())
+
+    app.add_exception_handler(APIError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,135 @@
+"""Policy holes that are about the server process itself, tried on real servers: a key created
+while the server runs, forwarding headers from a local peer, and upstream usage that lies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from aiohttp import web
+
+from mock_upstream import serve
+from support import fake_model, run_server
+
+pytestmark = pytest.mark.integration
+
+
+def _until(check: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_first_key_created_while_running_turns_authentication_on(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    config = {"models": [fake_model()]}
+    with run_server(tmp_path, config, env={"LLMSERVER_KEYS_FILE": str(keys)}) as server:
+        assert httpx.get(f"{server.base_url}/models").status_code == 200
+        created = subprocess.run(
+            [sys.executable, "-m", "llmserver", "keys", "create", "--name", "late",
+             "--keys-file", str(keys)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        key = created.stdout.splitlines()[0].strip()
+        # the README promises "within a second"; allow the loaded CI machine some slack
+        assert _until(lambda: httpx.get(f"{server.base_url}/models").status_code == 401, 3.0)
+        body = httpx.get(f"{server.base_url}/models").json()
+        assert body["error"]["code"] == "missing_api_key"
+        ok = httpx.get(f"{server.base_url}/models", headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+
+
+def test_forwarded_for_from_a_local_peer_is_ignored_without_trusted_proxies(
+    tmp_path: Path,
+) -> None:
+    config = {"models": [fake_model()], "allowed_ips": ["127.0.0.1"]}
+    with run_server(tmp_path, config) as server:
+        spoof = {"X-Forwarded-For": "203.0.113.9"}
+        assert httpx.get(f"{server.base_url}/models", headers=spoof).status_code == 200
+        outside = {**config, "allowed_ips": ["203.0.113.9"]}
+    with run_server(tmp_path, outside, wait=False) as server:
+        assert _until(lambda: _status(f"{server.url}/health") == 200)
+        refused = httpx.get(f"{server.base_url}/models", headers=spoof)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "ip_not_allowed"
+        log = server.log()
+        assert "refused GET /v1/models from 127.0.0.1" in log
+        assert "203.0.113.9" not in log.split("refused", 1)[1].splitlines()[0]
+
+
+def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:
+    config = {
+        "models": [fake_model()],
+        "allowed_ips": ["203.0.113.9"],
+        "trusted_proxies": ["127.0.0.1"],
+    }
+    with run_server(tmp_path, config, wait=False) as server:
+        assert _until(lambda: _status(f"{server.url}/health") == 200)
+        via_proxy = {"X-Forwarded-For": "203.0.113.9"}
+        assert httpx.get(f"{server.base_url}/models", headers=via_proxy).status_code == 200
+        assert httpx.get(f"{server.base_url}/models").status_code == 403
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _lying_upstream() -> web.Application:
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        usage = {"prompt_tokens": -40, "completion_tokens": -7, "total_tokens": -47}
+        chunks = [
+            {"choices": [{"index": 0, "delta": {"content": "fine"}}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage},
+        ]
+        for chunk in chunks:
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app
+
+
+def test_upstream_reporting_negative_usage_cannot_poison_metrics_or_usage(
+    tmp_path: Path,
+) -> None:
+    with serve(_lying_upstream()) as up:
+        config = {"models": [{"id": "up", "backend": "upstream", "url": up.base_url}]}
+        with run_server(tmp_path, config) as server:
+            chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(3):
+                resp = httpx.post(f"{server.base_url}/chat/completions", json=chat)
+                assert resp.status_code == 200, resp.text
+                usage = resp.json()["usage"]
+                assert usage["completion_tokens"] == 1
+                assert usage["prompt_tokens"] > 0
+            metrics = httpx.get(f"{server.url}/metrics")
+            assert metrics.status_code == 200
+            completion = _metric(metrics.text, 'llmserver_completion_tokens_total{model="up"}')
+            assert completion == "3.0"
+            assert float(_metric(metrics.text, 'llmserver_prompt_tokens_total{model="up"}')) > 0
+            assert "not credible" in server.log()
+            assert "Traceback" not in server.log()
+
+
+def _metric(text: str, name: str) -> str:
+    return "\n".join(line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name))
