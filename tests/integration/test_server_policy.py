@@ -11,11 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from aiohttp import web
 
-from mock_upstream import serve
+from mock_upstream import reporting, serve
 from support import fake_model, run_server
 
 pytestmark = pytest.mark.integration
@@ -87,33 +85,10 @@ def _status(url: str) -> int:
         return 0
 
 
-def _lying_upstream() -> web.Application:
-    async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        usage = {"prompt_tokens": -40, "completion_tokens": -7, "total_tokens": -47}
-        chunks = [
-            {"choices": [{"index": 0, "delta": {"content": "fine"}}]},
-            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage},
-        ]
-        for chunk in chunks:
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
-
-
 def test_upstream_reporting_negative_usage_cannot_poison_metrics_or_usage(
     tmp_path: Path,
 ) -> None:
-    with serve(_lying_upstream()) as up:
+    with serve(reporting({"prompt_tokens": -40, "completion_tokens": -7})) as up:
         config = {"models": [{"id": "up", "backend": "upstream", "url": up.base_url}]}
         with run_server(tmp_path, config) as server:
             chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
 from fastapi.testclient import TestClient
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.config.model_configs import UpstreamConfig, choose_backend
 from llmserver.config.settings import load_settings
-from mock_upstream import endless, failing, instant, serve
+from mock_upstream import endless, failing, instant, reporting, serve
 from support import free_port, sse_events
 
 CHAT = "/v1/chat/completions"
@@ -291,28 +290,6 @@ def test_upstream_that_stops_answering_is_503_in_our_shape() -> None:
         resp = client.post(CHAT, json={"model": "up", "messages": USER})
         assert resp.status_code == 503
         assert resp.json()["error"]["code"] == "upstream_timeout"
-
-
-def reporting(usage: Any) -> web.Application:
-    """An upstream that streams one word and then reports ``usage`` as it pleases."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        text = {"choices": [{"index": 0, "delta": {"content": "hello there"}}]}
-        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
-        for chunk in (text, end):
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
 
 
 @pytest.mark.parametrize(
