@@ -52,26 +52,25 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = ModelManager(settings)
         app.state.settings = settings
-        app.state.models = models
+        app.state.models = models  # the core's own; only tests look at it from outside
         app.state.pii = PIIMasker(mode=settings.pii_mask_mode)
-        app.state.service = Service(models, settings, app.state.pii)
+        service = app.state.service = Service(models, settings, app.state.pii)
         app.state.keys = keys
         app.state.started = time.monotonic()
-        service = app.state.service
         app.state.metrics = Metrics(
             [m.id for m in settings.models], lambda: service.models(Caller.anyone())
         )
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
         app.state.rate_limits = rate_limits
-        loading = asyncio.create_task(models.load_all())
+        loading = asyncio.create_task(service.load_all())
         try:
             yield
         finally:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            await models.close_all()
+            await service.close()
             await asyncio.to_thread(app.state.usage.stop)
             logger.info("models closed")
 

@@ -245,6 +245,18 @@ class Service:
         """Each model's state, with engines asked whether they can serve."""
         return await readiness(self._manager)
 
+    async def load_all(self) -> None:
+        """Load and warm every ``preload`` model (at start-up)."""
+        await self._manager.load_all()
+
+    async def drain(self, grace_s: float) -> bool:
+        """Refuse new work and wait up to ``grace_s`` for running work; True if it all ended."""
+        return await self._manager.drain(grace_s)
+
+    async def close(self) -> None:
+        """Free every model."""
+        await self._manager.close_all()
+
     @property
     def default_model(self) -> str:
         """The id requests without a model go to."""
