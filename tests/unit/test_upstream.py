@@ -323,3 +323,16 @@ def test_credible_upstream_usage_is_kept() -> None:
     with serve(reporting(usage)) as up, proxy(upstream_model(up.base_url)) as client:
         got = client.post(CHAT, json={"model": "up", "messages": USER}).json()["usage"]
         assert (got["prompt_tokens"], got["completion_tokens"]) == (17, 2)
+
+
+def test_unreachable_upstream_makes_ready_503_until_it_answers() -> None:
+    port = free_port()
+    with proxy(upstream_model(f"http://127.0.0.1:{port}/v1", probe_interval_s=0.1)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["models"] == {"up": "unhealthy"}
+        with serve(instant(), port=port):
+            deadline = time.monotonic() + 5
+            while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.get("/ready").json() == {"status": "ready", "models": {"up": "ready"}}
