@@ -18,10 +18,11 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.backends.fake import FakeBackend
-from llmserver.config.settings import SettingsError
+from llmserver.config.settings import SettingsError, load_settings
 from llmserver.core.manager import ModelManager
 from llmserver.errors import EngineError, OutOfMemoryError
 from llmserver.security.keys import create_key
+from mock_upstream import instant, serve
 from support import fake_model, fake_settings, sse_events
 from unit.conftest import open_client
 
@@ -265,7 +266,17 @@ def test_refusals_before_any_route_carry_detail(
 ) -> None:
     keys = tmp_path / "keys.json"
     key = create_key(keys, "one")
-    client = make(keys_file=keys, rate_limit_requests_per_minute=1, error_language=language)
+    client = make(
+        keys_file=keys,
+        rate_limit_requests_per_minute=1,
+        error_language=language,
+        max_body_bytes=1000,
+    )
+    for path, _ in MINIMAL:
+        big = client.post(path, content=b"x" * 2000, headers={"Content-Type": "application/json"})
+        assert big.status_code == 413, path
+        assert big.json()["detail"] == big.json()["error"]["message"]
+        assert big.json()["error"]["code"] == "request_too_large"
     for path, body in MINIMAL:
         resp = client.post(path, json=body)
         assert resp.status_code == 401, path
@@ -462,3 +473,24 @@ def test_a_stream_failing_after_its_first_chunk_ends_with_a_detail_event(
     error = json.loads(events[-2])
     assert error["detail"] == "fake failed mid-stream"
     assert error["error"]["code"] == "engine_error"
+
+
+def test_wrap_and_defaults_reach_an_upstream_engine() -> None:
+    """A model without a tokenizer gets the wrapped prompt as a plain completion, and the
+    documents' sampling values in its body."""
+    with serve(instant()) as up:
+        model = {"id": "up", "url": up.base_url, "chat_prompt_format": "wrap"}
+        client = TestClient(create_app(load_settings({"models": [model]})))
+        with client:
+            deadline = time.monotonic() + 10
+            while client.get("/ready").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert client.post("/chat", json={"prompt": "hi"}).status_code == 200
+            assert client.post("/infer", json={"query": "hey"}).status_code == 200
+        chat, infer = [r["body"] for r in up.requests if r["body"] is not None]
+    assert chat["prompt"] == WRAP.format("hi")
+    assert "messages" not in chat
+    assert (chat["max_tokens"], chat["temperature"], chat["top_k"]) == (256, 0.8, 50)
+    assert infer["messages"] == [{"role": "user", "content": "hey"}]
+    assert (infer["max_tokens"], infer["temperature"], infer["top_p"]) == (100, 0.7, 1.0)
