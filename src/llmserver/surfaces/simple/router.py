@@ -19,7 +19,7 @@ from starlette.responses import Response
 from llmserver.config.settings import Settings
 from llmserver.core.generation import Generation
 from llmserver.core.usage import Usage
-from llmserver.errors import APIError
+from llmserver.errors import APIError, InternalError
 from llmserver.http.errors import shape_for
 from llmserver.http.respond import (
     access,
@@ -64,7 +64,7 @@ def _fallback(request: Request, exc: Exception, endpoint: str) -> str | None:
             type(exc).__name__,
             exc_info=exc,
         )
-        access(request).error_code = "internal_error"
+        access(request).error_code = InternalError.default_code
     return text
 
 
