@@ -16,7 +16,7 @@ from llmserver.config.settings import Settings, SettingsError
 from llmserver.core.caller import Caller
 from llmserver.core.manager import ModelManager
 from llmserver.core.service import Service
-from llmserver.http.errors import install_exception_handlers
+from llmserver.http.errors import install_exception_handlers, openai_error
 from llmserver.http.middleware.access_log import AccessLogMiddleware
 from llmserver.http.middleware.allowlist import AllowlistMiddleware
 from llmserver.http.middleware.auth import AuthMiddleware
@@ -30,6 +30,7 @@ from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore
 from llmserver.surfaces.admin import status, telemetry, whoami
 from llmserver.surfaces.openai import router as openai
+from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
 
 logger = logging.getLogger("llmserver.app")
@@ -82,10 +83,16 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_exception_handlers(app)
-    #: each surface's error shape, by path prefix (the default is OpenAI's)
-    app.state.error_shapes = []
+    #: each surface's error shape, by path prefix (the default is OpenAI's); /api/v1 (seed
+    #: 001's aliases) is named so that it wins over a shorter /api of another surface
+    simple_shape = simple_errors.error_shape(settings.error_language)
+    app.state.error_shapes = [
+        ("/api/v1", openai_error),
+        *((path, simple_shape) for path in simple.PATHS),
+    ]
     app.include_router(status.router)
     app.include_router(openai.router)
+    app.include_router(openai.aliases())
     app.include_router(telemetry.router)
     app.include_router(simple.router)
     app.include_router(whoami.router)

@@ -47,7 +47,10 @@ class ChatRequest:
     """A reply to a conversation, rendered with the model's chat template.
 
     ``mask_input`` asks for the messages to be masked even when neither the model nor the key
-    wants it (a surface may ask for more privacy, never for less).
+    wants it (a surface may ask for more privacy, never for less). ``use_prompt_format`` renders
+    with the configured ``chat_prompt_format`` (the model's, else the server's) instead of always
+    the chat template: a format string then takes the last message's content as ``{prompt}``
+    and its result is the whole prompt (the simple ``/chat``).
     """
 
     model: str | None
@@ -56,6 +59,7 @@ class ChatRequest:
     n: int = 1
     constraint: JsonConstraint | None = None
     mask_input: bool = False
+    use_prompt_format: bool = False
 
 
 @dataclass(frozen=True, slots=True)

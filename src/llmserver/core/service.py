@@ -19,7 +19,7 @@ from llmserver.backends.base import (
     SamplingParams,
     embedder,
 )
-from llmserver.config.model_configs import SamplingDefaults
+from llmserver.config.model_configs import SamplingDefaults, prompt_format_string
 from llmserver.config.settings import Settings
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
@@ -156,6 +156,12 @@ class Service:
             gen.output = pii.OutputMasker(self._masker)
         return gen
 
+    def _prompt_format(self, handle: ModelHandle) -> str | None:
+        """The configured ``chat_prompt_format`` of a model (else the server's) as a format
+        string with ``{prompt}``; None: the model's chat template."""
+        setting = handle.config.chat_prompt_format or self.settings.chat_prompt_format
+        return prompt_format_string(setting)
+
     # -- entry points ----------------------------------------------------------------------------
 
     def chat(self, caller: Caller, req: ChatRequest) -> Generation:
@@ -170,8 +176,16 @@ class Service:
         if messages:
             self._log_text(messages[-1].content)
         plain = [{"role": m.role, "content": m.content} for m in messages]
+        fmt = self._prompt_format(handle) if req.use_prompt_format else None
 
         def build() -> list[GenerationRequest]:
+            if fmt is not None:
+                # the format is the whole prompt: a plain continuation, no chat template
+                prompt = fmt.replace("{prompt}", messages[-1].content if messages else "")
+                if handle.tokenizer() is None:
+                    s, n, c = req.sampling, req.n, req.constraint
+                    return self._passthrough(handle, s, n, [prompt], None, c)
+                return self._requests(handle, req.sampling, req.n, [prompt], req.constraint)
             if handle.tokenizer() is None:
                 return self._passthrough(handle, req.sampling, req.n, [""], plain, req.constraint)
             assert handle.template is not None
