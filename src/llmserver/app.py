@@ -29,6 +29,8 @@ from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore
 from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.anthropic import router as anthropic
+from llmserver.surfaces.anthropic.translate import anthropic_error
 from llmserver.surfaces.openai import router as openai
 from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
@@ -89,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.error_shapes = [
         ("/api/v1", openai_error),
         *((path, simple_shape) for path in simple.PATHS),
+        (anthropic.PREFIX, anthropic_error),
     ]
     app.include_router(status.router)
     app.include_router(openai.router)
@@ -96,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(telemetry.router)
     app.include_router(simple.router)
     app.include_router(whoami.router)
+    app.include_router(anthropic.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
     #   request id -> access log -> body size (413) -> allowlist -> CORS -> auth -> rate limit
     # Refusals are logged with the request id; CORS preflights and 401s carry CORS headers; the

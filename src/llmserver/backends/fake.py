@@ -122,7 +122,7 @@ class FakeBackend:
                 await asyncio.sleep(self.config.token_delay_s)
             text, stopped = stops.feed(token)
             if stopped:
-                yield Delta(text, 1, "stop")
+                yield Delta(text, 1, "stop", stop_sequence=stops.matched)
                 return
             if index == limit:
                 yield Delta(text + stops.flush(), 1, "length")

@@ -242,7 +242,7 @@ class BatchEngine:
             return
         text, stopped = seq.stops.feed(seq.decoder.decode(b"" if eog else self._piece(token)))
         if stopped:
-            self._outbox.append((seq, Delta(text, 1, "stop")))
+            self._outbox.append((seq, Delta(text, 1, "stop", stop_sequence=seq.stops.matched)))
             self._finish(seq, None)
         elif seq.generated >= params.max_tokens or seq.n_past >= self.n_ctx_seq:
             self._end(seq, text, 1, "length")
@@ -253,7 +253,7 @@ class BatchEngine:
     def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
         text += tail + ("" if stopped else seq.stops.flush())
-        self._outbox.append((seq, Delta(text, tokens, reason)))
+        self._outbox.append((seq, Delta(text, tokens, reason, stop_sequence=seq.stops.matched)))
         self._finish(seq, None)
 
     def _piece(self, token: int) -> bytes:

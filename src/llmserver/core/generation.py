@@ -29,10 +29,12 @@ async def _nothing() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A generation run to its end: each choice's text and finish reason."""
+    """A generation run to its end: each choice's text, finish reason and the stop string it
+    ended on (None when it did not end on one, or the engine does not say)."""
 
     texts: list[str]
     finish_reasons: list[str | None]
+    stop_sequences: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -120,8 +122,10 @@ class Generation:
         """Run every choice to its end."""
         texts = [""] * self.n_choices
         reasons: list[str | None] = [None] * self.n_choices
+        stops: list[str | None] = [None] * self.n_choices
         async for index, delta in self.events():
             texts[index] += delta.text
             if delta.finish_reason is not None:
                 reasons[index] = delta.finish_reason
-        return Result(texts, reasons)
+                stops[index] = delta.stop_sequence
+        return Result(texts, reasons, stops)

@@ -116,6 +116,15 @@ class Service:
     def _masks(self, caller: Caller, handle: ModelHandle, asked: bool) -> bool:
         return asked or handle.config.mask_pii or caller.mask_pii
 
+    def _chat_messages(
+        self, caller: Caller, handle: ModelHandle, req: ChatRequest
+    ) -> list[Message]:
+        """The messages as the model gets them: masked where the model, key or surface asks."""
+        messages = list(req.messages)
+        if self._masks(caller, handle, req.mask_input):
+            messages = [Message(m.role, self.mask(m.content), m.name) for m in messages]
+        return messages
+
     def mask(self, text: str) -> str:
         """``text`` with personal data masked (a 500 when masking fails: never the raw text)."""
         return pii.mask(self._masker, text)
@@ -170,9 +179,7 @@ class Service:
         A model without a tokenizer (upstream) gets the messages themselves.
         """
         handle = self._ready(caller, req.model, req.n)
-        messages = list(req.messages)
-        if self._masks(caller, handle, req.mask_input):
-            messages = [Message(m.role, self.mask(m.content), m.name) for m in messages]
+        messages = self._chat_messages(caller, handle, req)
         if messages:
             self._log_text(messages[-1].content)
         plain = [{"role": m.role, "content": m.content} for m in messages]
@@ -195,6 +202,27 @@ class Service:
         gen = self._generation(handle, build, "chatcmpl", req.n)
         gen.inputs = [m.content for m in messages]
         return gen
+
+    async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
+        """How many tokens :meth:`chat` would give the model for ``req``: the chat template
+        applied to the messages (masked where a chat would mask them), counted by the model's
+        own tokenizer. Authorised like a chat; a model loaded on demand is loaded first.
+
+        An upstream model tokenizes on the far side, so it cannot count here (a 400).
+        """
+        handle = self._ready(caller, req.model, 1)
+        messages = self._chat_messages(caller, handle, req)
+        await self._manager.ensure_loaded(handle)
+        handle.check_ready()
+        tokenizer = handle.tokenizer()
+        if tokenizer is None or handle.template is None:
+            raise InvalidRequestError(
+                f"model '{handle.id}' is served upstream, so this server cannot count its tokens",
+                param="model",
+                code="token_counting_unsupported",
+            )
+        prompt = handle.template.render([{"role": m.role, "content": m.content} for m in messages])
+        return len(tokenizer.tokenize(prompt))
 
     def text(self, caller: Caller, req: TextRequest) -> Generation:
         """A plain continuation of each prompt."""
