@@ -396,3 +396,12 @@ def test_a_masked_key_is_masked_in_messages_and_counts(
     assert counted["input_tokens"] == used["usage"]["input_tokens"]
     unmasked = client.post(COUNT, json=body(messages=turn), headers=plain).json()
     assert unmasked["input_tokens"] == counted["input_tokens"] + 3
+
+
+def test_a_body_too_large_is_request_too_large() -> None:
+    client = open_client(fake_settings(fake_model("fake"), max_body_bytes=1024))
+    try:
+        resp = client.post(MESSAGES, json=body(messages=[{"role": "user", "content": "x" * 4096}]))
+    finally:
+        client.__exit__(None, None, None)
+    error_of(resp, 413, "request_too_large")

@@ -166,7 +166,7 @@ def count_request(req: CountTokensRequest) -> ChatRequest:
 
 
 def message_id(gen: Generation) -> str:
-    """``msg_`` and the generation's own random part, so log lines and the id agree."""
+    """``msg_`` and the random part of the generation's own id (one id per generation)."""
     return "msg_" + gen.id.rpartition("-")[2]
 
 
