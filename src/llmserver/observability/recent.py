@@ -111,9 +111,17 @@ class Recent:
             self._in_flight[id(record)] = record
 
     def finish(
-        self, record: AccessRecord, method: str, endpoint: str, status: int, latency_s: float
+        self,
+        record: AccessRecord,
+        method: str,
+        path: str,
+        endpoint: str,
+        status: int,
+        latency_s: float,
     ) -> None:
-        """A request's response has been sent (or the client left: ``status`` 499)."""
+        """A request's response has been sent (or the client left: ``status`` 499). ``path``
+        only decides whether the ring keeps it (requests about the server or the page itself,
+        and redirects, are left out); ``endpoint``, the route template, is what it keeps."""
         now = self._clock()
         usage = record.usage
         ttft = record.ttft_s
@@ -139,7 +147,7 @@ class Recent:
                 self._done_tokens[model] = done
                 samples = self._samples.setdefault(model, deque(maxlen=MAX_SAMPLES))
                 samples.append(_Sample(now, status, summary.ttft_ms, summary.latency_ms))
-            if not endpoint.startswith(QUIET_PREFIXES):
+            if not path.startswith(QUIET_PREFIXES) and not 300 <= status < 400:
                 self._ring.append(summary)
 
     def last(self, key_name: str | None = None, limit: int = 50) -> list[RequestSummary]:

@@ -107,7 +107,7 @@ class AccessLogMiddleware:
             metrics.observe(record, endpoint, status, latency_s)
         recent: Recent | None = getattr(state, "recent", None)
         if recent is not None:
-            recent.finish(record, scope["method"], endpoint, status, latency_s)
+            recent.finish(record, scope["method"], scope["path"], endpoint, status, latency_s)
         recorder: UsageRecorder | None = getattr(state, "usage", None)
         usage = record.usage
         if (
