@@ -38,9 +38,14 @@ def keys(tmp_path: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def keyed(keys: dict[str, Any]) -> Iterator[TestClient]:
-    """Models ``fake`` and ``other``, keys required."""
-    settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=keys["path"])
+def keyed(keys: dict[str, Any], tmp_path: Path) -> Iterator[TestClient]:
+    """Models ``fake`` and ``other``, keys required, a usage database of its own."""
+    settings = fake_settings(
+        fake_model("fake"),
+        fake_model("other"),
+        keys_file=keys["path"],
+        usage_db=str(tmp_path / "usage.sqlite3"),
+    )
     c = open_client(settings)
     try:
         yield c
@@ -159,14 +164,13 @@ def test_the_event_stream_sends_snapshots(keyed: TestClient, keys: dict[str, Any
     assert bad.status_code == 400
 
 
-def test_without_keys_everyone_is_admin_on_the_dashboard() -> None:
-    c = open_client(fake_settings())
+def test_without_keys_everyone_is_admin_on_the_dashboard(tmp_path: Path) -> None:
+    c = open_client(fake_settings(usage_db=str(tmp_path / "usage.sqlite3")))
     try:
         assert c.post("/v1/chat/completions", json=CHAT).is_success
         snap = c.get("/dashboard/snapshot").json()
         assert snap["caller"] == {"name": None, "admin": True, "authenticated": False}
-        # the usage database is the test session's, shared with other tests
-        assert "anonymous" in {r["key_name"] for r in snap["usage"]["rows"]}
+        assert [r["key_name"] for r in snap["usage"]["rows"]] == ["anonymous"]
         assert snap["recent"][0]["endpoint"] == "/v1/chat/completions"
         assert snap["recent"][0]["key_name"] is None
     finally:
