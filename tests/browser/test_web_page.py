@@ -414,9 +414,10 @@ def test_markup_in_a_model_id_renders_as_text_and_no_request_leaves_the_origin(
         "http://127.0.0.2:9/",
     )
     assert blocked == {"inline": True, "fetched": False}
-    assert tab.foreign() == ["http://127.0.0.2:9/"] or tab.foreign() == []
-    tab.requests[:] = [u for u in tab.requests if not u.startswith("http://127.0.0.2")]
+    # the blocked fetch never left the browser; nothing else did either
+    assert tab.foreign() == []
     assert all(u.startswith(keyed_server.url + "/") for u in tab.requests)
+    assert len(tab.requests) > 5
 
 
 def test_on_loopback_without_keys_there_is_no_sign_in_and_a_phone_layout_fits(

@@ -7,6 +7,7 @@ import {usageChart} from "./chart.js";
 import {byId, fill, h, num, show} from "./dom.js";
 
 let lastSnapshot = null;
+let levelShown = false;  // the log-level picker starts at the server's level, then is the user's
 
 function pct(values) {
   if (!values) return "–";
@@ -151,7 +152,11 @@ export function render(snap) {
   for (const node of document.querySelectorAll(".admin-only")) show(node, admin);
   fill(byId("models-table").tBodies[0], snap.models.map((m) => modelRow(m, admin)));
   fill(byId("window-note"), `Tokens/s over the last seconds; percentiles, 429s and errors over the last ${num(snap.window_s / 60)} minutes.`);
-  if (admin && server.log_level) fill(byId("log-level-now"), `now: ${server.log_level}`);
+  if (admin && server.log_level) {
+    fill(byId("log-level-now"), `now: ${server.log_level}`);
+    if (!levelShown) byId("log-level").value = server.log_level;
+    levelShown = true;
+  }
   fill(byId("recent-table").tBodies[0], snap.recent.map(recentRow));
   fill(byId("usage-title"), admin ? "Usage by key and model" : "Your usage");
   const totals = usageTotals(snap.usage.rows, snap.usage.today);
