@@ -175,6 +175,18 @@ def test_playground_streams_a_reply_and_shows_the_token_counts_the_api_counted(
         timeout=120,
     )
     assert run.status_code == 200, run.text
+    # JSON mode and a schema go into response_format
+    page.select_option("#format", "json_schema")
+    page.fill("#stop-seqs", "END\nSTOP")
+    page.click("#copy-curl")
+    curl = page.locator("#code").inner_text()
+    body = json.loads(curl.split("-d '", 1)[1].rsplit("'", 1)[0].replace("'\\''", "'"))
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["answer"]
+    assert body["stop"] == ["END", "STOP"]
+    page.select_option("#format", "text")
+    page.fill("#stop-seqs", "")
+    page.click("#copy-python")
     screenshot(page, "ui-playground.png")
 
 
@@ -294,6 +306,7 @@ def test_dashboard_is_live_slots_move_and_usage_matches_the_admin_api(
     # the usage table is GET /admin/usage summed per key and model, today and over 30 days
     today = page.evaluate("window.llmserverSnapshot().usage.today")
     until(lambda: _ui_usage(tab) == _api_usage(keyed_server, today) and _ui_usage(tab))
+    assert page.locator("#batches").is_hidden()  # no batch jobs on this server yet
     chart_bars = page.locator("#usage-chart svg rect")
     assert chart_bars.count() >= 1
     assert ADMIN_NAME in page.locator("#usage-chart .legend").inner_text()

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from llmserver.core.caller import Caller
 from llmserver.core.usage import Usage
 from llmserver.http.middleware.browser import wants_html
 from llmserver.observability.logs import AccessRecord
@@ -259,3 +260,24 @@ def test_tokens_per_second_counts_running_streams_and_falls_to_zero_when_idle() 
     recent.window(["m"])
     clock.now += 1
     assert recent.window(["m"])["m"].tokens_per_s == 0
+
+
+class Jobs:
+    """A batch source as the batch jobs will provide one: each caller sees its own jobs."""
+
+    def __init__(self) -> None:
+        self.callers: list[str | None] = []
+
+    async def progress(self, caller: Caller) -> list[dict[str, Any]]:
+        self.callers.append(caller.name)
+        job = {"id": "batch_1", "status": "in_progress", "model": "fake", "total": 150}
+        return [{**job, "completed": 40, "failed": 1, "created_at": "2026-12-01T20:00:00Z"}]
+
+
+def test_batches_appear_once_a_batch_source_exists(keyed: TestClient, keys: dict[str, Any]) -> None:
+    jobs = Jobs()
+    keyed.app.state.batch_source = jobs  # type: ignore[attr-defined]
+    snap = keyed.get("/dashboard/snapshot", headers=_bearer(keys["alice"])).json()
+    assert snap["batches"][0]["id"] == "batch_1"
+    assert snap["batches"][0]["completed"] == 40
+    assert jobs.callers == ["alice"]
