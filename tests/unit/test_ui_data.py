@@ -12,6 +12,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+import llmserver.ui
 from llmserver.core.caller import Caller
 from llmserver.core.usage import Usage
 from llmserver.http.middleware.browser import wants_html
@@ -281,3 +282,8 @@ def test_batches_appear_once_a_batch_source_exists(keyed: TestClient, keys: dict
     assert snap["batches"][0]["id"] == "batch_1"
     assert snap["batches"][0]["completed"] == 40
     assert jobs.callers == ["alice"]
+
+
+def test_every_file_in_the_static_folder_is_served_and_every_served_file_exists() -> None:
+    folder = Path(llmserver.ui.__file__).parent / "static"
+    assert {p.name for p in folder.iterdir()} == set(MEDIA_TYPES)
