@@ -109,7 +109,7 @@ def test_playground_streams_a_reply_and_shows_the_token_counts_the_api_counted(
     before = _usage(keyed_server, ADMIN_NAME, MODEL)
     page.fill("#system", "You are a helpful assistant.")
     page.fill("#temperature", "0")
-    page.fill("#max-tokens", "40")
+    page.fill("#max-tokens", "24")
     page.fill("#seed", "7")
     page.fill("#prompt", "Tell me about the sea.")
     # record the reply's length at every change of the page while it streams
@@ -155,7 +155,7 @@ def test_playground_streams_a_reply_and_shows_the_token_counts_the_api_counted(
     assert "Tell me about the sea." in python
     assert "And about rivers?" in python
     assert "temperature=0" in python
-    assert "max_tokens=40" in python
+    assert "max_tokens=24" in python
     assert "seed=7" in python
     assert keyed_server.admin_key not in python
     page.click("#copy-curl")
@@ -172,7 +172,7 @@ def test_playground_streams_a_reply_and_shows_the_token_counts_the_api_counted(
         f"{keyed_server.url}/v1/chat/completions",
         json={**body, "stream": False},
         headers={"Authorization": f"Bearer {keyed_server.admin_key}"},
-        timeout=120,
+        timeout=300,
     )
     assert run.status_code == 200, run.text
     # JSON mode and a schema go into response_format
@@ -271,7 +271,7 @@ def test_dashboard_is_live_slots_move_and_usage_matches_the_admin_api(
             client.chat.completions.create(
                 model=MODEL,
                 messages=[{"role": "user", "content": f"secret prompt {i}: count to fifty"}],
-                max_tokens=96,
+                max_tokens=48,
                 extra_body={"ignore_eos": True},
             )
         except BaseException as exc:  # reported below
@@ -302,7 +302,7 @@ def test_dashboard_is_live_slots_move_and_usage_matches_the_admin_api(
     assert "/v1/chat/completions" in recent
     assert "secret prompt" not in page.content()
     # tokens per second falls to 0 once the model is idle
-    until(lambda: _cell(tab, MODEL, "rate") == "0", timeout=60)
+    until(lambda: _cell(tab, MODEL, "rate") == "0")
     # the usage table is GET /admin/usage summed per key and model, today and over 30 days
     today = page.evaluate("window.llmserverSnapshot().usage.today")
     until(lambda: _ui_usage(tab) == _api_usage(keyed_server, today) and _ui_usage(tab))
@@ -360,7 +360,7 @@ def test_a_non_admin_key_sees_its_own_usage_only_and_no_admin_actions(
     ask = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
     for headers in (admin, user):
         response = httpx.post(
-            f"{keyed_server.url}/v1/chat/completions", json=ask, headers=headers, timeout=120
+            f"{keyed_server.url}/v1/chat/completions", json=ask, headers=headers, timeout=300
         )
         assert response.status_code == 200
     tab = open_tab(keyed_server.url)
