@@ -21,10 +21,12 @@ from llmserver.http.middleware.access_log import AccessLogMiddleware
 from llmserver.http.middleware.allowlist import AllowlistMiddleware
 from llmserver.http.middleware.auth import AuthMiddleware
 from llmserver.http.middleware.body_limit import BodyLimitMiddleware
+from llmserver.http.middleware.browser import BrowserRedirectMiddleware
 from llmserver.http.middleware.rate_limit import RateLimitMiddleware, RateLimits
 from llmserver.http.middleware.request_id import RequestIdMiddleware
 from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
 from llmserver.observability.metrics import Metrics
+from llmserver.observability.recent import Recent
 from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore
@@ -34,6 +36,8 @@ from llmserver.surfaces.anthropic.translate import anthropic_error
 from llmserver.surfaces.openai import router as openai
 from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
+from llmserver.surfaces.ui import pages as ui_pages
+from llmserver.surfaces.ui import router as ui
 
 logger = logging.getLogger("llmserver.app")
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.metrics = Metrics(
             [m.id for m in settings.models], lambda: service.models(Caller.anyone())
         )
+        app.state.recent = Recent()
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
         app.state.rate_limits = rate_limits
@@ -100,8 +105,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(simple.router)
     app.include_router(whoami.router)
     app.include_router(anthropic.router)
+    app.include_router(ui_pages.router)
+    app.include_router(ui.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
-    #   request id -> access log -> body size (413) -> allowlist -> CORS -> auth -> rate limit
+    #   request id -> access log -> body size (413) -> allowlist -> CORS -> browser's GET / to
+    #   the page -> auth -> rate limit
     # Refusals are logged with the request id; CORS preflights and 401s carry CORS headers; the
     # rate limit runs after authentication because it counts per API key name, which
     # authentication puts in scope["state"], so a refused caller never touches a budget.
@@ -109,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         RateLimitMiddleware, limits=rate_limits, max_body_bytes=settings.max_body_bytes
     )
     app.add_middleware(AuthMiddleware, store=keys, status_requires_key=settings.status_requires_key)
+    app.add_middleware(BrowserRedirectMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

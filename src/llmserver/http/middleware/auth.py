@@ -18,8 +18,10 @@ from llmserver.security.keys import ApiKey, KeyStore
 
 logger = logging.getLogger("llmserver.auth")
 
-#: always open: process liveness and model readiness probes
-OPEN_PATHS = frozenset({"/health", "/ready"})
+#: always open: process liveness and model readiness probes, and the web page's files (which
+#: hold no data: the page asks for a key before it calls the keyed API)
+OPEN_PATHS = frozenset({"/health", "/ready", "/ui"})
+OPEN_PREFIXES = ("/ui/",)
 #: open when ``status_requires_key`` is off
 STATUS_PATHS = frozenset({"/", "/metrics"})
 _QUERY_KEY_NAMES = frozenset({"api_key", "api-key", "apikey", "key", "token", "access_token"})
@@ -37,7 +39,7 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or not self.store.configured:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in self.open_paths:
+        if scope["path"] in self.open_paths or scope["path"].startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:
