@@ -18,8 +18,12 @@ from llmserver.security.keys import ApiKey, KeyStore
 
 logger = logging.getLogger("llmserver.auth")
 
-#: always open: process liveness and model readiness probes
-OPEN_PATHS = frozenset({"/health", "/ready"})
+#: always open: process liveness and model readiness probes, and the API's description
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+#: always open: the documentation pages' JavaScript and CSS
+OPEN_PREFIXES = ("/docs-assets/",)
 #: open when ``status_requires_key`` is off
 STATUS_PATHS = frozenset({"/", "/metrics"})
 _QUERY_KEY_NAMES = frozenset({"api_key", "api-key", "apikey", "key", "token", "access_token"})
@@ -37,7 +41,7 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or not self.store.configured:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in self.open_paths:
+        if scope["path"] in self.open_paths or scope["path"].startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:
