@@ -6,6 +6,7 @@ Every field carries a description, which feeds ``--help`` and the README table.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import ipaddress
@@ -91,20 +92,13 @@ def _validate_model(index: int, raw: Any) -> ModelConfig:
             name = choose_backend(raw)
         if not isinstance(name, str):
             raise ValueError("'backend' must be a backend name (for example: llamacpp)")
-        return config_type(name).model_validate({**raw, "backend": name})
-    except ValidationError as exc:
-        raise SettingsError(_format_error(exc, where, _model_fields(name))) from None
+        config = config_type(name)
     except ValueError as exc:
         raise SettingsError(f"invalid configuration:\n  {where}.backend: {exc}") from None
-
-
-def _model_fields(backend: Any) -> list[str]:
-    from llmserver.backends.registry import config_type
-
     try:
-        return list(config_type(str(backend)).model_fields)
-    except ValueError:
-        return []
+        return config.model_validate({**raw, "backend": name})
+    except ValidationError as exc:
+        raise SettingsError(_format_error(exc, where, list(config.model_fields))) from None
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -362,10 +356,9 @@ class Settings(BaseSettings):
     @field_validator("api_key")
     @classmethod
     def _hash_keys(cls, value: list[str]) -> list[str]:
-        # the key text is dropped here: the settings keep (and the server compares) hashes only
-        from llmserver.security.keys import hash_key
-
-        return [hash_key(text) for text in value]
+        # the key text is dropped here: the settings keep (and the server compares) hashes
+        # only, the same SHA-256 as security.keys.hash_key (a layer above, so not imported)
+        return [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in value]
 
     @field_validator("allowed_ips", "trusted_proxies")
     @classmethod
