@@ -29,9 +29,9 @@ from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore, static_keys
 from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.admin.docs import install_docs
 from llmserver.surfaces.anthropic import router as anthropic
 from llmserver.surfaces.anthropic.translate import anthropic_error
-from llmserver.surfaces.admin.docs import install_docs
 from llmserver.surfaces.openai import router as openai
 from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
