@@ -33,7 +33,7 @@ logger = logging.getLogger("llmserver.cli")
 #: settings that only a config file can express (``models`` also come as MODEL words)
 FILE_ONLY = {"models", "roles"}
 
-#: ``serve --help`` sections, in order; a settings field listed in none goes to the last
+#: ``serve --help`` sections, in order; a settings field listed in none goes to "other settings"
 SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
     "server": (
         "config",
@@ -62,6 +62,14 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "mask_output",
         "input_max_length",
         "fallback_response",
+        "infer_max_length",
+        "infer_temperature",
+        "infer_top_p",
+        "generate_max_tokens",
+        "generate_temperature",
+        "generate_top_k",
+        "chat_prompt_format",
+        "error_language",
     ),
     "traffic control": (
         "max_concurrent_inference",
