@@ -29,8 +29,9 @@ from llmserver.observability.metrics import Metrics
 from llmserver.observability.recent import Recent
 from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
-from llmserver.security.keys import KeyFileError, KeyStore
+from llmserver.security.keys import KeyFileError, KeyStore, static_keys
 from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.admin.docs import install_docs
 from llmserver.surfaces.anthropic import router as anthropic
 from llmserver.surfaces.anthropic.translate import anthropic_error
 from llmserver.surfaces.openai import router as openai
@@ -49,7 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
     Raises :class:`SettingsError` when the keys file is unreadable, or when the server would
     listen beyond loopback with no keys (see ``check_safe_start``)."""
     try:
-        keys = KeyStore(settings.data_file(settings.keys_file, "keys.json"))
+        keys = KeyStore(
+            settings.data_file(settings.keys_file, "keys.json"), static_keys(settings.api_key)
+        )
     except KeyFileError as exc:
         raise SettingsError(str(exc)) from None
     check_safe_start(settings, keys)
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.usage.start()
         app.state.rate_limits = rate_limits
         loading = asyncio.create_task(service.load_all())
+        app.state.loading = loading  # the server reports (or exits) when it is done
         try:
             yield
         finally:
@@ -86,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="llmserver",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from the package rather than a CDN
         redoc_url=None,
     )
     install_exception_handlers(app)
@@ -98,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         *((path, simple_shape) for path in simple.PATHS),
         (anthropic.PREFIX, anthropic_error),
     ]
+    install_docs(app)
     app.include_router(status.router)
     app.include_router(openai.router)
     app.include_router(openai.aliases())

@@ -98,11 +98,32 @@ class ModelConfig(BaseModel):
         description="How `/chat` makes this model's prompt: `template`, `wrap` or a format "
         "string with `{prompt}`; None: the server's `chat_prompt_format`.",
     )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template used instead of the model's own: a file (relative to "
+        "the config file) or the template text; None: the model's (an upstream applies its own).",
+    )
     # model management
     preload: bool = Field(True, description="Load this model at start-up.")
     load_on_demand: bool = Field(
         False, description="Load on the first request when unloaded (else such requests get 503)."
     )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template_text(cls, value: str | None) -> str | None:
+        return read_chat_template(value)
+
+
+def read_chat_template(value: str | None) -> str | None:
+    """The template text: ``value`` itself when it is Jinja, else the file it names."""
+    if value is None or "{%" in value or "{{" in value:
+        return value
+    path = Path(value).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"chat template file cannot be read: {path}: {exc.strerror}") from None
 
 
 class LlamaCppConfig(ModelConfig):
@@ -134,6 +155,10 @@ class LlamaCppConfig(ModelConfig):
     @classmethod
     def _file_exists(cls, path: Path) -> Path:
         path = path.expanduser()
+        if path.is_dir():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            inside = f"; it holds {', '.join(ggufs[:5])}" if ggufs else "; it holds no .gguf file"
+            raise ValueError(f"{path} is a directory, not a .gguf file{inside}")
         if not path.is_file():
             raise ValueError(f"model file not found: {path}")
         return path
