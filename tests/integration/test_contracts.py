@@ -134,11 +134,16 @@ def test_korean_detail_for_a_model_that_failed_to_load(
 
 def test_fallback_on_every_simple_endpoint(tmp_path: Path) -> None:
     config = {
-        "models": [{"id": "broken", "backend": "llamacpp", "path": _broken_gguf(tmp_path)}],
+        # a second model that loads keeps the server up (one whose every model failed exits)
+        "models": [
+            {"id": "broken", "backend": "llamacpp", "path": _broken_gguf(tmp_path)},
+            {"id": "spare", "backend": "fake"},
+        ],
+        "default_model": "broken",
         "fallback_response": FALLBACK,
     }
     with run_server(tmp_path, config, wait=False) as server:
-        _wait_states(server, {"broken": "failed"})
+        _wait_states(server, {"broken": "failed", "spare": "ready"})
         for path, body in [
             ("/infer", {"query": "hello"}),
             ("/generate", {"prompt": "hello"}),
