@@ -71,11 +71,32 @@ class ModelConfig(BaseModel):
     mask_pii: bool = Field(
         False, description="Mask personal data in prompts to this model on every endpoint."
     )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template used instead of the model's own: a file (relative to "
+        "the config file) or the template text; None: the model's.",
+    )
     # model management
     preload: bool = Field(True, description="Load this model at start-up.")
     load_on_demand: bool = Field(
         False, description="Load on the first request when unloaded (else such requests get 503)."
     )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _template_text(cls, value: str | None) -> str | None:
+        return read_chat_template(value)
+
+
+def read_chat_template(value: str | None) -> str | None:
+    """The template text: ``value`` itself when it is Jinja, else the file it names."""
+    if value is None or "{%" in value or "{{" in value:
+        return value
+    path = Path(value).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"chat template file cannot be read: {path}: {exc.strerror}") from None
 
 
 class LlamaCppConfig(ModelConfig):
