@@ -62,7 +62,7 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     import llama_cpp
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-    param = "response_format.json_schema.schema"
+    param = constraint.param
     try:
         if constraint.schema is None:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
