@@ -131,13 +131,16 @@ def _arguments(text: str) -> Any:
         return text
 
 
-def wire_message(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
-    """A message as templates (and OpenAI-speaking engines) read it.
+def wire_message(message: Message, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A message in OpenAI's shape, as an OpenAI-speaking engine takes it.
 
-    Arguments go in as objects (templates apply ``tojson`` to them); a tool message also
-    carries the name of the tool it answers.
+    With ``names`` (the tool name of each call id) it is shaped for a chat template instead:
+    arguments as objects (templates apply ``tojson`` to them), and a tool message carries the
+    name of the tool it answers.
     """
     out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if names is None and message.tool_calls and not message.content:
+        out["content"] = None  # as the client sent it
     if message.name is not None:
         out["name"] = message.name
     if message.tool_calls:
@@ -145,19 +148,24 @@ def wire_message(message: Message, names: Mapping[str, str]) -> dict[str, Any]:
             {
                 "id": call.id,
                 "type": "function",
-                "function": {"name": call.name, "arguments": _arguments(call.arguments)},
+                "function": {
+                    "name": call.name,
+                    "arguments": call.arguments if names is None else _arguments(call.arguments),
+                },
             }
             for call in message.tool_calls
         ]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
-        if message.tool_call_id in names:
+        if names is not None and message.tool_call_id in names:
             out.setdefault("name", names[message.tool_call_id])
     return out
 
 
-def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Every message in OpenAI's shape, tool messages named after their call."""
+def wire_messages(messages: Sequence[Message], template: bool = False) -> list[dict[str, Any]]:
+    """Every message in OpenAI's shape (for a chat template when ``template``)."""
+    if not template:
+        return [wire_message(m) for m in messages]
     names = {call.id: call.name for m in messages for call in m.tool_calls}
     return [wire_message(m, names) for m in messages]
 
@@ -189,7 +197,7 @@ class ToolPlan:
 
     def messages(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
         """The template's messages; without native tool support, tools and calls as text."""
-        out = wire_messages(messages)
+        out = wire_messages(messages, template=True)
         if self.native or not self.req.tools:
             return out
         for message in out:

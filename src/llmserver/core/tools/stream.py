@@ -99,14 +99,15 @@ class ToolStream:
         if self._mode == "start":
             return self._start()
         if self._mode == "text":
-            if self.called and not buf.strip():
-                return "", [], False  # whitespace between calls is not content
             found = [i for i in (buf.find(m) for m in fmt.markers) if i >= 0]
             if found:
                 at = min(found)
+                before = buf[:at]
                 self._buf, self._mode = buf[at:], "call"
-                return buf[:at], [], True
+                return ("" if self.called and not before.strip() else before), [], True
             keep = _held_prefix(buf, fmt.markers)
+            if self.called and not buf[: len(buf) - keep].strip():
+                return "", [], False  # whitespace after a call shows only if text follows
             self._buf = buf[len(buf) - keep :]
             return buf[: len(buf) - keep], [], False
         # a call: complete once its closer arrives (formats without one end with the reply)
