@@ -231,3 +231,31 @@ def test_forced_named_call_and_cut_short_output() -> None:
 )
 def test_format_is_chosen_from_the_template(source: str, fmt: ToolFormat) -> None:
     assert detect(source) is fmt
+
+
+@pytest.mark.parametrize(
+    ("source", "trigger", "before"),
+    [
+        ("<tool_call>{{ tools }}", "<tool_call>", "<tool_call>"),
+        ("[TOOL_CALLS]{{ tools }}", r"\[TOOL_CALLS\]", "[TOOL_CALLS]"),
+        ("<|python_tag|>{{ tools }}", r"^\s*(\{[\s\S]*)$", ""),
+        ("{{ messages }}", r"^\s*(\{[\s\S]*)$", ""),
+    ],
+)
+def test_auto_mode_gets_a_lazy_grammar_that_compiles(
+    source: str, trigger: str, before: str
+) -> None:
+    """The grammar engages on the format's own trigger and llama.cpp's parser accepts it."""
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    from llmserver.backends.llamacpp_sampling import lazy_gbnf
+    from llmserver.core.requests import ChatRequest, Message, Tool
+    from llmserver.core.tools.plan import ToolPlan
+
+    params = {"type": "object", "properties": {"city": {"type": "string"}}}
+    req = ChatRequest(None, (Message("user", "hi"),), tools=(Tool("get_weather", None, params),))
+    constraint = ToolPlan.of(req, source, "tools" in source).constraint()
+    assert constraint is not None
+    assert constraint.triggers == (trigger,)
+    assert constraint.before == before
+    json_gbnf = llama_grammar.LlamaGrammar.from_json_schema(json.dumps(constraint.schema))
+    llama_grammar.LlamaGrammar.from_string(lazy_gbnf(json_gbnf._grammar, constraint))

@@ -50,6 +50,14 @@ class JsonConstraint:
 
     schema: dict[str, Any] | None = None
     param: str = "response_format.json_schema.schema"
+    #: a lazy constraint (tool calls in ``auto`` mode): the output is free until one of these
+    #: regular expressions matches it; from the match on it is ``before``, JSON matching
+    #: ``schema`` and ``after``, again and again when ``repeat``. Engines without lazy grammars
+    #: ignore it (it only helps a call parse).
+    triggers: tuple[str, ...] = ()
+    before: str = ""
+    after: str = ""
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)

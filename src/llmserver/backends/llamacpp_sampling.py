@@ -7,7 +7,9 @@ concurrent sequences never share random state, penalties or a grammar. The chain
 
 from __future__ import annotations
 
+import ctypes
 import json
+import re
 from typing import Any
 
 from llmserver.backends.base import JsonConstraint, SamplingParams
@@ -70,12 +72,43 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
             grammar = LlamaGrammar.from_json_schema(json.dumps(constraint.schema), verbose=False)
     except Exception as exc:
         raise InvalidRequestError(f"unsupported JSON schema: {exc}", param=param) from exc
-    sampler = llama_cpp.llama_sampler_init_grammar(
-        vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-    )
+    if constraint.triggers:
+        sampler = _lazy(vocab, grammar._grammar, constraint)
+    else:
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
     if not sampler:
         raise InvalidRequestError("unsupported JSON schema: grammar did not compile", param=param)
     return sampler
+
+
+def lazy_gbnf(json_gbnf: str, constraint: JsonConstraint) -> str:
+    """The grammar of a lazy constraint: ``before`` JSON ``after``, repeated if asked."""
+    body = re.sub(r"^root ::=", "lazy-json ::=", json_gbnf, count=1, flags=re.MULTILINE)
+    parts = [json.dumps(constraint.before)] if constraint.before else []
+    parts += ["lazy-ws", "lazy-json", "lazy-ws"]
+    parts += [json.dumps(constraint.after)] if constraint.after else []
+    item = " ".join(parts)
+    root = "lazy-item (lazy-ws lazy-item)*" if constraint.repeat else "lazy-item"
+    rules = f"root ::= {root}\nlazy-item ::= {item}\nlazy-ws ::= [ \\t\\n]{{0,4}}\n"
+    return rules + body
+
+
+def _lazy(vocab: Any, json_gbnf: str, constraint: JsonConstraint) -> Any:
+    import llama_cpp
+
+    patterns = [p.encode("utf-8") for p in constraint.triggers]
+    array = (ctypes.c_char_p * len(patterns))(*patterns)
+    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+        vocab,
+        lazy_gbnf(json_gbnf, constraint).encode("utf-8"),
+        b"root",
+        array,
+        len(patterns),
+        None,
+        0,
+    )
 
 
 def free_sampler(sampler: Any) -> None:

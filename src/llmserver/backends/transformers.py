@@ -171,7 +171,7 @@ class TransformersBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run ``model.generate`` on the worker thread and relay its deltas."""
-        if request.constraint is not None:
+        if request.constraint is not None and not request.constraint.triggers:
             # no grammar engine here: refuse rather than return text that may not parse
             tools = request.constraint.param.startswith("tools")
             raise InvalidRequestError(

@@ -169,7 +169,7 @@ class UpstreamBackend:
             body["tools"] = list(request.tools)
             if request.tool_choice is not None:
                 body["tool_choice"] = request.tool_choice
-        if request.constraint is not None:
+        if request.constraint is not None and not request.constraint.triggers:
             schema = request.constraint.schema
             body["response_format"] = (
                 {"type": "json_object"}

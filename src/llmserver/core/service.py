@@ -28,7 +28,6 @@ from llmserver.core.generation import Generation
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.requests import ChatRequest, EmbedRequest, Sampling, TextRequest
 from llmserver.core.tools import plan as tools
-from llmserver.core.tools.formats import detect
 from llmserver.core.views import ModelView, Readiness, readiness
 from llmserver.errors import (
     ContextLengthError,
@@ -203,14 +202,14 @@ class Service:
                 )
             assert handle.template is not None
             template = handle.template
-            tool_plan = tools.ToolPlan.of(req, detect(template.source), template.takes_tools)
+            tool_plan = tools.ToolPlan.of(req, template.source, template.takes_tools)
             prompt = template.render(
                 tool_plan.messages(messages),
                 tools=tool_plan.tools(),
                 documents=req.documents,
                 kwargs=req.template_kwargs,
             )
-            constraint = tool_plan.constraint() or req.constraint
+            constraint = req.constraint or tool_plan.constraint()
             sampling = req.sampling
             if tool_plan.active and tool_plan.native:
                 # native tool markup is often made of special tokens: let them through as text

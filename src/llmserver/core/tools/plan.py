@@ -17,12 +17,14 @@ from jsonschema.validators import validator_for
 
 from llmserver.backends.base import JsonConstraint
 from llmserver.core.requests import ChatRequest, Message, Tool
-from llmserver.core.tools.formats import GENERIC, ToolFormat
+from llmserver.core.tools.formats import GENERIC, HERMES, LLAMA3, MISTRAL, ToolFormat, detect
 from llmserver.core.tools.stream import ForcedCalls, ToolStream
 from llmserver.errors import InvalidRequestError
 
 #: the most calls one ``required`` reply may hold when parallel calls are allowed
 MAX_FORCED_CALLS = 8
+#: a lazy-grammar trigger: the reply begins (after whitespace) with a JSON object
+LEADING_JSON = r"^\s*(\{[\s\S]*)$"
 
 GENERIC_INSTRUCTIONS = (
     "You may call these tools. To call one, reply with only this JSON and nothing else: "
@@ -178,11 +180,13 @@ class ToolPlan:
     fmt: ToolFormat
     #: the template renders tools itself; else the tools are described in a system message
     native: bool
+    template_source: str = ""
 
     @classmethod
-    def of(cls, req: ChatRequest, fmt: ToolFormat, template_takes_tools: bool) -> ToolPlan:
-        """The plan for ``req`` on a model whose template teaches ``fmt``."""
-        return cls(req, fmt if template_takes_tools else GENERIC, template_takes_tools)
+    def of(cls, req: ChatRequest, template_source: str, template_takes_tools: bool) -> ToolPlan:
+        """The plan for ``req`` on a model with this chat template."""
+        fmt = detect(template_source) if template_takes_tools else GENERIC
+        return cls(req, fmt, template_takes_tools, template_source)
 
     @property
     def active(self) -> bool:
@@ -218,27 +222,53 @@ class ToolPlan:
     def constraint(self) -> JsonConstraint | None:
         """The grammar for a ``required`` or named call (None for ``auto`` and ``none``)."""
         choice, tools = self.req.tool_choice, self.req.tools
-        if not self.active or choice.mode == "auto":
+        if not self.active:
             return None
+        if choice.mode == "auto":
+            return self._lazy()
         if choice.mode == "function":
             tool = next(t for t in tools if t.name == choice.name)
             index = tools.index(tool)
             return JsonConstraint(_params(tool), param=f"tools[{index}].function.parameters")
-        one = {
-            "anyOf": [
-                {
-                    "type": "object",
-                    "properties": {"name": {"const": t.name}, "arguments": _params(t)},
-                    "required": ["name", "arguments"],
-                    "additionalProperties": False,
-                }
-                for t in tools
-            ]
-        }
+        one = _one_call(tools, "arguments")
         if not self.req.parallel_tool_calls:
             return JsonConstraint(one, param="tools")
         schema = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_FORCED_CALLS}
         return JsonConstraint(schema, param="tools")
+
+    def _lazy(self) -> JsonConstraint | None:
+        """A grammar that engages once the model starts a call in its own format."""
+        fmt, tools, parallel = self.fmt, self.req.tools, self.req.parallel_tool_calls
+        if fmt is HERMES:
+            one = _one_call(tools, "arguments")
+            return JsonConstraint(
+                one,
+                param="tools",
+                triggers=("<tool_call>",),
+                before="<tool_call>",
+                after="</tool_call>",
+                repeat=parallel,
+            )
+        if fmt is LLAMA3:
+            return JsonConstraint(
+                _one_call(tools, "parameters"), param="tools", triggers=(LEADING_JSON,)
+            )
+        if fmt is MISTRAL and "[ARGS]" not in self.template_source:
+            calls = {"type": "array", "items": _one_call(tools, "arguments"), "minItems": 1}
+            if not parallel:
+                calls["maxItems"] = 1
+            return JsonConstraint(
+                calls, param="tools", triggers=(r"\[TOOL_CALLS\]",), before="[TOOL_CALLS]"
+            )
+        if fmt is GENERIC:
+            schema = {
+                "type": "object",
+                "properties": {"tool_call": _one_call(tools, "arguments")},
+                "required": ["tool_call"],
+                "additionalProperties": False,
+            }
+            return JsonConstraint(schema, param="tools", triggers=(LEADING_JSON,))
+        return None
 
     def parser(self) -> ToolStream | ForcedCalls | None:
         """A fresh parser for one choice (None: the reply is plain content)."""
@@ -252,6 +282,21 @@ class ToolPlan:
         return ForcedCalls(
             names, parallel, self.req.tool_choice.name if mode == "function" else None
         )
+
+
+def _one_call(tools: Sequence[Tool], arguments: str) -> dict[str, Any]:
+    """The schema of one call to any of ``tools``, arguments under the key ``arguments``."""
+    return {
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {"name": {"const": t.name}, arguments: _params(t)},
+                "required": ["name", arguments],
+                "additionalProperties": False,
+            }
+            for t in tools
+        ]
+    }
 
 
 def _params(tool: Tool) -> dict[str, Any]:
