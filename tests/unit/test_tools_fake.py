@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import open_client
 from mock_upstream import serve, tool_calling
 from support import fake_model, fake_settings, sse_events
+from unit.conftest import open_client
 
 CHAT = "/v1/chat/completions"
 WEATHER = {

@@ -17,6 +17,8 @@ from llmserver.errors import InvalidRequestError
 
 #: tokens the repetition penalties look back over (llama-cpp-python's default)
 PENALTY_LAST_N = 64
+#: integer ranges up to this many values become an enum, which the grammar can enforce
+MAX_ENUM_RANGE = 256
 
 
 def build_sampler(vocab: Any, n_vocab: int, params: SamplingParams, grammar: Any) -> Any:
@@ -69,7 +71,8 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
         if constraint.schema is None:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         else:
-            grammar = LlamaGrammar.from_json_schema(json.dumps(constraint.schema), verbose=False)
+            schema = json.dumps(with_integer_ranges(constraint.schema))
+            grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
     except Exception as exc:
         raise InvalidRequestError(f"unsupported JSON schema: {exc}", param=param) from exc
     if constraint.triggers:
@@ -81,6 +84,37 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     if not sampler:
         raise InvalidRequestError("unsupported JSON schema: grammar did not compile", param=param)
     return sampler
+
+
+def with_integer_ranges(schema: Any) -> Any:
+    """``schema`` with small integer ranges as enums.
+
+    llama-cpp-python's schema converter ignores ``minimum`` / ``maximum``; a range of at most
+    :data:`MAX_ENUM_RANGE` values written as an enum is enforced all the same.
+    """
+    if isinstance(schema, list):
+        return [with_integer_ranges(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: with_integer_ranges(value) for key, value in schema.items()}
+    if out.get("type") == "integer" and "enum" not in out:
+        low = _bound(out, "minimum", "exclusiveMinimum", 1)
+        high = _bound(out, "maximum", "exclusiveMaximum", -1)
+        if low is not None and high is not None and 0 <= high - low < MAX_ENUM_RANGE:
+            drop = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+            out = {k: v for k, v in out.items() if k not in drop}
+            out["enum"] = list(range(low, high + 1))
+    return out
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> int | None:
+    import math
+
+    if isinstance(value := schema.get(exclusive), int | float) and not isinstance(value, bool):
+        return math.floor(value) + 1 if step > 0 else math.ceil(value) - 1
+    if isinstance(value := schema.get(inclusive), int | float) and not isinstance(value, bool):
+        return math.ceil(value) if step > 0 else math.floor(value)
+    return None
 
 
 def lazy_gbnf(json_gbnf: str, constraint: JsonConstraint) -> str:
