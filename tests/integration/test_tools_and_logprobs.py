@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -49,7 +50,7 @@ TOOLS: list[Any] = [
 SCHEMAS = {"get_weather": WEATHER_PARAMS, "add": ADD_PARAMS}
 ASK = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
-SEEDS = range(12)
+SEEDS = range(8)
 
 
 @pytest.fixture(scope="module")
@@ -337,3 +338,112 @@ def test_tools_through_an_upstream_llmserver(proxy: openai.OpenAI) -> None:
         max_tokens=20,
     )
     assert final.choices[0].message.content
+
+
+# -- a model whose template teaches the Hermes format (the config's chat_template) -------------
+
+HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
+FEW_SHOT: list[Any] = [
+    {"role": "user", "content": "Weather in Rome?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+    {"role": "assistant", "content": "It is sunny in Rome."},
+    {"role": "user", "content": "Weather in Oslo?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "c2",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c2", "content": "snow"},
+    {"role": "assistant", "content": "It is snowing in Oslo."},
+    {"role": "user", "content": "Weather in Paris?"},
+]
+CITY_TOOL: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def hermes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[openai.OpenAI]:
+    model = {
+        "id": "hermes",
+        "backend": "llamacpp",
+        "path": str(default_model_path()),
+        "chat_template": str(HERMES_TEMPLATE),
+        # a long few-shot prompt on a shared two-core machine
+        "inference_timeout_s": 900,
+    }
+    with run_server(tmp_path_factory.mktemp("hermes"), {"models": [model]}) as server:
+        yield openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+
+
+def test_auto_parses_the_models_own_hermes_calls(hermes: openai.OpenAI) -> None:
+    """Over several seeds the model writes <tool_call> at least once; every answer streams as
+    it collects, and no markup reaches the content."""
+    called = 0
+    for seed in range(6):
+        args: dict[str, Any] = {
+            "model": "hermes",
+            "messages": FEW_SHOT,
+            "tools": CITY_TOOL,
+            "seed": seed,
+            "temperature": 0.7,
+            "max_tokens": 60,
+        }
+        whole = hermes.chat.completions.create(**args).choices[0]
+        content, calls, finish = reassemble(hermes.chat.completions.create(stream=True, **args))
+        assert content == (whole.message.content or "")
+        assert "<tool_call>" not in content
+        assert finish == whole.finish_reason
+        assert [(n, a) for _, n, a in calls] == [
+            (c.function.name, c.function.arguments) for c in whole.message.tool_calls or []
+        ]
+        if whole.message.tool_calls:
+            called += 1
+            assert whole.finish_reason == "tool_calls"
+            for _, call_args in calls_of(whole.message):
+                assert isinstance(call_args["city"], str)
+    assert called >= 1
+
+
+def test_required_on_a_hermes_template_validates(hermes: openai.OpenAI) -> None:
+    for seed in range(4):
+        choice = hermes.chat.completions.create(
+            model="hermes",
+            messages=ASK,  # type: ignore[arg-type]
+            tools=TOOLS,
+            tool_choice="required",
+            seed=seed,
+            temperature=1.0,
+            max_tokens=300,
+        ).choices[0]
+        assert choice.finish_reason == "tool_calls"
+        for name, call_args in calls_of(choice.message):
+            jsonschema.validate(call_args, SCHEMAS[name])
