@@ -133,6 +133,28 @@ def endless() -> web.Application:
     return app
 
 
+def reporting(usage: Any) -> web.Application:
+    """An upstream that streams one word and then reports ``usage`` as it pleases."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        text = {"choices": [{"index": 0, "delta": {"content": "hello there"}}]}
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
+        for chunk in (text, end):
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app
+
+
 def tool_calling() -> web.Application:
     """Answers every chat with one streamed tool call, in OpenAI's pieces; records bodies."""
     pieces = [

@@ -16,7 +16,7 @@ from llmserver.config.settings import Settings, SettingsError
 from llmserver.core.caller import Caller
 from llmserver.core.manager import ModelManager
 from llmserver.core.service import Service
-from llmserver.http.errors import install_exception_handlers
+from llmserver.http.errors import install_exception_handlers, openai_error
 from llmserver.http.middleware.access_log import AccessLogMiddleware
 from llmserver.http.middleware.allowlist import AllowlistMiddleware
 from llmserver.http.middleware.auth import AuthMiddleware
@@ -29,7 +29,10 @@ from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
 from llmserver.security.keys import KeyFileError, KeyStore
 from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.anthropic import router as anthropic
+from llmserver.surfaces.anthropic.translate import anthropic_error
 from llmserver.surfaces.openai import router as openai
+from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
 
 logger = logging.getLogger("llmserver.app")
@@ -52,26 +55,25 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = ModelManager(settings)
         app.state.settings = settings
-        app.state.models = models
+        app.state.models = models  # the core's own; only tests look at it from outside
         app.state.pii = PIIMasker(mode=settings.pii_mask_mode)
-        app.state.service = Service(models, settings, app.state.pii)
+        service = app.state.service = Service(models, settings, app.state.pii)
         app.state.keys = keys
         app.state.started = time.monotonic()
-        service = app.state.service
         app.state.metrics = Metrics(
             [m.id for m in settings.models], lambda: service.models(Caller.anyone())
         )
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
         app.state.rate_limits = rate_limits
-        loading = asyncio.create_task(models.load_all())
+        loading = asyncio.create_task(service.load_all())
         try:
             yield
         finally:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            await models.close_all()
+            await service.close()
             await asyncio.to_thread(app.state.usage.stop)
             logger.info("models closed")
 
@@ -83,13 +85,21 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_exception_handlers(app)
-    #: each surface's error shape, by path prefix (the default is OpenAI's)
-    app.state.error_shapes = []
+    #: each surface's error shape, by path prefix (the default is OpenAI's); /api/v1 (seed
+    #: 001's aliases) is named so that it wins over a shorter /api of another surface
+    simple_shape = simple_errors.error_shape(settings.error_language)
+    app.state.error_shapes = [
+        ("/api/v1", openai_error),
+        *((path, simple_shape) for path in simple.PATHS),
+        (anthropic.PREFIX, anthropic_error),
+    ]
     app.include_router(status.router)
     app.include_router(openai.router)
+    app.include_router(openai.aliases())
     app.include_router(telemetry.router)
     app.include_router(simple.router)
     app.include_router(whoami.router)
+    app.include_router(anthropic.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
     #   request id -> access log -> body size (413) -> allowlist -> CORS -> auth -> rate limit
     # Refusals are logged with the request id; CORS preflights and 401s carry CORS headers; the

@@ -115,6 +115,10 @@ class ModelNotReadyError(ServiceUnavailableError):
     default_code = "model_not_ready"
 
 
+class ModelLoadFailedError(ModelNotReadyError):
+    """503: the model failed to load (same code as not ready; the simple endpoints name it)."""
+
+
 class InferenceTimeoutError(ServiceUnavailableError):
     """503: the generation ran past its time limit and was aborted.
 
@@ -127,6 +131,7 @@ class InferenceTimeoutError(ServiceUnavailableError):
         super().__init__(
             f"inference timed out after {timeout_s:g} s", headers={"x-should-retry": "false"}
         )
+        self.timeout_s = timeout_s
 
 
 class OutOfMemoryError(ServiceUnavailableError):

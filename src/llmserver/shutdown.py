@@ -56,11 +56,11 @@ class DrainingServer(uvicorn.Server):
             self._drain = asyncio.ensure_future(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:
-        models = getattr(self.app.state, "models", None)
+        service = getattr(self.app.state, "service", None)
         logger.info("shutting down: draining for up to %g s", self.grace_s)
         finished = True
-        if models is not None:
-            finished = await models.drain(self.grace_s)
+        if service is not None:
+            finished = await service.drain(self.grace_s)
         if not finished:
             logger.warning("grace period over: aborting in-flight generations")
         self.should_exit = True

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from aiohttp import web
 
-from mock_upstream import serve
+from mock_upstream import reporting, serve
 from support import fake_model, run_server
 
 pytestmark = pytest.mark.integration
@@ -57,7 +56,7 @@ def test_forwarded_for_from_a_local_peer_is_ignored_without_trusted_proxies(
         assert httpx.get(f"{server.base_url}/models", headers=spoof).status_code == 200
         outside = {**config, "allowed_ips": ["203.0.113.9"]}
     with run_server(tmp_path, outside, wait=False) as server:
-        assert _until(lambda: _status(f"{server.url}/health") == 200)
+        assert _until(lambda: _status(f"{server.url}/health") in (200, 403), 60)
         refused = httpx.get(f"{server.base_url}/models", headers=spoof)
         assert refused.status_code == 403
         assert refused.json()["error"]["code"] == "ip_not_allowed"
@@ -73,7 +72,7 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy(tmp_path: Path) -> None:
         "trusted_proxies": ["127.0.0.1"],
     }
     with run_server(tmp_path, config, wait=False) as server:
-        assert _until(lambda: _status(f"{server.url}/health") == 200)
+        assert _until(lambda: _status(f"{server.url}/health") in (200, 403), 60)
         via_proxy = {"X-Forwarded-For": "203.0.113.9"}
         assert httpx.get(f"{server.base_url}/models", headers=via_proxy).status_code == 200
         assert httpx.get(f"{server.base_url}/models").status_code == 403
@@ -86,33 +85,10 @@ def _status(url: str) -> int:
         return 0
 
 
-def _lying_upstream() -> web.Application:
-    async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        usage = {"prompt_tokens": -40, "completion_tokens": -7, "total_tokens": -47}
-        chunks = [
-            {"choices": [{"index": 0, "delta": {"content": "fine"}}]},
-            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage},
-        ]
-        for chunk in chunks:
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
-
-
 def test_upstream_reporting_negative_usage_cannot_poison_metrics_or_usage(
     tmp_path: Path,
 ) -> None:
-    with serve(_lying_upstream()) as up:
+    with serve(reporting({"prompt_tokens": -40, "completion_tokens": -7})) as up:
         config = {"models": [{"id": "up", "backend": "upstream", "url": up.base_url}]}
         with run_server(tmp_path, config) as server:
             chat = {"model": "up", "messages": [{"role": "user", "content": "hi"}]}
@@ -133,3 +109,25 @@ def test_upstream_reporting_negative_usage_cannot_poison_metrics_or_usage(
 
 def _metric(text: str, name: str) -> str:
     return "\n".join(line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name))
+
+
+def test_infer_stream_client_leaving_while_queued_gives_up_its_place(tmp_path: Path) -> None:
+    slow = fake_model(token_delay_s=0.2, max_concurrent=1, max_queue=4)
+    with run_server(tmp_path, {"models": [slow]}) as server:
+        body = {"query": "hello", "max_length": 12}
+
+        def models() -> list[dict[str, Any]]:
+            return list(httpx.get(server.url + "/").json()["models"])
+
+        with httpx.Client(timeout=30) as holder:
+            busy = threading.Thread(target=lambda: holder.post(f"{server.url}/infer", json=body))
+            busy.start()
+            assert _until(lambda: models()[0]["slots_in_use"] == 1)
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{server.url}/infer/stream", json=body, timeout=0.5)
+            # the stream's client left while it waited for the slot: its place is given up at
+            # once, not when the slot frees (the holder still runs for about two seconds)
+            assert _until(lambda: models()[0]["waiting"] == 0, 1.0)
+            assert models()[0]["slots_in_use"] == 1
+            busy.join()
+        assert "499" in server.log()

@@ -193,3 +193,16 @@ def test_every_route_masks_a_masked_keys_text(
     seen = _seen(_manager(client), model)
     assert EMAIL not in seen
     assert "[EMAIL]" in seen
+
+
+def test_ready_and_status_report_a_loaded_model_whose_engine_is_dead(client: TestClient) -> None:
+    assert client.get("/ready").status_code == 200
+    backend = _manager(client).lookup("fake").backend
+    assert isinstance(backend, FakeBackend)
+    backend.started = False  # the engine died under a loaded model: health() says so
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["models"] == {"fake": "unhealthy"}
+    assert client.get("/").json()["models"][0]["state"] == "unhealthy"
+    backend.started = True
+    assert client.get("/ready").status_code == 200

@@ -79,3 +79,17 @@ def test_earliest_of_several_stops_wins() -> None:
 def test_no_stops_passes_through() -> None:
     matcher = StopMatcher([])
     assert matcher.feed("abc") == ("abc", False)
+
+
+def test_the_matcher_names_the_stop_it_reached() -> None:
+    matcher = StopMatcher(["zz", "b", "ab", "a"])
+    assert matcher.matched is None
+    assert matcher.feed("xx") == ("xx", False)
+    assert matcher.feed("abc") == ("", True)
+    # "a" and "ab" both start first; "a" was complete first
+    assert matcher.matched == "a"
+    split = StopMatcher(["END"])
+    split.feed("hello E")
+    assert split.matched is None
+    split.feed("ND")
+    assert split.matched == "END"

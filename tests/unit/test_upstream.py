@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
 from fastapi.testclient import TestClient
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.config.model_configs import UpstreamConfig, choose_backend
 from llmserver.config.settings import load_settings
-from mock_upstream import endless, failing, instant, serve
+from mock_upstream import endless, failing, instant, reporting, serve
 from support import free_port, sse_events
 
 CHAT = "/v1/chat/completions"
@@ -293,28 +292,6 @@ def test_upstream_that_stops_answering_is_503_in_our_shape() -> None:
         assert resp.json()["error"]["code"] == "upstream_timeout"
 
 
-def reporting(usage: Any) -> web.Application:
-    """An upstream that streams one word and then reports ``usage`` as it pleases."""
-
-    async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        text = {"choices": [{"index": 0, "delta": {"content": "hello there"}}]}
-        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
-        for chunk in (text, end):
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: [DONE]\n\n")
-        return resp
-
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
-
-
 @pytest.mark.parametrize(
     "usage",
     [
@@ -346,3 +323,16 @@ def test_credible_upstream_usage_is_kept() -> None:
     with serve(reporting(usage)) as up, proxy(upstream_model(up.base_url)) as client:
         got = client.post(CHAT, json={"model": "up", "messages": USER}).json()["usage"]
         assert (got["prompt_tokens"], got["completion_tokens"]) == (17, 2)
+
+
+def test_unreachable_upstream_makes_ready_503_until_it_answers() -> None:
+    port = free_port()
+    with proxy(upstream_model(f"http://127.0.0.1:{port}/v1", probe_interval_s=0.1)) as client:
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["models"] == {"up": "unhealthy"}
+        with serve(instant(), port=port):
+            deadline = time.monotonic() + 5
+            while client.get("/ready").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert client.get("/ready").json() == {"status": "ready", "models": {"up": "ready"}}

@@ -113,7 +113,9 @@ class Delta:
     """A piece of generated text. ``tokens`` is how many generated tokens it accounts for.
 
     A backend that does not count locally (upstream) sends ``tokens=0`` on text and puts the
-    engine's reported counts on the last delta: ``tokens`` and ``prompt_tokens``.
+    engine's reported counts on the last delta: ``tokens`` and ``prompt_tokens``. A last delta
+    that ends on one of the request's stop strings names it in ``stop_sequence`` (None for the
+    end of text, a limit, or an engine that does not say which).
     """
 
     text: str
@@ -124,6 +126,7 @@ class Delta:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     #: the log probabilities of the tokens this delta accounts for (when asked for)
     logprobs: tuple[TokenLogprob, ...] = ()
+    stop_sequence: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,22 +245,25 @@ def engine_failure(engine: str, exc: BaseException) -> ServiceUnavailableError:
 class StopMatcher:
     """Finds stop strings in streamed text, holding back only what could begin one."""
 
-    __slots__ = ("_held", "_longest", "_stops")
+    __slots__ = ("_held", "_longest", "_stops", "matched")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(s for s in stops if s)
         self._longest = max((len(s) for s in self._stops), default=0)
         self._held = ""
+        #: the stop string that was reached (the earliest in the text), once one was
+        self.matched: str | None = None
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Add text; return what is safe to emit and whether a stop string was reached."""
         if not self._stops:
             return text, False
         buf = self._held + text
-        hits = [i for i in (buf.find(s) for s in self._stops) if i >= 0]
+        hits = [(i, len(s), s) for s in self._stops if (i := buf.find(s)) >= 0]
         if hits:
             self._held = ""
-            return buf[: min(hits)], True
+            start, _, self.matched = min(hits)
+            return buf[:start], True
         keep = 0
         for size in range(min(self._longest - 1, len(buf)), 0, -1):
             tail = buf[-size:]

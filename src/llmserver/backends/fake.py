@@ -80,6 +80,9 @@ class FakeBackend:
         #: the texts this model was given, newest last: prompts, message contents and
         #: embedding inputs (so tests can check what reached a model, masked or not)
         self.seen: deque[str] = deque(maxlen=SEEN)
+        #: the generation requests this model was given, newest last (warm-ups included, with
+        #: ``request_id`` "warmup"), so tests can check the sampling values that reached it
+        self.received: deque[GenerationRequest] = deque(maxlen=SEEN)
 
     async def start(self) -> None:
         """Nothing to load; wait ``load_delay_s`` to act like a real model."""
@@ -109,6 +112,7 @@ class FakeBackend:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Stream the reply a token at a time."""
         self.seen.append(request.prompt)
+        self.received.append(request)
         self.seen.extend(m.get("content", "") for m in request.messages or ())
         stops = StopMatcher(request.params.stop)
         tokens = self._reply(request)
@@ -118,7 +122,7 @@ class FakeBackend:
                 await asyncio.sleep(self.config.token_delay_s)
             text, stopped = stops.feed(token)
             if stopped:
-                yield Delta(text, 1, "stop")
+                yield Delta(text, 1, "stop", stop_sequence=stops.matched)
                 return
             if index == limit:
                 yield Delta(text + stops.flush(), 1, "length")

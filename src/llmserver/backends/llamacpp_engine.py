@@ -258,7 +258,7 @@ class BatchEngine:
         piece = b"" if eog else self._piece(token, params.special_text)
         text, stopped = seq.stops.feed(seq.decoder.decode(piece))
         if stopped:
-            self._outbox.append((seq, Delta(text, 1, "stop")))
+            self._outbox.append((seq, Delta(text, 1, "stop", stop_sequence=seq.stops.matched)))
             self._finish(seq, None)
         elif seq.generated >= params.max_tokens or seq.n_past >= self.n_ctx_seq:
             self._end(seq, text, 1, "length")
@@ -269,7 +269,7 @@ class BatchEngine:
     def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
         text += tail + ("" if stopped else seq.stops.flush())
-        self._outbox.append((seq, Delta(text, tokens, reason)))
+        self._outbox.append((seq, Delta(text, tokens, reason, stop_sequence=seq.stops.matched)))
         self._finish(seq, None)
 
     def _piece(self, token: int, special: bool = False) -> bytes:

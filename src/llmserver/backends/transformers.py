@@ -315,7 +315,7 @@ class _TokenTracker:
         text, stopped = self.stops.feed("" if is_eos else self.decoder.add(token))
         if stopped:
             self.finished = True
-            self.emit(Delta(text, 1, "stop"))
+            self.emit(Delta(text, 1, "stop", stop_sequence=self.stops.matched))
         elif self.produced >= self.params.max_tokens:
             self._finish(text, 1, "length")
         else:
@@ -324,7 +324,8 @@ class _TokenTracker:
     def _finish(self, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = self.stops.feed(self.decoder.flush())
         self.finished = True
-        self.emit(Delta(text + tail + ("" if stopped else self.stops.flush()), tokens, reason))
+        text += tail + ("" if stopped else self.stops.flush())
+        self.emit(Delta(text, tokens, reason, stop_sequence=self.stops.matched))
 
     def end(self) -> None:
         """generate() returned; finish if no token did (e.g. the model's own length limit)."""

@@ -265,6 +265,7 @@ async def _deltas(
     """Deltas from an SSE body as its lines arrive; the last carries finish reason and usage
     (checked: see :func:`credible_usage`)."""
     finish: FinishReason | None = None
+    stop: str | None = None
     usage: dict[str, Any] = {}
     chunks = text_bytes = 0
     async with contextlib.aclosing(_lines(resp)) as lines:
@@ -306,11 +307,16 @@ async def _deltas(
                         if reason == "tool_calls"
                         else "stop"
                     )
+                    # vLLM's servers name the stop string they hit; OpenAI's API does not
+                    hit = choice.get("stop_reason")
+                    stop = hit if isinstance(hit, str) and finish == "stop" else None
         else:
             if finish is None:
                 raise UpstreamError("upstream response ended before it finished")
     prompt_tokens, completion_tokens = credible_usage(usage, text_bytes, chunks, request_bytes)
-    yield Delta("", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens)
+    yield Delta(
+        "", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens, stop_sequence=stop
+    )
 
 
 def _tool_call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:

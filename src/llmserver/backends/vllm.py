@@ -184,7 +184,10 @@ class VllmBackend:
                     reason: FinishReason = (
                         "length" if completion.finish_reason == "length" else "stop"
                     )
-                    yield Delta(text, tokens, reason)
+                    # vLLM names the stop string it hit (or a stop token id)
+                    hit = getattr(completion, "stop_reason", None)
+                    stop = hit if isinstance(hit, str) else None
+                    yield Delta(text, tokens, reason, stop_sequence=stop)
                     return
                 if text or tokens:
                     yield Delta(text, tokens)

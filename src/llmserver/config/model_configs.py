@@ -11,9 +11,10 @@ import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -22,6 +23,27 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+#: the daemon document's (seed 002) ``/chat`` wrap, for a model without a chat template
+CHAT_WRAP = "[QUESTION]\n{prompt}\n[/QUESTION]\n\n[ANSWER]\n"
+
+
+def _check_prompt_format(value: str) -> str:
+    if value in ("template", "wrap") or "{prompt}" in value:
+        return value
+    raise ValueError("must be 'template', 'wrap' or a format string containing '{prompt}'")
+
+
+#: how ``/chat`` turns its prompt into the model's input: ``template`` (the model's chat
+#: template), ``wrap`` (:data:`CHAT_WRAP`) or a format string in which ``{prompt}`` is replaced
+ChatPromptFormat = Annotated[str, AfterValidator(_check_prompt_format)]
+
+
+def prompt_format_string(value: str) -> str | None:
+    """The format string a ``chat_prompt_format`` setting stands for; None: the chat template."""
+    if value == "template":
+        return None
+    return CHAT_WRAP if value == "wrap" else value
 
 
 class SamplingDefaults(BaseModel):
@@ -75,6 +97,11 @@ class ModelConfig(BaseModel):
         None,
         description="Jinja chat template used instead of the model's own: a file (relative to "
         "the config file) or the template text; None: the model's.",
+    )
+    chat_prompt_format: ChatPromptFormat | None = Field(
+        None,
+        description="How `/chat` makes this model's prompt: `template`, `wrap` or a format "
+        "string with `{prompt}`; None: the server's `chat_prompt_format`.",
     )
     # model management
     preload: bool = Field(True, description="Load this model at start-up.")

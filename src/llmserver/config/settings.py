@@ -31,6 +31,7 @@ from pydantic_settings import (
 )
 
 from llmserver.config.model_configs import (
+    ChatPromptFormat,
     FakeConfig,
     LlamaCppConfig,
     ModelConfig,
@@ -218,7 +219,54 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices(
             "fallback_response", "LLMSERVER_FALLBACK_RESPONSE", "LLM_FALLBACK_RESPONSE"
         ),
-        description="Text `/infer` answers when inference fails (also LLM_FALLBACK_RESPONSE).",
+        description="Text the simple endpoints answer (200, `x-llmserver-fallback: true`) when "
+        "inference fails (also LLM_FALLBACK_RESPONSE).",
+    )
+    # -- the simple endpoints: the documents' defaults (seed 004: /infer; seed 002: /generate
+    # and /chat) and error texts (issue 17)
+    infer_max_length: int = Field(
+        100, ge=1, description="Tokens `/infer` generates when a request gives no `max_length`."
+    )
+    infer_temperature: float | None = Field(
+        0.7,
+        ge=0,
+        le=2,
+        description="`/infer` temperature when a request gives none; None: the model's default.",
+    )
+    infer_top_p: float | None = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="`/infer` top_p when a request gives none; None: the model's default.",
+    )
+    generate_max_tokens: int = Field(
+        256,
+        ge=1,
+        description="Tokens `/generate` and `/chat` generate when a request gives no `max_tokens`.",
+    )
+    generate_temperature: float | None = Field(
+        0.8,
+        ge=0,
+        le=2,
+        description="`/generate` and `/chat` temperature when a request gives none; None: the "
+        "model's default.",
+    )
+    generate_top_k: int | None = Field(
+        50,
+        ge=0,
+        description="`/generate` and `/chat` top_k when a request gives none; None: the model's "
+        "default.",
+    )
+    chat_prompt_format: ChatPromptFormat = Field(
+        "template",
+        description="How `/chat` makes its prompt: `template` (the model's chat template), "
+        "`wrap` (`[QUESTION]`...`[/QUESTION]` then `[ANSWER]`), or a format string with "
+        "`{prompt}`; a model's own `chat_prompt_format` wins.",
+    )
+    error_language: Literal["en", "ko"] = Field(
+        "en",
+        description="Language of `detail` in the simple endpoints' error bodies: `en`, or `ko` "
+        "(the documents' Korean texts).",
     )
     # -- traffic control: slots, queue, timeouts, rate limits, caps, shutdown (issue 3) --
     max_concurrent_inference: int | None = Field(

@@ -31,10 +31,13 @@ async def _nothing() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A generation run to its end: each choice's text, finish reason, tool calls, logprobs."""
+    """A generation run to its end: each choice's text, finish reason, the stop string it
+    ended on (None when it did not end on one, or the engine does not say), its tool calls and
+    its tokens' logprobs."""
 
     texts: list[str]
     finish_reasons: list[str | None]
+    stop_sequences: list[str | None] = field(default_factory=list)
     tool_calls: list[list[ToolCall]] = field(default_factory=list)
     logprobs: list[list[TokenLogprob]] = field(default_factory=list)
 
@@ -139,6 +142,7 @@ class Generation:
         """Run every choice to its end."""
         texts = [""] * self.n_choices
         reasons: list[str | None] = [None] * self.n_choices
+        stops: list[str | None] = [None] * self.n_choices
         calls: list[list[ToolCall]] = [[] for _ in range(self.n_choices)]
         logprobs: list[list[TokenLogprob]] = [[] for _ in range(self.n_choices)]
         async for index, delta in self.events():
@@ -148,7 +152,8 @@ class Generation:
             logprobs[index] += delta.logprobs
             if delta.finish_reason is not None:
                 reasons[index] = delta.finish_reason
-        return Result(texts, reasons, calls, logprobs)
+                stops[index] = delta.stop_sequence
+        return Result(texts, reasons, stops, calls, logprobs)
 
 
 def _parsed(parser: ToolStream | ForcedCalls, delta: Delta) -> Delta:

@@ -28,6 +28,7 @@ from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
     APIError,
+    ModelLoadFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
     ServiceUnavailableError,
@@ -81,9 +82,11 @@ class ModelHandle:
         """Raise 503 (with the failure reason, if any) unless the model is loaded and warm."""
         if self.state == "ready":
             return
-        reason = "model load failed" if self.state == "failed" else f"model is {self.state}"
+        failed = self.state == "failed"
+        reason = "model load failed" if failed else f"model is {self.state}"
         detail = f": {self.error}" if self.error else ""
-        raise ModelNotReadyError(f"{reason}{detail}", param="model", headers={"Retry-After": "5"})
+        error = ModelLoadFailedError if failed else ModelNotReadyError
+        raise error(f"{reason}{detail}", param="model", headers={"Retry-After": "5"})
 
     def tokenizer(self) -> Tokenizing | None:
         """The backend's tokenizer, when it has one."""

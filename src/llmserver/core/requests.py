@@ -91,7 +91,10 @@ class ChatRequest:
     wants it (a surface may ask for more privacy, never for less). ``tools`` are rendered by
     the model's template; ``tool_choice`` decides whether a call is parsed (``auto``) or
     forced by a grammar (``required``, ``function``). ``template_kwargs`` are extra template
-    variables.
+    variables. ``use_prompt_format`` renders
+    with the configured ``chat_prompt_format`` (the model's, else the server's) instead of always
+    the chat template: a format string then takes the last message's content as ``{prompt}``
+    and its result is the whole prompt (the simple ``/chat``).
     """
 
     model: str | None
@@ -105,6 +108,7 @@ class ChatRequest:
     parallel_tool_calls: bool = True
     documents: tuple[Mapping[str, Any], ...] = ()
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    use_prompt_format: bool = False
 
 
 @dataclass(frozen=True, slots=True)

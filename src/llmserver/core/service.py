@@ -20,13 +20,13 @@ from llmserver.backends.base import (
     SamplingParams,
     embedder,
 )
-from llmserver.config.model_configs import SamplingDefaults
+from llmserver.config.model_configs import SamplingDefaults, prompt_format_string
 from llmserver.config.settings import Settings
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.generation import Generation
 from llmserver.core.manager import ModelHandle, ModelManager
-from llmserver.core.requests import ChatRequest, EmbedRequest, Sampling, TextRequest
+from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
 from llmserver.core.tools import plan as tools
 from llmserver.core.views import ModelView, Readiness, readiness
 from llmserver.errors import (
@@ -129,6 +129,15 @@ class Service:
     def _masks(self, caller: Caller, handle: ModelHandle, asked: bool) -> bool:
         return asked or handle.config.mask_pii or caller.mask_pii
 
+    def _chat_messages(
+        self, caller: Caller, handle: ModelHandle, req: ChatRequest
+    ) -> list[Message]:
+        """The messages as the model gets them: masked where the model, key or surface asks."""
+        messages = list(req.messages)
+        if self._masks(caller, handle, req.mask_input):
+            messages = [dataclasses.replace(m, content=self.mask(m.content)) for m in messages]
+        return messages
+
     def mask(self, text: str) -> str:
         """``text`` with personal data masked (a 500 when masking fails: never the raw text)."""
         return pii.mask(self._masker, text)
@@ -142,12 +151,15 @@ class Service:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("request text: %s", self._masker.excerpt(text))
 
-    def _ready(self, caller: Caller, name: str | None, n: int, sampling: Sampling) -> ModelHandle:
+    def _ready(
+        self, caller: Caller, name: str | None, n: int, sampling: Sampling | None = None
+    ) -> ModelHandle:
         handle = self.authorise(caller, name)
         if n > self.settings.max_n:
             raise InvalidRequestError(f"n must be at most {self.settings.max_n}", param="n")
         handle = self._manager.resolve(handle.id)
-        if sampling.logprobs is not None and not getattr(handle.backend, "logprobs", False):
+        logprobs = sampling is not None and sampling.logprobs is not None
+        if logprobs and not getattr(handle.backend, "logprobs", False):
             raise InvalidRequestError(
                 f"the {handle.config.backend} backend of model '{handle.id}' cannot report "
                 "logprobs",
@@ -176,6 +188,12 @@ class Service:
             gen.output = pii.OutputMasker(self._masker)
         return gen
 
+    def _prompt_format(self, handle: ModelHandle) -> str | None:
+        """The configured ``chat_prompt_format`` of a model (else the server's) as a format
+        string with ``{prompt}``; None: the model's chat template."""
+        setting = handle.config.chat_prompt_format or self.settings.chat_prompt_format
+        return prompt_format_string(setting)
+
     # -- entry points ----------------------------------------------------------------------------
 
     def chat(self, caller: Caller, req: ChatRequest) -> Generation:
@@ -185,15 +203,21 @@ class Service:
         """
         handle = self._ready(caller, req.model, req.n, req.sampling)
         tools.check(req, self.settings.max_tools, self.settings.max_tool_schema_bytes)
-        messages = list(req.messages)
-        if self._masks(caller, handle, req.mask_input):
-            messages = [dataclasses.replace(m, content=self.mask(m.content)) for m in messages]
+        messages = self._chat_messages(caller, handle, req)
         if messages:
             self._log_text(messages[-1].content)
+        fmt = self._prompt_format(handle) if req.use_prompt_format else None
         tool_plan: tools.ToolPlan | None = None
 
         def build() -> list[GenerationRequest]:
             nonlocal tool_plan
+            if fmt is not None:
+                # the format is the whole prompt: a plain continuation, no chat template
+                prompt = fmt.replace("{prompt}", messages[-1].content if messages else "")
+                if handle.tokenizer() is None:
+                    s, n, c = req.sampling, req.n, req.constraint
+                    return self._passthrough(handle, s, n, [prompt], None, c)
+                return self._requests(handle, req.sampling, req.n, [prompt], req.constraint)
             if handle.tokenizer() is None:
                 wire = tools.wire_messages(messages)
                 relay = ([tools.wire_tool(t) for t in req.tools], tools.wire_tool_choice(req))
@@ -221,6 +245,27 @@ class Service:
         if req.tools and req.tool_choice.mode != "none":
             gen.tool_parser = lambda: tool_plan.parser() if tool_plan is not None else None
         return gen
+
+    async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
+        """How many tokens :meth:`chat` would give the model for ``req``: the chat template
+        applied to the messages (masked where a chat would mask them), counted by the model's
+        own tokenizer. Authorised like a chat; a model loaded on demand is loaded first.
+
+        An upstream model tokenizes on the far side, so it cannot count here (a 400).
+        """
+        handle = self._ready(caller, req.model, 1)
+        messages = self._chat_messages(caller, handle, req)
+        await self._manager.ensure_loaded(handle)
+        handle.check_ready()
+        tokenizer = handle.tokenizer()
+        if tokenizer is None or handle.template is None:
+            raise InvalidRequestError(
+                f"model '{handle.id}' is served upstream, so this server cannot count its tokens",
+                param="model",
+                code="token_counting_unsupported",
+            )
+        prompt = handle.template.render([{"role": m.role, "content": m.content} for m in messages])
+        return len(tokenizer.tokenize(prompt))
 
     def text(self, caller: Caller, req: TextRequest) -> Generation:
         """A plain continuation of each prompt."""
@@ -284,6 +329,18 @@ class Service:
     async def readiness(self) -> Readiness:
         """Each model's state, with engines asked whether they can serve."""
         return await readiness(self._manager)
+
+    async def load_all(self) -> None:
+        """Load and warm every ``preload`` model (at start-up)."""
+        await self._manager.load_all()
+
+    async def drain(self, grace_s: float) -> bool:
+        """Refuse new work and wait up to ``grace_s`` for running work; True if it all ended."""
+        return await self._manager.drain(grace_s)
+
+    async def close(self) -> None:
+        """Free every model."""
+        await self._manager.close_all()
 
     @property
     def default_model(self) -> str:

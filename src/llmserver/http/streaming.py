@@ -1,5 +1,5 @@
-"""Streamed responses: server-sent events or NDJSON, keep-alives, errors after the first byte,
-and the end marker (``[DONE]`` for OpenAI's SSE).
+"""Streamed responses: server-sent events (plain ``data:`` or named ``event:`` ones) or NDJSON,
+keep-alives, errors after the first byte, and the end marker (``[DONE]`` for OpenAI's SSE).
 
 The chunk source runs in its own task and hands chunks over through a queue, so the response can
 send keep-alive comments while the source is quiet, and a client disconnect (which cancels the
@@ -37,6 +37,12 @@ _QUIET = object()
 def frame(chunk: dict[str, Any]) -> bytes:
     """One SSE ``data:`` event."""
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def named_event(chunk: dict[str, Any]) -> bytes:
+    """One SSE event named by the chunk's own ``type`` (``event:`` line, then ``data:``), as
+    Anthropic's streams are written; an error chunk of type ``error`` is ``event: error``."""
+    return b"event: " + str(chunk["type"]).encode() + b"\ndata: " + orjson.dumps(chunk) + b"\n\n"
 
 
 def ndjson_line(chunk: dict[str, Any]) -> bytes:

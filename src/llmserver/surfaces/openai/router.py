@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
@@ -90,3 +93,35 @@ async def unload_model(request: Request, model_id: str) -> Response:
 async def get_model(request: Request, model_id: str) -> Response:
     """``GET /v1/models/{id}`` (an alias works too); a model hidden from the key is a 404."""
     return json_response(translate.model_card(service(request).model(caller(request), model_id)))
+
+
+# -- the architecture document's (seed 001) paths --------------------------------------------------
+
+#: (alias path, method, target path, endpoint, admin only)
+_ALIASES: tuple[tuple[str, str, str, Callable[..., Any], bool], ...] = (
+    ("/api/v1/chat/completions", "POST", "/v1/chat/completions", chat_completions, False),
+    ("/api/v1/completions", "POST", "/v1/completions", completions, False),
+    ("/api/v1/embeddings", "POST", "/v1/embeddings", embeddings, False),
+    ("/models", "GET", "/v1/models", list_models, False),
+    ("/models/{model_id:path}/load", "POST", "/v1/models/{model_id}/load", load_model, True),
+    ("/models/{model_id:path}/unload", "POST", "/v1/models/{model_id}/unload", unload_model, True),
+)
+
+
+def aliases() -> APIRouter:
+    """Seed 001's paths as aliases of ours: the same route functions (so the same validation,
+    policy and answers), marked in the OpenAPI document with the ``aliases`` tag and
+    ``x-alias-of``."""
+    out = APIRouter(tags=["aliases"])
+    for path, method, target, endpoint, admin in _ALIASES:
+        out.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            summary=f"Alias of {method} {target}",
+            description=f"The same route as `{method} {target}`, at the path of the "
+            "architecture document.",
+            dependencies=[Depends(require_admin)] if admin else None,
+            openapi_extra={"x-alias-of": target},
+        )
+    return out

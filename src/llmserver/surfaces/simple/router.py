@@ -1,71 +1,93 @@
 """The simple endpoints: ``/infer``, ``/infer/stream``, ``/generate`` and ``/chat``.
 
 Each translates its small request into the core's chat or text request, so validation, limits,
-slots, policy and token counting are the same as on every other surface.
+slots, policy and token counting are the same as on every other surface. With
+``fallback_response`` set, an inference failure (a 5xx) is answered 200 with that text and
+``x-llmserver-fallback: true``, streams included, and logged as the failure it is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from llmserver.config.settings import Settings
 from llmserver.core.generation import Generation
-from llmserver.core.requests import ChatRequest, Message, Sampling, TextRequest
-from llmserver.errors import APIError, InvalidRequestError
+from llmserver.core.usage import Usage
+from llmserver.errors import APIError, InternalError
+from llmserver.http.errors import shape_for
 from llmserver.http.respond import (
-    CLIENT_CLOSED,
-    ClientDisconnected,
+    access,
     caller,
     json_response,
     respond_json,
     respond_stream,
     service,
     track,
-    until_disconnect,
 )
+from llmserver.http.streaming import OPENAI_SSE, Framing
+from llmserver.surfaces.simple import translate
+from llmserver.surfaces.simple.schemas import GenerateRequest, InferRequest
 
 logger = logging.getLogger("llmserver.simple")
-router = APIRouter()
+router = APIRouter(tags=["simple"])
 
-MAX_QUERY = 4096
-#: completion length when a simple request gives none: bounded, unlike "the rest of the context"
-DEFAULT_TOKENS = 128
 FALLBACK_HEADER = "x-llmserver-fallback"
-
-
-class InferRequest(BaseModel):
-    """``POST /infer`` and ``/infer/stream``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    query: str = Field(min_length=1, max_length=MAX_QUERY)
-    max_length: int = Field(DEFAULT_TOKENS, ge=1, description="Tokens to generate at most.")
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    num_return_sequences: int = Field(1, ge=1)
-
-
-class GenerateRequest(BaseModel):
-    """``POST /generate`` and ``/chat``."""
-
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-    prompt: str = Field(min_length=1)
-    max_tokens: int = Field(DEFAULT_TOKENS, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_k: int | None = Field(None, ge=0)
-    model: str | None = None
+#: the paths of this surface, each answering errors in its shape (``detail`` beside ``error``)
+PATHS = ("/infer", "/infer/stream", "/generate", "/chat")
 
 
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def _fallback(request: Request, exc: Exception, endpoint: str) -> str | None:
+    """The fallback text when it may stand in for ``exc`` (a failure of the server, not a
+    refusal of the request), after logging the failure it hides; None: let ``exc`` through."""
+    text = _settings(request).fallback_response
+    if text is None or (isinstance(exc, APIError) and exc.status < 500):
+        return None
+    if isinstance(exc, APIError):
+        reason = f"{exc.message} ({exc.code})"
+        logger.error("%s failed, answering with the fallback response: %s", endpoint, reason)
+        access(request).error_code = exc.code
+    else:
+        logger.error(
+            "%s failed, answering with the fallback response: %s",
+            endpoint,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        access(request).error_code = InternalError.default_code
+    return text
+
+
+def _framing(request: Request) -> Framing:
+    """Server-sent events whose errors after the first byte are in this surface's shape."""
+    return dataclasses.replace(OPENAI_SSE, error_shape=shape_for(request.scope))
+
+
+async def _json_or_fallback(
+    request: Request,
+    endpoint: str,
+    work: Callable[[], Awaitable[object]],
+    fallback: Callable[[str], object],
+) -> Response:
+    """``work``'s body as JSON; when it fails and a fallback text is set, the body
+    ``fallback`` builds around that text."""
+    try:
+        return await respond_json(request, work())
+    except Exception as exc:
+        text = _fallback(request, exc, endpoint)
+        if text is None:
+            raise
+        return json_response(fallback(text), headers={FALLBACK_HEADER: "true"})
 
 
 # -- /infer ------------------------------------------------------------------------------------
@@ -75,40 +97,18 @@ def _infer_query(request: Request, req: InferRequest) -> str:
     """Whitespace runs collapsed, personal data masked, then cut to ``input_max_length`` (masked
     before the cut, so no value is cut in half and missed)."""
     settings = _settings(request)
-    text = " ".join(req.query.split())
-    if not text:
-        raise InvalidRequestError("query must not be blank", param="query", code="invalid_value")
+    text = translate.clean_query(req.query)
     if settings.infer_mask_pii:
         text = service(request).mask(text)
     return text[: settings.input_max_length]
 
 
 def _infer_generation(request: Request, req: InferRequest, query: str) -> Generation:
-    settings = _settings(request)
-    if req.num_return_sequences > settings.max_n:
-        raise InvalidRequestError(
-            f"num_return_sequences must be at most {settings.max_n}",
-            param="num_return_sequences",
-            code="invalid_value",
-        )
-    chat = ChatRequest(
-        None,
-        (Message("user", query),),
-        Sampling(max_tokens=req.max_length, temperature=req.temperature, top_p=req.top_p),
-        n=req.num_return_sequences,
-    )
+    chat = translate.infer_request(_settings(request), req, query)
     return service(request).chat(caller(request), chat)
 
 
-def _infer_body(texts: list[str]) -> dict[str, Any]:
-    body: dict[str, Any] = {"generated_text": texts[0]}
-    if len(texts) > 1:
-        body["generated_texts"] = texts
-    return body
-
-
-def _log_infer(request: Request, query: str, gen: Generation | None, texts: list[str]) -> None:
-    usage = gen.usage if gen is not None else None
+def _log_infer(request: Request, query: str, usage: Usage | None, texts: list[str]) -> None:
     logger.info(
         'infer query="%s" generated_chars=%d prompt_tokens=%d completion_tokens=%d',
         service(request).excerpt(query),
@@ -122,26 +122,25 @@ def _log_infer(request: Request, query: str, gen: Generation | None, texts: list
 async def infer(request: Request, req: InferRequest) -> Response:
     """Generate a reply to ``query`` (as a user turn in the model's chat template)."""
     query = _infer_query(request, req)
-    gen: Generation | None = None
-    try:
+    usage: Usage | None = None
+    texts: list[str] = []
+
+    async def work() -> dict[str, object]:
+        nonlocal usage
         gen = _infer_generation(request, req, query)
+        usage = gen.usage
         track(request, gen, False)
-        result = await until_disconnect(request, gen.collect())
-    except ClientDisconnected:
-        return Response(status_code=CLIENT_CLOSED)
-    except Exception as exc:
-        fallback = _settings(request).fallback_response
-        if fallback is None or (isinstance(exc, APIError) and exc.status < 500):
-            raise
-        logger.error("infer failed, answering with the fallback response: %s", _reason(exc))
-        _log_infer(request, query, gen, [fallback])
-        return json_response(_infer_body([fallback]), headers={FALLBACK_HEADER: "true"})
-    _log_infer(request, query, gen, result.texts)
-    return json_response(_infer_body(result.texts))
+        texts.extend((await gen.collect()).texts)
+        return translate.infer_body(texts)
 
+    def fallback(text: str) -> dict[str, object]:
+        texts[:] = [text]
+        return translate.infer_body(texts)
 
-def _reason(exc: BaseException) -> str:
-    return exc.message if isinstance(exc, APIError) else type(exc).__name__
+    try:
+        return await _json_or_fallback(request, "infer", work, fallback)
+    finally:
+        _log_infer(request, query, usage, texts)
 
 
 @router.post("/infer/stream")
@@ -149,66 +148,64 @@ async def infer_stream(request: Request, req: InferRequest) -> Response:
     """``/infer`` as server-sent events: ``{"index", "text"}`` pieces, ``{"index",
     "finish_reason"}`` per choice, then the whole result with usage, then ``[DONE]``."""
     query = _infer_query(request, req)
-    gen = _infer_generation(request, req, query)
-    track(request, gen, True)
+    texts: list[str] = []
+    usage = Usage()
+    sent = False
 
-    async def chunks() -> AsyncIterator[dict[str, Any]]:
-        texts = [""] * gen.n_choices
+    async def logged(gen: Generation) -> AsyncIterator[dict[str, Any]]:
+        nonlocal sent
         try:
-            async for index, delta in gen.events():
-                if delta.text:
-                    texts[index] += delta.text
-                    yield {"index": index, "text": delta.text}
-                if delta.finish_reason is not None:
-                    yield {"index": index, "finish_reason": delta.finish_reason}
-            usage = gen.usage
-            yield {
-                **_infer_body(texts),
-                "usage": {
-                    "prompt_tokens": usage.prompt_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "total_tokens": usage.total_tokens,
-                },
-            }
+            async for chunk in translate.infer_chunks(gen, texts):
+                sent = True
+                yield chunk
         finally:
-            _log_infer(request, query, gen, texts)
+            if sent:  # a failure before the first chunk is logged below
+                _log_infer(request, query, usage, texts)
 
-    return await respond_stream(request, chunks())
+    try:
+        gen = _infer_generation(request, req, query)
+        usage = gen.usage
+        track(request, gen, True)
+        return await respond_stream(request, logged(gen), _framing(request))
+    except Exception as exc:
+        text = _fallback(request, exc, "infer")
+        _log_infer(request, query, usage, [] if text is None else [text])
+        if text is None:
+            raise
+        fallback = translate.fallback_chunks(text, usage)
+        headers = {FALLBACK_HEADER: "true"}
+        return await respond_stream(request, fallback, _framing(request), headers)
 
 
 # -- /generate and /chat -------------------------------------------------------------------------
 
 
-def _sampling(req: GenerateRequest) -> Sampling:
-    return Sampling(max_tokens=req.max_tokens, temperature=req.temperature, top_k=req.top_k)
+def _prompt_fallback(prompt: str) -> Callable[[str], dict[str, str]]:
+    return lambda text: translate.generate_body(prompt, prompt, text)
 
 
 @router.post("/generate")
 async def generate(request: Request, req: GenerateRequest) -> Response:
     """Continue ``prompt`` as plain text (no chat template)."""
-    text = TextRequest(req.model, (req.prompt,), _sampling(req))
-    gen = service(request).text(caller(request), text)
-    track(request, gen, False)
 
-    async def body() -> dict[str, str]:
-        generated = (await gen.collect()).texts[0]
-        prompt = gen.inputs[0]
-        return {"prompt": prompt, "generated": generated, "full_text": prompt + generated}
+    async def work() -> dict[str, str]:
+        text = translate.generate_request(_settings(request), req)
+        gen = service(request).text(caller(request), text)
+        track(request, gen, False)
+        return await translate.generate_response(gen)
 
-    return await respond_json(request, body())
+    return await _json_or_fallback(request, "generate", work, _prompt_fallback(req.prompt))
 
 
 @router.post("/chat")
 async def chat(request: Request, req: GenerateRequest) -> Response:
-    """Reply to ``prompt`` as a user turn; ``full_text`` is the rendered conversation."""
-    message = ChatRequest(req.model, (Message("user", req.prompt),), _sampling(req))
-    gen = service(request).chat(caller(request), message)
-    track(request, gen, False)
+    """Reply to ``prompt``: a user turn in the model's chat template, or the configured
+    ``chat_prompt_format``; ``full_text`` is the rendered prompt and the reply."""
 
-    async def body() -> dict[str, str]:
-        generated = (await gen.collect()).texts[0]
-        prompt = gen.inputs[0]
-        rendered = gen.prompts[0] if gen.prompts else prompt
-        return {"prompt": prompt, "generated": generated, "full_text": rendered + generated}
+    async def work() -> dict[str, str]:
+        message = translate.chat_request(_settings(request), req)
+        gen = service(request).chat(caller(request), message)
+        track(request, gen, False)
+        return await translate.generate_response(gen)
 
-    return await respond_json(request, body())
+    return await _json_or_fallback(request, "chat", work, _prompt_fallback(req.prompt))

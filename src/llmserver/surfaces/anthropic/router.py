@@ -1,0 +1,43 @@
+"""The Anthropic surface's routes: messages (streamed or not) and token counts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from llmserver.http.respond import caller, respond_json, respond_stream, service, track
+from llmserver.surfaces.anthropic import translate
+from llmserver.surfaces.anthropic.schemas import CountTokensRequest, MessagesRequest
+
+#: where this surface's errors are rendered in Anthropic's envelope (``app.state.error_shapes``)
+PREFIX = "/v1/messages"
+
+router = APIRouter(prefix=PREFIX)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    """Anthropic's ``request-id`` header (the SDKs show it as ``_request_id``)."""
+    request_id = request.scope.get("state", {}).get("request_id")
+    return {"request-id": request_id} if request_id else {}
+
+
+@router.post("")
+async def create_message(request: Request, req: MessagesRequest) -> Response:
+    """``POST /v1/messages``; ``anthropic-version`` and ``anthropic-beta`` are not checked."""
+    gen = service(request).chat(caller(request), translate.chat_request(req))
+    track(request, gen, req.stream)
+    if req.stream:
+        events = translate.message_events(gen)
+        return await respond_stream(request, events, translate.ANTHROPIC_SSE, _headers(request))
+    return await respond_json(request, translate.message_response(gen), _headers(request))
+
+
+@router.post("/count_tokens")
+async def count_tokens(request: Request, req: CountTokensRequest) -> Response:
+    """``POST /v1/messages/count_tokens``: the prompt's length in the model's own tokens."""
+
+    async def body() -> dict[str, int]:
+        tokens = await service(request).count_tokens(caller(request), translate.count_request(req))
+        return {"input_tokens": tokens}
+
+    return await respond_json(request, body(), _headers(request))

@@ -1,0 +1,257 @@
+"""Anthropic's Messages API <-> the core: requests in, messages, stream events and errors out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from llmserver.backends.base import Delta, JsonConstraint
+from llmserver.core.generation import Generation
+from llmserver.core.requests import ChatRequest, Message, Sampling
+from llmserver.core.usage import Usage
+from llmserver.errors import APIError, InvalidRequestError
+from llmserver.http.streaming import Framing, named_event
+from llmserver.surfaces.anthropic.schemas import (
+    ContentBlock,
+    CountTokensRequest,
+    MessagesRequest,
+    TextBlock,
+    _Conversation,
+)
+
+logger = logging.getLogger("llmserver.anthropic")
+
+#: how text blocks of one turn (or of ``system``) are joined into the turn's text
+BLOCK_SEPARATOR = "\n\n"
+
+# -- errors ------------------------------------------------------------------------------------
+
+#: Anthropic's error type for each HTTP status this server answers with
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def error_type(err: APIError) -> str:
+    """Anthropic's ``error.type`` for ``err``: by status, a timed-out generation is a
+    ``timeout_error``, other 4xx are ``invalid_request_error`` (as Anthropic documents)."""
+    if err.code == "timeout":
+        return "timeout_error"
+    if err.status in _ERROR_TYPES:
+        return _ERROR_TYPES[err.status]
+    return "invalid_request_error" if 400 <= err.status < 500 else "api_error"
+
+
+def anthropic_error(err: APIError) -> dict[str, Any]:
+    """Anthropic's error envelope: ``{"type": "error", "error": {"type", "message"}}``."""
+    return {"type": "error", "error": {"type": error_type(err), "message": err.message}}
+
+
+#: Anthropic's server-sent events: each named by its type, keep-alives as ``ping`` events,
+#: nothing after ``message_stop``, an error after the first byte as ``event: error``
+ANTHROPIC_SSE = Framing(
+    "text/event-stream",
+    named_event,
+    b"",
+    named_event({"type": "ping"}),
+    anthropic_error,
+)
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def _text(content: str | list[ContentBlock] | list[TextBlock], where: str) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    blocks: list[ContentBlock | TextBlock] = list(content)
+    for j, block in enumerate(blocks):
+        if block.type != "text" or block.text is None:
+            hint = " (tool use comes with tool calling)" if block.type.startswith("tool") else ""
+            raise InvalidRequestError(
+                f"{where}.{j}: content blocks of type '{block.type}' are not supported by this "
+                f"server; send text blocks{hint}",
+                param=f"{where}.{j}.type",
+                code="unsupported_content",
+            )
+        texts.append(block.text)
+    return BLOCK_SEPARATOR.join(texts)
+
+
+def _refuse_unsupported(req: _Conversation) -> None:
+    if req.tools:
+        raise InvalidRequestError(
+            "tools: tool use is not supported by this server yet; send the request without 'tools'",
+            param="tools",
+            code="unsupported_parameter",
+        )
+    if req.mcp_servers:
+        raise InvalidRequestError(
+            "mcp_servers: MCP servers are not supported by this server",
+            param="mcp_servers",
+            code="unsupported_parameter",
+        )
+    choice = req.tool_choice
+    if choice is not None and not (
+        isinstance(choice, dict) and choice.get("type") in ("auto", "none")
+    ):
+        raise InvalidRequestError(
+            "tool_choice: tool use is not supported by this server yet",
+            param="tool_choice",
+            code="unsupported_parameter",
+        )
+    if unknown := req.unknown_fields():
+        logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
+
+
+def _messages(req: _Conversation) -> tuple[Message, ...]:
+    """The system prompt first, then the turns; consecutive turns of one role become one, as
+    Anthropic combines them. A last turn by the assistant would be a prefill, which this server
+    cannot continue: a 400, as Anthropic answers for models without prefill."""
+    turns: list[Message] = []
+    for i, message in enumerate(req.messages):
+        role = message.role
+        if role not in ("user", "assistant"):
+            logger.warning("messages.%d has role '%s'; treated as 'user'", i, role)
+            role = "user"
+        text = _text(message.content, f"messages.{i}.content")
+        if turns and turns[-1].role == role:
+            text = turns[-1].content + BLOCK_SEPARATOR + text
+            turns[-1] = Message(role, text)
+        else:
+            turns.append(Message(role, text))
+    if turns[-1].role == "assistant":
+        raise InvalidRequestError(
+            "messages: prefill (a last message by the assistant) is not supported by this "
+            "server; end with a user message",
+            param="messages",
+            code="prefill_not_supported",
+        )
+    system = _text(req.system, "system") if req.system is not None else ""
+    return ((Message("system", system),) if system else ()) + tuple(turns)
+
+
+def chat_request(req: MessagesRequest) -> ChatRequest:
+    """The core's chat request; tools are a 400 naming them."""
+    _refuse_unsupported(req)
+    sampling = Sampling(
+        max_tokens=req.max_tokens,
+        temperature=req.temperature,
+        top_p=req.top_p,
+        top_k=req.top_k,
+        stop=tuple(s for s in req.stop_sequences or () if s),
+    )
+    fmt = req.output_config.format if req.output_config is not None else None
+    constraint = JsonConstraint(fmt.schema_ or None) if fmt is not None else None
+    return ChatRequest(req.model, _messages(req), sampling, 1, constraint)
+
+
+def count_request(req: CountTokensRequest) -> ChatRequest:
+    """The core's chat request whose prompt is to be counted."""
+    _refuse_unsupported(req)
+    return ChatRequest(req.model, _messages(req))
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+def message_id(gen: Generation) -> str:
+    """``msg_`` and the random part of the generation's own id (one id per generation)."""
+    return "msg_" + gen.id.rpartition("-")[2]
+
+
+def stop_reason(finish: str | None, stop_sequence: str | None) -> str:
+    """Anthropic's ``stop_reason`` for a finish reason and the stop string hit, if any."""
+    if stop_sequence is not None:
+        return "stop_sequence"
+    return "max_tokens" if finish == "length" else "end_turn"
+
+
+def usage_body(usage: Usage) -> dict[str, int]:
+    """Anthropic's ``usage``: the prompt and generated token counts."""
+    return {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+
+
+def _message(gen: Generation, content: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "id": message_id(gen),
+        "type": "message",
+        "role": "assistant",
+        "model": gen.model,
+        "content": content,
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage_body(gen.usage),
+    }
+
+
+async def message_response(gen: Generation) -> dict[str, Any]:
+    """Run ``gen`` to its end: the ``message`` object."""
+    result = await gen.collect()
+    body = _message(gen, [{"type": "text", "text": result.texts[0]}])
+    stop = result.stop_sequences[0] if result.stop_sequences else None
+    body["stop_reason"] = stop_reason(result.finish_reasons[0], stop)
+    body["stop_sequence"] = stop
+    return body
+
+
+async def message_events(gen: Generation) -> AsyncIterator[dict[str, Any]]:
+    """The stream's events in Anthropic's order: ``message_start``, ``content_block_start``,
+    ``ping``, ``content_block_delta`` (``text_delta``) for each piece of text,
+    ``content_block_stop``, ``message_delta`` (stop reason, usage), ``message_stop``.
+
+    The first event waits for the first piece of generated text, so that everything that can
+    fail before it (the wait for a slot, the prompt too long) is a proper HTTP status, and the
+    ``message_start`` usage has the real input token count.
+    """
+    started = False
+    end: Delta | None = None
+    async for _, delta in gen.events():
+        if not started:
+            started = True
+            for event in _opening(gen):
+                yield event
+        if delta.finish_reason is not None:
+            end = delta
+        if delta.text:
+            yield _text_delta(delta.text)
+    if not started:
+        for event in _opening(gen):
+            yield event
+    yield {"type": "content_block_stop", "index": 0}
+    finish = end.finish_reason if end is not None else None
+    stop = end.stop_sequence if end is not None else None
+    yield {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason(finish, stop), "stop_sequence": stop},
+        "usage": usage_body(gen.usage),
+    }
+    yield {"type": "message_stop"}
+
+
+def _opening(gen: Generation) -> list[dict[str, Any]]:
+    """``message_start`` (no content, no stop reason yet), the text block's start, a ping."""
+    block = {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    return [{"type": "message_start", "message": _message(gen, [])}, block, {"type": "ping"}]
+
+
+def _text_delta(text: str) -> dict[str, Any]:
+    return {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": text},
+    }
