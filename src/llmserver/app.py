@@ -21,19 +21,24 @@ from llmserver.http.middleware.access_log import AccessLogMiddleware
 from llmserver.http.middleware.allowlist import AllowlistMiddleware
 from llmserver.http.middleware.auth import AuthMiddleware
 from llmserver.http.middleware.body_limit import BodyLimitMiddleware
+from llmserver.http.middleware.browser import BrowserRedirectMiddleware
 from llmserver.http.middleware.rate_limit import RateLimitMiddleware, RateLimits
 from llmserver.http.middleware.request_id import RequestIdMiddleware
 from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
 from llmserver.observability.metrics import Metrics
+from llmserver.observability.recent import Recent
 from llmserver.privacy import PIIMasker
 from llmserver.security.access import check_safe_start
-from llmserver.security.keys import KeyFileError, KeyStore
+from llmserver.security.keys import KeyFileError, KeyStore, static_keys
 from llmserver.surfaces.admin import status, telemetry, whoami
+from llmserver.surfaces.admin.docs import install_docs
 from llmserver.surfaces.anthropic import router as anthropic
 from llmserver.surfaces.anthropic.translate import anthropic_error
 from llmserver.surfaces.openai import router as openai
 from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
+from llmserver.surfaces.ui import pages as ui_pages
+from llmserver.surfaces.ui import router as ui
 
 logger = logging.getLogger("llmserver.app")
 
@@ -45,7 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
     Raises :class:`SettingsError` when the keys file is unreadable, or when the server would
     listen beyond loopback with no keys (see ``check_safe_start``)."""
     try:
-        keys = KeyStore(settings.data_file(settings.keys_file, "keys.json"))
+        keys = KeyStore(
+            settings.data_file(settings.keys_file, "keys.json"), static_keys(settings.api_key)
+        )
     except KeyFileError as exc:
         raise SettingsError(str(exc)) from None
     check_safe_start(settings, keys)
@@ -63,10 +70,12 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.metrics = Metrics(
             [m.id for m in settings.models], lambda: service.models(Caller.anyone())
         )
+        app.state.recent = Recent()
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
         app.state.rate_limits = rate_limits
         loading = asyncio.create_task(service.load_all())
+        app.state.loading = loading  # the server reports (or exits) when it is done
         try:
             yield
         finally:
@@ -81,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="llmserver",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs, from the package rather than a CDN
         redoc_url=None,
     )
     install_exception_handlers(app)
@@ -93,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         *((path, simple_shape) for path in simple.PATHS),
         (anthropic.PREFIX, anthropic_error),
     ]
+    install_docs(app)
     app.include_router(status.router)
     app.include_router(openai.router)
     app.include_router(openai.aliases())
@@ -100,8 +110,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(simple.router)
     app.include_router(whoami.router)
     app.include_router(anthropic.router)
+    app.include_router(ui_pages.router)
+    app.include_router(ui.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
-    #   request id -> access log -> body size (413) -> allowlist -> CORS -> auth -> rate limit
+    #   request id -> access log -> body size (413) -> allowlist -> CORS -> browser's GET / to
+    #   the page -> auth -> rate limit
     # Refusals are logged with the request id; CORS preflights and 401s carry CORS headers; the
     # rate limit runs after authentication because it counts per API key name, which
     # authentication puts in scope["state"], so a refused caller never touches a budget.
@@ -109,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         RateLimitMiddleware, limits=rate_limits, max_body_bytes=settings.max_body_bytes
     )
     app.add_middleware(AuthMiddleware, store=keys, status_requires_key=settings.status_requires_key)
+    app.add_middleware(BrowserRedirectMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

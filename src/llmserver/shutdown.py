@@ -8,11 +8,16 @@
    the models. The process exits 0.
 
 A second signal skips the rest of the grace period.
+
+Start-up ends with one ``ready: http://HOST:PORT/v1 serving a, b`` line once the preloaded models
+have loaded; if every one of them failed, the reasons are logged and the process exits 1, so a
+supervisor's restart policy sees the failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from types import FrameType
@@ -35,11 +40,49 @@ class DrainingServer(uvicorn.Server):
         self.grace_s = grace_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
+        self._report: asyncio.Future[None] | None = None
+        #: the process's exit status: 1 when every preloaded model failed to load
+        self.exit_code = 0
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Serve until a signal (remembering the loop, for the signal handler)."""
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Start listening, then report once the preloaded models have loaded (or failed)."""
+        await super().startup(sockets)
+        loading = getattr(self.app.state, "loading", None)
+        if self.started and loading is not None:
+            self._report = asyncio.ensure_future(self._report_start(loading))
+
+    async def _report_start(self, loading: asyncio.Task[None]) -> None:
+        # load_all marks failed models itself; anything it raises is in the log already
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.shield(loading)
+        if loading.cancelled() or self.should_exit:
+            return
+        handles = self.app.state.models.handles()
+        preloaded = [h for h in handles if h.config.preload]
+        failed = [h for h in preloaded if h.state == "failed"]
+        if preloaded and len(failed) == len(preloaded):
+            reasons = "; ".join(f"{h.id}: {h.error}" for h in failed)
+            logger.error("no model could be loaded, exiting: %s", reasons)
+            self.exit_code = 1
+            self.should_exit = True
+            return
+        serving = ", ".join(h.id for h in handles if h.state == "ready") or "no model yet"
+        logger.info("ready: %s/v1 serving %s", self.listen_url(), serving)
+
+    def listen_url(self) -> str:
+        """``http://HOST:PORT`` as bound (the real port when 0 was asked for)."""
+        host, port = self.config.host, self.config.port
+        for server in self.servers:
+            for sock in server.sockets:
+                port = sock.getsockname()[1]
+                break
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Signal handler. Unlike uvicorn's, it does not re-raise the signal after shutdown,
@@ -66,8 +109,9 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(app: FastAPI, host: str, port: int, log_level: str, grace_s: float) -> None:
-    """Run ``app`` until SIGTERM or Ctrl-C, then drain and stop."""
+def serve(app: FastAPI, host: str, port: int, log_level: str, grace_s: float) -> int:
+    """Run ``app`` until SIGTERM or Ctrl-C, then drain and stop; the exit status is 1 when
+    every preloaded model failed (so a supervisor's restart policy sees it), else 0."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -81,5 +125,7 @@ def serve(app: FastAPI, host: str, port: int, log_level: str, grace_s: float) ->
         proxy_headers=False,
         timeout_graceful_shutdown=ABORT_AFTER_S,
     )
-    DrainingServer(config, app, grace_s).run()
+    server = DrainingServer(config, app, grace_s)
+    server.run()
     logger.info("shutdown complete")
+    return server.exit_code

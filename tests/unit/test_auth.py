@@ -143,8 +143,18 @@ def test_open_and_status_paths(client: TestClient, keys: dict[str, Any]) -> None
     assert client.get("/health").status_code == 200
     assert client.get("/ready").status_code == 200
     _error(client.get("/"), 401, "missing_api_key")
-    _error(client.get("/docs"), 401, "missing_api_key")
     assert client.get("/", headers=_bearer(keys["user"])).status_code == 200
+
+
+def test_api_docs_open_without_a_key(client: TestClient) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui-bundle.js"):
+        assert client.get(path).status_code == 200, path
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/chat/completions"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["$ref"].endswith("/ChatCompletionRequest")
+    # only those paths: a look-alike still needs a key
+    _error(client.get("/docs-assets-extra"), 401, "missing_api_key")
+    _error(client.get("/docsx"), 401, "missing_api_key")
 
 
 def test_status_paths_open_when_configured(keys: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from collections.abc import Sequence as Inputs
 from typing import Any, ClassVar
 
@@ -35,6 +35,20 @@ logger = logging.getLogger("llmserver.backends.llamacpp")
 
 #: parallel sequences (and slots) when ``max_concurrent`` is not set
 DEFAULT_PARALLEL = 8
+
+
+def load_progress_logger(model_id: str, steps: int = 4) -> Callable[[float, Any], bool]:
+    """A llama.cpp load-progress callback that logs each quarter of the weights read."""
+    done = [-1]
+
+    def report(progress: float, _user_data: Any) -> bool:
+        step = int(progress * steps)
+        if step > done[0]:
+            done[0] = step
+            logger.info("model %s: weights %d%% loaded", model_id, 100 * step // steps)
+        return True  # False would abort the load
+
+    return report
 
 
 class LlamaCppBackend:
@@ -91,9 +105,15 @@ class LlamaCppBackend:
         llama_cpp.llama_backend_init()
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = 0x7FFFFFFF if cfg.gpu_layers == -1 else cfg.gpu_layers
+        # held in a local for the whole load: ctypes frees a callback nobody references
+        progress = llama_cpp.llama_progress_callback(load_progress_logger(cfg.id))
+        mparams.progress_callback = progress
         try:
+            # verbose=True only stops llama-cpp-python from pointing stdout and stderr at
+            # /dev/null during the load (which would swallow the progress lines); llama.cpp's
+            # own messages stay off through set_verbose(False) above
             self._model = _internals.LlamaModel(
-                path_model=str(cfg.path), params=mparams, verbose=False
+                path_model=str(cfg.path), params=mparams, verbose=True
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc

@@ -93,15 +93,15 @@ class ModelConfig(BaseModel):
     mask_pii: bool = Field(
         False, description="Mask personal data in prompts to this model on every endpoint."
     )
-    chat_template: str | None = Field(
-        None,
-        description="Jinja chat template used instead of the model's own: a file (relative to "
-        "the config file) or the template text; None: the model's.",
-    )
     chat_prompt_format: ChatPromptFormat | None = Field(
         None,
         description="How `/chat` makes this model's prompt: `template`, `wrap` or a format "
         "string with `{prompt}`; None: the server's `chat_prompt_format`.",
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template used instead of the model's own: a file (relative to "
+        "the config file) or the template text; None: the model's (an upstream applies its own).",
     )
     # model management
     preload: bool = Field(True, description="Load this model at start-up.")
@@ -155,6 +155,10 @@ class LlamaCppConfig(ModelConfig):
     @classmethod
     def _file_exists(cls, path: Path) -> Path:
         path = path.expanduser()
+        if path.is_dir():
+            ggufs = sorted(p.name for p in path.glob("*.gguf"))
+            inside = f"; it holds {', '.join(ggufs[:5])}" if ggufs else "; it holds no .gguf file"
+            raise ValueError(f"{path} is a directory, not a .gguf file{inside}")
         if not path.is_file():
             raise ValueError(f"model file not found: {path}")
         return path

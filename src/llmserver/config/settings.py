@@ -6,14 +6,15 @@ Every field carries a description, which feeds ``--help`` and the README table.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import ipaddress
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AliasChoices,
     Field,
@@ -30,11 +31,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from llmserver.config.config_file import did_you_mean, read_config_file
+from llmserver.config.errors import SettingsError as SettingsError
 from llmserver.config.model_configs import (
     ChatPromptFormat,
     FakeConfig,
     LlamaCppConfig,
     ModelConfig,
+    SamplingDefaults,
     SentenceTransformersConfig,
     choose_backend,
 )
@@ -55,8 +59,10 @@ def _split_commas(value: Any) -> Any:
     return value
 
 
-class SettingsError(Exception):
-    """Start-up configuration is invalid; the message names the key or the path."""
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/llmserver``, else ``~/.local/share/llmserver`` (the XDG default)."""
+    base = os.environ.get("XDG_DATA_HOME") or "~/.local/share"
+    return Path(base) / "llmserver"
 
 
 def default_model_path() -> Path | None:
@@ -86,11 +92,13 @@ def _validate_model(index: int, raw: Any) -> ModelConfig:
             name = choose_backend(raw)
         if not isinstance(name, str):
             raise ValueError("'backend' must be a backend name (for example: llamacpp)")
-        return config_type(name).model_validate({**raw, "backend": name})
-    except ValidationError as exc:
-        raise SettingsError(_format_error(exc, where)) from None
+        config = config_type(name)
     except ValueError as exc:
         raise SettingsError(f"invalid configuration:\n  {where}.backend: {exc}") from None
+    try:
+        return config.model_validate({**raw, "backend": name})
+    except ValidationError as exc:
+        raise SettingsError(_format_error(exc, where, list(config.model_fields))) from None
 
 
 class _YamlFileSource(PydanticBaseSettingsSource):
@@ -104,21 +112,6 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         if not path:
             return {}
         return read_config_file(Path(path))
-
-
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML config file into a mapping of settings."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise SettingsError(f"config file not found: {path}") from exc
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise SettingsError(f"config file {path} must contain a mapping of settings")
-    return data
 
 
 class Settings(BaseSettings):
@@ -155,7 +148,9 @@ class Settings(BaseSettings):
         None, description="Also log to a file here, rotated daily and kept 30 days; None: off."
     )
     data_dir: Path = Field(
-        Path("~/.local/share/llmserver"), description="Directory for the server's own data files."
+        default_factory=default_data_dir,
+        description="Directory for the server's own data files (keys, usage); default: "
+        "`$XDG_DATA_HOME/llmserver`, else `~/.local/share/llmserver`.",
     )
     usage_db: Path | None = Field(
         None, description="SQLite file of token usage per key; None: usage.sqlite3 in data_dir."
@@ -172,6 +167,13 @@ class Settings(BaseSettings):
         None,
         description="API keys file (hashes only), managed by `llmserver keys`; None: "
         "keys.json in data_dir.",
+    )
+    api_key: CommaList = Field(
+        default_factory=list,
+        repr=False,
+        description="API keys accepted beside the keys file, comma-separated (as vLLM's and "
+        "llama-server's --api-key); kept only as SHA-256 hashes; each may use every model and "
+        "the admin endpoints.",
     )
     insecure_no_auth: bool = Field(
         False,
@@ -346,6 +348,7 @@ class Settings(BaseSettings):
     )
 
     _lists = field_validator(
+        "api_key",
         "allowed_ips",
         "trusted_proxies",
         "cors_origins",
@@ -353,6 +356,13 @@ class Settings(BaseSettings):
         "cors_headers",
         mode="before",
     )(_split_commas)
+
+    @field_validator("api_key")
+    @classmethod
+    def _hash_keys(cls, value: list[str]) -> list[str]:
+        # the key text is dropped here: the settings keep (and the server compares) hashes
+        # only, the same SHA-256 as security.keys.hash_key (a layer above, so not imported)
+        return [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in value]
 
     @field_validator("allowed_ips", "trusted_proxies")
     @classmethod
@@ -397,16 +407,32 @@ class Settings(BaseSettings):
         return init_settings, env_settings, _YamlFileSource(settings_cls)
 
 
-def _format_error(exc: ValidationError, where: str = "") -> str:
+def _format_error(exc: ValidationError, where: str = "", known: list[str] | None = None) -> str:
+    """One line per error, naming the key; an unknown key gets a "did you mean" suggestion
+    from ``known`` (the fields of the model being validated; the settings' own by default)."""
     lines = []
     for err in exc.errors():
         loc = where
-        for part in err["loc"]:
-            if isinstance(part, str) and ("[" in part or part.startswith("function")):
-                continue
+        parts = [
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and ("[" in p or p.startswith("function")))
+        ]
+        for part in parts:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        lines.append(f"{loc or 'settings'}: {err['msg']}")
+        message = err["msg"]
+        if err["type"] == "extra_forbidden" and parts:
+            message = "unknown key" + _did_you_mean(str(parts[-1]), parts[:-1], known)
+        lines.append(f"{loc or 'settings'}: {message}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _did_you_mean(key: str, parents: list[Any], known: list[str] | None) -> str:
+    if parents and parents[-1] == "defaults":
+        return did_you_mean(key, list(SamplingDefaults.model_fields))
+    if parents:
+        return ""
+    return did_you_mean(key, known if known is not None else list(Settings.model_fields))
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:

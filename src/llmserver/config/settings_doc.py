@@ -34,7 +34,7 @@ def _default(field: Any) -> str:
         return "required"
     if field.default_factory in (list, dict):
         return "`[]`" if field.default_factory is list else "`{}`"
-    return "see below"
+    return "see description"
 
 
 def _table(model: type[BaseModel], env_prefix: str | None, skip: set[str]) -> list[str]:

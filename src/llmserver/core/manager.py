@@ -10,6 +10,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from llmserver.backends import registry
@@ -265,6 +266,7 @@ class ModelManager:
     async def _load(self, handle: ModelHandle) -> None:
         handle.state = "loading"
         handle.error = None
+        logger.info("loading model %s: %s", handle.id, describe_source(handle.config))
         started = time.perf_counter()
         try:
             await handle.backend.start()
@@ -324,6 +326,31 @@ class ModelManager:
         for handle in self._handles.values():
             await self._close(handle)
             handle.state = "unloaded"
+
+
+def describe_source(config: ModelConfig) -> str:
+    """Backend, file or URL and size of a model, for the line logged before it loads."""
+    parts = [f"backend {config.backend}"]
+    source = getattr(config, "path", None) or getattr(config, "url", None)
+    if isinstance(source, list):
+        parts.append(", ".join(source))
+    elif source is not None:
+        parts.append(str(source))
+        size = _size_on_disk(Path(str(source)))
+        if size is not None:
+            parts.append(f"{size / 1e6:.1f} MB")
+    return ", ".join(parts)
+
+
+def _size_on_disk(path: Path) -> int | None:
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    except OSError:
+        pass
+    return None
 
 
 def _release_memory() -> None:

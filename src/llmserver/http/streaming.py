@@ -66,6 +66,15 @@ class Framing:
 OPENAI_SSE = Framing("text/event-stream", frame, DONE, KEEPALIVE, openai_error)
 
 
+def named_events(event: str) -> Framing:
+    """Server-sent events of one type (``event: <event>`` before each ``data:`` line), comment
+    keep-alives, no end marker: for streams that run until the client leaves."""
+    head = f"event: {event}\n".encode()
+    return Framing(
+        "text/event-stream", lambda chunk: head + frame(chunk), b"", KEEPALIVE, openai_error
+    )
+
+
 class EventStream:
     """Relays a chunk iterator as a stream. Await :meth:`start` before sending headers, so an
     error before the first chunk still becomes a proper HTTP status."""

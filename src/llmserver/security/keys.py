@@ -123,12 +123,20 @@ def revoke_key(path: Path, name: str) -> None:
     raise KeyFileError(f"no key named '{name}' in {path.expanduser()}")
 
 
-class KeyStore:
-    """The keys a running server accepts, re-read when the file changes."""
+def static_keys(hashes: list[str]) -> list[ApiKey]:
+    """Keys given as ``--api-key`` / ``LLMSERVER_API_KEY`` (already hashed by the settings):
+    named ``api-key-1``, ``api-key-2``, ... in logs; every model, admin, like vLLM's key."""
+    return [ApiKey(name=f"api-key-{i}", hash=h, admin=True) for i, h in enumerate(hashes, 1)]
 
-    def __init__(self, path: Path) -> None:
+
+class KeyStore:
+    """The keys a running server accepts: the keys file's, re-read when the file changes, and
+    any static ones from the settings."""
+
+    def __init__(self, path: Path, static: list[ApiKey] | None = None) -> None:
         self.path = path.expanduser()
-        self._keys = read_keys(self.path)
+        self._static = list(static or [])
+        self._keys = read_keys(self.path) + self._static
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
 
@@ -148,7 +156,7 @@ class KeyStore:
         if stamp != self._stamp:
             # a broken file keeps the keys we had rather than opening the server
             with contextlib.suppress(KeyFileError):
-                self._keys = read_keys(self.path)
+                self._keys = read_keys(self.path) + self._static
                 self._stamp = stamp
 
     @property

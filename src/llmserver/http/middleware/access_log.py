@@ -14,6 +14,7 @@ from llmserver.http.errors import error_response
 from llmserver.observability.accounting import UsageRecorder
 from llmserver.observability.logs import AccessRecord, request_id_var
 from llmserver.observability.metrics import OTHER, Metrics
+from llmserver.observability.recent import Recent
 
 logger = logging.getLogger("llmserver.access")
 errors_logger = logging.getLogger("llmserver.errors")
@@ -68,6 +69,9 @@ class AccessLogMiddleware:
             return
         record = AccessRecord(request_id=request_id_var.get())
         scope.setdefault("state", {})["access"] = record
+        recent: Recent | None = getattr(getattr(scope.get("app"), "state", None), "recent", None)
+        if recent is not None:
+            recent.begin(record)
         started = time.perf_counter()
         status = 0
 
@@ -97,10 +101,13 @@ class AccessLogMiddleware:
         # the app's metrics and usage recorder, created in its lifespan
         state = getattr(scope.get("app"), "state", None)
         metrics: Metrics | None = getattr(state, "metrics", None)
+        # the route template, set by routing; never the raw path
+        endpoint = getattr(scope.get("route"), "path", None) or OTHER
         if metrics is not None:
-            # the route template, set by routing; never the raw path
-            endpoint = getattr(scope.get("route"), "path", None) or OTHER
             metrics.observe(record, endpoint, status, latency_s)
+        recent: Recent | None = getattr(state, "recent", None)
+        if recent is not None:
+            recent.finish(record, scope["method"], scope["path"], endpoint, status, latency_s)
         recorder: UsageRecorder | None = getattr(state, "usage", None)
         usage = record.usage
         if (

@@ -18,8 +18,13 @@ from llmserver.security.keys import ApiKey, KeyStore
 
 logger = logging.getLogger("llmserver.auth")
 
-#: always open: process liveness and model readiness probes
-OPEN_PATHS = frozenset({"/health", "/ready"})
+#: always open: process liveness and model readiness probes, the API's description, and the
+#: web page's files (which hold no data: the page asks for a key before it calls the keyed API)
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/ui"}
+)
+#: always open: the documentation pages' JavaScript and CSS, and the web page's files
+OPEN_PREFIXES = ("/docs-assets/", "/ui/")
 #: open when ``status_requires_key`` is off
 STATUS_PATHS = frozenset({"/", "/metrics"})
 _QUERY_KEY_NAMES = frozenset({"api_key", "api-key", "apikey", "key", "token", "access_token"})
@@ -37,7 +42,7 @@ class AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or not self.store.configured:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in self.open_paths:
+        if scope["path"] in self.open_paths or scope["path"].startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         try:

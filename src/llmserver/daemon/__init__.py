@@ -1,0 +1,1 @@
+"""Running llmserver as a service: systemd units, launchd plists, ``llmserver service``."""
