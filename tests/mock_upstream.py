@@ -153,3 +153,44 @@ def reporting(usage: Any) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", answer)
     return app
+
+
+def tool_calling() -> web.Application:
+    """Answers every chat with one streamed tool call, in OpenAI's pieces; records bodies."""
+    pieces = [
+        {"role": "assistant", "content": None},
+        {
+            "tool_calls": [
+                {
+                    "index": 0,
+                    "id": "call_up1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""},
+                }
+            ]
+        },
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]},
+    ]
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        request.app[REQUESTS].append({"body": orjson.loads(await request.read())})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for delta in pieces:
+            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
+        usage = {"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 9}}
+        for chunk in (end, usage):
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", answer)
+    return app

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from llmserver.config.model_configs import ModelConfig
 from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +35,29 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    #: report each token's log probability and this many alternatives (None: no logprobs)
+    logprobs: int | None = None
+    #: render special tokens as their text (native tool-call markup), not as nothing
+    special_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class JsonConstraint:
-    """Constrain output to JSON: any object when ``schema`` is None, else that JSON schema."""
+    """Constrain output to JSON: any object when ``schema`` is None, else that JSON schema.
+
+    ``param`` names the request field a schema the engine cannot use came from (the 400).
+    """
 
     schema: dict[str, Any] | None = None
+    param: str = "response_format.json_schema.schema"
+    #: a lazy constraint (tool calls in ``auto`` mode): the output is free until one of these
+    #: regular expressions matches it; from the match on it is ``before``, JSON matching
+    #: ``schema`` and ``after``, again and again when ``repeat``. Engines without lazy grammars
+    #: ignore it (it only helps a call parse).
+    triggers: tuple[str, ...] = ()
+    before: str = ""
+    after: str = ""
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +65,8 @@ class GenerationRequest:
     """One generation: the tokenized prompt and how to sample.
 
     A backend without a tokenizer (upstream) gets the text instead: ``messages`` for a chat
-    (``prompt`` is then empty) or ``prompt`` for a completion, and no ``prompt_tokens``.
+    (``prompt`` is then empty) or ``prompt`` for a completion, and no ``prompt_tokens``; with
+    ``tools`` and ``tool_choice`` in OpenAI's form (an OpenAI-speaking engine passes them on).
     """
 
     request_id: str
@@ -57,7 +74,38 @@ class GenerationRequest:
     prompt_tokens: Sequence[int]
     params: SamplingParams
     constraint: JsonConstraint | None = None
-    messages: Sequence[Mapping[str, str]] | None = None
+    messages: Sequence[Mapping[str, Any]] | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of one tool call: ``id`` and ``name`` come in its first piece, then arguments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One candidate token and its log probability."""
+
+    token: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """A generated token's log probability and the ``top`` most likely tokens at its step."""
+
+    token: str
+    bytes: bytes
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
 
 
 @dataclass(slots=True)
@@ -74,6 +122,10 @@ class Delta:
     tokens: int = 1
     finish_reason: FinishReason | None = None
     prompt_tokens: int | None = None
+    #: tool calls the engine itself reports (upstream) or the core parsed out of the text
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    #: the log probabilities of the tokens this delta accounts for (when asked for)
+    logprobs: tuple[TokenLogprob, ...] = ()
     stop_sequence: str | None = None
 
 

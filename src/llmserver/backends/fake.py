@@ -100,7 +100,7 @@ class FakeBackend:
         return [zlib.crc32(tok.encode()) & 0xFFFF for tok in split_tokens(text)]
 
     def _reply(self, request: GenerationRequest) -> list[str]:
-        if request.constraint is not None:
+        if request.constraint is not None and not request.constraint.triggers:
             return split_tokens(json.dumps({"answer": "fake", "words": WORDS[:3]}))
         if self.config.reply is not None:
             return split_tokens(self.config.reply)

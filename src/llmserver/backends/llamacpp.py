@@ -56,6 +56,8 @@ class LlamaCppBackend:
 
     config_type: ClassVar[type[ModelConfig]] = LlamaCppConfig
     max_parallel: ClassVar[int] = DEFAULT_PARALLEL
+    #: reports token log probabilities (``logprobs``)
+    logprobs: ClassVar[bool] = True
 
     def __init__(self, config: LlamaCppConfig) -> None:
         self.config = config

@@ -31,6 +31,7 @@ from llmserver.backends.base import (
     StopMatcher,
     engine_failure,
 )
+from llmserver.backends.llamacpp_logprobs import token_logprob
 from llmserver.backends.llamacpp_sampling import free_sampler
 from llmserver.errors import EngineError
 
@@ -225,6 +226,20 @@ class BatchEngine:
                 seq.on_logits(seq.name, seq.generated, self._logits(index))
             token = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
             self._accept(seq, token)
+            if seq.params.logprobs is not None:
+                self._add_logprob(seq, index, token)
+
+    def _add_logprob(self, seq: Sequence, index: int, token: int) -> None:
+        """Put the sampled token's log probability on the delta ``_accept`` just queued."""
+        if self._lib.llama_vocab_is_eog(self.vocab, token) and not seq.params.ignore_eos:
+            return  # the end of the reply is no token of it (OpenAI lists none)
+        special = seq.params.special_text
+        top = seq.params.logprobs or 0
+        logprob = token_logprob(self._logits(index), token, top, lambda t: self._piece(t, special))
+        for item_seq, item in reversed(self._outbox):
+            if item_seq is seq and isinstance(item, Delta):
+                item.logprobs = (*item.logprobs, logprob)
+                return
 
     def _logits(self, index: int) -> Any:
         import numpy as np
@@ -240,7 +255,8 @@ class BatchEngine:
         if eog and not params.ignore_eos:
             self._end(seq, "", 0, "stop")
             return
-        text, stopped = seq.stops.feed(seq.decoder.decode(b"" if eog else self._piece(token)))
+        piece = b"" if eog else self._piece(token, params.special_text)
+        text, stopped = seq.stops.feed(seq.decoder.decode(piece))
         if stopped:
             self._outbox.append((seq, Delta(text, 1, "stop", stop_sequence=seq.stops.matched)))
             self._finish(seq, None)
@@ -256,12 +272,12 @@ class BatchEngine:
         self._outbox.append((seq, Delta(text, tokens, reason, stop_sequence=seq.stops.matched)))
         self._finish(seq, None)
 
-    def _piece(self, token: int) -> bytes:
+    def _piece(self, token: int, special: bool = False) -> bytes:
         buf = self._piece_buf
-        n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+            n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
     def _finish(self, seq: Sequence, error: Exception | None) -> None:

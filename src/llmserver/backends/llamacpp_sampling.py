@@ -7,7 +7,9 @@ concurrent sequences never share random state, penalties or a grammar. The chain
 
 from __future__ import annotations
 
+import ctypes
 import json
+import re
 from typing import Any
 
 from llmserver.backends.base import JsonConstraint, SamplingParams
@@ -15,6 +17,8 @@ from llmserver.errors import InvalidRequestError
 
 #: tokens the repetition penalties look back over (llama-cpp-python's default)
 PENALTY_LAST_N = 64
+#: integer ranges up to this many values become an enum, which the grammar can enforce
+MAX_ENUM_RANGE = 256
 
 
 def build_sampler(vocab: Any, n_vocab: int, params: SamplingParams, grammar: Any) -> Any:
@@ -62,20 +66,83 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     import llama_cpp
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-    param = "response_format.json_schema.schema"
+    param = constraint.param
     try:
         if constraint.schema is None:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         else:
-            grammar = LlamaGrammar.from_json_schema(json.dumps(constraint.schema), verbose=False)
+            schema = json.dumps(with_integer_ranges(constraint.schema))
+            grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
     except Exception as exc:
         raise InvalidRequestError(f"unsupported JSON schema: {exc}", param=param) from exc
-    sampler = llama_cpp.llama_sampler_init_grammar(
-        vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-    )
+    if constraint.triggers:
+        sampler = _lazy(vocab, grammar._grammar, constraint)
+    else:
+        sampler = llama_cpp.llama_sampler_init_grammar(
+            vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
     if not sampler:
         raise InvalidRequestError("unsupported JSON schema: grammar did not compile", param=param)
     return sampler
+
+
+def with_integer_ranges(schema: Any) -> Any:
+    """``schema`` with small integer ranges as enums.
+
+    llama-cpp-python's schema converter ignores ``minimum`` / ``maximum``; a range of at most
+    :data:`MAX_ENUM_RANGE` values written as an enum is enforced all the same.
+    """
+    if isinstance(schema, list):
+        return [with_integer_ranges(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: with_integer_ranges(value) for key, value in schema.items()}
+    if out.get("type") == "integer" and "enum" not in out:
+        low = _bound(out, "minimum", "exclusiveMinimum", 1)
+        high = _bound(out, "maximum", "exclusiveMaximum", -1)
+        if low is not None and high is not None and 0 <= high - low < MAX_ENUM_RANGE:
+            drop = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+            out = {k: v for k, v in out.items() if k not in drop}
+            out["enum"] = list(range(low, high + 1))
+    return out
+
+
+def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> int | None:
+    import math
+
+    if isinstance(value := schema.get(exclusive), int | float) and not isinstance(value, bool):
+        return math.floor(value) + 1 if step > 0 else math.ceil(value) - 1
+    if isinstance(value := schema.get(inclusive), int | float) and not isinstance(value, bool):
+        return math.ceil(value) if step > 0 else math.floor(value)
+    return None
+
+
+def lazy_gbnf(json_gbnf: str, constraint: JsonConstraint) -> str:
+    """The grammar of a lazy constraint: ``before`` JSON ``after``, repeated if asked."""
+    body = re.sub(r"^root ::=", "lazy-json ::=", json_gbnf, count=1, flags=re.MULTILINE)
+    parts = [json.dumps(constraint.before)] if constraint.before else []
+    parts += ["lazy-ws", "lazy-json", "lazy-ws"]
+    parts += [json.dumps(constraint.after)] if constraint.after else []
+    item = " ".join(parts)
+    root = "lazy-item (lazy-ws lazy-item)*" if constraint.repeat else "lazy-item"
+    rules = f"root ::= {root}\nlazy-item ::= {item}\nlazy-ws ::= [ \\t\\n]{{0,4}}\n"
+    return rules + body
+
+
+def _lazy(vocab: Any, json_gbnf: str, constraint: JsonConstraint) -> Any:
+    import llama_cpp
+
+    patterns = [p.encode("utf-8") for p in constraint.triggers]
+    array = (ctypes.c_char_p * len(patterns))(*patterns)
+    return llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+        vocab,
+        lazy_gbnf(json_gbnf, constraint).encode("utf-8"),
+        b"root",
+        array,
+        len(patterns),
+        None,
+        0,
+    )
 
 
 def free_sampler(sampler: Any) -> None:

@@ -171,12 +171,17 @@ class TransformersBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run ``model.generate`` on the worker thread and relay its deltas."""
-        if request.constraint is not None:
+        if request.constraint is not None and not request.constraint.triggers:
             # no grammar engine here: refuse rather than return text that may not parse
+            tools = request.constraint.param.startswith("tools")
             raise InvalidRequestError(
-                "response_format json_object / json_schema is not supported by the "
-                "transformers backend; use a llamacpp or vllm model",
-                param="response_format",
+                (
+                    "tool_choice required or a named function"
+                    if tools
+                    else "response_format json_object / json_schema"
+                )
+                + " is not supported by the transformers backend; use a llamacpp or vllm model",
+                param="tool_choice" if tools else "response_format",
             )
         if self._model is None:
             raise EngineError("model is not loaded")

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from llmserver.backends.base import Delta, FinishReason, GenerationRequest
+from llmserver.backends.base import Delta, FinishReason, GenerationRequest, ToolCallDelta
 from llmserver.backends.replicas import Replica, ReplicaSet
 from llmserver.backends.usage_check import credible_usage
 from llmserver.config.model_configs import ModelConfig, UpstreamConfig
@@ -165,7 +165,11 @@ class UpstreamBackend:
             body["repeat_penalty"] = params.repeat_penalty
         if params.ignore_eos:
             body["ignore_eos"] = True
-        if request.constraint is not None:
+        if request.tools:
+            body["tools"] = list(request.tools)
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
+        if request.constraint is not None and not request.constraint.triggers:
             schema = request.constraint.schema
             body["response_format"] = (
                 {"type": "json_object"}
@@ -286,13 +290,23 @@ async def _deltas(
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict):
                     raise UpstreamError("upstream sent a choice that is not an object")
-                text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-                if isinstance(text, str) and text:
+                delta = (choice.get("delta") or {}) if chat else {}
+                text = delta.get("content") if chat else choice.get("text")
+                calls = _tool_call_deltas(delta.get("tool_calls"))
+                if (isinstance(text, str) and text) or calls:
+                    text = text if isinstance(text, str) else ""
                     chunks += 1
-                    text_bytes += len(text.encode("utf-8", "surrogatepass"))
-                    yield Delta(text, 0)
+                    pieces = [text, *(c.arguments + (c.name or "") for c in calls)]
+                    text_bytes += sum(len(p.encode("utf-8", "surrogatepass")) for p in pieces)
+                    yield Delta(text, 0, tool_calls=calls)
                 if reason := choice.get("finish_reason"):
-                    finish = "length" if reason == "length" else "stop"
+                    finish = (
+                        "length"
+                        if reason == "length"
+                        else "tool_calls"
+                        if reason == "tool_calls"
+                        else "stop"
+                    )
                     # vLLM's servers name the stop string they hit; OpenAI's API does not
                     hit = choice.get("stop_reason")
                     stop = hit if isinstance(hit, str) and finish == "stop" else None
@@ -303,6 +317,29 @@ async def _deltas(
     yield Delta(
         "", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens, stop_sequence=stop
     )
+
+
+def _tool_call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:
+    """An upstream's streamed ``delta.tool_calls`` pieces, relayed as they are."""
+    if not isinstance(value, list):
+        return ()
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("index"), int):
+            raise UpstreamError("upstream sent a tool call without an index")
+        function = item.get("function")
+        if not isinstance(function, dict):
+            function = {}
+        name, arguments = function.get("name"), function.get("arguments")
+        out.append(
+            ToolCallDelta(
+                item["index"],
+                item["id"] if isinstance(item.get("id"), str) else None,
+                name if isinstance(name, str) else None,
+                arguments if isinstance(arguments, str) else "",
+            )
+        )
+    return tuple(out)
 
 
 async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:

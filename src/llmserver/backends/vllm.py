@@ -154,7 +154,8 @@ class VllmBackend:
         from vllm import SamplingParams as VllmSamplingParams
 
         kwargs = sampling_kwargs(request.params)
-        if request.constraint is not None:
+        if request.constraint is not None and not request.constraint.triggers:
+            # a lazy constraint (tool calls in auto mode) needs a lazy grammar: left out
             name, value = structured_output(request.constraint)
             kwargs[name] = value
         try:

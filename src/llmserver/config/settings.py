@@ -311,6 +311,10 @@ class Settings(BaseSettings):
     max_prompts: int = Field(
         16, ge=1, description="Largest number of prompts in one /v1/completions prompt list."
     )
+    max_tools: int = Field(64, ge=1, description="Largest number of tools in one chat request.")
+    max_tool_schema_bytes: int = Field(
+        16_384, ge=2, description="Largest JSON size of one tool's parameters schema, in bytes."
+    )
     max_body_bytes: int = Field(
         1_048_576, ge=1, description="Largest request body in bytes; larger ones get 413."
     )

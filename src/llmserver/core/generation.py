@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from llmserver.backends.base import Delta, GenerationRequest
+from llmserver.backends.base import Delta, GenerationRequest, TokenLogprob, ToolCallDelta
+from llmserver.core.requests import ToolCall
 from llmserver.core.scheduling import Deadline
 from llmserver.core.usage import Timing, Usage
 
 if TYPE_CHECKING:
     from llmserver.core.manager import ModelHandle
+    from llmserver.core.tools.stream import ForcedCalls, ToolStream
     from llmserver.security.pii import OutputMasker
 
 Event = tuple[int, Delta]
@@ -29,12 +31,25 @@ async def _nothing() -> None:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """A generation run to its end: each choice's text, finish reason and the stop string it
-    ended on (None when it did not end on one, or the engine does not say)."""
+    """A generation run to its end: each choice's text, finish reason, the stop string it
+    ended on (None when it did not end on one, or the engine does not say), its tool calls and
+    its tokens' logprobs."""
 
     texts: list[str]
     finish_reasons: list[str | None]
     stop_sequences: list[str | None] = field(default_factory=list)
+    tool_calls: list[list[ToolCall]] = field(default_factory=list)
+    logprobs: list[list[TokenLogprob]] = field(default_factory=list)
+
+
+def add_call_delta(calls: list[ToolCall], piece: ToolCallDelta) -> None:
+    """Fold one streamed tool-call piece into the calls so far."""
+    while piece.index >= len(calls):
+        calls.append(ToolCall("", "", ""))
+    call = calls[piece.index]
+    calls[piece.index] = ToolCall(
+        call.id or piece.id or "", call.name or piece.name or "", call.arguments + piece.arguments
+    )
 
 
 @dataclass
@@ -60,6 +75,8 @@ class Generation:
     ensure_loaded: Callable[[], Awaitable[None]] = _nothing
     #: masks personal data in the generated text, stream-safe (``mask_output``)
     output: OutputMasker | None = None
+    #: a fresh tool-call parser for each choice (None: replies are plain content)
+    tool_parser: Callable[[], ToolStream | ForcedCalls | None] | None = None
 
     @property
     def model(self) -> str:
@@ -85,8 +102,11 @@ class Generation:
             requests = self.build()
             first_of_prompt = self._count_prompts(requests)
             for index, req in enumerate(requests):
+                parser = self.tool_parser() if self.tool_parser is not None else None
                 async for delta in deadline.bound(self.handle.backend.generate(req)):
                     self._account(index in first_of_prompt, delta)
+                    if parser is not None:
+                        delta = _parsed(parser, delta)
                     if self.output is not None:
                         delta = self._masked(index, delta)
                     yield index, delta
@@ -123,9 +143,29 @@ class Generation:
         texts = [""] * self.n_choices
         reasons: list[str | None] = [None] * self.n_choices
         stops: list[str | None] = [None] * self.n_choices
+        calls: list[list[ToolCall]] = [[] for _ in range(self.n_choices)]
+        logprobs: list[list[TokenLogprob]] = [[] for _ in range(self.n_choices)]
         async for index, delta in self.events():
             texts[index] += delta.text
+            for piece in delta.tool_calls:
+                add_call_delta(calls[index], piece)
+            logprobs[index] += delta.logprobs
             if delta.finish_reason is not None:
                 reasons[index] = delta.finish_reason
                 stops[index] = delta.stop_sequence
-        return Result(texts, reasons, stops)
+        return Result(texts, reasons, stops, calls, logprobs)
+
+
+def _parsed(parser: ToolStream | ForcedCalls, delta: Delta) -> Delta:
+    """A delta with its text split into content and tool calls; the last one says
+    ``tool_calls`` when the reply ended by itself after making calls."""
+    text, calls = parser.feed(delta.text)
+    reason = delta.finish_reason
+    if reason is not None:
+        tail, more = parser.finish()
+        text, calls = text + tail, calls + more
+        if reason == "stop" and parser.called:
+            reason = "tool_calls"
+    return dataclasses.replace(
+        delta, text=text, tool_calls=(*delta.tool_calls, *calls), finish_reason=reason
+    )

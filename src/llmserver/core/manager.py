@@ -276,6 +276,12 @@ class ModelManager:
                 fmt = handle.prompt_format
                 source = handle.config.chat_template or fmt.chat_template  # config wins
                 handle.template = ChatTemplate(source, fmt.bos_token, fmt.eos_token)
+                if handle.template.fallback:
+                    logger.warning(
+                        "model %s has no chat template: using ChatML; set chat_template in "
+                        "its config if the model expects another format",
+                        handle.id,
+                    )
             await self._warm_up(handle)
         except (ModelLoadError, TemplateLoadError, UnsafeTemplateError) as exc:
             self._failed(handle, str(exc))

@@ -7,8 +7,9 @@ the model: its context length, its abilities, the caller's permissions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from llmserver.backends.base import JsonConstraint
 
@@ -31,15 +32,55 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    #: each token's log probability and this many alternatives; None: no logprobs
+    logprobs: int | None = None
+    #: special tokens (tool-call markup) come out as their text instead of nothing
+    special_text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call the assistant made: ``arguments`` is the JSON text of the arguments object."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """A function the model may call; ``parameters`` is its arguments' JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+
+ToolMode = Literal["none", "auto", "required", "function"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    """Whether the model may, must or must not call tools; ``function`` names the one it must."""
+
+    mode: ToolMode = "auto"
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat turn as plain text (``developer`` is already ``system``)."""
+    """One chat turn as plain text (``developer`` is already ``system``).
+
+    An assistant turn may carry ``tool_calls``; a ``tool`` turn answers the call
+    ``tool_call_id``.
+    """
 
     role: str
     content: str
     name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +88,10 @@ class ChatRequest:
     """A reply to a conversation, rendered with the model's chat template.
 
     ``mask_input`` asks for the messages to be masked even when neither the model nor the key
-    wants it (a surface may ask for more privacy, never for less). ``use_prompt_format`` renders
+    wants it (a surface may ask for more privacy, never for less). ``tools`` are rendered by
+    the model's template; ``tool_choice`` decides whether a call is parsed (``auto``) or
+    forced by a grammar (``required``, ``function``). ``template_kwargs`` are extra template
+    variables. ``use_prompt_format`` renders
     with the configured ``chat_prompt_format`` (the model's, else the server's) instead of always
     the chat template: a format string then takes the last message's content as ``{prompt}``
     and its result is the whole prompt (the simple ``/chat``).
@@ -59,6 +103,11 @@ class ChatRequest:
     n: int = 1
     constraint: JsonConstraint | None = None
     mask_input: bool = False
+    tools: tuple[Tool, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel_tool_calls: bool = True
+    documents: tuple[Mapping[str, Any], ...] = ()
+    template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     use_prompt_format: bool = False
 
 

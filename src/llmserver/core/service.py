@@ -8,10 +8,11 @@ requests into :mod:`llmserver.core.requests` types and never reach a backend the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from llmserver.backends.base import (
     GenerationRequest,
@@ -26,6 +27,7 @@ from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.generation import Generation
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
+from llmserver.core.tools import plan as tools
 from llmserver.core.views import ModelView, Readiness, readiness
 from llmserver.errors import (
     ContextLengthError,
@@ -60,6 +62,8 @@ def sampling_params(
         seed=seed,
         stop=sampling.stop,
         ignore_eos=sampling.ignore_eos,
+        logprobs=sampling.logprobs,
+        special_text=sampling.special_text,
     )
 
 
@@ -79,7 +83,8 @@ def _choices(
     defaults: SamplingDefaults,
     max_tokens: int,
     constraint: JsonConstraint | None,
-    messages: list[dict[str, str]] | None,
+    messages: list[dict[str, Any]] | None,
+    upstream_tools: tuple[list[dict[str, Any]], Any] = ([], None),
 ) -> list[GenerationRequest]:
     """One generation per choice (``n``); choice ``i`` samples with ``seed + i``."""
     out = []
@@ -87,7 +92,15 @@ def _choices(
         seed = None if sampling.seed is None else sampling.seed + i
         params = sampling_params(sampling, defaults, max_tokens, seed)
         out.append(
-            GenerationRequest(uuid.uuid4().hex[:12], prompt, tokens, params, constraint, messages)
+            GenerationRequest(
+                uuid.uuid4().hex[:12],
+                prompt,
+                tokens,
+                params,
+                constraint,
+                messages,
+                *upstream_tools,
+            )
         )
     return out
 
@@ -122,7 +135,7 @@ class Service:
         """The messages as the model gets them: masked where the model, key or surface asks."""
         messages = list(req.messages)
         if self._masks(caller, handle, req.mask_input):
-            messages = [Message(m.role, self.mask(m.content), m.name) for m in messages]
+            messages = [dataclasses.replace(m, content=self.mask(m.content)) for m in messages]
         return messages
 
     def mask(self, text: str) -> str:
@@ -138,11 +151,21 @@ class Service:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("request text: %s", self._masker.excerpt(text))
 
-    def _ready(self, caller: Caller, name: str | None, n: int) -> ModelHandle:
+    def _ready(
+        self, caller: Caller, name: str | None, n: int, sampling: Sampling | None = None
+    ) -> ModelHandle:
         handle = self.authorise(caller, name)
         if n > self.settings.max_n:
             raise InvalidRequestError(f"n must be at most {self.settings.max_n}", param="n")
         handle = self._manager.resolve(handle.id)
+        logprobs = sampling is not None and sampling.logprobs is not None
+        if logprobs and not getattr(handle.backend, "logprobs", False):
+            raise InvalidRequestError(
+                f"the {handle.config.backend} backend of model '{handle.id}' cannot report "
+                "logprobs",
+                param="logprobs",
+                code="unsupported_parameter",
+            )
         if handle.tokenizer() is None and embedder(handle.backend) is not None:
             raise InvalidRequestError(
                 f"model '{handle.id}' is an embedding model; use /v1/embeddings", param="model"
@@ -178,14 +201,16 @@ class Service:
 
         A model without a tokenizer (upstream) gets the messages themselves.
         """
-        handle = self._ready(caller, req.model, req.n)
+        handle = self._ready(caller, req.model, req.n, req.sampling)
+        tools.check(req, self.settings.max_tools, self.settings.max_tool_schema_bytes)
         messages = self._chat_messages(caller, handle, req)
         if messages:
             self._log_text(messages[-1].content)
-        plain = [{"role": m.role, "content": m.content} for m in messages]
         fmt = self._prompt_format(handle) if req.use_prompt_format else None
+        tool_plan: tools.ToolPlan | None = None
 
         def build() -> list[GenerationRequest]:
+            nonlocal tool_plan
             if fmt is not None:
                 # the format is the whole prompt: a plain continuation, no chat template
                 prompt = fmt.replace("{prompt}", messages[-1].content if messages else "")
@@ -194,13 +219,31 @@ class Service:
                     return self._passthrough(handle, s, n, [prompt], None, c)
                 return self._requests(handle, req.sampling, req.n, [prompt], req.constraint)
             if handle.tokenizer() is None:
-                return self._passthrough(handle, req.sampling, req.n, [""], plain, req.constraint)
+                wire = tools.wire_messages(messages)
+                relay = ([tools.wire_tool(t) for t in req.tools], tools.wire_tool_choice(req))
+                return self._passthrough(
+                    handle, req.sampling, req.n, [""], wire, req.constraint, relay
+                )
             assert handle.template is not None
-            prompt = handle.template.render(plain)
-            return self._requests(handle, req.sampling, req.n, [prompt], req.constraint)
+            template = handle.template
+            tool_plan = tools.ToolPlan.of(req, template.source, template.takes_tools)
+            prompt = template.render(
+                tool_plan.messages(messages),
+                tools=tool_plan.tools(),
+                documents=req.documents,
+                kwargs=req.template_kwargs,
+            )
+            constraint = req.constraint or tool_plan.constraint()
+            sampling = req.sampling
+            if tool_plan.active and tool_plan.native:
+                # native tool markup is often made of special tokens: let them through as text
+                sampling = dataclasses.replace(sampling, special_text=True)
+            return self._requests(handle, sampling, req.n, [prompt], constraint)
 
         gen = self._generation(handle, build, "chatcmpl", req.n)
         gen.inputs = [m.content for m in messages]
+        if req.tools and req.tool_choice.mode != "none":
+            gen.tool_parser = lambda: tool_plan.parser() if tool_plan is not None else None
         return gen
 
     async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
@@ -232,7 +275,7 @@ class Service:
                 param="prompt",
                 code="too_many_prompts",
             )
-        handle = self._ready(caller, req.model, req.n)
+        handle = self._ready(caller, req.model, req.n, req.sampling)
         prompts = list(req.prompts)
         if self._masks(caller, handle, req.mask_input):
             prompts = [self.mask(p) for p in prompts]
@@ -312,16 +355,22 @@ class Service:
         sampling: Sampling,
         n: int,
         prompts: list[str],
-        messages: list[dict[str, str]] | None,
+        messages: list[dict[str, Any]] | None,
         constraint: JsonConstraint | None,
+        relay: tuple[list[dict[str, Any]], Any] = ([], None),
     ) -> list[GenerationRequest]:
-        """Requests for an engine that tokenizes and counts itself: the context check is its."""
+        """Requests for an engine that tokenizes and counts itself: the context check is its.
+
+        ``relay`` is the tools and tool choice, passed on to the engine unchanged.
+        """
         limit = sampling.max_tokens or handle.config.defaults.max_tokens or 0
         defaults = _explicit_extras(handle.config.defaults)
         return [
             choice
             for prompt in prompts
-            for choice in _choices(sampling, n, prompt, (), defaults, limit, constraint, messages)
+            for choice in _choices(
+                sampling, n, prompt, (), defaults, limit, constraint, messages, relay
+            )
         ]
 
     def _requests(

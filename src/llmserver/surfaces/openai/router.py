@@ -34,9 +34,11 @@ async def chat_completions(request: Request, req: ChatCompletionRequest) -> Resp
     """``POST /v1/chat/completions``."""
     gen = service(request).chat(caller(request), translate.chat_request(req))
     track(request, gen, bool(req.stream))
+    logprobs = bool(req.logprobs)
     if req.stream:
-        return await respond_stream(request, translate.chat_chunks(gen, req.include_usage()))
-    return await respond_json(request, translate.chat_response(gen))
+        chunks = translate.chat_chunks(gen, req.include_usage(), logprobs)
+        return await respond_stream(request, chunks)
+    return await respond_json(request, translate.chat_response(gen, logprobs))
 
 
 @router.post("/completions")
@@ -44,10 +46,11 @@ async def completions(request: Request, req: CompletionRequest) -> Response:
     """``POST /v1/completions``."""
     gen = service(request).text(caller(request), translate.text_request(req))
     track(request, gen, bool(req.stream))
+    logprobs = req.logprobs is not None
     if req.stream:
-        chunks = translate.completion_chunks(gen, req.include_usage(), req.echo)
+        chunks = translate.completion_chunks(gen, req.include_usage(), req.echo, logprobs)
         return await respond_stream(request, chunks)
-    return await respond_json(request, translate.completion_response(gen, req.echo))
+    return await respond_json(request, translate.completion_response(gen, req.echo, logprobs))
 
 
 @router.post("/embeddings")

@@ -46,14 +46,70 @@ class ContentPart(BaseModel):
     text: str | None = None
 
 
+#: OpenAI's rule for function names
+FUNCTION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+MAX_TOP_LOGPROBS = 20
+MAX_COMPLETION_LOGPROBS = 5
+
+
+class FunctionCall(BaseModel):
+    """``tool_calls[].function`` of an assistant message: ``arguments`` is JSON text."""
+
+    name: str
+    arguments: str = "{}"
+
+
+class MessageToolCall(BaseModel):
+    """A tool call an assistant message made."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class FunctionDefinition(BaseModel):
+    """``tools[].function``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=FUNCTION_NAME)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None
+
+
+class ToolDefinition(BaseModel):
+    """``tools[]``: only function tools exist in Chat Completions."""
+
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    """``tool_choice.function``."""
+
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice`` naming the function the model must call."""
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatMessage(BaseModel):
     """One conversation turn."""
 
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[MessageToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """The content as one string (every part is a text part: checked in translation)."""
@@ -114,8 +170,6 @@ class _Sampling(_Request):
     top_p: float | None = Field(None, gt=0, le=1)
     user: str | None = None
     # OpenAI fields this server does not honour yet: refused by name when set
-    logprobs: Any = None
-    top_logprobs: Any = None
     logit_bias: Any = None
     # server extras (llama.cpp and vLLM names)
     top_k: StrictInt | None = Field(None, ge=0)
@@ -148,12 +202,17 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: StrictInt | None = Field(None, ge=1)
     response_format: ResponseFormat | None = None
-    # refused by name when set (tool calling is not served yet)
-    tools: Any = None
-    tool_choice: Any = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: StrictBool | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    # the deprecated function-calling fields: refused by name when set
     functions: Any = None
     function_call: Any = None
-    parallel_tool_calls: Any = None
+    # server extras (vLLM's names): template variables and documents for RAG templates
+    chat_template_kwargs: dict[str, Any] | None = None
+    documents: list[dict[str, Any]] | None = None
 
     def token_limit(self) -> int | None:
         """``max_completion_tokens`` wins over the older ``max_tokens``."""
@@ -165,6 +224,7 @@ class CompletionRequest(_Sampling):
 
     prompt: str | list[str] = Field(min_length=1)
     echo: StrictBool = False
+    logprobs: StrictInt | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
     suffix: Any = None
     best_of: Any = None
 

@@ -8,7 +8,7 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llmserver.backends.base import JsonConstraint
+from llmserver.backends.base import JsonConstraint, TokenLogprob, ToolCallDelta
 from llmserver.core.embeddings import EmbedResult
 from llmserver.core.generation import Generation, Result
 from llmserver.core.requests import (
@@ -17,12 +17,16 @@ from llmserver.core.requests import (
     Message,
     Sampling,
     TextRequest,
+    Tool,
+    ToolCall,
+    ToolChoice,
 )
 from llmserver.core.usage import Usage
 from llmserver.core.views import ModelView
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.openai.schemas import (
     ChatCompletionRequest,
+    ChatMessage,
     CompletionRequest,
     EmbeddingRequest,
     _Request,
@@ -33,14 +37,9 @@ logger = logging.getLogger("llmserver.openai")
 
 #: OpenAI fields that are accepted only at their "off" value, with what "off" is
 _OFF: dict[str, tuple[Any, ...]] = {
-    "logprobs": (None, False, 0),
-    "top_logprobs": (None,),
     "logit_bias": (None, {}),
-    "tools": (None, []),
-    "tool_choice": (None, "none"),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "parallel_tool_calls": (None,),
     "suffix": (None, ""),
     "best_of": (None, 1),
 }
@@ -58,7 +57,7 @@ def _refuse_unsupported(req: _Request) -> None:
         logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
 
 
-def _sampling(req: _Sampling, max_tokens: int | None) -> Sampling:
+def _sampling(req: _Sampling, max_tokens: int | None, logprobs: int | None = None) -> Sampling:
     return Sampling(
         max_tokens=max_tokens,
         temperature=req.temperature,
@@ -71,7 +70,37 @@ def _sampling(req: _Sampling, max_tokens: int | None) -> Sampling:
         seed=req.seed,
         stop=req.stop_list(),
         ignore_eos=req.ignore_eos,
+        logprobs=logprobs,
     )
+
+
+def _chat_logprobs(req: ChatCompletionRequest) -> int | None:
+    """How many alternatives per token (None: no logprobs); ``top_logprobs`` needs
+    ``logprobs``."""
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequestError("top_logprobs needs logprobs set to true", param="top_logprobs")
+    return (req.top_logprobs or 0) if req.logprobs else None
+
+
+def _tools(req: ChatCompletionRequest) -> tuple[tuple[Tool, ...], ToolChoice]:
+    tools = tuple(
+        Tool(f.name, f.description, f.parameters, f.strict)
+        for f in (t.function for t in req.tools or [])
+    )
+    choice = req.tool_choice
+    if choice is None:
+        return tools, ToolChoice("auto" if tools else "none")
+    if isinstance(choice, str):
+        return tools, ToolChoice(choice)
+    return tools, ToolChoice("function", choice.function.name)
+
+
+def _message(message: ChatMessage) -> Message:
+    calls = tuple(
+        ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []
+    )
+    role = "system" if message.role == "developer" else message.role
+    return Message(role, message.text(), message.name, calls, message.tool_call_id)
 
 
 def _constraint(req: ChatCompletionRequest) -> JsonConstraint | None:
@@ -94,19 +123,26 @@ def chat_request(req: ChatCompletionRequest) -> ChatRequest:
                     param=f"messages[{i}].content[{j}]",
                     code="unsupported_content",
                 )
-    messages = tuple(
-        Message("system" if m.role == "developer" else m.role, m.text(), m.name)
-        for m in req.messages
-    )
+    tools, choice = _tools(req)
     return ChatRequest(
-        req.model, messages, _sampling(req, req.token_limit()), req.n, _constraint(req)
+        req.model,
+        tuple(_message(m) for m in req.messages),
+        _sampling(req, req.token_limit(), _chat_logprobs(req)),
+        req.n,
+        _constraint(req),
+        tools=tools,
+        tool_choice=choice,
+        parallel_tool_calls=req.parallel_tool_calls is not False,
+        documents=tuple(req.documents or ()),
+        template_kwargs=req.chat_template_kwargs or {},
     )
 
 
 def text_request(req: CompletionRequest) -> TextRequest:
     """The core's text request."""
     _refuse_unsupported(req)
-    return TextRequest(req.model, tuple(req.prompts()), _sampling(req, req.token_limit()), req.n)
+    sampling = _sampling(req, req.token_limit(), req.logprobs)
+    return TextRequest(req.model, tuple(req.prompts()), sampling, req.n)
 
 
 def embed_request(req: EmbeddingRequest) -> EmbedRequest:
@@ -127,13 +163,63 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     }
 
 
-def chat_body(gen: Generation, result: Result) -> dict[str, Any]:
+def _top_entry(token: str, raw: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": token, "logprob": logprob, "bytes": list(raw)}
+
+
+def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
+    """OpenAI's chat ``logprobs`` object for some tokens."""
+    content = [
+        {
+            **_top_entry(lp.token, lp.bytes, lp.logprob),
+            "top_logprobs": [_top_entry(t.token, t.bytes, t.logprob) for t in lp.top],
+        }
+        for lp in items
+    ]
+    return {"content": content, "refusal": None}
+
+
+def completion_logprobs(items: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    """The completions API's ``logprobs`` object; ``offset`` is where the tokens' text starts."""
+    offsets = []
+    for lp in items:
+        offsets.append(offset)
+        offset += len(lp.token)
+    return {
+        "tokens": [lp.token for lp in items],
+        "token_logprobs": [lp.logprob for lp in items],
+        "top_logprobs": [{t.token: t.logprob for t in lp.top} for lp in items],
+        "text_offset": offsets,
+    }
+
+
+def tool_calls_body(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """A message's ``tool_calls``."""
+    return [
+        {
+            "id": c.id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for c in calls
+    ]
+
+
+def _chat_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        message["content"] = text or None
+        message["tool_calls"] = tool_calls_body(calls)
+    return message
+
+
+def chat_body(gen: Generation, result: Result, logprobs: bool = False) -> dict[str, Any]:
     """A non-streaming ``chat.completion`` body."""
     choices = [
         {
             "index": i,
-            "message": {"role": "assistant", "content": text},
-            "logprobs": None,
+            "message": _chat_message(text, result.tool_calls[i] if result.tool_calls else []),
+            "logprobs": chat_logprobs(result.logprobs[i]) if logprobs else None,
             "finish_reason": result.finish_reasons[i],
         }
         for i, text in enumerate(result.texts)
@@ -149,13 +235,17 @@ def chat_body(gen: Generation, result: Result) -> dict[str, Any]:
     }
 
 
-def completion_body(gen: Generation, result: Result, echo: bool) -> dict[str, Any]:
+def completion_body(
+    gen: Generation, result: Result, echo: bool, logprobs: bool = False
+) -> dict[str, Any]:
     """A non-streaming ``text_completion`` body."""
     choices = [
         {
             "text": (gen.prompts[i] if echo else "") + text,
             "index": i,
-            "logprobs": None,
+            "logprobs": completion_logprobs(result.logprobs[i], len(gen.prompts[i]) if echo else 0)
+            if logprobs
+            else None,
             "finish_reason": result.finish_reasons[i],
         }
         for i, text in enumerate(result.texts)
@@ -170,32 +260,52 @@ def completion_body(gen: Generation, result: Result, echo: bool) -> dict[str, An
     }
 
 
-async def chat_response(gen: Generation) -> dict[str, Any]:
+async def chat_response(gen: Generation, logprobs: bool = False) -> dict[str, Any]:
     """Run ``gen`` to its end: the ``chat.completion`` body."""
-    return chat_body(gen, await gen.collect())
+    return chat_body(gen, await gen.collect(), logprobs)
 
 
-async def completion_response(gen: Generation, echo: bool) -> dict[str, Any]:
+async def completion_response(
+    gen: Generation, echo: bool, logprobs: bool = False
+) -> dict[str, Any]:
     """Run ``gen`` to its end: the ``text_completion`` body."""
-    return completion_body(gen, await gen.collect(), echo)
+    return completion_body(gen, await gen.collect(), echo, logprobs)
 
 
-async def chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[dict[str, Any]]:
-    """``chat.completion.chunk`` objects: role first, content, finish_reason, optional usage."""
+def tool_call_chunk(piece: ToolCallDelta) -> dict[str, Any]:
+    """One ``delta.tool_calls`` entry: id, type and name in a call's first piece, then
+    argument fragments."""
+    if piece.id is not None:
+        function = {"name": piece.name, "arguments": piece.arguments}
+        return {"index": piece.index, "id": piece.id, "type": "function", "function": function}
+    return {"index": piece.index, "function": {"arguments": piece.arguments}}
+
+
+async def chat_chunks(
+    gen: Generation, include_usage: bool, logprobs: bool = False
+) -> AsyncIterator[dict[str, Any]]:
+    """``chat.completion.chunk`` objects: role first, content or tool calls, finish_reason,
+    optional usage."""
     head = {"id": gen.id, "object": "chat.completion.chunk", "created": gen.created}
     head["model"] = gen.model
     started: set[int] = set()
 
-    def chunk(index: int, delta: dict[str, str], finish: str | None) -> dict[str, Any]:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(
+        index: int, delta: dict[str, Any], finish: str | None, lps: Any = None
+    ) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": lps, "finish_reason": finish}
         return {**head, "choices": [choice]}
 
     async for index, delta in gen.events():
         if index not in started:
             started.add(index)
             yield chunk(index, {"role": "assistant", "content": ""}, None)
-        if delta.text:
-            yield chunk(index, {"content": delta.text}, None)
+        if delta.text or (logprobs and delta.logprobs):
+            lps = chat_logprobs(list(delta.logprobs)) if logprobs else None
+            yield chunk(index, {"content": delta.text}, None, lps)
+        if delta.tool_calls:
+            calls = [tool_call_chunk(piece) for piece in delta.tool_calls]
+            yield chunk(index, {"tool_calls": calls}, None)
         if delta.finish_reason is not None:
             yield chunk(index, {}, delta.finish_reason)
     if include_usage:
@@ -203,22 +313,28 @@ async def chat_chunks(gen: Generation, include_usage: bool) -> AsyncIterator[dic
 
 
 async def completion_chunks(
-    gen: Generation, include_usage: bool, echo: bool
+    gen: Generation, include_usage: bool, echo: bool, logprobs: bool = False
 ) -> AsyncIterator[dict[str, Any]]:
     """Streamed ``text_completion`` objects."""
     head = {"id": gen.id, "object": "text_completion", "created": gen.created}
     head["model"] = gen.model
     echoed: set[int] = set()
+    offsets: dict[int, int] = {}
     async for index, delta in gen.events():
         text = delta.text
         if echo and index not in echoed:
             echoed.add(index)
             text = gen.prompts[index] + text
-        if text or delta.finish_reason is not None:
+            offsets[index] = len(gen.prompts[index])
+        if text or delta.finish_reason is not None or (logprobs and delta.logprobs):
+            lps = None
+            if logprobs:
+                lps = completion_logprobs(list(delta.logprobs), offsets.get(index, 0))
+                offsets[index] = offsets.get(index, 0) + sum(len(t.token) for t in delta.logprobs)
             choice = {
                 "text": text,
                 "index": index,
-                "logprobs": None,
+                "logprobs": lps,
                 "finish_reason": delta.finish_reason,
             }
             yield {**head, "choices": [choice]}

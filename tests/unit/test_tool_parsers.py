@@ -1,0 +1,261 @@
+"""The ``auto`` tool-call parsers on raw outputs of real models, split at every point.
+
+The raw outputs are written in each model family's documented output format (Qwen's function
+calling guide, Hermes 2 Pro's model card, Meta's Llama 3.1/3.2 prompt-format page, Mistral's
+v3 and v11 tokenizer formats), with the whitespace those models emit; no such model can be
+run here (nothing comes from a model hub), so they are transcribed, not captured.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmserver.backends.base import ToolCallDelta
+from llmserver.core.generation import add_call_delta
+from llmserver.core.requests import ToolCall
+from llmserver.core.tools.formats import (
+    GENERIC,
+    HERMES,
+    LLAMA3,
+    MISTRAL,
+    ToolFormat,
+    detect,
+)
+from llmserver.core.tools.stream import ForcedCalls, ToolStream
+
+NAMES = ["get_current_temperature", "get_temperature_date", "get_weather"]
+
+QWEN_TWO_CALLS = (
+    "<tool_call>\n"
+    '{"name": "get_current_temperature", "arguments": {"location": "San Francisco, CA, USA", '
+    '"unit": "celsius"}}\n'
+    "</tool_call>\n"
+    "<tool_call>\n"
+    '{"name": "get_temperature_date", "arguments": {"location": "San Francisco, CA, USA", '
+    '"date": "2024-10-01", "unit": "celsius"}}\n'
+    "</tool_call>"
+)
+QWEN3_THINKING = (
+    "<think>\nThe user wants the weather in 서울. I should call get_weather.\n</think>\n\n"
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "서울"}}\n</tool_call>'
+)
+HERMES_TEXT_THEN_CALL = (
+    "Let me check that for you.\n"
+    '<tool_call>\n{"arguments": {"city": "Paris"}, "name": "get_weather"}\n</tool_call>'
+)
+LLAMA31_JSON = (
+    '{"name": "get_current_temperature", "parameters": {"location": "San Francisco, CA", '
+    '"unit": "fahrenheit"}}'
+)
+LLAMA32_PYTHON_TAG = '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}'
+MISTRAL_V3 = (
+    '[TOOL_CALLS] [{"name": "get_current_temperature", "arguments": {"location": "Paris, '
+    'France", "unit": "celsius"}, "id": "9Ae3bDc2F"}]'
+)
+MISTRAL_V11 = '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_temperature_date[ARGS]{"location": "Paris", "date": "2024-10-01"}'  # noqa: E501
+GENERIC_CALL = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
+
+CASES: list[tuple[ToolFormat, str, list[tuple[str, dict[str, object]]], str]] = [
+    (
+        HERMES,
+        QWEN_TWO_CALLS,
+        [
+            (
+                "get_current_temperature",
+                {"location": "San Francisco, CA, USA", "unit": "celsius"},
+            ),
+            (
+                "get_temperature_date",
+                {"location": "San Francisco, CA, USA", "date": "2024-10-01", "unit": "celsius"},
+            ),
+        ],
+        "",
+    ),
+    (
+        HERMES,
+        QWEN3_THINKING,
+        [("get_weather", {"city": "서울"})],
+        "<think>\nThe user wants the weather in 서울. I should call get_weather.\n</think>\n\n",
+    ),
+    (
+        HERMES,
+        HERMES_TEXT_THEN_CALL,
+        [("get_weather", {"city": "Paris"})],
+        "Let me check that for you.\n",
+    ),
+    (
+        LLAMA3,
+        LLAMA31_JSON,
+        [("get_current_temperature", {"location": "San Francisco, CA", "unit": "fahrenheit"})],
+        "",
+    ),
+    (LLAMA3, LLAMA32_PYTHON_TAG, [("get_weather", {"city": "Paris"})], ""),
+    (
+        MISTRAL,
+        MISTRAL_V3,
+        [("get_current_temperature", {"location": "Paris, France", "unit": "celsius"})],
+        "",
+    ),
+    (
+        MISTRAL,
+        MISTRAL_V11,
+        [
+            ("get_weather", {"city": "Paris"}),
+            ("get_temperature_date", {"location": "Paris", "date": "2024-10-01"}),
+        ],
+        "",
+    ),
+    (GENERIC, GENERIC_CALL, [("get_weather", {"city": "Paris"})], ""),
+    # not calls: plain answers, JSON that is no call, a call to a tool nobody gave, bad JSON
+    (HERMES, "It is sunny in Paris today.", [], "It is sunny in Paris today."),
+    (LLAMA3, "Sure! The answer is 4.", [], "Sure! The answer is 4."),
+    (GENERIC, '{"answer": 4}', [], '{"answer": 4}'),
+    (
+        HERMES,
+        '<tool_call>\n{"name": "launch_rockets", "arguments": {}}\n</tool_call>',
+        [],
+        '<tool_call>\n{"name": "launch_rockets", "arguments": {}}\n</tool_call>',
+    ),
+    (
+        HERMES,
+        'Trying: <tool_call>{"name": "get_weather", "arguments": {"city": "Par',
+        [],
+        'Trying: <tool_call>{"name": "get_weather", "arguments": {"city": "Par',
+    ),
+    (MISTRAL, "[TOOL_CALLS] not json", [], "[TOOL_CALLS] not json"),
+]
+
+MARKUP = ("<tool_call>", "</tool_call>", "<|python_tag|>", "[TOOL_CALLS]", "[ARGS]")
+
+
+def run(fmt: ToolFormat, pieces: list[str]) -> tuple[str, list[ToolCall]]:
+    """Feed the pieces as a stream would; the content and the reassembled calls."""
+    parser = ToolStream(fmt, NAMES)
+    content = ""
+    calls: list[ToolCall] = []
+    deltas: list[ToolCallDelta] = []
+    for piece in pieces:
+        text, more = parser.feed(piece)
+        content += text
+        deltas += more
+    text, more = parser.finish()
+    content += text
+    deltas += more
+    for delta in deltas:
+        add_call_delta(calls, delta)
+    # each call's first piece carries its id and name, the ones after only arguments
+    firsts = [d for d in deltas if d.id is not None]
+    assert all(d.name and not d.arguments for d in firsts)
+    assert len(firsts) == len(calls)
+    return content, calls
+
+
+def as_plain(calls: list[ToolCall]) -> list[tuple[str, object]]:
+    return [(c.name, json.loads(c.arguments)) for c in calls]
+
+
+@pytest.mark.parametrize(("fmt", "raw", "calls", "content"), CASES)
+def test_whole_output_parses(
+    fmt: ToolFormat, raw: str, calls: list[tuple[str, object]], content: str
+) -> None:
+    got_content, got_calls = run(fmt, [raw])
+    assert as_plain(got_calls) == calls
+    assert got_content == content
+    if calls:
+        assert not any(mark in got_content for mark in MARKUP)
+
+
+@pytest.mark.parametrize(("fmt", "raw", "calls", "content"), CASES)
+def test_every_two_way_split_equals_the_whole(
+    fmt: ToolFormat, raw: str, calls: list[tuple[str, object]], content: str
+) -> None:
+    for cut in range(len(raw) + 1):
+        got_content, got_calls = run(fmt, [raw[:cut], raw[cut:]])
+        assert as_plain(got_calls) == calls, cut
+        assert got_content == content, cut
+
+
+@pytest.mark.parametrize(("fmt", "raw", "calls", "content"), CASES)
+def test_character_by_character_equals_the_whole(
+    fmt: ToolFormat, raw: str, calls: list[tuple[str, object]], content: str
+) -> None:
+    got_content, got_calls = run(fmt, list(raw))
+    assert as_plain(got_calls) == calls
+    assert got_content == content
+
+
+def test_content_is_never_markup_while_streaming() -> None:
+    """No prefix of the stream releases any part of a marker as content."""
+    raw = HERMES_TEXT_THEN_CALL
+    parser = ToolStream(HERMES, NAMES)
+    shown = ""
+    for ch in raw:
+        shown += parser.feed(ch)[0]
+        assert "<" not in shown
+    assert shown == "Let me check that for you.\n"
+
+
+def test_parallel_false_keeps_the_first_call() -> None:
+    parser = ToolStream(HERMES, NAMES, parallel=False)
+    _, deltas = parser.feed(QWEN_TWO_CALLS)
+    calls: list[ToolCall] = []
+    for d in deltas + parser.finish()[1]:
+        add_call_delta(calls, d)
+    assert [c.name for c in calls] == ["get_current_temperature"]
+
+
+def test_forced_named_call_and_cut_short_output() -> None:
+    forced = ForcedCalls(NAMES, True, "get_weather")
+    forced.feed('{"city": ')
+    forced.feed('"Paris"}')
+    _, deltas = forced.finish()
+    calls: list[ToolCall] = []
+    for d in deltas:
+        add_call_delta(calls, d)
+    assert as_plain(calls) == [("get_weather", {"city": "Paris"})]
+    cut = ForcedCalls(NAMES, True, "get_weather")
+    cut.feed('{"city": "Par')
+    assert cut.finish() == ('{"city": "Par', [])
+
+
+@pytest.mark.parametrize(
+    ("source", "fmt"),
+    [
+        ("{% for t in tools %}<tool_call>{% endfor %}", HERMES),
+        ("{{ '[TOOL_CALLS]' }}{{ tools }}", MISTRAL),
+        ("<|start_header_id|>ipython<|end_header_id|>{{ '<|python_tag|>' }}{{ tools }}", LLAMA3),
+        ("<|im_start|>{{ messages }}", GENERIC),
+    ],
+)
+def test_format_is_chosen_from_the_template(source: str, fmt: ToolFormat) -> None:
+    assert detect(source) is fmt
+
+
+@pytest.mark.parametrize(
+    ("source", "trigger", "before"),
+    [
+        ("<tool_call>{{ tools }}", "<tool_call>", "<tool_call>"),
+        ("[TOOL_CALLS]{{ tools }}", r"\[TOOL_CALLS\]", "[TOOL_CALLS]"),
+        ("<|python_tag|>{{ tools }}", r"^\s*(\{[\s\S]*)$", ""),
+        ("{{ messages }}", r"^\s*(\{[\s\S]*)$", ""),
+    ],
+)
+def test_auto_mode_gets_a_lazy_grammar_that_compiles(
+    source: str, trigger: str, before: str
+) -> None:
+    """The grammar engages on the format's own trigger and llama.cpp's parser accepts it."""
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
+    from llmserver.backends.llamacpp_sampling import lazy_gbnf
+    from llmserver.core.requests import ChatRequest, Message, Tool
+    from llmserver.core.tools.plan import ToolPlan
+
+    params = {"type": "object", "properties": {"city": {"type": "string"}}}
+    req = ChatRequest(None, (Message("user", "hi"),), tools=(Tool("get_weather", None, params),))
+    constraint = ToolPlan.of(req, source, "tools" in source).constraint()
+    assert constraint is not None
+    assert constraint.triggers == (trigger,)
+    assert constraint.before == before
+    json_gbnf = llama_grammar.LlamaGrammar.from_json_schema(json.dumps(constraint.schema))
+    llama_grammar.LlamaGrammar.from_string(lazy_gbnf(json_gbnf._grammar, constraint))
