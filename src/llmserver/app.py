@@ -34,6 +34,8 @@ from llmserver.surfaces.admin import status, telemetry, whoami
 from llmserver.surfaces.admin.docs import install_docs
 from llmserver.surfaces.anthropic import router as anthropic
 from llmserver.surfaces.anthropic.translate import anthropic_error
+from llmserver.surfaces.ollama import router as ollama
+from llmserver.surfaces.ollama.errors import ollama_error
 from llmserver.surfaces.openai import router as openai
 from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
@@ -94,10 +96,11 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     install_exception_handlers(app)
-    #: each surface's error shape, by path prefix (the default is OpenAI's); /api/v1 (seed
-    #: 001's aliases) is named so that it wins over a shorter /api of another surface
+    #: each surface's error shape, by path prefix (the default is OpenAI's); /api is Ollama's;
+    #: /api/v1 (seed 001's aliases) is named so that it wins over the shorter /api
     simple_shape = simple_errors.error_shape(settings.error_language)
     app.state.error_shapes = [
+        ("/api", ollama_error),
         ("/api/v1", openai_error),
         *((path, simple_shape) for path in simple.PATHS),
         (anthropic.PREFIX, anthropic_error),
@@ -112,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic.router)
     app.include_router(ui_pages.router)
     app.include_router(ui.router)
+    app.include_router(ollama.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
     #   request id -> access log -> body size (413) -> allowlist -> CORS -> browser's GET / to
     #   the page -> auth -> rate limit

@@ -75,6 +75,8 @@ class ModelNotFoundError(NotFoundError):
 
     def __init__(self, model: str) -> None:
         super().__init__(f"The model '{model}' does not exist", param="model")
+        #: the name that was asked for
+        self.model = model
 
 
 class MethodNotAllowedError(APIError):

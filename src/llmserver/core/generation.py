@@ -93,11 +93,14 @@ class Generation:
 
         The slot comes first, before any expensive work; the time limit starts with the slot.
         """
+        loading = time.perf_counter()
         await self.ensure_loaded()
+        self.timing.load_s = time.perf_counter() - loading
         async with self.handle.limiter.slot():
             # the model may have been unloaded while this request waited for its slot
             self.handle.check_ready()
             self.handle.touch()
+            self.timing.prompt_started = time.perf_counter()
             deadline = Deadline(self.handle.timeout_s)
             requests = self.build()
             first_of_prompt = self._count_prompts(requests)
@@ -126,8 +129,12 @@ class Generation:
 
     def _account(self, counts_prompt: bool, delta: Delta) -> None:
         self.usage.completion_tokens += delta.tokens
+        now = time.perf_counter()
         if self.timing.ttft_s is None and (delta.text or delta.tokens):
-            self.timing.ttft_s = time.perf_counter() - self.timing.started
+            self.timing.ttft_s = now - self.timing.started
+            self.timing.first_token = now
+        if delta.finish_reason is not None:
+            self.timing.finished = now
         if delta.prompt_tokens is not None and counts_prompt:
             self.usage.prompt_tokens += delta.prompt_tokens
 
@@ -137,6 +144,11 @@ class Generation:
         if delta.finish_reason is not None:
             text += self.output.flush(index)
         return dataclasses.replace(delta, text=text)
+
+    def tokens(self, text: str) -> list[int] | None:
+        """``text`` as the model's token ids; None for a model without a local tokenizer."""
+        tokenizer = self.handle.tokenizer()
+        return tokenizer.tokenize(text) if tokenizer is not None else None
 
     async def collect(self) -> Result:
         """Run every choice to its end."""

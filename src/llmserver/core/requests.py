@@ -19,6 +19,8 @@ class Sampling:
     """How to sample; None leaves a value to the model's configured defaults.
 
     ``max_tokens`` None means the model's default, or else the rest of the context.
+    ``context_limit`` caps the context this request may use (prompt plus completion) below the
+    model's own, without reloading anything (Ollama's ``num_ctx``); None: the model's.
     """
 
     max_tokens: int | None = None
@@ -36,6 +38,7 @@ class Sampling:
     logprobs: int | None = None
     #: special tokens (tool-call markup) come out as their text instead of nothing
     special_text: bool = False
+    context_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +116,15 @@ class ChatRequest:
 
 @dataclass(frozen=True, slots=True)
 class TextRequest:
-    """A plain continuation of each prompt (no chat template), ``n`` choices per prompt."""
+    """A plain continuation of each prompt (no chat template), ``n`` choices per prompt;
+    ``constraint`` holds the output to JSON as for a chat."""
 
     model: str | None
     prompts: tuple[str, ...]
     sampling: Sampling = field(default_factory=Sampling)
     n: int = 1
     mask_input: bool = False
+    constraint: JsonConstraint | None = None
 
 
 EmbedInputs = Sequence[str] | Sequence[Sequence[int]]

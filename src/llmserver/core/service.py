@@ -25,7 +25,9 @@ from llmserver.config.settings import Settings
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.generation import Generation
+from llmserver.core.keep_alive import KeepAlive
 from llmserver.core.manager import ModelHandle, ModelManager
+from llmserver.core.model_info import ModelDetails, ModelInfo
 from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
 from llmserver.core.tools import plan as tools
 from llmserver.core.views import ModelView, Readiness, readiness
@@ -112,6 +114,9 @@ class Service:
         self._manager = manager
         self.settings = settings
         self._masker = masker
+        self._info = ModelInfo()
+        #: idle-unload timers (Ollama's ``keep_alive``)
+        self.keep_alive = KeepAlive(manager)
 
     # -- policy ----------------------------------------------------------------------------------
 
@@ -283,8 +288,8 @@ class Service:
 
         def build() -> list[GenerationRequest]:
             if handle.tokenizer() is None:
-                return self._passthrough(handle, req.sampling, req.n, prompts, None, None)
-            return self._requests(handle, req.sampling, req.n, prompts, None)
+                return self._passthrough(handle, req.sampling, req.n, prompts, None, req.constraint)
+            return self._requests(handle, req.sampling, req.n, prompts, req.constraint)
 
         gen = self._generation(handle, build, "cmpl", len(prompts) * req.n)
         gen.inputs = prompts
@@ -325,6 +330,22 @@ class Service:
         """Free a model once its running requests end (admin)."""
         caller.check_admin()
         return ModelView.of(await self._manager.unload(name))
+
+    async def details(self, caller: Caller, name: str) -> ModelDetails:
+        """What the model's file says about it (architecture, size, digest...); 404 when
+        hidden from the caller."""
+        view = self.model(caller, name)
+        handle = self._manager.lookup(view.id)
+        template = handle.prompt_format.chat_template if handle.prompt_format else None
+        return await self._info.details(handle.config, view, template)
+
+    def keep_loaded(self, caller: Caller, name: str, seconds: float | None) -> None:
+        """Unload the model after ``seconds`` idle (None: never); see :class:`KeepAlive`."""
+        self.keep_alive.set(self.authorise(caller, name), seconds)
+
+    def expires_at(self, name: str) -> float | None:
+        """When the model's idle timer unloads it (Unix time); None: never."""
+        return self.keep_alive.expires_at(self._manager.lookup(name))
 
     async def readiness(self) -> Readiness:
         """Each model's state, with engines asked whether they can serve."""
@@ -385,6 +406,8 @@ class Service:
         assert tokenizer is not None
         assert handle.prompt_format is not None
         context = handle.prompt_format.context_length
+        if sampling.context_limit is not None:
+            context = min(context, sampling.context_limit)
         out = []
         for prompt in prompts:
             tokens = tokenizer.tokenize(prompt)

@@ -26,7 +26,20 @@ class Usage:
 
 @dataclass(slots=True)
 class Timing:
-    """When a generation started and how long it took to its first token."""
+    """When a generation started and how long it took to its first token.
+
+    The ``perf_counter`` marks after ``started`` are set as the generation runs, so a surface
+    can report the phases (Ollama's ``load_duration``, ``prompt_eval_duration``,
+    ``eval_duration``); each stays None until its moment has come.
+    """
 
     started: float = field(default_factory=time.perf_counter)
     ttft_s: float | None = None
+    #: seconds spent loading an unloaded model for this call (0.0 when it was warm)
+    load_s: float = 0.0
+    #: the call took its slot and began to evaluate the prompt
+    prompt_started: float | None = None
+    #: the first generated token arrived (the prompt is evaluated by then)
+    first_token: float | None = None
+    #: the last delta of the last choice arrived
+    finished: float | None = None

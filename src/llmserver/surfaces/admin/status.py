@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from llmserver import __version__
 from llmserver.core.caller import Caller
@@ -33,9 +33,28 @@ async def ready(request: Request) -> Response:
     return json_response({"status": "not ready", "models": states}, status=503)
 
 
+#: what Ollama answers at ``/``; its clients probe for it
+OLLAMA_RUNNING = "Ollama is running"
+
+
+def _ollama_client(request: Request) -> bool:
+    """Ollama's own clients name themselves (``ollama-python/...``, ``ollama-js/...``, the Go
+    client's ``ollama/...``); browsers, curl and monitoring send other agents."""
+    return request.headers.get("user-agent", "").lower().startswith("ollama")
+
+
+@router.head("/")
+async def root_probe() -> Response:
+    """``HEAD /``: Ollama's liveness probe."""
+    return PlainTextResponse(OLLAMA_RUNNING)
+
+
 @router.get("/")
 async def root(request: Request) -> Response:
-    """Name, version, uptime and each model with its state (health included) and slots."""
+    """Name, version, uptime and each model with its state (health included) and slots; to an
+    Ollama client, Ollama's plain ``Ollama is running``."""
+    if _ollama_client(request):
+        return PlainTextResponse(OLLAMA_RUNNING)
     svc = service(request)
     states = (await svc.readiness()).states
     models = []

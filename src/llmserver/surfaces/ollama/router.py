@@ -1,0 +1,270 @@
+"""Ollama's routes under ``/api``: generate, chat, embeddings, model listings, version, and the
+model-store operations a configured server answers with an error (or, for ``pull`` of a
+configured model, with Ollama's success stream)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from llmserver.core.caller import Caller
+from llmserver.core.requests import ChatRequest, EmbedRequest
+from llmserver.core.service import Service
+from llmserver.core.usage import Usage
+from llmserver.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
+from llmserver.http.respond import (
+    caller,
+    json_response,
+    respond_json,
+    respond_stream,
+    service,
+    track,
+    track_usage,
+)
+from llmserver.http.streaming import Framing, ndjson_line
+from llmserver.surfaces.ollama import options, translate
+from llmserver.surfaces.ollama import schemas as wire
+from llmserver.surfaces.ollama.errors import ollama_error
+
+router = APIRouter(prefix="/api")
+
+#: one JSON object per line; an error after the first line is one ``{"error": ...}`` line
+NDJSON = Framing("application/x-ndjson", ndjson_line, b"", None, ollama_error)
+_LATEST = ":latest"
+
+
+def model_name(svc: Service, who: Caller, name: str) -> str:
+    """The configured name for an Ollama ``name:tag``: as given when it is known (ids may hold
+    a tag), else without ``:latest``."""
+    if not name:
+        raise InvalidRequestError("model is required", param="model")
+    if not name.endswith(_LATEST):
+        return name
+    try:
+        svc.model(who, name)
+    except ModelNotFoundError:
+        return name[: -len(_LATEST)]
+    return name
+
+
+async def _answer(
+    request: Request, chunks: AsyncIterator[dict[str, Any]], stream: bool
+) -> Response:
+    if stream:
+        return await respond_stream(request, chunks, NDJSON)
+    return await respond_json(request, translate.collect(chunks))
+
+
+def _keeper(
+    svc: Service, who: Caller, name: str, seconds: float | bool | None
+) -> Callable[[], None]:
+    def keep() -> None:
+        if seconds is not False:
+            svc.keep_loaded(who, name, None if seconds is None else float(seconds))
+
+    return keep
+
+
+async def _control(
+    request: Request, kind: translate.Kind, shown: str, name: str, seconds: float | bool | None
+) -> Response:
+    """Load (or, with ``keep_alive: 0``, unload) the model: admin operations."""
+    svc, who = service(request), caller(request)
+    if seconds is not False and seconds is not None and seconds == 0:
+        await svc.unload(who, name)
+        return json_response(translate.control(kind, shown, "unload"))
+    await svc.load(who, name)
+    _keeper(svc, who, name, seconds)()
+    return json_response(translate.control(kind, shown, "load"))
+
+
+@router.post("/generate")
+async def generate(request: Request, req: wire.GenerateRequest) -> Response:
+    """``POST /api/generate``: a completion, streamed as NDJSON unless ``stream`` is false."""
+    svc, who = service(request), caller(request)
+    name = model_name(svc, who, req.model)
+    seconds = options.keep_alive(req.keep_alive)
+    if not (req.prompt or req.system or req.template or req.images):
+        return await _control(request, "generate", req.model, name, seconds)
+    core = translate.generate_request(req, name)
+    gen = svc.chat(who, core) if isinstance(core, ChatRequest) else svc.text(who, core)
+    track(request, gen, req.streams())
+    chunks = translate.chunks(
+        gen,
+        "generate",
+        req.model,
+        stream=req.streams(),
+        context=not req.raw,
+        after=_keeper(svc, who, name, seconds),
+    )
+    return await _answer(request, chunks, req.streams())
+
+
+@router.post("/chat")
+async def chat(request: Request, req: wire.ChatRequest) -> Response:
+    """``POST /api/chat``: the next message, streamed as NDJSON unless ``stream`` is false."""
+    svc, who = service(request), caller(request)
+    name = model_name(svc, who, req.model)
+    seconds = options.keep_alive(req.keep_alive)
+    if not req.messages:
+        return await _control(request, "chat", req.model, name, seconds)
+    gen = svc.chat(who, translate.chat_request(req, name))
+    track(request, gen, req.streams())
+    chunks = translate.chunks(
+        gen,
+        "chat",
+        req.model,
+        stream=req.streams(),
+        context=False,
+        after=_keeper(svc, who, name, seconds),
+    )
+    return await _answer(request, chunks, req.streams())
+
+
+async def _vectors(
+    request: Request, model: str, inputs: list[str], dimensions: int | None
+) -> tuple[list[list[float]], int, float]:
+    """Vectors, prompt tokens and seconds taken; no inputs only checks the model exists."""
+    svc, who = service(request), caller(request)
+    name = model_name(svc, who, model)
+    started = time.perf_counter()
+    if not inputs:
+        svc.model(who, name)
+        return [], 0, time.perf_counter() - started
+    result = await svc.embed(who, EmbedRequest(name, inputs, dimensions))
+    track_usage(request, result.model, result.usage)
+    return result.vectors, result.usage.prompt_tokens, time.perf_counter() - started
+
+
+@router.post("/embed")
+async def embed(request: Request, req: wire.EmbedRequest) -> Response:
+    """``POST /api/embed``: one vector per input."""
+    track_usage(request, req.model, Usage())
+    inputs = ([req.input] if req.input else []) if isinstance(req.input, str) else req.input
+
+    async def body() -> dict[str, Any]:
+        vectors, tokens, seconds = await _vectors(request, req.model, inputs, req.dimensions)
+        return {
+            "model": req.model,
+            "embeddings": vectors,
+            "total_duration": round(seconds * 1e9),
+            "load_duration": 0,
+            "prompt_eval_count": tokens,
+        }
+
+    return await respond_json(request, body())
+
+
+@router.post("/embeddings")
+async def embeddings(request: Request, req: wire.EmbeddingsRequest) -> Response:
+    """``POST /api/embeddings``: the legacy form, one prompt, one vector."""
+    track_usage(request, req.model, Usage())
+
+    async def body() -> dict[str, Any]:
+        inputs = [req.prompt] if req.prompt else []
+        vectors, _, _ = await _vectors(request, req.model, inputs, None)
+        return {"embedding": vectors[0] if vectors else []}
+
+    return await respond_json(request, body())
+
+
+@router.get("/tags")
+async def tags(request: Request) -> Response:
+    """``GET /api/tags``: every model the caller may use, with what its file says."""
+    svc, who = service(request), caller(request)
+    entries = [translate.tag_entry(await svc.details(who, v.id)) for v in svc.models(who)]
+    return json_response({"models": entries})
+
+
+@router.get("/ps")
+async def ps(request: Request) -> Response:
+    """``GET /api/ps``: the loaded models and when their idle timer unloads them."""
+    svc, who = service(request), caller(request)
+    entries = [
+        translate.ps_entry(await svc.details(who, v.id), svc.expires_at(v.id))
+        for v in svc.models(who)
+        if v.state == "ready"
+    ]
+    return json_response({"models": entries})
+
+
+@router.post("/show")
+async def show(request: Request, req: wire.ShowRequest) -> Response:
+    """``POST /api/show``: template, parameters, details, GGUF metadata and capabilities."""
+    svc, who = service(request), caller(request)
+    name = model_name(svc, who, req.model or req.name)
+    return json_response(translate.show_body(await svc.details(who, name)))
+
+
+@router.api_route("/version", methods=["GET", "HEAD"])
+async def version() -> Response:
+    """``GET /api/version``: the Ollama API version this surface follows."""
+    return json_response({"version": translate.OLLAMA_VERSION})
+
+
+async def _pull_statuses(digest: str) -> AsyncIterator[dict[str, Any]]:
+    yield {"status": "pulling manifest"}
+    yield {"status": "verifying sha256 digest", "digest": f"sha256:{digest}"}
+    yield {"status": "writing manifest"}
+    yield {"status": "success"}
+
+
+@router.post("/pull")
+async def pull(request: Request, req: wire.PullRequest) -> Response:
+    """``POST /api/pull``: a configured model is already here (Ollama's success stream);
+    any other name cannot be downloaded."""
+    svc, who = service(request), caller(request)
+    asked = req.model or req.name
+    name = model_name(svc, who, asked)
+    try:
+        info = await svc.details(who, name)
+    except ModelNotFoundError:
+        raise NotFoundError(
+            f"model '{asked}' is not configured on this server, and pulling models is not "
+            "supported: add it to the server's configuration",
+            param="model",
+        ) from None
+    if req.stream is False:
+        return json_response({"status": "success"})
+    return await respond_stream(request, _pull_statuses(info.digest), NDJSON)
+
+
+def _unsupported(what: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{what} is not supported by this server: models are set in its configuration file",
+        code="unsupported_operation",
+    )
+
+
+@router.post("/create")
+async def create() -> Response:
+    """``POST /api/create``: not supported."""
+    raise _unsupported("creating models")
+
+
+@router.post("/copy")
+async def copy() -> Response:
+    """``POST /api/copy``: not supported."""
+    raise _unsupported("copying models")
+
+
+@router.delete("/delete")
+async def delete() -> Response:
+    """``DELETE /api/delete``: not supported."""
+    raise _unsupported("deleting models")
+
+
+@router.post("/push")
+async def push() -> Response:
+    """``POST /api/push``: not supported."""
+    raise _unsupported("pushing models")
+
+
+@router.api_route("/blobs/{digest}", methods=["HEAD", "POST"])
+async def blobs(digest: str) -> Response:
+    """``HEAD|POST /api/blobs/{digest}``: not supported."""
+    raise _unsupported("model blobs")

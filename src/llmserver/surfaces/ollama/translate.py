@@ -1,0 +1,242 @@
+"""Ollama's wire format <-> the core: requests in; stream objects, final objects and model
+listings out. Durations are nanoseconds and times RFC 3339 with nanoseconds, as Ollama's."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from llmserver.core.generation import Generation
+from llmserver.core.model_info import ModelDetails
+from llmserver.core.requests import ChatRequest, Message, TextRequest
+from llmserver.errors import InvalidRequestError
+from llmserver.surfaces.ollama import options
+from llmserver.surfaces.ollama import schemas as wire
+
+logger = logging.getLogger("llmserver.ollama")
+
+Kind = Literal["chat", "generate"]
+#: the Ollama API version this surface follows (``GET /api/version``)
+OLLAMA_VERSION = "0.9.0"
+#: what Ollama shows as ``expires_at`` for a model kept loaded forever
+_FOREVER_S = (2**63 - 1) / 1e9
+_ROLES = frozenset({"system", "user", "assistant"})
+
+
+def rfc3339(when: float | None = None) -> str:
+    """A Unix time (now when None) as RFC 3339 in UTC with nanoseconds."""
+    ns = time.time_ns() if when is None else int(when * 1e9)
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+
+
+def _ns(seconds: float) -> int:
+    return max(0, round(seconds * 1e9))
+
+
+def _refuse(model: str, req: wire._Generating) -> None:
+    if unknown := req.unknown_fields():
+        logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
+    if req.think not in (None, False, ""):
+        raise InvalidRequestError(f'"{model}" does not support thinking', param="think")
+    if req.logprobs or req.top_logprobs:
+        raise InvalidRequestError("logprobs are not supported by this server", param="logprobs")
+
+
+def generate_request(req: wire.GenerateRequest, model: str) -> ChatRequest | TextRequest:
+    """A non-raw generate is a one-turn chat (the model's template, ``system`` first); a raw
+    one is a plain continuation of the prompt."""
+    _refuse(model, req)
+    if req.images:
+        raise InvalidRequestError(f'"{model}" does not support images', param="images")
+    if req.suffix:
+        raise InvalidRequestError(f'"{model}" does not support insert', param="suffix")
+    if req.raw and (req.template or req.system or req.context):
+        raise InvalidRequestError("raw mode does not support template, system, or context")
+    if req.template:
+        raise InvalidRequestError(
+            "template is not supported by this server: the model's own chat template is used",
+            param="template",
+        )
+    if req.context:
+        raise InvalidRequestError(
+            "context is not supported by this server: send the conversation to /api/chat",
+            param="context",
+        )
+    sampling = options.sampling(req.options)
+    constraint = options.constraint(req.format)
+    if req.raw:
+        return TextRequest(model, (req.prompt,), sampling, constraint=constraint)
+    turns = [Message("system", req.system)] if req.system else []
+    turns.append(Message("user", req.prompt))
+    return ChatRequest(model, tuple(turns), sampling, constraint=constraint)
+
+
+def chat_request(req: wire.ChatRequest, model: str) -> ChatRequest:
+    """The core's chat request; tools, images and tool turns are refused by name."""
+    _refuse(model, req)
+    if req.tools:
+        raise InvalidRequestError(
+            f'"{model}" does not support tools (tool calling is not available on this server yet)',
+            param="tools",
+        )
+    turns = []
+    for i, message in enumerate(req.messages):
+        if message.images:
+            raise InvalidRequestError(f'"{model}" does not support images', param="images")
+        if message.tool_calls or message.role == "tool":
+            raise InvalidRequestError(
+                f"messages[{i}]: tool messages are not supported by this server yet",
+                param="messages",
+            )
+        if message.role not in _ROLES:
+            raise InvalidRequestError(
+                f"messages[{i}]: invalid role '{message.role}'", param="messages"
+            )
+        turns.append(Message(message.role, message.content))
+    sampling = options.sampling(req.options)
+    return ChatRequest(model, tuple(turns), sampling, constraint=options.constraint(req.format))
+
+
+# -- responses ---------------------------------------------------------------------------------
+
+
+def metrics(gen: Generation) -> dict[str, int]:
+    """The final object's counts and nanosecond durations, from the generation's own timing:
+    the prompt is evaluated from the slot to the first token, the rest is generation."""
+    t = gen.timing
+    now = time.perf_counter()
+    end = t.finished or now
+    first = t.first_token or end
+    start = t.prompt_started or t.started
+    return {
+        "total_duration": _ns(now - t.started),
+        "load_duration": _ns(t.load_s),
+        "prompt_eval_count": max(0, gen.usage.prompt_tokens - gen.usage.cached_tokens),
+        "prompt_eval_duration": _ns(first - start),
+        "eval_count": gen.usage.completion_tokens,
+        "eval_duration": _ns(end - first),
+    }
+
+
+def _piece(kind: Kind, name: str, text: str) -> dict[str, Any]:
+    head: dict[str, Any] = {"model": name, "created_at": rfc3339()}
+    if kind == "chat":
+        head["message"] = {"role": "assistant", "content": text}
+    else:
+        head["response"] = text
+    return head
+
+
+def control(kind: Kind, name: str, reason: Literal["load", "unload"]) -> dict[str, Any]:
+    """The answer to a load or unload request (an empty prompt or message list)."""
+    return {**_piece(kind, name, ""), "done": True, "done_reason": reason}
+
+
+async def chunks(
+    gen: Generation,
+    kind: Kind,
+    name: str,
+    *,
+    stream: bool,
+    context: bool,
+    after: Callable[[], None],
+) -> AsyncIterator[dict[str, Any]]:
+    """Ollama's objects for ``gen``: each piece of text (when streaming), then the final one
+    with ``done_reason``, the metrics and, for a non-raw generate, ``context``. Without
+    ``stream`` the final object carries the whole text. ``after`` runs once it is done."""
+    text: list[str] = []
+    reason = "stop"
+    async for _, delta in gen.events():
+        if delta.text:
+            text.append(delta.text)
+            if stream:
+                yield {**_piece(kind, name, delta.text), "done": False}
+        if delta.finish_reason is not None:
+            reason = delta.finish_reason
+    whole = "".join(text)
+    final = {**_piece(kind, name, "" if stream else whole), "done": True, "done_reason": reason}
+    final |= metrics(gen)
+    if context and gen.prompts and (tokens := gen.tokens(gen.prompts[0] + whole)) is not None:
+        final["context"] = tokens
+    after()
+    yield final
+
+
+async def collect(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The last object of a non-streaming answer."""
+    last: dict[str, Any] = {}
+    async for chunk in chunks:
+        last = chunk
+    return last
+
+
+def _display(model_id: str) -> str:
+    return model_id if ":" in model_id else f"{model_id}:latest"
+
+
+def details_body(info: ModelDetails) -> dict[str, Any]:
+    """Ollama's ``details`` object."""
+    body: dict[str, Any] = {
+        "parent_model": "",
+        "format": info.format,
+        "family": info.family,
+        "families": [info.family] if info.family else None,
+        "parameter_size": info.parameter_size,
+        "quantization_level": info.quantization,
+    }
+    return body
+
+
+def tag_entry(info: ModelDetails) -> dict[str, Any]:
+    """One model of ``/api/tags``."""
+    name = _display(info.view.id)
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": rfc3339(info.modified_at),
+        "size": info.size,
+        "digest": info.digest,
+        "details": details_body(info),
+    }
+
+
+def ps_entry(info: ModelDetails, expires_at: float | None) -> dict[str, Any]:
+    """One model of ``/api/ps``; ``expires_at`` None is "never" (Ollama's far future)."""
+    name = _display(info.view.id)
+    when = expires_at if expires_at is not None else time.time() + _FOREVER_S
+    return {
+        "name": name,
+        "model": name,
+        "size": info.size,
+        "digest": info.digest,
+        "details": details_body(info),
+        "expires_at": rfc3339(min(when, 253402300799.0)),  # datetime's last second
+        "size_vram": 0,
+        "context_length": info.context_length or 0,
+    }
+
+
+def show_body(info: ModelDetails) -> dict[str, Any]:
+    """``/api/show``: the chat template, parameters, details, GGUF metadata, capabilities."""
+    params = dict(info.parameters)
+    if info.context_length:
+        params["num_ctx"] = info.context_length
+    parameters = "\n".join(f"{k:<30} {v}" for k, v in params.items())
+    template = info.chat_template or ""
+    modelfile = f"# Modelfile generated by llmserver\nFROM {info.view.id}\n"
+    modelfile += "".join(f"PARAMETER {k} {v}\n" for k, v in params.items())
+    meta = {k: v for k, v in info.metadata.items() if k != "tokenizer.chat_template"}
+    return {
+        "modelfile": modelfile,
+        "parameters": parameters,
+        "template": template,
+        "details": details_body(info),
+        "model_info": meta,
+        "capabilities": list(info.capabilities),
+        "modified_at": rfc3339(info.modified_at),
+    }
