@@ -178,15 +178,10 @@ class FakeConfig(ModelConfig):
     )
 
 
-class UpstreamConfig(ModelConfig):
-    """Any OpenAI-compatible server: Ollama, vLLM, llama-server, LM Studio, LiteLLM, llmserver."""
+class _RemoteConfig(ModelConfig):
+    """What every model served by another server over HTTP has."""
 
-    backend: Literal["upstream"] = "upstream"
-    url: list[str] = Field(
-        min_length=1,
-        description="Base URL ending in /v1 (for example http://127.0.0.1:11434/v1), or a list "
-        "of replicas serving the same model.",
-    )
+    url: list[str] = Field(min_length=1, description="Base URL, or a list of replicas.")
     upstream_model: str | None = Field(
         None, description="Model name sent upstream; None: this model's `id`."
     )
@@ -222,7 +217,7 @@ class UpstreamConfig(ModelConfig):
         return [url.rstrip("/") for url in urls]
 
     @model_validator(mode="after")
-    def _read_api_key(self) -> UpstreamConfig:
+    def _read_api_key(self) -> _RemoteConfig:
         # the one place the secret is read; it is kept out of repr, dumps and logs
         if self.api_key_env is not None:
             value = os.environ.get(self.api_key_env)
@@ -234,6 +229,55 @@ class UpstreamConfig(ModelConfig):
     def api_key(self) -> str | None:
         """The upstream API key, when one is configured."""
         return self._api_key.get_secret_value() if self._api_key is not None else None
+
+
+class UpstreamConfig(_RemoteConfig):
+    """Any OpenAI-compatible server: Ollama, vLLM, llama-server, LM Studio, LiteLLM, llmserver."""
+
+    backend: Literal["upstream"] = "upstream"
+    url: list[str] = Field(
+        min_length=1,
+        description="Base URL ending in /v1 (for example http://127.0.0.1:11434/v1), or a list "
+        "of replicas serving the same model.",
+    )
+
+
+class OllamaConfig(_RemoteConfig):
+    """An Ollama server, spoken to in Ollama's native API (`num_ctx`, `keep_alive` honoured)."""
+
+    backend: Literal["ollama"] = "ollama"
+    url: list[str] = Field(
+        min_length=1,
+        description="Ollama's base URL (for example http://127.0.0.1:11434; a trailing /v1 or "
+        "/api is dropped), or a list of replicas serving the same model.",
+    )
+    context_size: int | None = Field(
+        None,
+        ge=64,
+        description="Context window, sent as `options.num_ctx` with every request so long "
+        "prompts are not cut at Ollama's default; None: Ollama's default.",
+    )
+    keep_alive: str | float | None = Field(
+        None,
+        description="Sent as `keep_alive` with every request (`30m`, `-1`: stay loaded); "
+        "None: Ollama's default (5m).",
+    )
+    embedding: bool = Field(
+        False, description="An embedding model: serves embeddings through Ollama's /api/embed."
+    )
+    warm_up: bool = Field(
+        True, description="Load the model in Ollama at start-up (Ollama loads lazily otherwise)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _base_url(cls, urls: list[str]) -> list[str]:
+        out = []
+        for url in urls:
+            for suffix in ("/v1", "/api"):
+                url = url.removesuffix(suffix)
+            out.append(url)
+        return out
 
 
 def choose_backend(raw: Mapping[str, Any]) -> str:

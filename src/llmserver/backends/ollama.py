@@ -1,0 +1,363 @@
+"""An Ollama server as a backend, spoken to in Ollama's native API rather than its ``/v1``.
+
+Ollama's ``/v1`` ignores ``num_ctx`` and ``keep_alive``, so a long prompt there is cut at
+Ollama's default context without a word. Here every request carries ``options.num_ctx`` from
+the model's ``context_size`` and the configured ``keep_alive``; JSON mode goes as ``format``;
+embeddings go through ``/api/embed``; token counts come from ``prompt_eval_count`` and
+``eval_count`` (checked like any upstream's). Ollama's own sampling defaults stay in force for
+every value neither the request nor the config sets. Health is ``GET /api/version``; start-up
+loads the model in Ollama (an empty generate), as Ollama otherwise loads on the first request.
+Replicas, least-busy choice and failover are those of the OpenAI upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from llmserver.backends.base import (
+    Delta,
+    EmbeddingInput,
+    EmbeddingResult,
+    EmbeddingSpec,
+    FinishReason,
+    GenerationRequest,
+    ModelLoadError,
+    SamplingParams,
+)
+from llmserver.backends.replicas import Replica, ReplicaSet
+from llmserver.backends.upstream import READ_BUFSIZE, ReplicaFailed, _lines, _status_error
+from llmserver.backends.usage_check import credible_usage
+from llmserver.config.model_configs import ModelConfig, OllamaConfig, SamplingDefaults
+from llmserver.errors import (
+    APIError,
+    EngineError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+    UpstreamError,
+)
+
+logger = logging.getLogger("llmserver.backends.ollama")
+
+PROBE_TIMEOUT_S = 2.0
+#: Ollama's context when none is set, for the embedding spec of a model without context_size
+OLLAMA_DEFAULT_CONTEXT = 4096
+
+
+def _unset(defaults: SamplingDefaults, name: str, value: float) -> bool:
+    """True when ``value`` is only our built-in default (neither the config nor the request
+    chose it), so Ollama's own default should apply instead."""
+    builtin = SamplingDefaults.model_fields[name].default
+    return name not in defaults.model_fields_set and value == builtin
+
+
+class OllamaBackend:
+    """A model served by one or more Ollama servers."""
+
+    config_type: ClassVar[type[ModelConfig]] = OllamaConfig
+    #: Ollama runs few requests at once (OLLAMA_NUM_PARALLEL); ``max_concurrent`` sets it
+    max_parallel: ClassVar[int] = 4
+
+    def __init__(self, config: OllamaConfig) -> None:
+        self.config = config
+        self.model_name = config.upstream_model or config.id
+        self.replicas = ReplicaSet(config.url, self._probe, config.probe_interval_s)
+        self._session: aiohttp.ClientSession | None = None
+        self._dimensions = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pool, check each replica, and load the model in every live one."""
+        cfg = self.config
+        headers = {"Content-Type": "application/json", **cfg.headers}
+        if (key := cfg.api_key()) is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s
+        )
+        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=timeout, read_bufsize=READ_BUFSIZE
+        )
+        checks = await asyncio.gather(*(self._probe(r.url) for r in self.replicas.replicas))
+        for replica, ok in zip(self.replicas.replicas, checks, strict=True):
+            if not ok:
+                self.replicas.mark_down(replica, "not reachable at start-up")
+        if cfg.warm_up or cfg.embedding:
+            live = [r for r in self.replicas.replicas if r.up]
+            await asyncio.gather(*(self._warm_up(r) for r in live))
+
+    async def _warm_up(self, replica: Replica) -> None:
+        """An empty generate loads the model (one embedding for embedding models, which also
+        tells its size); an Ollama without the model fails the start with its reason."""
+        if self.config.embedding:
+            path, body = "/api/embed", {"model": self.model_name, "input": ["Hello"]}
+        else:
+            path, body = "/api/generate", {"model": self.model_name}
+        body |= self._common()
+        try:
+            answer = await self._post(replica, path, body)
+        except ReplicaFailed as exc:
+            self.replicas.mark_down(replica, exc.error.message)
+            return
+        except APIError as exc:
+            raise ModelLoadError(f"Ollama at {replica.url}: {exc.message}") from None
+        if self.config.embedding:
+            vectors = answer.get("embeddings") or [[]]
+            self._dimensions = len(vectors[0])
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The open connection pool."""
+        if self._session is None:
+            raise EngineError("Ollama model is not started")
+        return self._session
+
+    async def _probe(self, url: str) -> bool:
+        """True when the replica answers ``GET /api/version``."""
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+        try:
+            async with self.session.get(f"{url}/api/version", timeout=timeout) as resp:
+                return resp.status < 500
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    def replica_states(self) -> dict[str, bool]:
+        """Replica URL -> whether it is up (for metrics and status pages)."""
+        return self.replicas.states()
+
+    async def health(self) -> bool:
+        """True while at least one replica is in rotation."""
+        return self._session is not None and any(self.replicas.states().values())
+
+    async def close(self) -> None:
+        """Stop the probes and close the connection pool."""
+        await self.replicas.close()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def _common(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.config.keep_alive is not None:
+            body["keep_alive"] = self.config.keep_alive
+        if self.config.context_size is not None:
+            body["options"] = {"num_ctx": self.config.context_size}
+        return body
+
+    def _options(self, params: SamplingParams) -> dict[str, Any]:
+        defaults = self.config.defaults
+        out: dict[str, Any] = {}
+        if params.max_tokens > 0:
+            out["num_predict"] = params.max_tokens
+        if not _unset(defaults, "temperature", params.temperature):
+            out["temperature"] = params.temperature
+        if not _unset(defaults, "top_p", params.top_p):
+            out["top_p"] = params.top_p
+        # the core sends these at their neutral values unless someone asked for them
+        if params.top_k > 0:
+            out["top_k"] = params.top_k
+        if params.min_p > 0:
+            out["min_p"] = params.min_p
+        if params.repeat_penalty != 1.0:
+            out["repeat_penalty"] = params.repeat_penalty
+        if params.presence_penalty:
+            out["presence_penalty"] = params.presence_penalty
+        if params.frequency_penalty:
+            out["frequency_penalty"] = params.frequency_penalty
+        if params.seed is not None:
+            out["seed"] = params.seed
+        if params.stop:
+            out["stop"] = list(params.stop)
+        if self.config.context_size is not None:
+            out["num_ctx"] = self.config.context_size
+        return out
+
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The ``/api/chat`` (messages) or raw ``/api/generate`` (prompt) body."""
+        body: dict[str, Any] = {"model": self.model_name, "stream": True}
+        if request.messages is not None:
+            body["messages"] = list(request.messages)
+        else:
+            body["prompt"] = request.prompt
+            body["raw"] = True  # the core's text requests are plain continuations
+        body |= self._common()
+        body["options"] = self._options(request.params)
+        if request.constraint is not None:
+            schema = request.constraint.schema
+            body["format"] = "json" if schema is None else schema
+        return body
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream from the least busy live replica, moving on only before the first delta."""
+        chat = request.messages is not None
+        path = "/api/chat" if chat else "/api/generate"
+        body = orjson.dumps(self.body(request))
+        tried: set[Replica] = set()
+        last: APIError | None = None
+        while (replica := self.replicas.pick(tried)) is not None:
+            tried.add(replica)
+            replica.outstanding += 1
+            produced = False
+            try:
+                async for delta in self._stream(replica, path, body, chat):
+                    produced = True
+                    yield delta
+                return
+            except ReplicaFailed as exc:
+                self.replicas.mark_down(replica, exc.error.message)
+                if produced:
+                    raise exc.error from None
+                last = exc.error
+                logger.info("retrying request %s on another replica", request.request_id)
+            finally:
+                replica.outstanding -= 1
+        raise last or self._unavailable()
+
+    def _unavailable(self) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            f"no Ollama replica of '{self.config.id}' is reachable",
+            code="upstream_unavailable",
+            headers={"Retry-After": str(max(1, round(self.config.probe_interval_s)))},
+        )
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self, replica: Replica, path: str, body: bytes
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST to one replica; unreachable replicas and 502/503/504 raise ReplicaFailed."""
+        try:
+            async with self.session.post(replica.url + path, data=body) as resp:
+                if resp.status >= 400:
+                    raise await _status_error(resp)
+                yield resp
+        except aiohttp.ConnectionTimeoutError:
+            reason = f"Ollama {replica.url} unreachable: no connection within "
+            reason += f"{self.config.connect_timeout_s} s"
+            raise ReplicaFailed(
+                ServiceUnavailableError(reason, code="upstream_unavailable")
+            ) from None
+        except TimeoutError:
+            raise ServiceUnavailableError(
+                f"Ollama did not answer within {self.config.read_timeout_s} s",
+                code="upstream_timeout",
+            ) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            reason = f"Ollama {replica.url} unreachable: {type(exc).__name__}: {exc}"
+            raise ReplicaFailed(
+                ServiceUnavailableError(reason, code="upstream_unavailable")
+            ) from None
+
+    async def _post(self, replica: Replica, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._request(replica, path, orjson.dumps(body)) as resp:
+            raw = await resp.read()
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("Ollama sent an answer that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise UpstreamError("Ollama sent an answer that is not an object")
+        return answer
+
+    async def _stream(
+        self, replica: Replica, path: str, body: bytes, chat: bool
+    ) -> AsyncIterator[Delta]:
+        async with self._request(replica, path, body) as resp:
+            async for delta in _deltas(resp, chat, len(body)):
+                yield delta
+
+    # -- embeddings ------------------------------------------------------------------------------
+
+    def embedding_spec(self) -> EmbeddingSpec | None:
+        """Embeddings for a model configured with ``embedding: true``."""
+        if not self.config.embedding:
+            return None
+        context = self.config.context_size or OLLAMA_DEFAULT_CONTEXT
+        return EmbeddingSpec(dimensions=self._dimensions, max_input_tokens=context)
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+        """Vectors from ``/api/embed`` (too long an input is an error, not cut short)."""
+        if not all(isinstance(text, str) for text in inputs):
+            raise InvalidRequestError("this model takes text inputs only", param="input")
+        body = {"model": self.model_name, "input": list(inputs), "truncate": False}
+        body |= self._common()
+        tried: set[Replica] = set()
+        last: APIError | None = None
+        while (replica := self.replicas.pick(tried)) is not None:
+            tried.add(replica)
+            replica.outstanding += 1
+            try:
+                answer = await self._post(replica, "/api/embed", body)
+            except ReplicaFailed as exc:
+                self.replicas.mark_down(replica, exc.error.message)
+                last = exc.error
+                continue
+            finally:
+                replica.outstanding -= 1
+            return _embedding_result(answer, inputs)
+        raise last or self._unavailable()
+
+
+def _embedding_result(answer: dict[str, Any], inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+    vectors = answer.get("embeddings")
+    if not isinstance(vectors, list) or len(vectors) != len(inputs):
+        raise UpstreamError("Ollama sent a different number of embeddings than inputs")
+    request_bytes = sum(len(str(text).encode()) for text in inputs)
+    total, _ = credible_usage(
+        {"prompt_tokens": answer.get("prompt_eval_count"), "completion_tokens": 0},
+        0,
+        0,
+        request_bytes,
+    )
+    # Ollama counts the whole batch; each input gets its share
+    share, rest = divmod(total, max(1, len(inputs)))
+    counts = [share + (1 if i < rest else 0) for i in range(len(inputs))]
+    return EmbeddingResult([[float(x) for x in v] for v in vectors], counts)
+
+
+async def _deltas(
+    resp: aiohttp.ClientResponse, chat: bool, request_bytes: int
+) -> AsyncIterator[Delta]:
+    """Deltas from an NDJSON body as its lines arrive; the last (``done: true``) carries the
+    finish reason and Ollama's counts, checked (see :func:`credible_usage`)."""
+    finish: FinishReason | None = None
+    final: dict[str, Any] = {}
+    chunks = text_bytes = 0
+    async with contextlib.aclosing(_lines(resp)) as lines:
+        async for line in lines:
+            if not line:
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                raise UpstreamError("Ollama sent a line that is not JSON") from None
+            if not isinstance(obj, dict):
+                raise UpstreamError("Ollama sent a line that is not an object")
+            if "error" in obj:
+                raise UpstreamError(f"Ollama failed mid-stream: {obj['error']}")
+            piece = (obj.get("message") or {}).get("content") if chat else obj.get("response")
+            if isinstance(piece, str) and piece:
+                chunks += 1
+                text_bytes += len(piece.encode("utf-8", "surrogatepass"))
+                yield Delta(piece, 0)
+            if obj.get("done") is True:
+                final = obj
+                finish = "length" if obj.get("done_reason") == "length" else "stop"
+                break
+    if finish is None:
+        raise UpstreamError("Ollama's response ended before it was done")
+    reported = {
+        "prompt_tokens": final.get("prompt_eval_count"),
+        "completion_tokens": final.get("eval_count"),
+    }
+    prompt_tokens, completion_tokens = credible_usage(reported, text_bytes, chunks, request_bytes)
+    yield Delta("", completion_tokens, finish, prompt_tokens=prompt_tokens)
