@@ -152,6 +152,48 @@ def reporting(usage: Any) -> web.Application:
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", answer)
+
+
+def recorded_ollama(recording: dict[str, Any], model: str = "llama3.2") -> web.Application:
+    """An Ollama that answers with responses recorded from Ollama's documentation: the chat
+    and generate streams as NDJSON, an empty generate as a load, embeddings, the version; any
+    other model name is Ollama's 404. Every request body is recorded."""
+
+    async def version(_: web.Request) -> web.Response:
+        return web.json_response(recording["version"])
+
+    async def ndjson(request: web.Request, name: str) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        request.app[REQUESTS].append({"path": request.path, "body": body})
+        if body.get("model") != model:
+            return web.json_response(recording["not_found"], status=404)
+        if request.path == "/api/generate" and not body.get("prompt"):
+            return web.json_response(recording["load"])
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        for obj in recording[name]:
+            await resp.write(orjson.dumps(obj) + b"\n")
+        await resp.write_eof()
+        return resp
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        return await ndjson(request, "chat_stream")
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        return await ndjson(request, "generate_stream")
+
+    async def embed(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        request.app[REQUESTS].append({"path": request.path, "body": body})
+        vectors = recording["embed"]["embeddings"]
+        count = len(body["input"]) if isinstance(body["input"], list) else 1
+        return web.json_response({**recording["embed"], "embeddings": vectors[:count]})
+
+    app = web.Application()
+    app.router.add_get("/api/version", version)
+    app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/generate", generate)
+    app.router.add_post("/api/embed", embed)
     return app
 
 
