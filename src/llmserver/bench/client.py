@@ -50,23 +50,26 @@ def make_session(api_key: str | None, pool_size: int, timeout_s: float) -> aioht
     return aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout)
 
 
-async def first_model(session: aiohttp.ClientSession, base_url: str) -> str:
-    """The id of the first model listed by ``GET {base_url}/models``.
+async def first_model(session: aiohttp.ClientSession, base_url: str, api: str = "openai") -> str:
+    """The id of the first model listed by ``GET {base_url}/models`` (Ollama: the name of the
+    first one of ``GET {base_url}/api/tags``).
 
     Raises BenchError when the list cannot be read or is empty.
     """
-    url = f"{base_url.rstrip('/')}/models"
+    ollama = api == "ollama"
+    url = f"{base_url.rstrip('/')}/api/tags" if ollama else f"{base_url.rstrip('/')}/models"
+    key, field = ("models", "name") if ollama else ("data", "id")
     try:
         async with session.get(url) as resp:
             body = await resp.read()
             if resp.status != 200:
                 raise BenchError(f"GET {url}: HTTP {resp.status}: {body[:200]!r}")
-            models = orjson.loads(body).get("data") or []
+            models = orjson.loads(body).get(key) or []
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, AttributeError) as exc:
         raise BenchError(f"GET {url}: {exc or type(exc).__name__}") from exc
-    if not models or not isinstance(models[0], dict) or "id" not in models[0]:
+    if not models or not isinstance(models[0], dict) or field not in models[0]:
         raise BenchError(f"GET {url}: no model listed; pass --model")
-    return str(models[0]["id"])
+    return str(models[0][field])
 
 
 def _chunk_text(choice: dict[str, Any]) -> str | None:
@@ -107,17 +110,55 @@ def _handle_event(state: _StreamState, data: bytes, now: float) -> None:
         state.chunks += 1
 
 
-def _handle_lines(state: _StreamState, lines: list[bytes], now: float) -> None:
+def _ollama_usage(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "completion_tokens": obj.get("eval_count"),
+        "prompt_tokens": obj.get("prompt_eval_count"),
+    }
+
+
+def _ollama_text(obj: dict[str, Any]) -> str | None:
+    message = obj.get("message")
+    text = message.get("content") if isinstance(message, dict) else obj.get("response")
+    return text if isinstance(text, str) else None
+
+
+def _handle_ndjson(state: _StreamState, line: bytes, now: float) -> None:
+    """Apply one line of an Ollama NDJSON stream; ``done: true`` ends it with the counts."""
+    event = orjson.loads(line)
+    if not isinstance(event, dict):
+        return
+    if event.get("error") is not None:
+        state.error = "error event in stream"
+        return
+    if _ollama_text(event):
+        if state.ttft is None:
+            state.ttft = now - state.start
+        else:
+            state.itl.append(now - state.last)
+        state.last = now
+        state.chunks += 1
+    if event.get("done") is True:
+        state.finish_reason = str(event.get("done_reason") or "stop")
+        state.usage = _ollama_usage(event)
+        state.done = True
+
+
+def _handle_lines(state: _StreamState, lines: list[bytes], now: float, ndjson: bool) -> None:
     for raw in lines:
         line = raw.strip()
-        if line.startswith(_DATA):
+        if ndjson and line:
+            _handle_ndjson(state, line, now)
+        elif line.startswith(_DATA):
             _handle_event(state, line[len(_DATA) :].lstrip(), now)
-            if state.done or state.error:
-                return
+        if state.done or state.error:
+            return
 
 
-async def _read_stream(resp: aiohttp.ClientResponse, state: _StreamState) -> float:
-    """Consume an SSE body; returns the time the stream ended."""
+async def _read_stream(
+    resp: aiohttp.ClientResponse, state: _StreamState, ndjson: bool = False
+) -> float:
+    """Consume an SSE (or Ollama NDJSON) body; returns the time the stream ended."""
     buffer = b""
     async for data in resp.content.iter_any():
         now = time.perf_counter()
@@ -125,7 +166,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, state: _StreamState) -> flo
         if b"\n" not in data:
             continue
         *lines, buffer = buffer.split(b"\n")
-        _handle_lines(state, lines, now)
+        _handle_lines(state, lines, now, ndjson)
         if state.done:
             # Drain the chunked terminator so that the connection goes back to the pool.
             await resp.content.read()
@@ -133,7 +174,7 @@ async def _read_stream(resp: aiohttp.ClientResponse, state: _StreamState) -> flo
         if state.error:
             return now
     if buffer:
-        _handle_lines(state, [buffer], time.perf_counter())
+        _handle_lines(state, [buffer], time.perf_counter(), ndjson)
     return time.perf_counter()
 
 
@@ -173,8 +214,15 @@ def _finish(
     )
 
 
-def _non_stream_result(state: _StreamState, body: bytes, end: float) -> RequestResult:
+def _non_stream_result(
+    state: _StreamState, body: bytes, end: float, ollama: bool = False
+) -> RequestResult:
     payload = orjson.loads(body)
+    if ollama:
+        state.finish_reason = payload.get("done_reason") if payload.get("done") else None
+        text = _ollama_text(payload)
+        counted = len(text.split()) if text else 0
+        return _finish(state, end, counted, _ollama_usage(payload))
     choices = payload.get("choices") or [{}]
     choice = choices[0]
     state.finish_reason = choice.get("finish_reason")
@@ -191,8 +239,11 @@ async def send_request(
     body: bytes,
     stream: bool,
     expected_tokens: int,
+    api: str = "openai",
 ) -> RequestResult:
-    """Send one request, read the whole response and check it."""
+    """Send one request, read the whole response and check it (``api``: "openai" or
+    "ollama", whose streams are NDJSON and whose counts are ``eval_count``)."""
+    ollama = api == "ollama"
     state = _StreamState(start=time.perf_counter(), expected_tokens=expected_tokens)
     try:
         async with session.post(url, data=body) as resp:
@@ -201,8 +252,8 @@ async def send_request(
                 return _failed(state, f"HTTP {resp.status}")
             if not stream:
                 data = await resp.read()
-                return _non_stream_result(state, data, time.perf_counter())
-            end = await _read_stream(resp, state)
+                return _non_stream_result(state, data, time.perf_counter(), ollama)
+            end = await _read_stream(resp, state, ollama)
     except TimeoutError:
         return _failed(state, "timeout")
     except aiohttp.ClientError as exc:

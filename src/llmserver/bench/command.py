@@ -32,11 +32,21 @@ def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", help="model id (default: the first one from GET /models)")
     group.add_argument("--label", default="A", help="name of this target in the output")
     group.add_argument(
+        "--api",
+        choices=("openai", "ollama"),
+        default="openai",
+        help="the target's protocol: openai (base URL ending in /v1) or ollama (the server's "
+        "root URL; /api/chat and /api/generate) (default: %(default)s)",
+    )
+    group.add_argument(
         "--vs", metavar="URL", help="a second base URL, measured in the same run, interleaved"
     )
     group.add_argument("--vs-model", help="model id on --vs (default: its first model)")
     group.add_argument("--vs-api-key", help="API key for --vs")
     group.add_argument("--vs-label", default="B", help="name of the --vs target in the output")
+    group.add_argument(
+        "--vs-api", choices=("openai", "ollama"), default="openai", help="--api of --vs"
+    )
 
 
 def _add_workload_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,11 +189,12 @@ def _workload(args: argparse.Namespace) -> Workload:
 
 
 def _targets(args: argparse.Namespace) -> tuple[TargetSpec, ...]:
-    targets = [TargetSpec(args.label, args.base_url, args.api_key, args.model)]
+    targets = [TargetSpec(args.label, args.base_url, args.api_key, args.model, args.api)]
     if args.vs:
         if args.vs_label == args.label:
             raise BenchError("--label and --vs-label must differ")
-        targets.append(TargetSpec(args.vs_label, args.vs, args.vs_api_key, args.vs_model))
+        vs = TargetSpec(args.vs_label, args.vs, args.vs_api_key, args.vs_model, args.vs_api)
+        targets.append(vs)
     return tuple(targets)
 
 

@@ -9,6 +9,8 @@ from llmserver.bench.metrics import Slo, Summary
 from llmserver.bench.workload import Workload
 
 LoadMode = Literal["concurrency", "rate"]
+#: the wire protocol a target speaks: OpenAI's (base URL ending in /v1) or Ollama's (/api)
+Api = Literal["openai", "ollama"]
 
 
 class BenchError(Exception):
@@ -23,6 +25,7 @@ class TargetSpec:
     base_url: str
     api_key: str | None = None
     model: str | None = None
+    api: Api = "openai"
 
 
 @dataclass(frozen=True, slots=True)

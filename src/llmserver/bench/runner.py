@@ -43,7 +43,12 @@ class _Target:
         async def send(index: int) -> RequestResult:
             body = self.factory.build(batch, index)
             result = await send_request(
-                self.session, self.url, body, workload.stream, workload.output_tokens
+                self.session,
+                self.url,
+                body,
+                workload.stream,
+                workload.output_tokens,
+                self.spec.api,
             )
             progress.update(result.ok)
             return result
@@ -103,12 +108,12 @@ async def _open_target(spec: TargetSpec, config: BenchConfig) -> _Target:
     pool = int(max(level.value for level in config.levels)) if closed else 0
     session = make_session(spec.api_key, pool, config.timeout_s)
     try:
-        model = spec.model or await first_model(session, spec.base_url)
+        model = spec.model or await first_model(session, spec.base_url, spec.api)
     except BaseException:
         await close_session(session)
         raise
-    factory = PayloadFactory(config.workload, model)
-    url = spec.base_url.rstrip("/") + config.workload.path
+    factory = PayloadFactory(config.workload, model, spec.api)
+    url = spec.base_url.rstrip("/") + config.workload.path_for(spec.api)
     logger.info("bench target %s: %s model %s", spec.label, url, model)
     return _Target(spec, model, session, factory, url)
 

@@ -20,6 +20,8 @@ Endpoint = Literal["chat", "completions"]
 Prompt = str | list[dict[str, Any]]
 
 ENDPOINT_PATHS: dict[str, str] = {"chat": "/chat/completions", "completions": "/completions"}
+#: Ollama's paths, relative to the server's root URL (a completion is a raw generate)
+OLLAMA_PATHS: dict[str, str] = {"chat": "/api/chat", "completions": "/api/generate"}
 
 # Tokens the tag "[0123456789ab] " and a chat template add, roughly; subtracted from the body.
 _OVERHEAD_TOKENS = 8
@@ -49,6 +51,10 @@ class Workload:
     def path(self) -> str:
         """The endpoint path relative to the base URL."""
         return ENDPOINT_PATHS[self.endpoint]
+
+    def path_for(self, api: str) -> str:
+        """The endpoint path for a target speaking ``api`` ("openai" or "ollama")."""
+        return OLLAMA_PATHS[self.endpoint] if api == "ollama" else self.path
 
 
 def synthetic_prompt(input_tokens: int, seed: int) -> str:
@@ -85,12 +91,25 @@ def _as_text(prompt: Prompt) -> str:
 class PayloadFactory:
     """Builds the encoded JSON body of request ``index`` of a batch."""
 
-    def __init__(self, workload: Workload, model: str) -> None:
+    def __init__(self, workload: Workload, model: str, api: str = "openai") -> None:
         self._workload = workload
         self._prompts: tuple[Prompt, ...] = workload.prompts or (
             synthetic_prompt(workload.input_tokens, workload.seed),
         )
-        self._base = self._base_body(workload, model)
+        self._ollama = api == "ollama"
+        base = self._ollama_body if self._ollama else self._base_body
+        self._base = base(workload, model)
+
+    @staticmethod
+    def _ollama_body(workload: Workload, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "stream": workload.stream}
+        if workload.output_tokens > 0:
+            # ignore_eos is an llmserver extension; Ollama logs it as unknown and ignores it
+            body["options"] = {"num_predict": workload.output_tokens, "ignore_eos": True}
+        if workload.endpoint == "completions":
+            body["raw"] = True
+        body.update(workload.extra_body)
+        return body
 
     @staticmethod
     def _base_body(workload: Workload, model: str) -> dict[str, Any]:

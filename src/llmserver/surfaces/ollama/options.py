@@ -70,6 +70,7 @@ def sampling(options: Mapping[str, Any] | None) -> Sampling:
     ``num_predict`` of -1 (no limit), -2 (fill the context) or 0 leaves the length to the rest
     of the context; ``num_ctx`` caps the context for this request; a negative ``seed`` is
     random. Options we cannot honour are logged and ignored, as Ollama does with unknown ones.
+    ``ignore_eos`` (not Ollama's) generates past the end-of-text token, as on /v1.
     """
     values: dict[str, Any] = {}
     for name, value in (options or {}).items():
@@ -81,6 +82,8 @@ def sampling(options: Mapping[str, Any] | None) -> Sampling:
             values[name] = _float(name, value)
         elif name == "stop":
             values["stop"] = _stops(value)
+        elif name == "ignore_eos" and isinstance(value, bool):
+            values["ignore_eos"] = value  # a server extra (the benchmark uses it)
         elif name in IGNORED:
             logger.info("ignoring Ollama option %s: not supported by this server", name)
         else:
@@ -104,6 +107,7 @@ def sampling(options: Mapping[str, Any] | None) -> Sampling:
         frequency_penalty=values.get("frequency_penalty"),
         seed=seed if seed is not None and seed >= 0 else None,
         stop=values.get("stop", ()),
+        ignore_eos=values.get("ignore_eos", False),
         context_limit=num_ctx,
     )
 
