@@ -105,7 +105,7 @@ def test_format_json_parses_and_a_schema_validates(client: ollama.Client) -> Non
     answer = client.generate(
         model=MODEL, prompt="Give a JSON object about a cat.", format="json", options=GREEDY
     )
-    assert isinstance(json.loads(answer.response), dict)
+    assert isinstance(json.loads(answer.response or ""), dict)
     schema = {
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
