@@ -279,6 +279,16 @@ def test_num_predict_and_integers_sent_as_floats(api: TestClient) -> None:
     assert body["done_reason"] == "length"
 
 
+def test_num_predict_past_the_context_stops_at_its_end(api: TestClient) -> None:
+    body = api.post(
+        "/api/generate",
+        json={"model": "fake", "prompt": "x", "stream": False,
+              "options": {"num_predict": 100000, "num_ctx": 40, "ignore_eos": True}},
+    ).json()  # fmt: skip
+    assert body["done_reason"] == "length"
+    assert body["prompt_eval_count"] + body["eval_count"] == 40
+
+
 def test_options_read_the_way_ollama_reads_them(caplog: pytest.LogCaptureFixture) -> None:
     s = options.sampling({"num_predict": -1, "num_ctx": 1024.0, "seed": -1, "mystery": 3})
     assert s.max_tokens is None

@@ -21,6 +21,8 @@ class Sampling:
     ``max_tokens`` None means the model's default, or else the rest of the context.
     ``context_limit`` caps the context this request may use (prompt plus completion) below the
     model's own, without reloading anything (Ollama's ``num_ctx``); None: the model's.
+    ``fit_context`` makes ``max_tokens`` an upper bound that the room left in the context cuts
+    short (Ollama's ``num_predict``), instead of a length that must fit (OpenAI's).
     """
 
     max_tokens: int | None = None
@@ -39,6 +41,7 @@ class Sampling:
     #: special tokens (tool-call markup) come out as their text instead of nothing
     special_text: bool = False
     context_limit: int | None = None
+    fit_context: bool = False
 
 
 @dataclass(frozen=True, slots=True)

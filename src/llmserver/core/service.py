@@ -413,7 +413,10 @@ class Service:
             tokens = tokenizer.tokenize(prompt)
             if not tokens:
                 raise InvalidRequestError("prompt must not be empty", param="prompt")
-            max_tokens = _max_tokens(handle, len(tokens), sampling.max_tokens, context)
+            limit = sampling.max_tokens
+            if limit is not None and sampling.fit_context:
+                limit = min(limit, max(1, context - len(tokens)))
+            max_tokens = _max_tokens(handle, len(tokens), limit, context)
             defaults = handle.config.defaults
             out += _choices(sampling, n, prompt, tokens, defaults, max_tokens, constraint, None)
         return out

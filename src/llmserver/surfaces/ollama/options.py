@@ -67,10 +67,11 @@ def _stops(value: Any) -> tuple[str, ...]:
 def sampling(options: Mapping[str, Any] | None) -> Sampling:
     """The core's sampling values from Ollama's ``options``.
 
-    ``num_predict`` of -1 (no limit), -2 (fill the context) or 0 leaves the length to the rest
-    of the context; ``num_ctx`` caps the context for this request; a negative ``seed`` is
-    random. Options we cannot honour are logged and ignored, as Ollama does with unknown ones.
-    ``ignore_eos`` (not Ollama's) generates past the end-of-text token, as on /v1.
+    ``num_predict`` is an upper bound (the context's end stops a generation, as in Ollama);
+    -1 (no limit), -2 (fill the context) or 0 leaves the length to the rest of the context;
+    ``num_ctx`` caps the context for this request; a negative ``seed`` is random. Options we
+    cannot honour are logged and ignored, as Ollama does with unknown ones. ``ignore_eos``
+    (not Ollama's) generates past the end-of-text token, as on /v1.
     """
     values: dict[str, Any] = {}
     for name, value in (options or {}).items():
@@ -109,6 +110,7 @@ def sampling(options: Mapping[str, Any] | None) -> Sampling:
         stop=values.get("stop", ()),
         ignore_eos=values.get("ignore_eos", False),
         context_limit=num_ctx,
+        fit_context=True,
     )
 
 
