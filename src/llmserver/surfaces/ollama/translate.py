@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from llmserver.core.generation import Generation
@@ -23,6 +22,8 @@ Kind = Literal["chat", "generate"]
 OLLAMA_VERSION = "0.9.0"
 #: what Ollama shows as ``expires_at`` for a model kept loaded forever
 _FOREVER_S = (2**63 - 1) / 1e9
+#: 9999-12-31T23:59:59Z, the last second RFC 3339 can write
+_LAST_SECOND = 253402300799
 _ROLES = frozenset({"system", "user", "assistant"})
 
 
@@ -30,8 +31,9 @@ def rfc3339(when: float | None = None) -> str:
     """A Unix time (now when None) as RFC 3339 in UTC with nanoseconds."""
     ns = time.time_ns() if when is None else int(when * 1e9)
     seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
-    return f"{stamp:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+    if seconds > _LAST_SECOND:  # beyond what gmtime formats everywhere
+        seconds = _LAST_SECOND
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{frac:09d}Z"
 
 
 def _ns(seconds: float) -> int:
@@ -151,11 +153,20 @@ async def chunks(
     ``stream`` the final object carries the whole text. ``after`` runs once it is done."""
     text: list[str] = []
     reason = "stop"
+    chat = kind == "chat"
     async for _, delta in gen.events():
         if delta.text:
             text.append(delta.text)
-            if stream:
-                yield {**_piece(kind, name, delta.text), "done": False}
+            if stream and chat:
+                message = {"role": "assistant", "content": delta.text}
+                yield {"model": name, "created_at": rfc3339(), "message": message, "done": False}
+            elif stream:
+                yield {
+                    "model": name,
+                    "created_at": rfc3339(),
+                    "response": delta.text,
+                    "done": False,
+                }
         if delta.finish_reason is not None:
             reason = delta.finish_reason
     whole = "".join(text)
@@ -215,7 +226,7 @@ def ps_entry(info: ModelDetails, expires_at: float | None) -> dict[str, Any]:
         "size": info.size,
         "digest": info.digest,
         "details": details_body(info),
-        "expires_at": rfc3339(min(when, 253402300799.0)),  # datetime's last second
+        "expires_at": rfc3339(when),
         "size_vram": 0,
         "context_length": info.context_length or 0,
     }
