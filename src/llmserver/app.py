@@ -108,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_docs(app)
     app.include_router(status.router)
     app.include_router(openai.router)
+    app.include_router(ollama.router)  # early: routes are matched in order, these are hot
     app.include_router(openai.aliases())
     app.include_router(telemetry.router)
     app.include_router(simple.router)
@@ -115,7 +116,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic.router)
     app.include_router(ui_pages.router)
     app.include_router(ui.router)
-    app.include_router(ollama.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
     #   request id -> access log -> body size (413) -> allowlist -> CORS -> browser's GET / to
     #   the page -> auth -> rate limit

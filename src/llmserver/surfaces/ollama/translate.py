@@ -36,6 +36,23 @@ def rfc3339(when: float | None = None) -> str:
     return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{frac:09d}Z"
 
 
+class _Clock:
+    """``rfc3339()`` of now for each piece of one stream, formatting the date once a second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        seconds, frac = divmod(time.time_ns(), 1_000_000_000)
+        if seconds != self._second:
+            self._second = seconds
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        return f"{self._prefix}.{frac:09d}Z"
+
+
 def _ns(seconds: float) -> int:
     return max(0, round(seconds * 1e9))
 
@@ -154,12 +171,13 @@ async def chunks(
     text: list[str] = []
     reason = "stop"
     chat = kind == "chat"
+    clock = _Clock()
     async for _, delta in gen.events():
         if delta.text:
             text.append(delta.text)
             if stream and chat:
                 message = {"role": "assistant", "content": delta.text}
-                yield {"model": name, "created_at": rfc3339(), "message": message, "done": False}
+                yield {"model": name, "created_at": clock.now(), "message": message, "done": False}
             elif stream:
                 yield {
                     "model": name,
