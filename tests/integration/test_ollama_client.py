@@ -103,8 +103,12 @@ def test_num_ctx_caps_the_context_for_one_request(client: ollama.Client) -> None
 
 def test_format_json_parses_and_a_schema_validates(client: ollama.Client) -> None:
     answer = client.generate(
-        model=MODEL, prompt="Give a JSON object about a cat.", format="json", options=GREEDY
+        model=MODEL,
+        prompt="Give a JSON object about a cat.",
+        format="json",
+        options={"temperature": 0, "num_predict": 300},
     )
+    assert answer.done_reason == "stop"
     assert isinstance(json.loads(answer.response or ""), dict)
     schema = {
         "type": "object",
@@ -113,9 +117,9 @@ def test_format_json_parses_and_a_schema_validates(client: ollama.Client) -> Non
     }
     chat = client.chat(
         model=MODEL,
-        messages=[{"role": "user", "content": "Describe a person as JSON."}],
+        messages=[{"role": "user", "content": "Invent a person."}],
         format=schema,
-        options={"temperature": 0, "num_predict": 60},
+        options={"temperature": 0, "num_predict": 200},
     )
     data = json.loads(chat.message.content or "")
     assert isinstance(data["name"], str)
