@@ -23,7 +23,7 @@ from support import RunningServer, run_server
 pytestmark = pytest.mark.integration
 
 MODEL = f"{DEFAULT_MODEL_ID}:latest"
-GREEDY = {"temperature": 0, "seed": 7, "num_predict": 24}
+GREEDY = {"temperature": 0, "seed": 7, "num_predict": 8}
 QUESTION = [{"role": "user", "content": "Name three colours."}]
 
 

@@ -349,3 +349,17 @@ def test_openai_routes_keep_openai_errors(api: TestClient) -> None:
     assert api.post("/api/chat", json={"model": "nope", "messages": []}).json() == {
         "error": "model 'nope' not found"
     }
+
+
+def test_a_body_without_a_json_content_type_is_read_as_json(api: TestClient) -> None:
+    # Ollama's documentation uses curl -d, which sends application/x-www-form-urlencoded
+    r = api.post(
+        "/api/generate",
+        content=b'{"model": "fake", "prompt": "hi", "stream": false}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200
+    assert r.json()["done"] is True
+    bad = api.post("/api/chat", content=b"{not json")
+    assert bad.status_code == 400
+    assert set(bad.json()) == {"error"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from llmserver.core.caller import Caller
@@ -35,6 +35,13 @@ router = APIRouter(prefix="/api")
 #: one JSON object per line; an error after the first line is one ``{"error": ...}`` line
 NDJSON = Framing("application/x-ndjson", ndjson_line, b"", None, ollama_error)
 _LATEST = ":latest"
+#: request bodies, read as JSON whatever their Content-Type (see :func:`wire.body`)
+GenerateBody = Annotated[wire.GenerateRequest, Depends(wire.body(wire.GenerateRequest))]
+ChatBody = Annotated[wire.ChatRequest, Depends(wire.body(wire.ChatRequest))]
+EmbedBody = Annotated[wire.EmbedRequest, Depends(wire.body(wire.EmbedRequest))]
+EmbeddingsBody = Annotated[wire.EmbeddingsRequest, Depends(wire.body(wire.EmbeddingsRequest))]
+ShowBody = Annotated[wire.ShowRequest, Depends(wire.body(wire.ShowRequest))]
+PullBody = Annotated[wire.PullRequest, Depends(wire.body(wire.PullRequest))]
 
 
 def model_name(svc: Service, who: Caller, name: str) -> str:
@@ -83,7 +90,7 @@ async def _control(
 
 
 @router.post("/generate")
-async def generate(request: Request, req: wire.GenerateRequest) -> Response:
+async def generate(request: Request, req: GenerateBody) -> Response:
     """``POST /api/generate``: a completion, streamed as NDJSON unless ``stream`` is false."""
     svc, who = service(request), caller(request)
     name = model_name(svc, who, req.model)
@@ -105,7 +112,7 @@ async def generate(request: Request, req: wire.GenerateRequest) -> Response:
 
 
 @router.post("/chat")
-async def chat(request: Request, req: wire.ChatRequest) -> Response:
+async def chat(request: Request, req: ChatBody) -> Response:
     """``POST /api/chat``: the next message, streamed as NDJSON unless ``stream`` is false."""
     svc, who = service(request), caller(request)
     name = model_name(svc, who, req.model)
@@ -141,7 +148,7 @@ async def _vectors(
 
 
 @router.post("/embed")
-async def embed(request: Request, req: wire.EmbedRequest) -> Response:
+async def embed(request: Request, req: EmbedBody) -> Response:
     """``POST /api/embed``: one vector per input."""
     track_usage(request, req.model, Usage())
     inputs = ([req.input] if req.input else []) if isinstance(req.input, str) else req.input
@@ -160,7 +167,10 @@ async def embed(request: Request, req: wire.EmbedRequest) -> Response:
 
 
 @router.post("/embeddings")
-async def embeddings(request: Request, req: wire.EmbeddingsRequest) -> Response:
+async def embeddings(
+    request: Request,
+    req: EmbeddingsBody,
+) -> Response:
     """``POST /api/embeddings``: the legacy form, one prompt, one vector."""
     track_usage(request, req.model, Usage())
 
@@ -193,7 +203,7 @@ async def ps(request: Request) -> Response:
 
 
 @router.post("/show")
-async def show(request: Request, req: wire.ShowRequest) -> Response:
+async def show(request: Request, req: ShowBody) -> Response:
     """``POST /api/show``: template, parameters, details, GGUF metadata and capabilities."""
     svc, who = service(request), caller(request)
     name = model_name(svc, who, req.model or req.name)
@@ -214,7 +224,7 @@ async def _pull_statuses(digest: str) -> AsyncIterator[dict[str, Any]]:
 
 
 @router.post("/pull")
-async def pull(request: Request, req: wire.PullRequest) -> Response:
+async def pull(request: Request, req: PullBody) -> Response:
     """``POST /api/pull``: a configured model is already here (Ollama's success stream);
     any other name cannot be downloaded."""
     svc, who = service(request), caller(request)

@@ -7,9 +7,12 @@ Like Ollama, the models accept fields they do not know (logged by :mod:`.transla
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, field_validator
 
 #: ``format``: "" or "json", or a JSON schema object
 Format = str | dict[str, Any] | None
@@ -119,3 +122,21 @@ class PullRequest(_Request):
     name: str = ""
     stream: StrictBool | None = None
     insecure: StrictBool | None = None
+
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def body(model: type[Body]) -> Callable[[Request], Awaitable[Body]]:
+    """A dependency that reads the body as JSON whatever its ``Content-Type``: Ollama's own
+    examples (``curl ... -d '{...}'``) send none, or ``application/x-www-form-urlencoded``."""
+
+    async def parse(request: Request) -> Body:
+        raw = await request.body()
+        try:
+            return model.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(errors, body=raw) from None
+
+    return parse
