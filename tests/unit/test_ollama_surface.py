@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.errors import EngineError, InvalidRequestError
+from llmserver.security.keys import create_key
 from llmserver.surfaces.ollama import options
 from support import fake_settings
 from unit.conftest import open_client
@@ -363,3 +365,23 @@ def test_a_body_without_a_json_content_type_is_read_as_json(api: TestClient) -> 
     bad = api.post("/api/chat", content=b"{not json")
     assert bad.status_code == 400
     assert set(bad.json()) == {"error"}
+
+
+def test_keys_and_rate_limits_answer_in_ollama_shape(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    key = create_key(path, "app", requests_per_minute=1)
+    c = open_client(fake_settings(keys_file=path))
+    try:
+        chat = {"model": "fake", "messages": [{"role": "user", "content": "x"}], "stream": False}
+        missing = c.post("/api/chat", json=chat)
+        assert missing.status_code == 401
+        assert set(missing.json()) == {"error"}
+        assert missing.json()["error"].startswith("Missing API key")
+        auth = {"Authorization": f"Bearer {key}"}
+        assert c.post("/api/chat", json=chat, headers=auth).status_code == 200
+        limited = c.post("/api/chat", json=chat, headers=auth)
+        assert limited.status_code == 429
+        assert set(limited.json()) == {"error"}
+        assert limited.headers["Retry-After"]
+    finally:
+        c.__exit__(None, None, None)

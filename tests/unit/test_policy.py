@@ -137,11 +137,35 @@ ROUTES: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
     ("/chat", lambda m: {"model": m, "prompt": TEXT, "max_tokens": 2}),
     ("/infer", lambda m: {"query": TEXT, "max_length": 2}),
     ("/infer/stream", lambda m: {"query": TEXT, "max_length": 2}),
+    (
+        "/api/chat",
+        lambda m: {
+            "model": m,
+            "messages": [{"role": "user", "content": TEXT}],
+            "options": {"num_predict": 2},
+        },
+    ),
+    (
+        "/api/chat#no-stream",
+        lambda m: {
+            "model": f"{m}:latest",
+            "messages": [{"role": "user", "content": TEXT}],
+            "options": {"num_predict": 2},
+            "stream": False,
+        },
+    ),
+    ("/api/generate", lambda m: {"model": m, "prompt": TEXT, "options": {"num_predict": 2}}),
+    (
+        "/api/generate#raw",
+        lambda m: {"model": m, "prompt": TEXT, "raw": True, "options": {"num_predict": 2}},
+    ),
+    ("/api/embed", lambda m: {"model": m, "input": [TEXT]}),
+    ("/api/embeddings", lambda m: {"model": m, "prompt": TEXT}),
 ]
 
 
 def _target(route: str) -> str:
-    return "embed" if route == "/v1/embeddings" else "chat"
+    return "embed" if route in ("/v1/embeddings", "/api/embed", "/api/embeddings") else "chat"
 
 
 @pytest.fixture
@@ -176,7 +200,11 @@ def test_every_route_refuses_a_forbidden_model_with_403(
         headers={"Authorization": f"Bearer {keys['other-only']}"},
     )
     assert resp.status_code == 403, resp.text
-    assert resp.json()["error"]["code"] == "model_not_allowed"
+    error = resp.json()["error"]
+    if route.startswith("/api/"):  # Ollama's shape: the message only
+        assert error == f"This API key may not use the model '{model}'."
+    else:
+        assert error["code"] == "model_not_allowed"
     assert TEXT not in _seen(_manager(client), model)
 
 
