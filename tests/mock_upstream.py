@@ -152,6 +152,7 @@ def reporting(usage: Any) -> web.Application:
     app = web.Application()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", answer)
+    return app
 
 
 def recorded_ollama(recording: dict[str, Any], model: str = "llama3.2") -> web.Application:

@@ -360,7 +360,8 @@ class Service:
         return await self._manager.drain(grace_s)
 
     async def close(self) -> None:
-        """Free every model."""
+        """Stop the idle timers and free every model."""
+        await self.keep_alive.close()
         await self._manager.close_all()
 
     @property
