@@ -210,7 +210,8 @@ async def show(request: Request, req: ShowBody) -> Response:
     return json_response(translate.show_body(await svc.details(who, name)))
 
 
-@router.api_route("/version", methods=["GET", "HEAD"])
+@router.get("/version")
+@router.head("/version")
 async def version() -> Response:
     """``GET /api/version``: the Ollama API version this surface follows."""
     return json_response({"version": translate.OLLAMA_VERSION})
@@ -274,7 +275,8 @@ async def push() -> Response:
     raise _unsupported("pushing models")
 
 
-@router.api_route("/blobs/{digest}", methods=["HEAD", "POST"])
+@router.post("/blobs/{digest}")
+@router.head("/blobs/{digest}")
 async def blobs(digest: str) -> Response:
     """``HEAD|POST /api/blobs/{digest}``: not supported."""
     raise _unsupported("model blobs")
