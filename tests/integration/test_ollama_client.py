@@ -77,10 +77,15 @@ def test_generate_streamed_equals_not_streamed_with_context(
 
 
 def test_raw_generate_continues_the_prompt_without_a_template(client: ollama.Client) -> None:
-    answer = client.generate(model=MODEL, prompt="1, 2, 3, 4,", raw=True, options=GREEDY)
-    assert answer.context is None
-    assert answer.prompt_eval_count is not None
-    assert answer.prompt_eval_count < 10
+    raw = client.generate(model=MODEL, prompt="1, 2, 3, 4,", raw=True, options=GREEDY)
+    templated = client.generate(model=MODEL, prompt="1, 2, 3, 4,", options=GREEDY)
+    assert raw.context is None
+    assert raw.response is not None
+    assert raw.response.startswith(" 5")
+    # the chat template adds its turn markers around the same prompt
+    assert raw.prompt_eval_count is not None
+    assert templated.prompt_eval_count is not None
+    assert raw.prompt_eval_count < templated.prompt_eval_count
 
 
 def test_num_predict_gives_exactly_that_many_tokens(client: ollama.Client) -> None:
