@@ -93,9 +93,10 @@ class Generation:
 
         The slot comes first, before any expensive work; the time limit starts with the slot.
         """
-        loading = time.perf_counter()
-        await self.ensure_loaded()
-        self.timing.load_s = time.perf_counter() - loading
+        if self.handle.state != "ready":  # a warm model's load time is 0, not the check's
+            loading = time.perf_counter()
+            await self.ensure_loaded()
+            self.timing.load_s = time.perf_counter() - loading
         async with self.handle.limiter.slot():
             # the model may have been unloaded while this request waited for its slot
             self.handle.check_ready()
