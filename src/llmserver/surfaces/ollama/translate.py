@@ -100,7 +100,8 @@ def chat_request(req: wire.ChatRequest, model: str) -> ChatRequest:
     _refuse(model, req)
     if req.tools:
         raise InvalidRequestError(
-            f'"{model}" does not support tools (tool calling is not available on this server yet)',
+            f'"{model}" does not support tools on Ollama\'s API here yet: send them to '
+            "/v1/chat/completions",
             param="tools",
         )
     turns = []
