@@ -45,6 +45,7 @@ class _Target:
             result = await send_request(
                 self.session, self.url, body, workload.stream, workload.output_tokens
             )
+            result.turn = self.factory.turn(index)
             progress.update(result.ok)
             return result
 
