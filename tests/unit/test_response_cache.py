@@ -20,8 +20,10 @@ class Clock:
         return self.now
 
 
-def req(prompt: str = "hello", params: SamplingParams = GREEDY, **extra: object) -> GenerationRequest:
-    return GenerationRequest("id-ignored", prompt, [1, 2, 3], params, **extra)  # type: ignore[arg-type]
+def req(
+    prompt: str = "hello", params: SamplingParams = GREEDY, **extra: object
+) -> GenerationRequest:
+    return GenerationRequest("rid", prompt, [1, 2, 3], params, **extra)  # type: ignore[arg-type]
 
 
 def test_hit_and_miss() -> None:
@@ -85,7 +87,7 @@ def test_only_deterministic_requests_qualify() -> None:
 
 
 def test_bad_bounds_are_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_entries"):
         ResponseCache(0, 1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_entries"):
         ResponseCache(1, 0.0)
