@@ -37,6 +37,12 @@ from llmserver.errors import EngineError
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
 
+#: prompt tokens decoded even when the cache holds more: one at least, for the step's logits;
+#: two, because a one-token batch goes through llama.cpp's matrix-vector kernels, which round
+#: differently from the batched ones (next-token logits moved by ~0.5 on SmolLM2), while with
+#: two or more the logits are bit-identical to a fresh decode's (CPU, no flash attention)
+MIN_DECODED = 2
+
 #: a test hook: called with (request id, generated-token index, next-token logits as numpy)
 LogitsHook = Callable[[str, int, Any], None]
 
@@ -259,8 +265,7 @@ class BatchEngine:
     def _reuse(self, seq: Sequence, prefix: int) -> None:
         """Keep the first ``prefix`` cells of the sequence's id, drop the rest (or all)."""
         held = self._held.pop(seq.seq_id, [])
-        # at least one prompt token is decoded, so that the step produces logits
-        keep = min(prefix, len(seq.prompt) - 1)
+        keep = max(min(prefix, len(seq.prompt) - MIN_DECODED), 0)
         if not held:
             return
         if keep > 0 and self._can_keep(seq.seq_id, keep):

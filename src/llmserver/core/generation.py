@@ -130,6 +130,8 @@ class Generation:
             self.timing.ttft_s = time.perf_counter() - self.timing.started
         if delta.prompt_tokens is not None and counts_prompt:
             self.usage.prompt_tokens += delta.prompt_tokens
+        if delta.cached_tokens is not None and counts_prompt:
+            self.usage.cached_tokens += delta.cached_tokens
 
     def _masked(self, index: int, delta: Delta) -> Delta:
         assert self.output is not None
