@@ -54,13 +54,13 @@ def test_cached_tokens_in_usage_log_and_metrics(
     system = f"You are assistant {uuid.uuid4().hex}. Answer in one short sentence, politely."
     first = [{"role": "system", "content": system}, {"role": "user", "content": "Name a colour."}]
     second = [{"role": "system", "content": system}, {"role": "user", "content": "Name a tree."}]
-    before = cache_counter(default_server, "cached")
     client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
         messages=first,  # type: ignore[arg-type]
         temperature=0,
         max_tokens=4,
     )
+    before = cache_counter(default_server, "cached")
     stream = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
         messages=second,  # type: ignore[arg-type]
