@@ -53,6 +53,10 @@ def request_key(
                 dataclasses.asdict(req.params),
                 None if req.constraint is None else req.constraint.schema or {},
                 None if req.messages is None else [dict(m) for m in req.messages],
+                [dict(t) for t in req.tools],
+                req.tool_choice
+                if isinstance(req.tool_choice, str | None)
+                else dict(req.tool_choice),
             ]
         )
     data = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)

@@ -98,6 +98,12 @@ class Metrics:
             ["model", "outcome"],
             registry=reg,
         )
+        self.response_cache = Counter(
+            "llmserver_response_cache",
+            "Cacheable requests answered from the response cache (hit) or by the model (miss)",
+            ["model", "result"],
+            registry=reg,
+        )
         self.completion_tokens = Counter(
             "llmserver_completion_tokens", "Completion tokens generated", ["model"], registry=reg
         )
@@ -151,6 +157,8 @@ class Metrics:
         if reason is not None:
             self._child(self.rejections, reason).inc()
         usage = record.usage
+        if usage.response_cache is not None:
+            self._child(self.response_cache, model, usage.response_cache).inc()
         if usage.prompt_tokens:
             self._child(self.prompt_tokens, model).inc(usage.prompt_tokens)
             cached = min(usage.cached_tokens, usage.prompt_tokens)
