@@ -116,6 +116,8 @@ class Delta:
     engine's reported counts on the last delta: ``tokens`` and ``prompt_tokens``. A last delta
     that ends on one of the request's stop strings names it in ``stop_sequence`` (None for the
     end of text, a limit, or an engine that does not say which).
+    ``cached_tokens`` (on the last delta) is how many of the prompt's tokens the engine took
+    from its prefix cache instead of evaluating them; None when the engine does not say.
     """
 
     text: str
@@ -127,6 +129,7 @@ class Delta:
     #: the log probabilities of the tokens this delta accounts for (when asked for)
     logprobs: tuple[TokenLogprob, ...] = ()
     stop_sequence: str | None = None
+    cached_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

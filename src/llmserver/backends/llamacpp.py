@@ -144,6 +144,8 @@ class LlamaCppBackend:
             self.n_seq,
             n_batch,
             min(llama_cpp.llama_n_ctx_seq(ctx), cfg.context_size),
+            prefix_cache=cfg.prefix_cache,
+            max_idle=cfg.prefix_cache_max_idle,
         )
 
     def prompt_format(self) -> PromptFormat:

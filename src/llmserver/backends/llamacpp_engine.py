@@ -37,6 +37,12 @@ from llmserver.errors import EngineError
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
 
+#: prompt tokens decoded even when the cache holds more: one at least, for the step's logits;
+#: two, because a one-token batch goes through llama.cpp's matrix-vector kernels, which round
+#: differently from the batched ones (next-token logits moved by ~0.5 on SmolLM2), while with
+#: two or more the logits are bit-identical to a fresh decode's (CPU, no flash attention)
+MIN_DECODED = 2
+
 #: a test hook: called with (request id, generated-token index, next-token logits as numpy)
 LogitsHook = Callable[[str, int, Any], None]
 
@@ -56,9 +62,11 @@ class Sequence:
     cancelled: bool = False
     # engine-thread state
     seq_id: int = -1
-    cursor: int = 0  # prompt tokens already decoded
+    cursor: int = 0  # prompt tokens already decoded (or found in the cache)
+    cached: int = 0  # prompt tokens taken from the prefix cache
     generated: int = 0
     next_token: int = -1
+    output: list[int] = field(default_factory=list)  # sampled tokens
     done: bool = False
     stops: StopMatcher = field(init=False)
     decoder: codecs.IncrementalDecoder = field(init=False)
@@ -74,6 +82,33 @@ class Sequence:
         """Tokens of this sequence in the KV cache."""
         return self.cursor + max(self.generated - 1, 0)
 
+    def held(self) -> list[int]:
+        """The token ids whose KV cells this sequence holds (the last sampled one is not fed)."""
+        return self.prompt[: self.cursor] + self.output[: max(self.generated - 1, 0)]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    # compare in blocks first: prompts share long prefixes, and list slices compare in C
+    step = 256
+    while i + step <= n and a[i : i + step] == b[i : i + step]:
+        i += step
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Prompt tokens taken from the prefix cache and decoded, since the engine started."""
+
+    cached_tokens: int = 0
+    evaluated_tokens: int = 0
+    #: reuses refused by llama.cpp or unsafe (sliding window): the whole prompt was decoded
+    fallbacks: int = 0
+
 
 def _deliver(items: list[tuple[Sequence, Delta | Exception | None]]) -> None:
     """On the event loop: hand a step's results to their consumers (None: KV freed)."""
@@ -88,7 +123,16 @@ def _deliver(items: list[tuple[Sequence, Delta | Exception | None]]) -> None:
 class BatchEngine:
     """Runs many sequences through one llama.cpp context on a single thread."""
 
-    def __init__(self, model: Any, ctx: Any, n_seq: int, n_batch: int, n_ctx_seq: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        ctx: Any,
+        n_seq: int,
+        n_batch: int,
+        n_ctx_seq: int,
+        prefix_cache: bool = True,
+        max_idle: int | None = None,
+    ) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -103,6 +147,16 @@ class BatchEngine:
         self._batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._free_ids = list(range(n_seq))
+        #: prefix cache: whether finished sequences keep their cells, and for how many idle ids
+        self.prefix_cache = prefix_cache
+        self.max_idle = n_seq if max_idle is None else max_idle
+        #: token ids held in the KV cells of each free sequence id, and when it was last used
+        self._held: dict[int, list[int]] = {}
+        self._last_used: dict[int, int] = {}
+        self._clock = 0
+        self._n_swa = int(llama_cpp.llama_model_n_swa(model))
+        self._warned_fallback = False
+        self.stats = CacheStats()
         self._active: list[Sequence] = []
         self._waiting: deque[Sequence] = deque()
         self._incoming: list[Sequence] = []
@@ -136,6 +190,10 @@ class BatchEngine:
     def seq_pos_max(self, seq_id: int) -> int:
         """Largest KV position held for a sequence id (-1: none). For tests, when idle."""
         return int(self._lib.llama_memory_seq_pos_max(self.memory, seq_id))
+
+    def cached(self, seq_id: int) -> list[int]:
+        """The token ids the prefix cache holds for a free sequence id. For tests, when idle."""
+        return list(self._held.get(seq_id, []))
 
     def close(self) -> None:
         """Stop the thread (blocking), fail what is left, free the batch."""
@@ -179,12 +237,66 @@ class BatchEngine:
             self._finish(seq, None)
         while self._waiting and self._free_ids:
             seq = self._waiting.popleft()
-            # lowest id first: llama.cpp splits a multi-stream batch into one ubatch per run
-            # of consecutive sequence ids, so gaps cost whole extra passes over the weights
-            seq.seq_id = min(self._free_ids)
+            seq.seq_id, prefix = self._pick_id(seq.prompt)
             self._free_ids.remove(seq.seq_id)
+            self._reuse(seq, prefix)
+            self.stats.cached_tokens += seq.cached
+            self.stats.evaluated_tokens += len(seq.prompt) - seq.cached
             self._active.append(seq)
         self._active.sort(key=lambda s: s.seq_id)
+
+    def _pick_id(self, prompt: list[int]) -> tuple[int, int]:
+        """A free id for a prompt, and the prefix of the prompt its cells already hold.
+
+        The longest common prefix wins; on a tie the id that loses the fewest cached tokens,
+        then the lowest id: llama.cpp splits a multi-stream batch into one ubatch per run of
+        consecutive sequence ids, so gaps cost whole extra passes over the weights.
+        """
+        best: tuple[int, int, int] | None = None  # (-prefix, loss, id)
+        for seq_id in self._free_ids:
+            held = self._held.get(seq_id, [])
+            prefix = common_prefix(held, prompt) if held else 0
+            key = (-prefix, len(held) - prefix, seq_id)
+            if best is None or key < best:
+                best = key
+        assert best is not None
+        return best[2], -best[0]
+
+    def _reuse(self, seq: Sequence, prefix: int) -> None:
+        """Keep the first ``prefix`` cells of the sequence's id, drop the rest (or all)."""
+        held = self._held.pop(seq.seq_id, [])
+        keep = max(min(prefix, len(seq.prompt) - MIN_DECODED), 0)
+        if not held:
+            return
+        if keep > 0 and self._can_keep(seq.seq_id, keep):
+            seq.cursor = seq.cached = keep
+            if keep == len(held):
+                return
+            if self._lib.llama_memory_seq_rm(self.memory, seq.seq_id, keep, -1):
+                return
+            seq.cursor = seq.cached = 0
+            reason = "llama.cpp refused to remove part of a sequence's cache"
+        elif keep > 0:
+            reason = "the cache no longer holds the cells the prefix needs (sliding window)"
+        else:
+            reason = ""
+        if reason:
+            self.stats.fallbacks += 1
+            level = logging.DEBUG if self._warned_fallback else logging.WARNING
+            self._warned_fallback = True
+            logger.log(level, "prefix cache: %s; decoding the whole prompt", reason)
+        self._lib.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
+
+    def _can_keep(self, seq_id: int, keep: int) -> bool:
+        """Whether the cells needed to go on after ``keep`` tokens are still in the cache.
+
+        A sliding-window cache drops cells older than the window, so decoding at position
+        ``keep`` needs the positions from ``keep - n_swa`` on (all of them without a window).
+        """
+        pos_min = int(self._lib.llama_memory_seq_pos_min(self.memory, seq_id))
+        if pos_min < 0:
+            return False
+        return pos_min <= (max(0, keep - self._n_swa) if self._n_swa > 0 else 0)
 
     def _step(self) -> None:
         """One decode over every active sequence, then sample each that produced logits."""
@@ -251,6 +363,7 @@ class BatchEngine:
         """Turn a sampled token into a delta; finish on EOS, a stop string or a limit."""
         params = seq.params
         seq.generated += 1
+        seq.output.append(token)
         eog = self._lib.llama_vocab_is_eog(self.vocab, token)
         if eog and not params.ignore_eos:
             self._end(seq, "", 0, "stop")
@@ -258,7 +371,14 @@ class BatchEngine:
         piece = b"" if eog else self._piece(token, params.special_text)
         text, stopped = seq.stops.feed(seq.decoder.decode(piece))
         if stopped:
-            self._outbox.append((seq, Delta(text, 1, "stop", stop_sequence=seq.stops.matched)))
+            self._outbox.append(
+                (
+                    seq,
+                    Delta(
+                        text, 1, "stop", stop_sequence=seq.stops.matched, cached_tokens=seq.cached
+                    ),
+                )
+            )
             self._finish(seq, None)
         elif seq.generated >= params.max_tokens or seq.n_past >= self.n_ctx_seq:
             self._end(seq, text, 1, "length")
@@ -269,7 +389,14 @@ class BatchEngine:
     def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
         text += tail + ("" if stopped else seq.stops.flush())
-        self._outbox.append((seq, Delta(text, tokens, reason, stop_sequence=seq.stops.matched)))
+        self._outbox.append(
+            (
+                seq,
+                Delta(
+                    text, tokens, reason, stop_sequence=seq.stops.matched, cached_tokens=seq.cached
+                ),
+            )
+        )
         self._finish(seq, None)
 
     def _piece(self, token: int, special: bool = False) -> bytes:
@@ -288,13 +415,28 @@ class BatchEngine:
         if seq in self._active:
             self._active.remove(seq)
         if seq.seq_id >= 0:
-            self._lib.llama_memory_seq_rm(self.memory, seq.seq_id, -1, -1)
-            self._free_ids.append(seq.seq_id)
+            self._release(seq, keep=error is None)
         free_sampler(seq.sampler)
         seq.sampler = None
         if error is not None:
             self._outbox.append((seq, error))
         self._outbox.append((seq, None))
+
+    def _release(self, seq: Sequence, keep: bool) -> None:
+        """Give the id back; its cells stay as prefix cache, or are removed."""
+        seq_id = seq.seq_id
+        self._free_ids.append(seq_id)
+        if not (keep and self.prefix_cache and self.max_idle > 0):
+            # after a failed step the cells' contents are unknown: never reuse them
+            self._lib.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+            return
+        self._held[seq_id] = seq.held()
+        self._clock += 1
+        self._last_used[seq_id] = self._clock
+        while len(self._held) > self.max_idle:
+            oldest = min(self._held, key=self._last_used.__getitem__)
+            del self._held[oldest]
+            self._lib.llama_memory_seq_rm(self.memory, oldest, -1, -1)
 
     def _flush(self) -> None:
         """Send this step's results to each event loop in one call."""

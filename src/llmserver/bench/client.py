@@ -211,7 +211,15 @@ def _finish(
         prompt_tokens=usage_prompt,
         usage_reported=usage_out is not None,
         error=error,
+        cached_tokens=_cached_tokens(usage),
     )
+
+
+def _cached_tokens(usage: dict[str, Any] | None) -> int | None:
+    """OpenAI's ``usage.prompt_tokens_details.cached_tokens``, when the server reports it."""
+    details = usage.get("prompt_tokens_details") if usage else None
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return cached if isinstance(cached, int) else None
 
 
 def _non_stream_result(

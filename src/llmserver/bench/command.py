@@ -78,6 +78,35 @@ def _add_workload_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="prompts, one per line or JSON Lines (string or {messages|prompt|text})",
     )
+    group.add_argument(
+        "--shared-prefix",
+        type=int,
+        default=0,
+        metavar="N",
+        help="put the same instruction of about N tokens before every prompt (a prefix cache "
+        "serves it); each request's tag comes after it (default: none)",
+    )
+    group.add_argument(
+        "--multi-turn",
+        type=int,
+        default=0,
+        metavar="T",
+        help="chat conversations of T turns, each request repeating its conversation's earlier "
+        "turns; TTFT is also reported per turn (default: off)",
+    )
+    group.add_argument(
+        "--conversations",
+        type=int,
+        default=1,
+        help="conversations side by side with --multi-turn (default: %(default)s)",
+    )
+    group.add_argument(
+        "--unique",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="tag each prompt so that no two requests are the same; --no-unique sends the same "
+        "request every time, to measure a response cache (default: on)",
+    )
     group.add_argument("--extra-body", metavar="JSON", help="a JSON object merged into requests")
     group.add_argument("--seed", type=int, default=0, help="seed for prompts and arrivals")
 
@@ -173,6 +202,10 @@ def _parse_extra_body(text: str | None) -> dict[str, Any]:
 def _workload(args: argparse.Namespace) -> Workload:
     if args.output_tokens < 0 or args.input_tokens < 1:
         raise BenchError("--input-tokens must be >= 1 and --output-tokens >= 0")
+    if args.shared_prefix < 0 or args.multi_turn < 0 or args.conversations < 1:
+        raise BenchError("--shared-prefix and --multi-turn must be >= 0, --conversations >= 1")
+    if args.multi_turn and args.endpoint != "chat":
+        raise BenchError("--multi-turn needs --endpoint chat")
     try:
         prompts = load_prompts(args.prompts) if args.prompts else ()
     except (OSError, ValueError) as exc:
@@ -185,6 +218,10 @@ def _workload(args: argparse.Namespace) -> Workload:
         seed=args.seed,
         prompts=prompts,
         extra_body=_parse_extra_body(args.extra_body),
+        shared_prefix=args.shared_prefix,
+        turns=args.multi_turn,
+        conversations=args.conversations,
+        unique=args.unique,
     )
 
 

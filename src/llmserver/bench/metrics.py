@@ -44,6 +44,8 @@ class RequestResult:
     prompt_tokens: int | None = None
     usage_reported: bool = False
     error: str | None = None
+    cached_tokens: int | None = None  # prompt tokens the server took from its cache
+    turn: int = 0  # the request's turn in its conversation (multi-turn workloads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,10 @@ class Summary:
     itl_ms: Stats
     e2e_ms: Stats
     errors: dict[str, int]
+    #: sum of the servers' usage.prompt_tokens_details.cached_tokens (None: never reported)
+    total_cached_tokens: int | None = None
+    #: TTFT p50 (ms) of each turn of a multi-turn workload, from the first; empty otherwise
+    ttft_p50_by_turn: tuple[float | None, ...] = ()
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
@@ -169,6 +175,12 @@ def summarize(results: Sequence[RequestResult], duration_s: float, slo: Slo) -> 
     out_tokens = [r.output_tokens for r in ok]
     in_tokens = [r.prompt_tokens for r in ok if r.prompt_tokens is not None]
     errors = Counter(r.error or "unknown" for r in results if not r.ok)
+    cached = [r.cached_tokens for r in ok if r.cached_tokens is not None]
+    turns = max((r.turn for r in ok), default=0) + 1 if any(r.turn for r in ok) else 0
+    by_turn = tuple(
+        percentile([r.ttft * 1000.0 for r in ok if r.turn == t and r.ttft is not None], 50)
+        for t in range(turns)
+    )
     return Summary(
         completed=len(ok),
         failed=failed,
@@ -187,6 +199,8 @@ def summarize(results: Sequence[RequestResult], duration_s: float, slo: Slo) -> 
         itl_ms=stats_ms([gap for r in ok for gap in r.itl]),
         e2e_ms=stats_ms([r.e2e for r in ok]),
         errors=dict(errors.most_common()),
+        total_cached_tokens=sum(cached) if cached else None,
+        ttft_p50_by_turn=by_turn,
     )
 
 

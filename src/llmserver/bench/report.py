@@ -52,6 +52,7 @@ def _throughput_rows(levels: list[LevelResult], label: str) -> list[list[str]]:
                 _num(s.goodput),
                 _num(s.total_output_tokens / s.completed if s.completed else None, 1),
                 _num(s.total_input_tokens / s.completed if s.total_input_tokens else None, 1),
+                _num(s.total_cached_tokens / s.completed if s.total_cached_tokens else None, 1),
             ]
         )
     return rows
@@ -69,7 +70,7 @@ def _latency_rows(levels: list[LevelResult], label: str) -> list[list[str]]:
 def _target_block(report: BenchReport, label: str, base_url: str) -> str:
     head = f"== {label}: {base_url} (model {report.models[label]}) =="
     throughput = _table(
-        ["level", "ok", "failed", "req/s", "out tok/s", "goodput", "out tok", "in tok"],
+        ["level", "ok", "failed", "req/s", "out tok/s", "goodput", "out tok", "in tok", "cached"],
         _throughput_rows(report.levels, label),
     )
     latency = _table(
@@ -80,6 +81,15 @@ def _target_block(report: BenchReport, label: str, base_url: str) -> str:
         for reason, count in lr.summaries[label].errors.items():
             errors[reason] = errors.get(reason, 0) + count
     parts = [head, throughput, "", latency]
+    turns = [
+        [lr.level.name, *(_num(v) for v in lr.summaries[label].ttft_p50_by_turn)]
+        for lr in report.levels
+        if lr.summaries[label].ttft_p50_by_turn
+    ]
+    if turns:
+        width = max(len(row) for row in turns) - 1
+        header = ["TTFT p50 (ms) by turn", *(str(t + 1) for t in range(width))]
+        parts += ["", _table(header, [row + ["-"] * (width + 1 - len(row)) for row in turns])]
     if errors:
         parts.append("failures: " + ", ".join(f"{k}: {v}" for k, v in errors.items()))
     return "\n".join(parts)
@@ -146,6 +156,10 @@ def _config_dict(report: BenchReport) -> dict[str, Any]:
         "prompts": len(workload.prompts) or None,
         "seed": workload.seed,
         "extra_body": workload.extra_body,
+        "shared_prefix": workload.shared_prefix,
+        "multi_turn": workload.turns,
+        "conversations": workload.conversations,
+        "unique": workload.unique,
         "mode": config.levels[0].mode,
         "levels": [level.number for level in config.levels],
         "requests": config.requests,

@@ -50,6 +50,7 @@ class _Target:
                 workload.output_tokens,
                 self.spec.api,
             )
+            result.turn = self.factory.turn(index)
             progress.update(result.ok)
             return result
 

@@ -4,6 +4,13 @@ The synthetic prompt repeats common English words, most of which are one token i
 BPE vocabularies, so ``--input-tokens`` is approximate; the server's ``usage.prompt_tokens``,
 when reported, is the real figure and is shown in the results. Every request starts with its
 own tag so that a prefix cache cannot serve one request from another's work.
+
+Two workloads are made for prefix caches. ``shared_prefix`` puts the same instruction of about
+that many tokens before every request's tag and prompt (one long instruction, a different
+article each time). ``turns`` makes conversations: request ``i`` is turn ``i // conversations
+% turns`` of conversation ``i % conversations`` and repeats that conversation's earlier turns
+(user prompts and fixed assistant replies of about ``output_tokens`` words) before a new user
+prompt, so a server that keeps the conversation's cache evaluates only the newest part.
 """
 
 from __future__ import annotations
@@ -46,6 +53,10 @@ class Workload:
     seed: int = 0
     prompts: tuple[Prompt, ...] = ()
     extra_body: dict[str, Any] = field(default_factory=dict)
+    shared_prefix: int = 0  # tokens (about) of an instruction shared by every request; 0: none
+    turns: int = 0  # turns per conversation; 0: every request is a new one-turn chat
+    conversations: int = 1  # conversations running side by side (with turns)
+    unique: bool = True  # False: no tag, so that every request is the same (a response cache)
 
     @property
     def path(self) -> str:
@@ -71,13 +82,20 @@ def request_tag(seed: int, batch: str, index: int) -> str:
     return digest.hexdigest()
 
 
-def _tagged(prompt: Prompt, tag: str) -> Prompt:
+def shared_instruction(tokens: int, seed: int) -> str:
+    """The instruction every request of a ``shared_prefix`` workload starts with."""
+    rng = random.Random(f"shared:{seed}")
+    words = _WORDS_TEXT.split()
+    return "Instruction: " + " ".join(rng.choice(words) for _ in range(max(1, tokens - 4)))
+
+
+def _tagged(prompt: Prompt, tag: str, head: str = "") -> Prompt:
     if isinstance(prompt, str):
-        return f"[{tag}] {prompt}"
+        return f"{head}[{tag}] {prompt}"
     messages = [dict(m) for m in prompt]
     for message in messages:
         if isinstance(message.get("content"), str):
-            message["content"] = f"[{tag}] {message['content']}"
+            message["content"] = f"{head}[{tag}] {message['content']}"
             break
     return messages
 
@@ -99,6 +117,13 @@ class PayloadFactory:
         self._ollama = api == "ollama"
         base = self._ollama_body if self._ollama else self._base_body
         self._base = base(workload, model)
+        self._head = (
+            shared_instruction(workload.shared_prefix, workload.seed) + "\n\n"
+            if workload.shared_prefix > 0
+            else ""
+        )
+        # the assistant's part of earlier turns: fixed, about as long as a real reply
+        self._reply = synthetic_prompt(max(workload.output_tokens, 16) + 8, workload.seed + 1)
 
     @staticmethod
     def _ollama_body(workload: Workload, model: str) -> dict[str, Any]:
@@ -110,6 +135,29 @@ class PayloadFactory:
             body["raw"] = True
         body.update(workload.extra_body)
         return body
+
+    def turn(self, index: int) -> int:
+        """The turn (from 0) that request ``index`` is of its conversation; 0 without turns."""
+        work = self._workload
+        return index // max(work.conversations, 1) % work.turns if work.turns > 0 else 0
+
+    def _messages(self, batch: str, index: int) -> list[dict[str, Any]]:
+        """Request ``index`` of a multi-turn workload: its conversation's turns up to its own."""
+        work = self._workload
+        conversation = index % max(work.conversations, 1)
+        number = index // max(work.conversations, 1) // work.turns  # conversations restart
+        tag = request_tag(work.seed, f"{batch}:conv{number}", conversation)
+        messages: list[dict[str, Any]] = []
+        for turn in range(self.turn(index) + 1):
+            prompt = self._prompts[(conversation + turn) % len(self._prompts)]
+            user = _tagged(prompt, f"{tag}.{turn}", self._head if turn == 0 else "")
+            if isinstance(user, str):
+                messages.append({"role": "user", "content": user})
+            else:
+                messages.extend(user)
+            if turn < self.turn(index):
+                messages.append({"role": "assistant", "content": self._reply})
+        return messages
 
     @staticmethod
     def _base_body(workload: Workload, model: str) -> dict[str, Any]:
@@ -126,9 +174,15 @@ class PayloadFactory:
 
     def build(self, batch: str, index: int) -> bytes:
         """The body of request ``index`` in ``batch``, with a unique tag in front of the prompt."""
-        prompt = self._prompts[index % len(self._prompts)]
-        tagged = _tagged(prompt, request_tag(self._workload.seed, batch, index))
         body = dict(self._base)
+        if self._workload.turns > 0:
+            body["messages"] = self._messages(batch, index)
+            return orjson.dumps(body)
+        prompt = self._prompts[index % len(self._prompts)]
+        if self._workload.unique:
+            tagged = _tagged(prompt, request_tag(self._workload.seed, batch, index), self._head)
+        else:
+            tagged = _tagged(prompt, "same", self._head)
         if self._workload.endpoint == "chat":
             if isinstance(tagged, str):
                 tagged = [{"role": "user", "content": tagged}]

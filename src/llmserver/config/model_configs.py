@@ -61,6 +61,20 @@ class SamplingDefaults(BaseModel):
     )
 
 
+class ResponseCacheConfig(BaseModel):
+    """The exact-response cache of a model (off unless configured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_entries: int = Field(256, ge=1, description="Responses kept (least recently used go).")
+    ttl_s: float = Field(300.0, gt=0, description="Seconds a stored response is served.")
+    share_across_keys: bool = Field(
+        False,
+        description="Serve one API key's stored responses to other keys (off: the key's name "
+        "is part of the cache key).",
+    )
+
+
 class ModelConfig(BaseModel):
     """What every configured model has, whatever its backend."""
 
@@ -102,6 +116,11 @@ class ModelConfig(BaseModel):
         None,
         description="Jinja chat template used instead of the model's own: a file (relative to "
         "the config file) or the template text; None: the model's (an upstream applies its own).",
+    )
+    response_cache: ResponseCacheConfig | None = Field(
+        None,
+        description="Answer identical deterministic requests (temperature 0 or a seed, no "
+        "tools) from stored responses: {max_entries, ttl_s}; None: off.",
     )
     # model management
     preload: bool = Field(True, description="Load this model at start-up.")
@@ -149,6 +168,17 @@ class LlamaCppConfig(ModelConfig):
         False,
         description="One KV buffer shared by all sequences (llama.cpp kv_unified); "
         "False: a stream of context_size cells per sequence.",
+    )
+    prefix_cache: bool = Field(
+        True,
+        description="Keep a finished request's KV cache and reuse its longest common prefix "
+        "with the next prompt (llama-server's cache_prompt).",
+    )
+    prefix_cache_max_idle: int | None = Field(
+        None,
+        ge=0,
+        description="Idle sequences whose KV cache is kept for reuse (least recently used go "
+        "first); None: every free sequence.",
     )
 
     @field_validator("path")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from llmserver.backends.base import Delta, GenerationRequest, TokenLogprob, ToolCallDelta
 from llmserver.core.requests import ToolCall
+from llmserver.core.response_cache import ResponseCache, is_deterministic, request_key
 from llmserver.core.scheduling import Deadline
 from llmserver.core.usage import Timing, Usage
 
@@ -77,6 +78,9 @@ class Generation:
     output: OutputMasker | None = None
     #: a fresh tool-call parser for each choice (None: replies are plain content)
     tool_parser: Callable[[], ToolStream | ForcedCalls | None] | None = None
+    #: the model's response cache, and whose answers this call may see (None: shared)
+    cache: ResponseCache[tuple[Event, ...]] | None = None
+    cache_scope: str | None = None
 
     @property
     def model(self) -> str:
@@ -105,6 +109,16 @@ class Generation:
             deadline = Deadline(self.handle.timeout_s)
             requests = self.build()
             first_of_prompt = self._count_prompts(requests)
+            key = self._cache_key(requests)
+            stored = None if key is None or self.cache is None else self.cache.get(key)
+            if stored is not None:
+                self.usage.prompt_tokens = 0  # nothing ran: nothing to count
+                self.usage.response_cache = "hit"
+                self.timing.ttft_s = time.perf_counter() - self.timing.started
+                for event in stored:
+                    yield event
+                return
+            sent: list[Event] = []
             for index, req in enumerate(requests):
                 parser = self.tool_parser() if self.tool_parser is not None else None
                 async for delta in deadline.bound(self.handle.backend.generate(req)):
@@ -113,7 +127,20 @@ class Generation:
                         delta = _parsed(parser, delta)
                     if self.output is not None:
                         delta = self._masked(index, delta)
+                    if key is not None:
+                        sent.append((index, delta))
                     yield index, delta
+            if key is not None and self.cache is not None:
+                self.cache.put(key, tuple(sent))  # only a call run to its end gets here
+
+    def _cache_key(self, requests: list[GenerationRequest]) -> bytes | None:
+        """The response cache key of a deterministic call (None: not cacheable)."""
+        if self.cache is None or self.tool_parser is not None:
+            return None
+        if not all(is_deterministic(r.params, tools=bool(r.tools)) for r in requests):
+            return None
+        self.usage.response_cache = "miss"
+        return request_key(self.cache_scope, self.model, requests)
 
     def _count_prompts(self, requests: list[GenerationRequest]) -> set[int]:
         """Count each distinct prompt once, as OpenAI does; the indices that count."""
@@ -138,6 +165,8 @@ class Generation:
             self.timing.finished = now
         if delta.prompt_tokens is not None and counts_prompt:
             self.usage.prompt_tokens += delta.prompt_tokens
+        if delta.cached_tokens is not None and counts_prompt:
+            self.usage.cached_tokens += delta.cached_tokens
 
     def _masked(self, index: int, delta: Delta) -> Delta:
         assert self.output is not None

@@ -24,11 +24,12 @@ from llmserver.config.model_configs import SamplingDefaults, prompt_format_strin
 from llmserver.config.settings import Settings
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
-from llmserver.core.generation import Generation
+from llmserver.core.generation import Event, Generation
 from llmserver.core.keep_alive import KeepAlive
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.model_info import ModelDetails, ModelInfo
 from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
+from llmserver.core.response_cache import ResponseCache
 from llmserver.core.tools import plan as tools
 from llmserver.core.views import ModelView, Readiness, readiness
 from llmserver.errors import (
@@ -117,6 +118,7 @@ class Service:
         self._info = ModelInfo()
         #: idle-unload timers (Ollama's ``keep_alive``)
         self.keep_alive = KeepAlive(manager)
+        self._response_caches: dict[str, ResponseCache[tuple[Event, ...]]] = {}
 
     # -- policy ----------------------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class Service:
 
     def _generation(
         self,
+        caller: Caller,
         handle: ModelHandle,
         build: Callable[[], list[GenerationRequest]],
         prefix: str,
@@ -191,6 +194,11 @@ class Service:
         gen = Generation(handle, build, gen_id, n_choices, ensure_loaded=ensure_loaded)
         if self.settings.mask_output:
             gen.output = pii.OutputMasker(self._masker)
+        if (cached := handle.config.response_cache) is not None:
+            if (cache := self._response_caches.get(handle.id)) is None:
+                cache = ResponseCache(cached.max_entries, cached.ttl_s)
+                self._response_caches[handle.id] = cache
+            gen.cache, gen.cache_scope = cache, None if cached.share_across_keys else caller.name
         return gen
 
     def _prompt_format(self, handle: ModelHandle) -> str | None:
@@ -245,7 +253,7 @@ class Service:
                 sampling = dataclasses.replace(sampling, special_text=True)
             return self._requests(handle, sampling, req.n, [prompt], constraint)
 
-        gen = self._generation(handle, build, "chatcmpl", req.n)
+        gen = self._generation(caller, handle, build, "chatcmpl", req.n)
         gen.inputs = [m.content for m in messages]
         if req.tools and req.tool_choice.mode != "none":
             gen.tool_parser = lambda: tool_plan.parser() if tool_plan is not None else None
@@ -291,7 +299,7 @@ class Service:
                 return self._passthrough(handle, req.sampling, req.n, prompts, None, req.constraint)
             return self._requests(handle, req.sampling, req.n, prompts, req.constraint)
 
-        gen = self._generation(handle, build, "cmpl", len(prompts) * req.n)
+        gen = self._generation(caller, handle, build, "cmpl", len(prompts) * req.n)
         gen.inputs = prompts
         return gen
 

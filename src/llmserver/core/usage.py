@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(slots=True)
@@ -11,12 +12,14 @@ class Usage:
     """Token counts of one call; filled in as the generation runs.
 
     ``cached_tokens`` is the part of ``prompt_tokens`` an engine did not evaluate again (a
-    reused prefix).
+    reused prefix). ``response_cache`` is ``hit`` when the answer came from the response cache
+    (every count is then 0: nothing ran), ``miss`` when it could have; None when not cacheable.
     """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    response_cache: Literal["hit", "miss"] | None = None
 
     @property
     def total_tokens(self) -> int:

@@ -92,6 +92,18 @@ class Metrics:
         self.prompt_tokens = Counter(
             "llmserver_prompt_tokens", "Prompt tokens processed", ["model"], registry=reg
         )
+        self.prompt_cache_tokens = Counter(
+            "llmserver_prompt_cache_tokens",
+            "Prompt tokens taken from an engine's prefix cache (cached) or evaluated",
+            ["model", "outcome"],
+            registry=reg,
+        )
+        self.response_cache = Counter(
+            "llmserver_response_cache",
+            "Cacheable requests answered from the response cache (hit) or by the model (miss)",
+            ["model", "result"],
+            registry=reg,
+        )
         self.completion_tokens = Counter(
             "llmserver_completion_tokens", "Completion tokens generated", ["model"], registry=reg
         )
@@ -145,8 +157,15 @@ class Metrics:
         if reason is not None:
             self._child(self.rejections, reason).inc()
         usage = record.usage
+        if usage.response_cache is not None:
+            self._child(self.response_cache, model, usage.response_cache).inc()
         if usage.prompt_tokens:
             self._child(self.prompt_tokens, model).inc(usage.prompt_tokens)
+            cached = min(usage.cached_tokens, usage.prompt_tokens)
+            self._child(self.prompt_cache_tokens, model, "cached").inc(cached)
+            self._child(self.prompt_cache_tokens, model, "evaluated").inc(
+                usage.prompt_tokens - cached
+            )
         if usage.completion_tokens:
             self._child(self.completion_tokens, model).inc(usage.completion_tokens)
         timing = record.timing

@@ -7,7 +7,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from llmserver.bench.workload import PayloadFactory, Workload, load_prompts, synthetic_prompt
+from llmserver.bench.workload import (
+    PayloadFactory,
+    Workload,
+    load_prompts,
+    shared_instruction,
+    synthetic_prompt,
+)
 
 
 def test_chat_body_fixes_output_and_asks_for_usage() -> None:
@@ -83,3 +89,39 @@ def test_bad_prompt_files(tmp_path: Path) -> None:
     bad.write_text('{"x": 1}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="messages, prompt or text"):
         load_prompts(bad)
+
+
+def test_shared_prefix_comes_before_the_unique_tag() -> None:
+    factory = PayloadFactory(Workload(shared_prefix=100, input_tokens=40), "m")
+    first, second = (orjson.loads(factory.build("b", i))["messages"][0]["content"] for i in (0, 1))
+    head = shared_instruction(100, 0) + "\n\n"
+    assert first.startswith(head)
+    assert second.startswith(head)
+    assert first != second
+    assert first[len(head)] == "["  # the request's tag follows the shared instruction
+    assert len(head.split()) == 100 - 4 + 1
+    # the same instruction for every batch (both targets), another with another seed
+    other = PayloadFactory(Workload(shared_prefix=100), "m").build("other", 5)
+    assert orjson.loads(other)["messages"][0]["content"].startswith(head)
+    assert shared_instruction(100, 1) != shared_instruction(100, 0)
+
+
+def test_multi_turn_repeats_the_conversation_so_far() -> None:
+    workload = Workload(turns=3, conversations=2, input_tokens=20, output_tokens=8)
+    factory = PayloadFactory(workload, "m")
+    bodies = [orjson.loads(factory.build("b", i))["messages"] for i in range(8)]
+    assert [factory.turn(i) for i in range(8)] == [0, 0, 1, 1, 2, 2, 0, 0]
+    # request 4 is turn 3 of conversation 0: requests 0 and 2 then a new user message
+    assert [m["role"] for m in bodies[4]] == ["user", "assistant"] * 2 + ["user"]
+    assert bodies[4][:3] == bodies[2]
+    assert bodies[2][0] == bodies[0][0]
+    assert bodies[1][0] != bodies[0][0]  # conversations differ from the first message on
+    # after its last turn a conversation starts again, with a new tag
+    assert len(bodies[6]) == 1
+    assert bodies[6][0] != bodies[0][0]
+    assert PayloadFactory(workload, "m").build("b", 4) == factory.build("b", 4)
+
+
+def test_no_unique_sends_the_same_request_every_time() -> None:
+    factory = PayloadFactory(Workload(unique=False), "m")
+    assert len({factory.build(batch, i) for batch in ("x", "y") for i in range(5)}) == 1

@@ -22,8 +22,8 @@ errors_logger = logging.getLogger("llmserver.errors")
 TEXT = (
     '%(client)s key=%(key_name)s "%(method)s %(path)s" %(status)d model=%(model)s '
     "backend=%(backend)s prompt_tokens=%(prompt_tokens)d completion_tokens=%(completion_tokens)d "
-    "ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f tokens_per_s=%(tokens_per_s)s "
-    "stream=%(streamed)s"
+    "cached_tokens=%(cached_tokens)d ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f "
+    "tokens_per_s=%(tokens_per_s)s stream=%(streamed)s response_cache=%(response_cache)s"
 )
 
 
@@ -49,10 +49,12 @@ def access_fields(
         "backend": record.backend or "-",
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
+        "cached_tokens": usage.cached_tokens,
         "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
         "latency_ms": round(latency_s * 1000, 1),
         "tokens_per_s": None if rate is None else round(rate, 1),
         "streamed": record.streamed,
+        "response_cache": usage.response_cache,
         "error_code": record.error_code,
     }
 

@@ -155,12 +155,15 @@ def embed_request(req: EmbeddingRequest) -> EmbedRequest:
 
 
 def usage_body(usage: Usage) -> dict[str, Any]:
-    """OpenAI's ``usage`` object."""
-    return {
+    """OpenAI's ``usage`` object; ``prompt_tokens_details`` when a prefix cache served part."""
+    body: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
     }
+    if usage.cached_tokens:
+        body["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return body
 
 
 def _top_entry(token: str, raw: bytes, logprob: float) -> dict[str, Any]:
