@@ -145,7 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
         trusted_proxies=settings.trusted_proxies,
     )
     # uploads have their own, larger limit (multipart framing on top of the file itself)
-    uploads = {"/v1/files": settings.batch_max_file_bytes + 65_536}
+    uploads = {"/v1/files": settings.batch_max_file_bytes + 16_384}
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, uploads=uploads)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has the id

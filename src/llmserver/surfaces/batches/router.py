@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, Response
 
 from llmserver.errors import InvalidRequestError
+from llmserver.http.middleware.body_limit import too_large
 from llmserver.http.respond import caller, json_response
 from llmserver.jobs.batches import BatchJobs, body_digest
 from llmserver.surfaces.batches.translate import BatchCreateRequest, batch_object, file_object, page
@@ -54,9 +55,14 @@ async def create_file(request: Request) -> Response:
     batch_jobs = jobs(request)
     tmp = batch_jobs.store.file_path(f".upload-{uuid.uuid4().hex}")
     sha = hashlib.sha256()
+    limit = batch_jobs.settings.batch_max_file_bytes
     try:
         with tmp.open("wb") as out:
+            size = 0
             while chunk := await upload.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
                 sha.update(chunk)
                 out.write(chunk)
         record = await batch_jobs.add_file(
