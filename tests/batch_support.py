@@ -25,7 +25,12 @@ def chat_lines(n: int, model: str | None = None, max_tokens: int = 4, **body: An
         if model is not None:
             line_body["model"] = model
         out.append(
-            {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": line_body}
+            {
+                "custom_id": f"req-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": line_body,
+            }
         )
     return jsonl(out)
 

@@ -5,6 +5,9 @@ tests/integration/test_batches.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,8 +64,10 @@ def test_bad_lines_fail_the_batch_naming_line_and_param(fast: RunningServer) -> 
     file_id = upload(c, data)
     batch = c.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h")
     assert batch.status == "failed"
-    assert batch.failed_at is not None and batch.in_progress_at is None
-    assert batch.errors is not None and batch.errors.data is not None
+    assert batch.failed_at is not None
+    assert batch.in_progress_at is None
+    assert batch.errors is not None
+    assert batch.errors.data is not None
     found = [(e.line, e.param, e.code) for e in batch.errors.data]
     assert found == [
         (2, None, "invalid_json_line"),
@@ -74,7 +79,8 @@ def test_bad_lines_fail_the_batch_naming_line_and_param(fast: RunningServer) -> 
         (8, "body.temperature", "invalid_value"),
         (9, "body.logprobs", "unsupported_parameter"),
     ]
-    assert batch.request_counts is not None and batch.request_counts.total == 0
+    assert batch.request_counts is not None
+    assert batch.request_counts.total == 0
     # nothing ran, and the input file is untouched
     assert c.files.content(file_id).content == data
 
@@ -129,7 +135,8 @@ def test_bad_requests_are_openai_shaped_4xx(fast: RunningServer) -> None:
     assert err.value.code == "batch_not_cancellable"
     assert c.batches.retrieve(batch.id).status == "completed"  # unchanged
     deleted = c.files.delete(file_id)
-    assert deleted.deleted and deleted.id == file_id
+    assert deleted.deleted
+    assert deleted.id == file_id
     with pytest.raises(openai.NotFoundError):
         c.files.content(file_id)
 
@@ -145,10 +152,11 @@ def test_upload_over_the_limit_is_413(tmp_path: Path) -> None:
         with pytest.raises(openai.APIStatusError) as err:
             c.files.create(file=("big.jsonl", b"x" * 2001), purpose="batch")
         assert err.value.status_code == 413
+
         # a chunked upload (no Content-Length) is cut off as it passes the limit
         def chunks() -> Iterator[bytes]:
-            yield b"--b\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
             for _ in range(30):
                 yield b"y" * 1000
             yield b"\r\n--b--\r\n"
@@ -172,13 +180,17 @@ def test_cancel_mid_run_keeps_done_lines_and_cancels_the_rest(tmp_path: Path) ->
         cancelling = c.batches.cancel(batch.id)
         assert cancelling.status in ("cancelling", "cancelled")
         final = wait_final(c, batch.id)
-        assert final.status == "cancelled" and final.cancelled_at is not None
+        assert final.status == "cancelled"
+        assert final.cancelled_at is not None
         counts = final.request_counts
-        assert counts is not None and counts.total == 40
-        assert counts.completed >= 3 and counts.completed + counts.failed == 40
+        assert counts is not None
+        assert counts.total == 40
+        assert counts.completed >= 3
+        assert counts.completed + counts.failed == 40
         done = read_lines(c, final.output_file_id)
         errors = read_lines(c, final.error_file_id)
-        assert len(done) == counts.completed and len(errors) == counts.failed > 0
+        assert len(done) == counts.completed
+        assert len(errors) == counts.failed > 0
         assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
         ids = [r["custom_id"] for r in done + errors]
         assert sorted(ids) == sorted(f"req-{i}" for i in range(40))
@@ -196,9 +208,11 @@ def test_expiry_ends_unfinished_lines_as_batch_expired(tmp_path: Path) -> None:
         batch = c.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h")
         assert batch.expires_at == batch.created_at + 2
         final = wait_final(c, batch.id)
-        assert final.status == "expired" and final.expired_at is not None
+        assert final.status == "expired"
+        assert final.expired_at is not None
         counts = final.request_counts
-        assert counts is not None and counts.completed < 100
+        assert counts is not None
+        assert counts.completed < 100
         assert counts.completed + counts.failed == 100
         errors = read_lines(c, final.error_file_id)
         assert len(errors) == counts.failed
@@ -207,7 +221,9 @@ def test_expiry_ends_unfinished_lines_as_batch_expired(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, dict[str, str]]]:
+def keyed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningServer, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("batches-keys")
     keys_file = tmp / "keys.json"
     keys = {
@@ -226,9 +242,12 @@ def test_forbidden_model_in_a_line_fails_validation(
     server, keys = keyed
     alice = client(server, keys["alice"])
     data = jsonl([line("ok"), line("no", body={**line("x")["body"], "model": "other"})])
-    batch = alice.batches.create(input_file_id=upload(alice, data), endpoint=CHAT, completion_window="24h")
+    batch = alice.batches.create(
+        input_file_id=upload(alice, data), endpoint=CHAT, completion_window="24h"
+    )
     assert batch.status == "failed"
-    assert batch.errors is not None and batch.errors.data is not None
+    assert batch.errors is not None
+    assert batch.errors.data is not None
     [error] = batch.errors.data
     assert (error.line, error.param, error.code) == (2, "body.model", "model_not_allowed")
 
@@ -260,10 +279,13 @@ def test_keys_see_only_their_own_objects_and_admin_sees_all(
     deadline = time.monotonic() + 30
     rows: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not rows:
-        resp = httpx.get(f"{server.url}/admin/usage", headers={"Authorization": f"Bearer {keys['root']}"})
+        resp = httpx.get(
+            f"{server.url}/admin/usage", headers={"Authorization": f"Bearer {keys['root']}"}
+        )
         rows = [r for r in resp.json()["data"] if r["key_name"] == "alice"]
         time.sleep(0.5)
-    assert rows and rows[0]["requests"] >= 2
+    assert rows
+    assert rows[0]["requests"] >= 2
 
 
 def test_list_pages_with_after_and_limit(fast: RunningServer) -> None:
@@ -274,9 +296,11 @@ def test_list_pages_with_after_and_limit(fast: RunningServer) -> None:
         for _ in range(3)
     ]
     first = c.batches.list(limit=2)
-    assert len(first.data) == 2 and first.has_more
+    assert len(first.data) == 2
+    assert first.has_more
     ids = [b.id for b in c.batches.list(limit=100)]
-    assert set(made) <= set(ids) and len(ids) == len(set(ids))
+    assert set(made) <= set(ids)
+    assert len(ids) == len(set(ids))
     paged = [b.id for b in c.batches.list(limit=1)]
     assert paged == ids
 
@@ -322,5 +346,60 @@ def test_embeddings_and_completions_lines(tmp_path: Path) -> None:
             [result] = read_lines(c, final.output_file_id)
             sync = httpx.post(f"{server.base_url}{endpoint[3:]}", json=body).json()
             got = result["response"]["body"]
-            assert got["object"] == sync["object"] and got["usage"] == sync["usage"]
+            assert got["object"] == sync["object"]
+            assert got["usage"] == sync["usage"]
             assert json.dumps(sorted(got)) == json.dumps(sorted(sync))
+
+
+def test_cli_submit_wait_list_status_results_and_cancel(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, "nas")
+    env_keys = {"LLMSERVER_KEYS_FILE": str(keys_file)}
+    with run_server(tmp_path, {"models": [fake_model()]}, env=env_keys) as server:
+        env = {**os.environ, "LLMSERVER_URL": server.base_url, "LLMSERVER_API_KEY": key}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "llmserver", "batch", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        source = tmp_path / "in.jsonl"
+        source.write_bytes(chat_lines(5, model="fake"))
+        done = cli("submit", str(source), "--endpoint", CHAT, "--wait", "--metadata", "job=nas")
+        assert done.returncode == 0, done.stderr
+        batch_id = done.stdout.strip()
+        assert batch_id.startswith("batch_")
+        assert "5/5 done, 0 failed" in done.stderr  # the progress line
+        listed = cli("list")
+        assert batch_id in listed.stdout
+        assert "completed" in listed.stdout
+        status = json.loads(cli("status", batch_id).stdout)
+        assert status["request_counts"] == {"total": 5, "completed": 5, "failed": 0}
+        assert status["metadata"] == {"job": "nas"}
+        out = tmp_path / "out.jsonl"
+        assert cli("results", batch_id, "-o", str(out)).returncode == 0
+        ids = [json.loads(line)["custom_id"] for line in out.read_text().splitlines()]
+        assert ids == [f"req-{i}" for i in range(5)]
+        refused = cli("cancel", batch_id)
+        assert refused.returncode == 1
+        assert "409" in refused.stderr
+        bad = tmp_path / "bad.jsonl"
+        bad.write_bytes(b"{}\n")
+        failed = cli("submit", str(bad))
+        assert failed.returncode == 1
+        assert "line 1: custom_id" in failed.stderr
+        wrong_key = subprocess.run(
+            [sys.executable, "-m", "llmserver", "batch", "list"],
+            env={**env, "LLMSERVER_API_KEY": "sk-wrong"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert wrong_key.returncode == 1
+        assert "401" in wrong_key.stderr
