@@ -333,7 +333,7 @@ class Settings(BaseSettings):
         "requests (a model with one slot still lends it when nobody waits).",
     )
     batch_max_concurrency: int = Field(
-        4, ge=1, description="Most batch lines running at once (per model and in all)."
+        8, ge=1, description="Most batch lines running at once (per model and in all)."
     )
     batch_max_lines: int = Field(50_000, ge=1, description="Most lines in one batch input file.")
     batch_max_file_bytes: int = Field(
