@@ -42,12 +42,13 @@ INSTRUCTION = (
     "their role, but do not copy the quote. When the article is about an event that has not "
     "happened yet, give its date. Treat press releases as opinion unless they cite sources."
 )
-WORDS = (
+_WORDS_TEXT = (
     "council city river bridge school budget vote mayor plan road water energy storm park "
     "hospital company jobs market price rail station festival museum club team match season "
     "police court report study university farmers harvest weather flood summer winter "
     "election minister law tax housing rent village library theatre airport port ship"
-).split()
+)
+WORDS = _WORDS_TEXT.split()
 
 
 def article(i: int) -> str:
@@ -94,7 +95,8 @@ def run_batch(out: Path, base_url: str, api_key: str) -> None:
         batch = client.batches.retrieve(batch.id, extra_query={"wait": 5})
     wall = time.perf_counter() - started
     counts, usage = batch.request_counts, batch.usage
-    assert counts is not None and usage is not None
+    assert counts is not None
+    assert usage is not None
     print(
         json.dumps(
             {
