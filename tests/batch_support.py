@@ -45,7 +45,7 @@ def upload(client: openai.OpenAI, data: bytes, name: str = "input.jsonl") -> str
     return client.files.create(file=(name, io.BytesIO(data)), purpose="batch").id
 
 
-def wait_final(client: openai.OpenAI, batch_id: str, timeout: float = 600) -> Batch:
+def wait_final(client: openai.OpenAI, batch_id: str, timeout: float = 3600) -> Batch:
     """Wait (with ``?wait=``, no busy polling) until the batch reaches a final status."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -55,7 +55,7 @@ def wait_final(client: openai.OpenAI, batch_id: str, timeout: float = 600) -> Ba
     raise TimeoutError(f"batch {batch_id} still not final after {timeout} s")
 
 
-def wait_for(client: openai.OpenAI, batch_id: str, done: int, timeout: float = 300) -> Batch:
+def wait_for(client: openai.OpenAI, batch_id: str, done: int, timeout: float = 1800) -> Batch:
     """Poll until at least ``done`` lines are finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -81,7 +81,7 @@ def test_150_line_batch_completes_in_order_with_usage_counted(tmp_path: Path) ->
 
 
 def test_sigkill_mid_batch_then_restart_finishes_every_line_exactly_once(tmp_path: Path) -> None:
-    data = chat_lines(N, max_tokens=12)
+    data = chat_lines(N, max_tokens=4)
     with run_server(tmp_path) as first:
         c = client(first)
         batch = c.batches.create(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -403,3 +404,28 @@ def test_cli_submit_wait_list_status_results_and_cancel(tmp_path: Path) -> None:
         )
         assert wrong_key.returncode == 1
         assert "401" in wrong_key.stderr
+
+
+def test_sigkill_mid_batch_then_restart_on_the_fake_model_loses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    config = {"models": [fake_model(token_delay_s=0.02)]}
+    expected = [f"req-{i}" for i in range(150)]
+    with run_server(tmp_path, config) as first:
+        c = client(first)
+        batch = c.batches.create(
+            input_file_id=upload(c, chat_lines(150, model="fake", max_tokens=5)),
+            endpoint=CHAT,
+            completion_window="24h",
+        )
+        before = wait_for(c, batch.id, 30)
+        first.stop(signal.SIGKILL)
+        assert before.status == "in_progress"  # killed mid-batch
+    with run_server(tmp_path, config) as second:  # the same data_dir
+        c = client(second)
+        final = wait_final(c, batch.id)
+        assert final.status == "completed"
+        assert final.request_counts is not None
+        assert (final.request_counts.completed, final.request_counts.failed) == (150, 0)
+        ids = [r["custom_id"] for r in read_lines(c, final.output_file_id)]
+        assert ids == expected  # every line once, in input order
