@@ -68,10 +68,10 @@ def messages(i: int) -> list[dict[str, str]]:
     ]
 
 
-def prepare(out: Path) -> None:
+def prepare(out: Path, lines: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "prompts.jsonl").open("w") as prompts, (out / "batch.jsonl").open("w") as batch:
-        for i in range(LINES):
+        for i in range(lines):
             prompts.write(json.dumps({"messages": messages(i)}) + "\n")
             body = {
                 "messages": messages(i),
@@ -120,9 +120,10 @@ def main() -> None:
     parser.add_argument("dir", type=Path)
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--api-key", default="unused")
+    parser.add_argument("--lines", type=int, default=LINES, help="articles (default: 150)")
     args = parser.parse_args()
     if args.action == "prepare":
-        prepare(args.dir)
+        prepare(args.dir, args.lines)
     else:
         run_batch(args.dir, args.base_url, args.api_key)
 

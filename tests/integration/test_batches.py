@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from batch_support import chat_lines, read_lines, upload, wait_final, wait_for
+from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
 
 pytestmark = pytest.mark.integration
@@ -20,12 +21,19 @@ N = 150
 EXPECTED = [f"req-{i}" for i in range(N)]
 
 
+#: the default model alone (no embedding model to load beside it); slow machines get time
+CONFIG = {
+    "models": [{"id": DEFAULT_MODEL_ID, "backend": "llamacpp", "path": str(default_model_path())}]
+}
+READY_S = 900
+
+
 def client(server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
 
 
 def test_150_line_batch_completes_in_order_with_usage_counted(tmp_path: Path) -> None:
-    with run_server(tmp_path) as server:
+    with run_server(tmp_path, CONFIG, ready_timeout=READY_S) as server:
         c = client(server)
         data = chat_lines(N, max_tokens=4, temperature=0)
         file_id = upload(c, data)
@@ -82,7 +90,7 @@ def test_150_line_batch_completes_in_order_with_usage_counted(tmp_path: Path) ->
 
 def test_sigkill_mid_batch_then_restart_finishes_every_line_exactly_once(tmp_path: Path) -> None:
     data = chat_lines(N, max_tokens=4)
-    with run_server(tmp_path) as first:
+    with run_server(tmp_path, CONFIG, ready_timeout=READY_S) as first:
         c = client(first)
         batch = c.batches.create(
             input_file_id=upload(c, data), endpoint=CHAT, completion_window="24h"
@@ -91,7 +99,7 @@ def test_sigkill_mid_batch_then_restart_finishes_every_line_exactly_once(tmp_pat
         assert before.status == "in_progress"
         first.stop(signal.SIGKILL)
     assert first.process.returncode == -signal.SIGKILL
-    with run_server(tmp_path) as second:  # same tmp_path: the same data_dir
+    with run_server(tmp_path, CONFIG, ready_timeout=READY_S) as second:  # the same data_dir
         c = client(second)
         final = wait_final(c, batch.id)
         assert final.status == "completed", final
