@@ -429,3 +429,25 @@ def test_sigkill_mid_batch_then_restart_on_the_fake_model_loses_and_repeats_noth
         assert (final.request_counts.completed, final.request_counts.failed) == (150, 0)
         ids = [r["custom_id"] for r in read_lines(c, final.output_file_id)]
         assert ids == expected  # every line once, in input order
+
+
+def test_a_batch_is_charged_to_the_key_token_budget_and_never_refused(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys.json"
+    key = create_key(keys_file, "small", tokens_per_minute=60)
+    env = {"LLMSERVER_KEYS_FILE": str(keys_file)}
+    with run_server(tmp_path, {"models": [fake_model()]}, env=env) as server:
+        c = client(server, key)
+        batch = c.batches.create(
+            input_file_id=upload(c, chat_lines(10, model="fake", max_tokens=4)),
+            endpoint=CHAT,
+            completion_window="24h",
+        )
+        final = wait_final(c, batch.id)
+        assert final.request_counts is not None
+        assert (final.request_counts.completed, final.request_counts.failed) == (10, 0)
+        assert final.usage is not None
+        assert final.usage.total_tokens > 60
+        with pytest.raises(openai.RateLimitError):  # the key's own requests see it spent
+            c.chat.completions.create(
+                model="fake", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )

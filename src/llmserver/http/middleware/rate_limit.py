@@ -41,8 +41,8 @@ logger = logging.getLogger("llmserver.ratelimit")
 EXEMPT_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json"})
 
 
-#: uploads and batch objects: counted as requests, never charged tokens here (a batch's lines
-#: are charged to the key's token budget as they run)
+#: files and batches (and everything under them): counted as requests, never charged tokens
+#: here (a batch's lines are charged to the key's token budget as they run)
 UNMETERED_PATHS = frozenset({"/v1/files", "/v1/batches"})
 
 
@@ -201,7 +201,7 @@ class RateLimitMiddleware:
         if budget is None:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in UNMETERED_PATHS:
+        if any(scope["path"] == p or scope["path"].startswith(p + "/") for p in UNMETERED_PATHS):
             await self._unmetered(scope, receive, send, budget)
             return
         body, stopped = await read_body(receive, self.max_body_bytes)
