@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from llmserver.jobs.records import BatchRecord, LineOutcome, NewBatch
-from llmserver.jobs.store import SQLiteStore, now
+from llmserver.jobs.sqlite_store import SQLiteStore
+from llmserver.jobs.store import now
 
 
 def batch(lines: int) -> NewBatch:

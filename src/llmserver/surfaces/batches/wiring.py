@@ -12,7 +12,7 @@ from llmserver.http.middleware.rate_limit import RateLimits
 from llmserver.jobs.batches import BatchJobs
 from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.runner import Runner, caller_from_snapshot
-from llmserver.jobs.store import SQLiteStore
+from llmserver.jobs.sqlite_store import SQLiteStore
 from llmserver.observability.accounting import UsageRecorder
 from llmserver.security.keys import KeyStore
 
