@@ -34,8 +34,11 @@ from llmserver.surfaces.admin import status, telemetry, whoami
 from llmserver.surfaces.admin.docs import install_docs
 from llmserver.surfaces.anthropic import router as anthropic
 from llmserver.surfaces.anthropic.translate import anthropic_error
+from llmserver.surfaces.batches import router as batches
+from llmserver.surfaces.batches.wiring import create_jobs
 from llmserver.surfaces.ollama import router as ollama
 from llmserver.surfaces.ollama.errors import ollama_error
+from llmserver.surfaces.openai import batch_lines
 from llmserver.surfaces.openai import router as openai
 from llmserver.surfaces.simple import errors as simple_errors
 from llmserver.surfaces.simple import router as simple
@@ -78,9 +81,14 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.rate_limits = rate_limits
         loading = asyncio.create_task(service.load_all())
         app.state.loading = loading  # the server reports (or exits) when it is done
+        app.state.jobs = create_jobs(
+            settings, service, batch_lines.handlers(), keys, app.state.usage, rate_limits
+        )
+        await app.state.jobs.runner.start(after=loading)
         try:
             yield
         finally:
+            await app.state.jobs.runner.stop()
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
@@ -116,6 +124,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(anthropic.router)
     app.include_router(ui_pages.router)
     app.include_router(ui.router)
+    app.include_router(batches.router)
     # Middleware, outermost first (each add_middleware call wraps the ones before it):
     #   request id -> access log -> body size (413) -> allowlist -> CORS -> browser's GET / to
     #   the page -> auth -> rate limit
@@ -139,7 +148,9 @@ def create_app(settings: Settings) -> FastAPI:
         allowed=settings.allowed_ips,
         trusted_proxies=settings.trusted_proxies,
     )
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    # uploads have their own, larger limit (multipart framing on top of the file itself)
+    uploads = {"/v1/files": settings.batch_max_file_bytes + 16_384}
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes, uploads=uploads)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has the id
     return app

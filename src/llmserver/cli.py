@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from llmserver import __version__
+from llmserver import __version__, batch_command
 from llmserver import bench as bench_command
 from llmserver.config.command_line import ALIASES, apply_aliases, given_aliases, model_entries
 from llmserver.config.settings import (
@@ -336,6 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service_command.add_arguments(service)
     service.set_defaults(func=service_command.run)
+    batch = commands.add_parser(
+        "batch",
+        help="submit, watch, list, cancel and fetch batch jobs",
+        description="Batch jobs on any llmserver (OpenAI's Files and Batches API). The key comes "
+        "from --api-key, $LLMSERVER_API_KEY or $OPENAI_API_KEY.",
+    )
+    batch_command.add_arguments(batch)
+    batch.set_defaults(func=batch_command.run)
     return parser
 
 

@@ -87,6 +87,15 @@ class MethodNotAllowedError(APIError):
     default_code = "method_not_allowed"
 
 
+class ConflictError(APIError):
+    """409: the request conflicts with a stored object (an idempotency key reused with another
+    body, a cancel of a finished batch)."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class PayloadTooLargeError(APIError):
     """413: the request body is larger than allowed."""
 

@@ -329,6 +329,35 @@ class Settings(BaseSettings):
         description="Serve the deterministic fake backend instead of the configured models "
         "(also LLM_FALLBACK_MOCK=1), for testing client applications.",
     )
+    # -- batch jobs: OpenAI's Files and Batches API (issue 12) --
+    batch_reserved_slots: int = Field(
+        1,
+        ge=0,
+        description="Slots of each model that batch lines never take, kept for interactive "
+        "requests (a model with one slot still lends it when nobody waits).",
+    )
+    batch_max_concurrency: int = Field(
+        8, ge=1, description="Most batch lines running at once (per model and in all)."
+    )
+    batch_max_lines: int = Field(50_000, ge=1, description="Most lines in one batch input file.")
+    batch_max_file_bytes: int = Field(
+        200_000_000, ge=1, description="Largest file accepted by `POST /v1/files`; larger: 413."
+    )
+    batch_retries: int = Field(
+        3,
+        ge=0,
+        description="Retries of a batch line after a transient failure (engine error, upstream "
+        "5xx or unreachable, timeout), with exponential backoff.",
+    )
+    batch_retry_backoff_s: float = Field(
+        1.0, ge=0, description="First retry delay of a batch line; doubled on each retry."
+    )
+    batch_test_expiry_s: float | None = Field(
+        None,
+        gt=0,
+        description="Test only: batches expire this many seconds after creation instead of "
+        "after their completion window.",
+    )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model, "

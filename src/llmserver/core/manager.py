@@ -115,6 +115,8 @@ class ModelManager:
                 _slots(config, settings, backend.max_parallel),
                 _pick(config.max_queue, settings.max_queue),
                 _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
+                reserved=settings.batch_reserved_slots,
+                background_max=settings.batch_max_concurrency,
             )
             timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
             state: ModelState = "loading" if config.preload else "unloaded"

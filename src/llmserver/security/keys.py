@@ -179,3 +179,11 @@ class KeyStore:
         if found is None or found.revoked:
             return None
         return found
+
+    def named(self, name: str) -> ApiKey | None:
+        """The live key called ``name``, else None (revoked or deleted)."""
+        self._refresh()
+        for key in self._keys:
+            if key.name == name and not key.revoked:
+                return key
+        return None

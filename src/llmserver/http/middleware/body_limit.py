@@ -58,16 +58,45 @@ def too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"Request body too large: the limit is {limit} bytes.")
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over ``limit`` bytes, whether declared or chunked."""
+def counted(receive: Receive, limit: int) -> Receive:
+    """A ``receive`` that raises the 413 once more than ``limit`` body bytes have arrived (for
+    uploads, which are streamed to disk rather than buffered here)."""
+    size = 0
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    async def wrapped() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise too_large(limit)
+        return message
+
+    return wrapped
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``limit`` bytes, whether declared or chunked.
+
+    ``uploads`` maps path prefixes to a larger limit of their own; those bodies are not buffered
+    but counted as the route reads them (``POST /v1/files``)."""
+
+    def __init__(self, app: ASGIApp, limit: int, uploads: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        upload = next((n for p, n in self.uploads.items() if scope["path"] == p), None)
+        if upload is not None:
+            declared = _content_length(scope)
+            if declared is not None and declared > upload:
+                await error_response(scope, too_large(upload))(scope, receive, send)
+                return
+            await self.app(scope, counted(receive, upload), send)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:

@@ -41,6 +41,11 @@ logger = logging.getLogger("llmserver.ratelimit")
 EXEMPT_PATHS = frozenset({"/", "/health", "/ready", "/metrics", "/docs", "/openapi.json"})
 
 
+#: files and batches (and everything under them): counted as requests, never charged tokens
+#: here (a batch's lines are charged to the key's token budget as they run)
+UNMETERED_PATHS = frozenset({"/v1/files", "/v1/batches"})
+
+
 def storage_url(url: str) -> str:
     """The asyncio variant of a ``limits`` storage URL (``memory://`` -> ``async+memory://``)."""
     return url if url.startswith("async+") else f"async+{url}"
@@ -113,6 +118,18 @@ class RateLimits:
         if refund > 0:
             await self.storage.incr(key, tok.get_expiry(), amount=-refund)
 
+    async def charge(
+        self, key_name: str | None, limits: dict[str, int | None] | None, tokens: int
+    ) -> None:
+        """Count ``tokens`` used outside a request (a batch line) against the key's token
+        budget. Never refuses: the key's next interactive requests see the smaller budget."""
+        tpm = (limits or {}).get("tokens_per_minute", self.tokens_per_minute)
+        if not tpm or not key_name or tokens <= 0:
+            return
+        await self.strategy.hit(
+            RateLimitItemPerMinute(tpm), "tokens", f"key:{key_name}", cost=tokens
+        )
+
     async def headers(self, budget: Budget) -> list[tuple[bytes, bytes]]:
         """OpenAI's ``x-ratelimit-*`` headers for this caller, as raw ASGI headers."""
         out: list[tuple[bytes, bytes]] = []
@@ -184,6 +201,9 @@ class RateLimitMiddleware:
         if budget is None:
             await self.app(scope, receive, send)
             return
+        if any(scope["path"] == p or scope["path"].startswith(p + "/") for p in UNMETERED_PATHS):
+            await self._unmetered(scope, receive, send, budget)
+            return
         body, stopped = await read_body(receive, self.max_body_bytes)
         if stopped is not None:  # the client left (size was checked further out)
             return
@@ -205,6 +225,14 @@ class RateLimitMiddleware:
         finally:
             if budget.tokens is not None:
                 await self._reconcile(scope, budget, estimate)
+
+    async def _unmetered(self, scope: Scope, receive: Receive, send: Send, budget: Budget) -> None:
+        """A request counted against the request budget only; its body is not read here."""
+        refusal = await self.limits.admit(Budget(budget.identity, budget.requests, None), 0)
+        if refusal is not None:
+            await error_response(scope, refusal)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
     async def _reconcile(self, scope: Scope, budget: Budget, estimate: int) -> None:
         usage = getattr(scope["state"].get("access"), "usage", None)
