@@ -58,7 +58,7 @@ def test_bad_lines_fail_the_batch_naming_line_and_param(fast: RunningServer) -> 
                 line("e", body={**good["body"], "stream": True}),
                 line("f", body={**good["body"], "model": "no-such-model"}),
                 line("g", body={**good["body"], "temperature": "hot"}),
-                line("h", body={**good["body"], "logprobs": True}),
+                line("h", body={**good["body"], "logit_bias": {"1": 5}}),
             ]
         )
     )
@@ -78,7 +78,7 @@ def test_bad_lines_fail_the_batch_naming_line_and_param(fast: RunningServer) -> 
         (6, "body.stream", "stream_not_supported"),
         (7, "body.model", "model_not_found"),
         (8, "body.temperature", "invalid_value"),
-        (9, "body.logprobs", "unsupported_parameter"),
+        (9, "body.logit_bias", "unsupported_parameter"),
     ]
     assert batch.request_counts is not None
     assert batch.request_counts.total == 0
