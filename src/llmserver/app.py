@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.jobs = create_jobs(
             settings, service, batch_lines.handlers(), keys, app.state.usage, rate_limits
         )
+        app.state.batch_source = app.state.jobs  # the dashboard's batch progress
         await app.state.jobs.runner.start(after=loading)
         try:
             yield

@@ -451,3 +451,16 @@ def test_a_batch_is_charged_to_the_key_token_budget_and_never_refused(tmp_path: 
             c.chat.completions.create(
                 model="fake", messages=[{"role": "user", "content": "hi"}], max_tokens=2
             )
+
+
+def test_the_dashboard_shows_a_batch_with_its_progress(fast: RunningServer) -> None:
+    c = client(fast)
+    file_id = upload(c, chat_lines(3, model="fake"))
+    batch = c.batches.create(input_file_id=file_id, endpoint=CHAT, completion_window="24h")
+    wait_final(c, batch.id)
+    snapshot = httpx.get(f"{fast.url}/dashboard/snapshot").json()
+    shown = {b["id"]: b for b in snapshot["batches"]}
+    assert shown[batch.id]["status"] == "completed"
+    assert (shown[batch.id]["total"], shown[batch.id]["completed"]) == (3, 3)
+    assert shown[batch.id]["failed"] == 0
+    assert shown[batch.id]["model"] == "fake"

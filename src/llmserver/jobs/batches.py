@@ -207,6 +207,25 @@ class BatchJobs:
         who = None if caller.admin else owner(caller)
         return await asyncio.to_thread(self.store.list_batches, who, after, limit)
 
+    async def progress(self, caller: Caller, limit: int = 20) -> list[dict[str, Any]]:
+        """The dashboard's view (it is the web page's ``BatchSource``): the caller's newest
+        batches with their counts; the owning key's name only for an admin."""
+        rows = []
+        for record in await self.batches(caller, None, limit):
+            row: dict[str, Any] = {
+                "id": record.id,
+                "status": record.status,
+                "model": record.model,
+                "total": record.total,
+                "completed": record.completed,
+                "failed": record.failed,
+                "created_at": record.created_at,
+            }
+            if caller.admin:
+                row["key_name"] = None if record.owner == ANONYMOUS else record.owner
+            rows.append(row)
+        return rows
+
     async def cancel(self, caller: Caller, batch_id: str) -> BatchRecord:
         """Ask the runner to stop a batch; a finished batch is a 409."""
         record = await self.batch(caller, batch_id)
