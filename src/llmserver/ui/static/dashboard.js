@@ -163,7 +163,7 @@ export function render(snap) {
   fill(byId("usage-table").tBodies[0], totals.length ? totals.map(usageRow)
     : h("tr", {}, h("td", {colspan: "10", class: "hint"}, "No usage yet.")));
   fill(byId("usage-chart"), usageChart(snap.usage.rows, snap.usage.today, snap.usage.days));
-  const batches = Array.isArray(snap.batches);
+  const batches = Array.isArray(snap.batches) && snap.batches.length > 0;
   show(byId("batches"), batches);
   if (batches) fill(byId("batches-table").tBodies[0], snap.batches.map(batchRow));
 }
