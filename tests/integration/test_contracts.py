@@ -76,7 +76,11 @@ def test_seed_001_paths_with_the_openai_package(default_server: RunningServer) -
         for c in (ours, theirs)
     ]
     assert chats[0].choices[0].message.content == chats[1].choices[0].message.content
-    assert chats[0].usage == chats[1].usage
+    # the same counts (the second call may find more of its prompt in the prefix cache)
+    assert chats[0].usage is not None
+    assert chats[1].usage is not None
+    assert chats[0].usage.prompt_tokens == chats[1].usage.prompt_tokens
+    assert chats[0].usage.completion_tokens == chats[1].usage.completion_tokens
     stream = theirs.chat.completions.create(
         model=MODEL, messages=messages, max_tokens=8, temperature=0, stream=True
     )
