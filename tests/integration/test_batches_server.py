@@ -78,7 +78,9 @@ def test_150_line_batch_completes_in_order_with_usage_counted(tmp_path: Path) ->
         first = lines[0]["response"]["body"]
         assert sorted(first) == sorted(sync)
         assert first["choices"][0]["message"] == sync["choices"][0]["message"]
-        assert first["usage"] == sync["usage"]
+        # the same counts; how much of the prompt the prefix cache held may differ
+        counts = ("prompt_tokens", "completion_tokens", "total_tokens")
+        assert {k: first["usage"][k] for k in counts} == {k: sync["usage"][k] for k in counts}
         rows = httpx.get(f"{server.url}/admin/usage").json()["data"]
         # every line counted once against the caller (anonymous here), plus the sync request
         assert sum(r["requests"] for r in rows) == N + 1
