@@ -38,8 +38,12 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark everything in this folder ``browser``; skip it all without Chromium."""
+    """Mark everything in this folder ``browser``; skip it all without Chromium; and run it
+    after every other test: Playwright's sync API leaves an event loop running on the main
+    thread, and asyncio tests after it (pytest-asyncio) could not start theirs."""
     here = Path(__file__).parent
+    ours = [item for item in items if here in Path(str(item.path)).parents]
+    items[:] = [item for item in items if item not in ours] + ours
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.browser)
@@ -110,7 +114,8 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyedServ
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium for the session (the browser tests run last: see
+    ``pytest_collection_modifyitems``)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
