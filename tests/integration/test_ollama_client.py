@@ -109,9 +109,9 @@ def test_num_ctx_caps_the_context_for_one_request(client: ollama.Client) -> None
 def test_format_json_parses(client: ollama.Client) -> None:
     answer = client.generate(
         model=MODEL,
-        prompt="Give a JSON object about a cat.",
+        prompt="Give me a JSON object describing a cat.",
         format="json",
-        options={"temperature": 0, "num_predict": 200},
+        options={"temperature": 0, "num_predict": 300},
     )
     assert answer.done_reason == "stop"
     assert isinstance(json.loads(answer.response or ""), dict)

@@ -50,10 +50,11 @@ def test_answers_and_counts_match_the_engine_behind(
     relayed = client.chat.completions.create(model="via-ollama", **args)  # type: ignore[call-overload]
     assert relayed.choices[0].message.content == direct.choices[0].message.content
     assert relayed.choices[0].finish_reason == direct.choices[0].finish_reason
-    # the counts are Ollama's prompt_eval_count and eval_count from the engine behind
+    # the counts are Ollama's prompt_eval_count and eval_count from the engine behind; like
+    # Ollama's, its prompt_eval_count leaves out what the prefix cache already held
     assert relayed.usage is not None
     assert direct.usage is not None
-    assert relayed.usage.prompt_tokens == direct.usage.prompt_tokens
+    assert 0 < relayed.usage.prompt_tokens <= direct.usage.prompt_tokens
     assert relayed.usage.completion_tokens == direct.usage.completion_tokens
 
 
