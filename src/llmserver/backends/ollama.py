@@ -32,7 +32,13 @@ from llmserver.backends.base import (
     SamplingParams,
 )
 from llmserver.backends.replicas import Replica, ReplicaSet
-from llmserver.backends.upstream import READ_BUFSIZE, ReplicaFailed, _lines, _status_error
+from llmserver.backends.upstream import (
+    READ_BUFSIZE,
+    ReplicaFailed,
+    _lines,
+    _status_error,
+    failover,
+)
 from llmserver.backends.usage_check import credible_usage
 from llmserver.config.model_configs import ModelConfig, OllamaConfig, SamplingDefaults
 from llmserver.errors import (
@@ -202,26 +208,14 @@ class OllamaBackend:
         chat = request.messages is not None
         path = "/api/chat" if chat else "/api/generate"
         body = orjson.dumps(self.body(request))
-        tried: set[Replica] = set()
-        last: APIError | None = None
-        while (replica := self.replicas.pick(tried)) is not None:
-            tried.add(replica)
-            replica.outstanding += 1
-            produced = False
-            try:
-                async for delta in self._stream(replica, path, body, chat):
-                    produced = True
-                    yield delta
-                return
-            except ReplicaFailed as exc:
-                self.replicas.mark_down(replica, exc.error.message)
-                if produced:
-                    raise exc.error from None
-                last = exc.error
-                logger.info("retrying request %s on another replica", request.request_id)
-            finally:
-                replica.outstanding -= 1
-        raise last or self._unavailable()
+        deltas = failover(
+            self.replicas,
+            request.request_id,
+            lambda replica: self._stream(replica, path, body, chat),
+            self._unavailable,
+        )
+        async for delta in deltas:
+            yield delta
 
     def _unavailable(self) -> ServiceUnavailableError:
         return ServiceUnavailableError(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import aiohttp
@@ -49,6 +49,36 @@ class ReplicaFailed(Exception):
     def __init__(self, error: APIError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+async def failover(
+    replicas: ReplicaSet,
+    request_id: str,
+    stream: Callable[[Replica], AsyncIterator[Delta]],
+    unavailable: Callable[[], APIError],
+) -> AsyncIterator[Delta]:
+    """Stream from the least busy live replica, moving on to another only before the first
+    delta; a replica that fails is marked down. Shared by the OpenAI and Ollama upstreams."""
+    tried: set[Replica] = set()
+    last: APIError | None = None
+    while (replica := replicas.pick(tried)) is not None:
+        tried.add(replica)
+        replica.outstanding += 1
+        produced = False
+        try:
+            async for delta in stream(replica):
+                produced = True
+                yield delta
+            return
+        except ReplicaFailed as exc:
+            replicas.mark_down(replica, exc.error.message)
+            if produced:
+                raise exc.error from None
+            last = exc.error
+            logger.info("retrying request %s on another replica", request_id)
+        finally:
+            replica.outstanding -= 1
+    raise last or unavailable()
 
 
 class UpstreamBackend:
@@ -108,28 +138,17 @@ class UpstreamBackend:
         chat = request.messages is not None
         path = "/chat/completions" if chat else "/completions"
         body = orjson.dumps(self._body(request))
-        tried: set[Replica] = set()
-        last: APIError | None = None
-        while (replica := self.replicas.pick(tried)) is not None:
-            tried.add(replica)
-            replica.outstanding += 1
-            produced = False
-            try:
-                async for delta in self._stream(replica, path, body, chat):
-                    produced = True
-                    yield delta
-                return
-            except ReplicaFailed as exc:
-                self.replicas.mark_down(replica, exc.error.message)
-                if produced:
-                    raise exc.error from None
-                last = exc.error
-                logger.info("retrying request %s on another replica", request.request_id)
-            finally:
-                replica.outstanding -= 1
-        if last is not None:
-            raise last
-        raise ServiceUnavailableError(
+        deltas = failover(
+            self.replicas,
+            request.request_id,
+            lambda replica: self._stream(replica, path, body, chat),
+            self._unavailable,
+        )
+        async for delta in deltas:
+            yield delta
+
+    def _unavailable(self) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
             f"no upstream replica of '{self.config.id}' is reachable",
             code="upstream_unavailable",
             headers={"Retry-After": str(max(1, round(self.config.probe_interval_s)))},
