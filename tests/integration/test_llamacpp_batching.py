@@ -16,6 +16,7 @@ import pytest
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.backends.llamacpp import LlamaCppBackend
+from llmserver.backends.llamacpp_engine import ABORTABLE_CHUNK
 from llmserver.config.model_configs import LlamaCppConfig
 from llmserver.config.settings import default_model_path
 from llmserver.core.templating import ChatTemplate
@@ -210,4 +211,37 @@ async def test_cancelled_task_frees_slot_and_cache(backend: LlamaCppBackend) -> 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    assert_all_free(backend)
+
+
+async def test_cancel_during_a_long_prompt_aborts_the_step_and_spares_the_neighbour(
+    fa_backend: LlamaCppBackend,
+) -> None:
+    backend, engine = fa_backend, fa_backend.engine
+    neighbour = request(backend, "a cat", "n", max_tokens=40, ignore_eos=True)
+    alone = await collect(backend, neighbour)
+    long = request(backend, "lighthouse keeper " * 440 + ".", "long", max_tokens=5)
+    assert len(long.prompt_tokens) > 2 * ABORTABLE_CHUNK
+    aborted = engine.aborted_steps
+    first = asyncio.Event()
+
+    async def neighbour_run() -> tuple[str, int, str | None]:
+        text, tokens, finish = "", 0, None
+        async for delta in backend.generate(neighbour):
+            first.set()
+            text, tokens, finish = text + delta.text, tokens + delta.tokens, delta.finish_reason
+        return text, tokens, finish
+
+    beside = asyncio.create_task(neighbour_run())
+    await first.wait()
+    doomed = asyncio.create_task(collect(backend, long))
+    # the engine thread sets this, so there is no event to wait on: poll
+    while not engine.in_abortable_step:  # noqa: ASYNC110 (the long prompt's chunk is decoding)
+        await asyncio.sleep(0.001)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    assert engine.aborted_steps == aborted + 1  # stopped inside llama_decode, not after it
+    # the neighbour's token in the aborted step was decoded again: its text is unchanged
+    assert await beside == alone
     assert_all_free(backend)

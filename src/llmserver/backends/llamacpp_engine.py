@@ -9,6 +9,12 @@ cells, so attention never looks at another sequence's cells and one long convers
 crowd the others out.
 
 Results cross to asyncio once per step per event loop (``call_soon_threadsafe``), not per token.
+
+A step that decodes a long prompt chunk takes seconds on a small CPU, so while one runs
+llama.cpp's abort callback watches the sequences whose prompts are in it: a cancelled one (its
+client gave up) or an unloading engine stops the decode between graph nodes, the step is rolled
+back, and the next step goes on without it. The callback is a Python function called once per
+graph node, so it is installed for those steps only, never for token-by-token decoding.
 """
 
 from __future__ import annotations
@@ -42,6 +48,12 @@ logger = logging.getLogger("llmserver.backends.llamacpp")
 #: differently from the batched ones (next-token logits moved by ~0.5 on SmolLM2), while with
 #: two or more the logits are bit-identical to a fresh decode's (CPU, no flash attention)
 MIN_DECODED = 2
+
+#: a prompt chunk this long makes its step abortable (see the module docstring)
+ABORTABLE_CHUNK = 64
+
+#: llama_decode's return value when the abort callback stopped it
+DECODE_ABORTED = 2
 
 #: a test hook: called with (request id, generated-token index, next-token logits as numpy)
 LogitsHook = Callable[[str, int, Any], None]
@@ -163,6 +175,12 @@ class BatchEngine:
         self._outbox: list[tuple[Sequence, Delta | Exception | None]] = []
         self._cond = threading.Condition()
         self._closing = False
+        #: sequences whose prompt chunks the running step decodes (read by the abort callback)
+        self._watched: list[Sequence] = []
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._should_abort)  # kept alive
+        self._no_callback = llama_cpp.ggml_abort_callback()  # a NULL function pointer
+        #: steps rolled back because a sequence in them was cancelled, since the engine started
+        self.aborted_steps = 0
         self._thread = threading.Thread(target=self._run, name="llamacpp-engine", daemon=True)
         self._thread.start()
 
@@ -187,6 +205,11 @@ class BatchEngine:
         """Sequence ids not held by any sequence."""
         return len(self._free_ids)
 
+    @property
+    def in_abortable_step(self) -> bool:
+        """Whether the running step is decoding a long prompt chunk (abortable). For tests."""
+        return bool(self._watched)
+
     def seq_pos_max(self, seq_id: int) -> int:
         """Largest KV position held for a sequence id (-1: none). For tests, when idle."""
         return int(self._lib.llama_memory_seq_pos_max(self.memory, seq_id))
@@ -198,7 +221,7 @@ class BatchEngine:
     def close(self) -> None:
         """Stop the thread (blocking), fail what is left, free the batch."""
         with self._cond:
-            self._closing = True
+            self._closing = True  # also stops a running prompt step (see _should_abort)
             self._cond.notify()
         self._thread.join()
         gone = EngineError("model was unloaded")
@@ -316,6 +339,8 @@ class BatchEngine:
         # every decoding sequence advances by one token; prompt chunks share what is left of
         # n_batch. Tokens go in sequence-id order (see _admit).
         room = self.n_batch - sum(1 for seq in self._active if seq.generated)
+        starts = [(seq, seq.cursor) for seq in self._active]  # to roll an aborted step back
+        watched: list[Sequence] = []
         for seq in self._active:
             if seq.generated:
                 outputs.append((seq, n))
@@ -329,8 +354,13 @@ class BatchEngine:
             seq.cursor += len(chunk)
             if last and chunk:
                 outputs.append((seq, n - 1))
+            if len(chunk) >= ABORTABLE_CHUNK:
+                watched.append(seq)
         batch.n_tokens = n
-        rc = lib.llama_decode(self.ctx, batch)
+        rc = self._decode(watched)
+        if rc == DECODE_ABORTED:
+            self._roll_back(starts)
+            return
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
         for seq, index in outputs:
@@ -340,6 +370,32 @@ class BatchEngine:
             self._accept(seq, token)
             if seq.params.logprobs is not None:
                 self._add_logprob(seq, index, token)
+
+    def _decode(self, watched: list[Sequence]) -> int:
+        """Run the step's ``llama_decode``, abortable while it holds long prompt chunks."""
+        lib = self._lib
+        if not watched:
+            return int(lib.llama_decode(self.ctx, self._batch))
+        self._watched = watched
+        lib.llama_set_abort_callback(self.ctx, self._abort_callback, None)
+        try:
+            return int(lib.llama_decode(self.ctx, self._batch))
+        finally:
+            lib.llama_set_abort_callback(self.ctx, self._no_callback, None)
+            self._watched = []
+
+    def _should_abort(self, _data: Any) -> bool:
+        """The abort callback (on the engine thread, inside llama_decode)."""
+        return self._closing or any(seq.cancelled for seq in self._watched)
+
+    def _roll_back(self, starts: list[tuple[Sequence, int]]) -> None:
+        """Undo an aborted step: llama.cpp keeps the ubatches it finished, so each sequence's
+        cells past where the step began are removed and its cursor put back; the next step
+        drops the cancelled sequences and decodes the others' tokens again."""
+        self.aborted_steps += 1
+        for seq, cursor in starts:
+            seq.cursor = cursor
+            self._lib.llama_memory_seq_rm(self.memory, seq.seq_id, seq.n_past, -1)
 
     def _add_logprob(self, seq: Sequence, index: int, token: int) -> None:
         """Put the sampled token's log probability on the delta ``_accept`` just queued."""
