@@ -295,3 +295,27 @@ async def test_idle_bound_evicts_least_recently_used() -> None:
         assert_cache_consistent(backend)
     finally:
         await backend.close()
+
+
+async def test_prompts_arriving_together_copy_the_shared_prefix(
+    cached: LlamaCppBackend, fresh: LlamaCppBackend
+) -> None:
+    """Three articles behind one instruction, sent at once: the first decodes the instruction,
+    the others wait for it and copy its cells instead of decoding it again."""
+    await clear(cached)
+    engine = cached.engine
+    copies = engine.stats.copies
+    reqs = [request(cached, article(i), f"together{i}", max_tokens=12) for i in range(3)]
+    together = await asyncio.gather(*(collect(cached, r) for r in reqs))
+    alone = [await collect(fresh, request(fresh, article(i), f"solo{i}", 12)) for i in range(3)]
+    assert [t[:2] for t in together] == [a[:2] for a in alone]
+    first = list(reqs[0].prompt_tokens)
+    shared = [common_prefix(first, list(r.prompt_tokens)) for r in reqs[1:]]
+    assert min(shared) > 40
+    # the first (admitted first) decoded the instruction: its id held only the short prompt
+    # clear() left there; the two others took exactly what they share with it from its stream
+    cached_tokens = [t[2].cached_tokens or 0 for t in together]
+    assert cached_tokens[1:] == shared
+    assert cached_tokens[0] < min(shared) - 20
+    assert engine.stats.copies == copies + 2
+    assert_cache_consistent(cached)

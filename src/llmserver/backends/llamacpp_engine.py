@@ -3,10 +3,16 @@
 Every step the engine thread builds one ``llama_batch`` holding the next token of each decoding
 sequence plus chunks of the prompts of joining sequences (at most ``n_batch`` tokens), runs one
 ``llama_decode`` and samples each sequence with its own sampler chain. Sequences join and leave
-between steps; a finished or cancelled sequence's KV cells are removed at once and its sequence
-id is reused. Each sequence has its own KV stream (``kv_unified = false``) of ``n_ctx_seq``
+between steps. Each sequence has its own KV stream (``kv_unified = false``) of ``n_ctx_seq``
 cells, so attention never looks at another sequence's cells and one long conversation cannot
 crowd the others out.
+
+Prefix cache: a finished sequence's cells stay, with the token ids they hold, and a new prompt
+takes the free id holding its longest prefix, so only the rest is decoded. When a running
+sequence holds a longer prefix of the prompt than any free id (requests with one instruction
+arriving together), its stream is copied into a free id (``llama_memory_seq_cp``: llama.cpp
+copies whole streams, tens of MB, far cheaper than decoding hundreds of tokens); a prompt whose
+prefix a running sequence is still decoding waits for it rather than decoding it too.
 
 Results cross to asyncio once per step per event loop (``call_soon_threadsafe``), not per token.
 
@@ -48,6 +54,10 @@ logger = logging.getLogger("llmserver.backends.llamacpp")
 #: differently from the batched ones (next-token logits moved by ~0.5 on SmolLM2), while with
 #: two or more the logits are bit-identical to a fresh decode's (CPU, no flash attention)
 MIN_DECODED = 2
+
+#: a running sequence's cells are copied for a prompt when they hold at least this many more of
+#: its tokens than the best free id does (a copy costs about as much as decoding a few tokens)
+COPY_MIN = 32
 
 #: a prompt chunk this long makes its step abortable (see the module docstring)
 ABORTABLE_CHUNK = 64
@@ -120,6 +130,8 @@ class CacheStats:
     evaluated_tokens: int = 0
     #: reuses refused by llama.cpp or unsafe (sliding window): the whole prompt was decoded
     fallbacks: int = 0
+    #: prefixes copied from a running sequence's stream
+    copies: int = 0
 
 
 def _deliver(items: list[tuple[Sequence, Delta | Exception | None]]) -> None:
@@ -258,15 +270,59 @@ class BatchEngine:
         for seq in [s for s in self._waiting if s.cancelled]:
             self._waiting.remove(seq)
             self._finish(seq, None)
+        deferred: list[Sequence] = []
         while self._waiting and self._free_ids:
             seq = self._waiting.popleft()
-            seq.seq_id, prefix = self._pick_id(seq.prompt)
-            self._free_ids.remove(seq.seq_id)
+            seq_id, prefix = self._pick_id(seq.prompt)
+            donor = self._donor(seq.prompt) if self.prefix_cache else None
+            if donor is not None and donor[1] < prefix + COPY_MIN:
+                donor = None
+            if self._prefix_in_progress(seq.prompt, max(prefix, donor[1] if donor else 0)):
+                deferred.append(seq)
+                continue
+            if donor is not None:
+                seq_id = self._copy(donor[0], donor[2])
+                prefix = donor[1]
+            seq.seq_id = seq_id
+            self._free_ids.remove(seq_id)
             self._reuse(seq, prefix)
             self.stats.cached_tokens += seq.cached
             self.stats.evaluated_tokens += len(seq.prompt) - seq.cached
             self._active.append(seq)
+        self._waiting.extendleft(reversed(deferred))
         self._active.sort(key=lambda s: s.seq_id)
+
+    def _donor(self, prompt: list[int]) -> tuple[int, int, list[int]] | None:
+        """The running sequence whose cells hold the longest prefix of a prompt:
+        (its id, the prefix length, the tokens it holds); None when none shares one."""
+        best: tuple[int, int, list[int]] | None = None
+        for other in self._active:
+            held = other.held()
+            shared = common_prefix(held, prompt)
+            if shared and (best is None or shared > best[1]):
+                best = (other.seq_id, shared, held)
+        return best
+
+    def _copy(self, source: int, held: list[int]) -> int:
+        """Copy a running sequence's stream into the free id whose own cache is worth least."""
+        target = min(self._free_ids, key=lambda i: (len(self._held.get(i, ())), i))
+        self._lib.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+        self._held[target] = list(held)
+        self.stats.copies += 1
+        return target
+
+    def _prefix_in_progress(self, prompt: list[int], available: int) -> bool:
+        """Whether a running sequence is decoding a prefix of this prompt at least COPY_MIN
+        tokens longer than what is available now: then the prompt waits to copy it."""
+        if not self.prefix_cache:
+            return False
+        for other in self._active:
+            if other.generated or other.cursor >= len(other.prompt):
+                continue
+            shared = common_prefix(other.prompt, prompt)
+            if shared >= available + COPY_MIN and other.cursor < shared:
+                return True
+        return False
 
     def _pick_id(self, prompt: list[int]) -> tuple[int, int]:
         """A free id for a prompt, and the prefix of the prompt its cells already hold.
