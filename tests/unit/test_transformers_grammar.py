@@ -71,9 +71,8 @@ def grammars(tokenizer: Any) -> SchemaGrammars:
 
 def tool_constraint(choice: ToolChoice, parallel: bool = True) -> JsonConstraint:
     """The constraint the core builds for this tool choice (the llama.cpp path gets the same)."""
-    req = ChatRequest(
-        None, (Message("user", "hi"),), tools=TOOLS, tool_choice=choice, parallel_tool_calls=parallel
-    )
+    hi = (Message("user", "hi"),)
+    req = ChatRequest(None, hi, tools=TOOLS, tool_choice=choice, parallel_tool_calls=parallel)
     constraint = ToolPlan.of(req, "", False).constraint()
     assert constraint is not None
     assert not constraint.triggers
