@@ -22,6 +22,7 @@ pytest.importorskip("llguidance")
 
 from llmserver.backends.transformers_grammar import (  # noqa: E402  (after the skips)
     GrammarProcessor,
+    GrammarUnavailableError,
     SchemaGrammars,
 )
 
@@ -187,3 +188,17 @@ def test_unknown_format_is_not_enforced_but_still_parses(
     text = walk(grammars, tokenizer, JsonConstraint(schema), 1)
     jsonschema.validate(json.loads(text), schema)
     assert "not enforced" in caplog.text
+
+
+def test_a_slow_tokenizer_is_refused_clearly() -> None:
+    class Slow(transformers.PreTrainedTokenizer):  # type: ignore[misc, name-defined]
+        """A Python tokenizer (llguidance reads only fast ones); nothing of it is ever used."""
+
+        def __init__(self) -> None:
+            pass
+
+        def __len__(self) -> int:
+            return 10
+
+    with pytest.raises(GrammarUnavailableError):
+        SchemaGrammars(Slow(), {0}, 10)

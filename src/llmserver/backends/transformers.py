@@ -31,9 +31,13 @@ from llmserver.backends.base import (
     SamplingParams,
     StopMatcher,
 )
-from llmserver.backends.transformers_grammar import GrammarProcessor, SchemaGrammars
+from llmserver.backends.transformers_grammar import (
+    GrammarProcessor,
+    GrammarUnavailableError,
+    SchemaGrammars,
+)
 from llmserver.config.model_configs import ModelConfig, TransformersConfig
-from llmserver.errors import EngineError
+from llmserver.errors import EngineError, InvalidRequestError
 
 if TYPE_CHECKING:
     import torch
@@ -216,7 +220,10 @@ class TransformersBackend:
     def _grammar(self, constraint: JsonConstraint) -> GrammarProcessor:
         if self._grammars is None:
             vocab = getattr(self._model.config, "vocab_size", None) or len(self._tokenizer)
-            self._grammars = SchemaGrammars(self._tokenizer, self._eos_ids(), vocab)
+            try:
+                self._grammars = SchemaGrammars(self._tokenizer, self._eos_ids(), vocab)
+            except GrammarUnavailableError as exc:
+                raise InvalidRequestError(str(exc), param=constraint.param) from exc
         return GrammarProcessor(self._grammars.matcher(constraint))
 
     def _run(

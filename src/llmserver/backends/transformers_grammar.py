@@ -35,6 +35,10 @@ JSON_STYLE: dict[str, Any] = {
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
+class GrammarUnavailableError(Exception):
+    """llguidance cannot read this model's tokenizer (the caller refuses the constraint)."""
+
+
 class SchemaGrammars:
     """Compiles constraints against one tokenizer; the tokenizer's token table is built once."""
 
@@ -45,9 +49,12 @@ class SchemaGrammars:
             raise EngineError(
                 "llguidance is not installed: pip install 'llmserver[transformers]'"
             ) from exc
-        self.tokenizer: LLTokenizer = llguidance.hf.from_tokenizer(
-            tokenizer, n_vocab=max(n_vocab, len(tokenizer)), eos_token=sorted(eos) or None
-        )
+        try:
+            self.tokenizer: LLTokenizer = llguidance.hf.from_tokenizer(
+                tokenizer, n_vocab=max(n_vocab, len(tokenizer)), eos_token=sorted(eos) or None
+            )
+        except ValueError as exc:  # a slow (Python) tokenizer: llguidance reads fast ones only
+            raise GrammarUnavailableError(f"no JSON constraint for this tokenizer: {exc}") from exc
 
     def matcher(self, constraint: JsonConstraint) -> LLMatcher:
         """A fresh matcher for one generation; a schema that does not compile is a 400."""
