@@ -36,7 +36,7 @@ ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
 class GrammarUnavailableError(Exception):
-    """llguidance cannot read this model's tokenizer (the caller refuses the constraint)."""
+    """No grammar here: llguidance is missing or cannot read the tokenizer (the caller says 400)."""
 
 
 class SchemaGrammars:
@@ -46,8 +46,8 @@ class SchemaGrammars:
         try:
             import llguidance.hf
         except ImportError as exc:
-            raise EngineError(
-                "llguidance is not installed: pip install 'llmserver[transformers]'"
+            raise GrammarUnavailableError(
+                "no JSON constraint without llguidance: pip install 'llmserver[transformers]'"
             ) from exc
         try:
             self.tokenizer: LLTokenizer = llguidance.hf.from_tokenizer(
