@@ -4,6 +4,7 @@ official ``openai`` client against a real server."""
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import openai
 import pytest
 
@@ -24,6 +26,39 @@ transformers = pytest.importorskip("transformers")
 
 MODEL = "smol-hf"
 QUESTION = [{"role": "user", "content": "Name three colours."}]
+WEATHER_PARAMS = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 40},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit"],
+}
+ADD_PARAMS = {
+    "type": "object",
+    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+    "required": ["a", "b"],
+}
+TOOLS: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather forecast for a city",
+            "parameters": WEATHER_PARAMS,
+        },
+    },
+    {
+        "type": "function",
+        "function": {"name": "add", "description": "Add two integers", "parameters": ADD_PARAMS},
+    },
+]
+SCHEMAS = {"get_weather": WEATHER_PARAMS, "add": ADD_PARAMS}
+ASK = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
+NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
+SEEDS = range(4)  # transformers on a CPU is slow: a few seeds, each a fresh sample
+MAX_CALL_TOKENS = 120
 
 
 @pytest.fixture(scope="module")
@@ -213,17 +248,120 @@ def test_seed_reproduces_sampling(client: openai.OpenAI) -> None:
     assert any(sample(seed) != first for seed in (8, 9, 10))
 
 
-def test_json_mode_is_refused_not_faked(client: openai.OpenAI) -> None:
+def calls_of(message: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [(c.function.name, json.loads(c.function.arguments)) for c in message.tool_calls]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_named_tool_choice_gives_a_valid_call(client: openai.OpenAI, seed: int) -> None:
+    resp = client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,
+        tool_choice=NAMED,
+        seed=seed,
+        temperature=1.0,
+        max_tokens=MAX_CALL_TOKENS,
+    )
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    ((name, args),) = calls_of(choice.message)
+    assert name == "get_weather"
+    jsonschema.validate(args, WEATHER_PARAMS)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_required_tool_choice_gives_valid_calls(client: openai.OpenAI, seed: int) -> None:
+    resp = client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,  # type: ignore[arg-type]
+        tools=TOOLS,
+        tool_choice="required",
+        parallel_tool_calls=seed % 2 == 0,  # a list of calls, or one object
+        seed=seed,
+        temperature=1.0,
+        max_tokens=MAX_CALL_TOKENS,
+    )
+    choice = resp.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    calls = calls_of(choice.message)
+    assert calls
+    if seed % 2:
+        assert len(calls) == 1
+    for name, args in calls:
+        jsonschema.validate(args, SCHEMAS[name])
+
+
+@pytest.mark.parametrize("tool_choice", [NAMED, "required"])
+def test_streamed_call_equals_the_non_streamed_one(client: openai.OpenAI, tool_choice: Any) -> None:
+    args: dict[str, Any] = {
+        "model": MODEL,
+        "messages": ASK,
+        "tools": TOOLS,
+        "tool_choice": tool_choice,
+        "seed": 5,
+        "temperature": 1.0,
+        "max_tokens": MAX_CALL_TOKENS,
+    }
+    whole = client.chat.completions.create(**args).choices[0]
+    content, calls, finish = "", {}, None
+    for chunk in client.chat.completions.create(stream=True, **args):
+        for choice in chunk.choices:
+            content += choice.delta.content or ""
+            for piece in choice.delta.tool_calls or []:
+                name = piece.function.name if piece.function else None
+                entry = calls.setdefault(piece.index, [name, ""])
+                entry[1] += (piece.function.arguments or "") if piece.function else ""
+            finish = choice.finish_reason or finish
+    assert finish == whole.finish_reason == "tool_calls"
+    assert content == ""
+    assert [tuple(calls[i]) for i in sorted(calls)] == [
+        (c.function.name, c.function.arguments) for c in whole.message.tool_calls or []
+    ]
+
+
+def test_json_mode_gives_json(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Describe a cat as JSON."}],
+        seed=2,
+        temperature=1.0,
+        max_tokens=MAX_CALL_TOKENS,
+        response_format={"type": "json_object"},
+    )
+    assert resp.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(resp.choices[0].message.content or ""), dict)
+
+
+def test_json_schema_output_validates(client: openai.OpenAI) -> None:
+    resp = client.chat.completions.create(
+        model=MODEL,
+        messages=ASK,  # type: ignore[arg-type]
+        seed=3,
+        temperature=1.0,
+        max_tokens=MAX_CALL_TOKENS,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "weather", "schema": WEATHER_PARAMS},
+        },
+    )
+    assert resp.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(resp.choices[0].message.content or ""), WEATHER_PARAMS)
+
+
+def test_schema_the_engine_cannot_compile_is_a_400(client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=MODEL,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=ASK,  # type: ignore[arg-type]
             max_tokens=5,
-            response_format={"type": "json_object"},
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
         )
     body: Any = info.value.body
-    assert body["param"] == "response_format"
-    assert "not supported" in body["message"]
+    assert body["param"].startswith("response_format")
+    assert "unsupported JSON schema" in body["message"]
 
 
 def test_disconnect_stops_generation(server: RunningServer, client: openai.OpenAI) -> None:

@@ -4,7 +4,9 @@
 serving. A streamer receives every generated token id; this module decodes them incrementally,
 applies stop strings and the token limit, and hands deltas to the loop through a queue. Stopping
 (a stop string, the limit, or the client going away) sets a flag a ``StoppingCriteria`` reads
-after every token. torch and transformers are imported only when the model starts.
+after every token. A JSON constraint (``response_format``, a ``required`` or named tool call) is a
+logits processor driven by llguidance (see ``transformers_grammar``). torch and transformers are
+imported only when the model starts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -22,10 +25,16 @@ from llmserver.backends.base import (
     Delta,
     FinishReason,
     GenerationRequest,
+    JsonConstraint,
     ModelLoadError,
     PromptFormat,
     SamplingParams,
     StopMatcher,
+)
+from llmserver.backends.transformers_grammar import (
+    GrammarProcessor,
+    GrammarUnavailableError,
+    SchemaGrammars,
 )
 from llmserver.config.model_configs import ModelConfig, TransformersConfig
 from llmserver.errors import EngineError, InvalidRequestError
@@ -127,6 +136,7 @@ class TransformersBackend:
         self._model: Any = None
         self._tokenizer: Any = None
         self._device = "cpu"
+        self._grammars: SchemaGrammars | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"transformers-{config.id}")
 
     async def start(self) -> None:
@@ -171,21 +181,15 @@ class TransformersBackend:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run ``model.generate`` on the worker thread and relay its deltas."""
-        if request.constraint is not None and not request.constraint.triggers:
-            # no grammar engine here: refuse rather than return text that may not parse
-            tools = request.constraint.param.startswith("tools")
-            raise InvalidRequestError(
-                (
-                    "tool_choice required or a named function"
-                    if tools
-                    else "response_format json_object / json_schema"
-                )
-                + " is not supported by the transformers backend; use a llamacpp or vllm model",
-                param="tool_choice" if tools else "response_format",
-            )
         if self._model is None:
             raise EngineError("model is not loaded")
         loop = asyncio.get_running_loop()
+        grammar: GrammarProcessor | None = None
+        constraint = request.constraint
+        if constraint is not None and not constraint.triggers:
+            # built on the worker (the token table takes a second once); a bad schema is a 400
+            # before anything is generated. A lazy constraint (``auto`` tools) is left out.
+            grammar = await loop.run_in_executor(self._executor, self._grammar, constraint)
         queue: asyncio.Queue[object] = asyncio.Queue()
         cancelled = threading.Event()
 
@@ -194,7 +198,7 @@ class TransformersBackend:
 
         def work() -> None:
             try:
-                self._run(request, emit, cancelled)
+                self._run(request, emit, cancelled, grammar)
             except Exception as exc:
                 logger.exception("generation %s failed", request.request_id)
                 emit(EngineError(f"transformers failed: {exc}"))
@@ -213,14 +217,33 @@ class TransformersBackend:
             # the model is not free until generate() has returned
             await asyncio.shield(future)
 
+    def _grammar(self, constraint: JsonConstraint) -> GrammarProcessor:
+        if self._grammars is None:
+            vocab = getattr(self._model.config, "vocab_size", None) or len(self._tokenizer)
+            try:
+                self._grammars = SchemaGrammars(self._tokenizer, self._eos_ids(), vocab)
+            except GrammarUnavailableError as exc:
+                raise InvalidRequestError(str(exc), param=constraint.param) from exc
+        return GrammarProcessor(self._grammars.matcher(constraint))
+
     def _run(
-        self, request: GenerationRequest, emit: Callable[[object], None], cancelled: threading.Event
+        self,
+        request: GenerationRequest,
+        emit: Callable[[object], None],
+        cancelled: threading.Event,
+        grammar: GrammarProcessor | None,
     ) -> None:
         import torch
 
         params = request.params
+        if grammar is not None:
+            # the grammar ends the output (only EOS is allowed after the JSON): EOS must not be
+            # masked, so a constrained generation never ignores it
+            params = replace(params, ignore_eos=False)
         tracker = _TokenTracker(self._tokenizer, params, self._eos_ids(), emit)
         stopping, streamer, logits = _hooks(tracker, cancelled, params)
+        if grammar is not None:
+            logits.append(grammar)
         if params.seed is not None:
             torch.manual_seed(params.seed)
         inputs = torch.tensor([list(request.prompt_tokens)], device=self._device)
@@ -277,6 +300,7 @@ class TransformersBackend:
         """Drop the weights (and the GPU cache when on CUDA)."""
         self._model = None
         self._tokenizer = None
+        self._grammars = None
         gc.collect()  # the weights are freed now, not at some later collection
         if self._device.startswith("cuda"):
             import torch
