@@ -34,19 +34,29 @@ def main() -> None:
     template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"))
     prompt = template.render([{"role": "user", "content": args.prompt}])
     tokens = llm.tokenize(prompt.encode(), special=True)
-    rates = []
+    rates, ttfts, tpots = [], [], []
     for run in range(args.runs + 1):
         started = time.perf_counter()
+        first = started
         produced = 0
         for _ in llm.generate(tokens, temp=0.0, reset=True):
             produced += 1
+            if produced == 1:
+                first = time.perf_counter()
             if produced == args.tokens:
                 break
-        rate = produced / (time.perf_counter() - started)
+        ended = time.perf_counter()
+        rate = produced / (ended - started)
         if run:  # the first run warms up
             rates.append(rate)
+            ttfts.append(first - started)
+            tpots.append((ended - first) / max(produced - 1, 1))
         print(f"run {run}: {rate:.1f} tokens/s{' (warm-up)' if not run else ''}")
-    print(f"median {statistics.median(rates):.1f} tokens/s over {args.runs} runs")
+    print(
+        f"median {statistics.median(rates):.1f} tokens/s over {args.runs} runs; "
+        f"TTFT p50 {statistics.median(ttfts) * 1e3:.1f} ms ({len(tokens)} prompt tokens), "
+        f"TPOT p50 {statistics.median(tpots) * 1e3:.2f} ms"
+    )
 
 
 if __name__ == "__main__":
