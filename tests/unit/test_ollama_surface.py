@@ -238,16 +238,6 @@ def test_generate_errors_are_ollama_shaped(
     assert text in r.json()["error"]
 
 
-def test_tools_are_a_clear_400_until_tool_calling_exists(api: TestClient) -> None:
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    r = api.post(
-        "/api/chat",
-        json={"model": "fake", "messages": [{"role": "user", "content": "x"}], "tools": [tool]},
-    )
-    assert r.status_code == 400
-    assert "does not support tools" in r.json()["error"]
-
-
 def test_an_error_after_streaming_began_is_one_error_line_with_status_200(
     api: TestClient,
 ) -> None:
