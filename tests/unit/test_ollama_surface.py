@@ -172,7 +172,7 @@ def test_tags_ps_show_version(api: TestClient) -> None:
         assert_shape(entry["details"], DETAILS)
     show = api.post("/api/show", json={"model": "f"}).json()
     assert_shape(show, SHOW)
-    assert show["capabilities"] == ["completion"]
+    assert show["capabilities"] == ["completion", "tools"]
     assert api.post("/api/show", json={"model": "emb"}).json()["capabilities"] == ["embedding"]
     assert api.get("/api/version").json().keys() == {"version"}
     assert api.head("/api/version").status_code == 200
