@@ -338,6 +338,9 @@ def test_an_ollama_upstream_gets_the_tools_and_its_calls_are_relayed() -> None:
             ollama_answer = chat(client, "llama3.2")
             refused = client.post("/v1/chat/completions", json={**body, "tool_choice": "required"})
             plain = client.post("/v1/chat/completions", json={**body, "tool_choice": "none"})
+            streamed_refusal = client.post(
+                "/v1/chat/completions", json={**body, "tool_choice": "required", "stream": True}
+            )
         sent = [r["body"] for r in up.requests if r["path"] == "/api/chat"]
     assert sent[0]["tools"] == [WEATHER]
     assert sent[0]["messages"][1] == {
@@ -363,5 +366,6 @@ def test_an_ollama_upstream_gets_the_tools_and_its_calls_are_relayed() -> None:
     assert refused.status_code == 400
     assert refused.json()["error"]["param"] == "tool_choice"
     assert "Ollama cannot be made to call a tool" in refused.json()["error"]["message"]
+    assert streamed_refusal.status_code == 400  # before the stream began
     assert "tools" not in sent[-1]  # tool_choice none: Ollama gets no tools
     assert plain.status_code == 200
