@@ -164,11 +164,11 @@ def test_missing_max_tokens_is_an_invalid_request_error(client: anthropic.Anthro
     assert "max_tokens" in error["message"]
 
 
-def test_tools_are_refused_clearly(client: anthropic.Anthropic) -> None:
-    tool = {"name": "get_weather", "input_schema": {"type": "object", "properties": {}}}
+def test_server_tools_are_refused_clearly(client: anthropic.Anthropic) -> None:
+    tool = {"type": "web_search_20250305", "name": "web_search"}
     with pytest.raises(anthropic.BadRequestError) as caught:
         create(client, tools=[tool])
-    assert "tools" in caught.value.body["error"]["message"]  # type: ignore[index]
+    assert "server tools" in caught.value.body["error"]["message"]  # type: ignore[index]
 
 
 # -- keys ----------------------------------------------------------------------------------------

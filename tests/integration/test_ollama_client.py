@@ -173,7 +173,7 @@ def test_list_show_ps_version(client: ollama.Client) -> None:
     assert shown.modelinfo["llama.context_length"] == 8192
     assert shown.template
     assert "im_start" in shown.template
-    assert shown.capabilities == ["completion"]
+    assert shown.capabilities == ["completion", "tools"]
     running = {m.model for m in client.ps().models}
     assert MODEL in running
     assert httpx.get(f"{client._client.base_url}/api/version").json()["version"]

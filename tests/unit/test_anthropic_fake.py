@@ -271,10 +271,13 @@ def test_count_tokens_equals_the_rendered_prompt_and_the_message_usage(client: T
     assert message(client, system="Be brief.")["usage"]["input_tokens"] == len(split_tokens(prompt))
 
 
-def test_count_tokens_needs_no_max_tokens_and_refuses_tools(client: TestClient) -> None:
+def test_count_tokens_needs_no_max_tokens_and_counts_tools(client: TestClient) -> None:
+    plain = client.post(COUNT, json={"model": "fake", "messages": USER})
     tools = [{"name": "get_weather", "input_schema": {"type": "object"}}]
     resp = client.post(COUNT, json={"model": "fake", "messages": USER, "tools": tools})
-    assert "tools" in error_of(resp, 400, "invalid_request_error")
+    assert resp.status_code == 200, resp.text
+    # the tools are described to the model, so they take tokens too
+    assert resp.json()["input_tokens"] > plain.json()["input_tokens"]
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -288,7 +291,8 @@ def test_missing_max_tokens_is_a_400(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ({"tools": [{"name": "t", "input_schema": {"type": "object"}}]}, "tools"),
+        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "server tools"),
+        ({"tools": [{"name": "t"}]}, "tools.0.input_schema"),
         ({"tool_choice": {"type": "any"}}, "tool_choice"),
         ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "image"),
         ({"messages": [*USER, {"role": "assistant", "content": "The answer is"}]}, "prefill"),

@@ -172,7 +172,7 @@ def test_tags_ps_show_version(api: TestClient) -> None:
         assert_shape(entry["details"], DETAILS)
     show = api.post("/api/show", json={"model": "f"}).json()
     assert_shape(show, SHOW)
-    assert show["capabilities"] == ["completion"]
+    assert show["capabilities"] == ["completion", "tools"]
     assert api.post("/api/show", json={"model": "emb"}).json()["capabilities"] == ["embedding"]
     assert api.get("/api/version").json().keys() == {"version"}
     assert api.head("/api/version").status_code == 200
@@ -236,16 +236,6 @@ def test_generate_errors_are_ollama_shaped(
     assert r.status_code == status
     assert set(r.json()) == {"error"}
     assert text in r.json()["error"]
-
-
-def test_tools_are_a_clear_400_until_tool_calling_exists(api: TestClient) -> None:
-    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    r = api.post(
-        "/api/chat",
-        json={"model": "fake", "messages": [{"role": "user", "content": "x"}], "tools": [tool]},
-    )
-    assert r.status_code == 400
-    assert "does not support tools" in r.json()["error"]
 
 
 def test_an_error_after_streaming_began_is_one_error_line_with_status_200(

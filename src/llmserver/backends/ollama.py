@@ -31,6 +31,7 @@ from llmserver.backends.base import (
     ModelLoadError,
     SamplingParams,
 )
+from llmserver.backends.ollama_tools import ollama_messages, ollama_tools, relayed_calls
 from llmserver.backends.replicas import Replica, ReplicaSet
 from llmserver.backends.upstream import (
     READ_BUFSIZE,
@@ -192,7 +193,9 @@ class OllamaBackend:
         """The ``/api/chat`` (messages) or raw ``/api/generate`` (prompt) body."""
         body: dict[str, Any] = {"model": self.model_name, "stream": True}
         if request.messages is not None:
-            body["messages"] = list(request.messages)
+            body["messages"] = ollama_messages(request.messages)
+            if tools := ollama_tools(request.tools, request.tool_choice):
+                body["tools"] = tools
         else:
             body["prompt"] = request.prompt
             body["raw"] = True  # the core's text requests are plain continuations
@@ -325,7 +328,7 @@ async def _deltas(
     finish reason and Ollama's counts, checked (see :func:`credible_usage`)."""
     finish: FinishReason | None = None
     final: dict[str, Any] = {}
-    chunks = text_bytes = 0
+    chunks = text_bytes = called = 0
     async with contextlib.aclosing(_lines(resp)) as lines:
         async for line in lines:
             if not line:
@@ -338,14 +341,22 @@ async def _deltas(
                 raise UpstreamError("Ollama sent a line that is not an object")
             if "error" in obj:
                 raise UpstreamError(f"Ollama failed mid-stream: {obj['error']}")
-            piece = (obj.get("message") or {}).get("content") if chat else obj.get("response")
+            message = obj.get("message") or {}
+            piece = message.get("content") if chat else obj.get("response")
             if isinstance(piece, str) and piece:
                 chunks += 1
                 text_bytes += len(piece.encode("utf-8", "surrogatepass"))
                 yield Delta(piece, 0)
+            if chat and (calls := relayed_calls(message, called)):
+                called += len(calls)
+                chunks += 1
+                text_bytes += sum(len(c.arguments) for c in calls)
+                yield Delta("", 0, tool_calls=calls)
             if obj.get("done") is True:
                 final = obj
                 finish = "length" if obj.get("done_reason") == "length" else "stop"
+                if finish == "stop" and called:
+                    finish = "tool_calls"
                 break
     if finish is None:
         raise UpstreamError("Ollama's response ended before it was done")

@@ -261,12 +261,13 @@ class Service:
 
     async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
         """How many tokens :meth:`chat` would give the model for ``req``: the chat template
-        applied to the messages (masked where a chat would mask them), counted by the model's
-        own tokenizer. Authorised like a chat; a model loaded on demand is loaded first.
+        applied to the messages and tools (masked where a chat would mask them), counted by the
+        model's own tokenizer. Authorised like a chat; a model loaded on demand is loaded first.
 
         An upstream model tokenizes on the far side, so it cannot count here (a 400).
         """
         handle = self._ready(caller, req.model, 1)
+        tools.check(req, self.settings.max_tools, self.settings.max_tool_schema_bytes)
         messages = self._chat_messages(caller, handle, req)
         await self._manager.ensure_loaded(handle)
         handle.check_ready()
@@ -277,7 +278,14 @@ class Service:
                 param="model",
                 code="token_counting_unsupported",
             )
-        prompt = handle.template.render([{"role": m.role, "content": m.content} for m in messages])
+        # rendered as a chat renders it: tools, calls and tool results count too
+        plan = tools.ToolPlan.of(req, handle.template.source, handle.template.takes_tools)
+        prompt = handle.template.render(
+            plan.messages(messages),
+            tools=plan.tools(),
+            documents=req.documents,
+            kwargs=req.template_kwargs,
+        )
         return len(tokenizer.tokenize(prompt))
 
     def text(self, caller: Caller, req: TextRequest) -> Generation:

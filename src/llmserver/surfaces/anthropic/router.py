@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from llmserver.errors import InvalidRequestError
 from llmserver.http.respond import caller, respond_json, respond_stream, service, track
-from llmserver.surfaces.anthropic import translate
+from llmserver.surfaces.anthropic import tools, translate
 from llmserver.surfaces.anthropic.schemas import CountTokensRequest, MessagesRequest
 
 #: where this surface's errors are rendered in Anthropic's envelope (``app.state.error_shapes``)
@@ -24,7 +25,10 @@ def _headers(request: Request) -> dict[str, str]:
 @router.post("")
 async def create_message(request: Request, req: MessagesRequest) -> Response:
     """``POST /v1/messages``; ``anthropic-version`` and ``anthropic-beta`` are not checked."""
-    gen = service(request).chat(caller(request), translate.chat_request(req))
+    try:
+        gen = service(request).chat(caller(request), translate.chat_request(req))
+    except InvalidRequestError as exc:
+        raise tools.in_anthropic_terms(exc) from None
     track(request, gen, req.stream)
     if req.stream:
         events = translate.message_events(gen)
@@ -37,7 +41,11 @@ async def count_tokens(request: Request, req: CountTokensRequest) -> Response:
     """``POST /v1/messages/count_tokens``: the prompt's length in the model's own tokens."""
 
     async def body() -> dict[str, int]:
-        tokens = await service(request).count_tokens(caller(request), translate.count_request(req))
+        core = translate.count_request(req)
+        try:
+            tokens = await service(request).count_tokens(caller(request), core)
+        except InvalidRequestError as exc:
+            raise tools.in_anthropic_terms(exc) from None
         return {"input_tokens": tokens}
 
     return await respond_json(request, body(), _headers(request))

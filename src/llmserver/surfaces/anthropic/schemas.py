@@ -1,9 +1,10 @@
 """Anthropic Messages API wire schemas for requests, in Anthropic's names.
 
 Requests accept unknown fields (Anthropic adds fields often, and clients send them) and the
-surface logs them. Fields Anthropic has and this server does not serve yet (tools) are declared,
-so that :mod:`.translate` can refuse them by name rather than drop them. Booleans are strict and
-numbers keep Anthropic's ranges. Responses are built as plain dicts in :mod:`.translate`.
+surface logs them. Fields Anthropic has and this server does not serve (MCP servers) are
+declared, so that :mod:`.translate` can refuse them by name rather than drop them. Booleans
+are strict and numbers keep Anthropic's ranges. Responses are built as plain dicts in
+:mod:`.translate`.
 """
 
 from __future__ import annotations
@@ -33,14 +34,31 @@ class TextBlock(BaseModel):
     text: str
 
 
-class ContentBlock(BaseModel):
-    """A content block of a message. Only text blocks are served; :mod:`.translate` refuses the
-    others (images, documents, tool use and results, thinking) by their type."""
+class ResultBlock(BaseModel):
+    """A block of a ``tool_result``'s content (only text is served)."""
 
     model_config = ConfigDict(extra="allow")
 
     type: str
     text: str | None = None
+
+
+class ContentBlock(BaseModel):
+    """A content block of a message: text, ``tool_use`` (assistant) and ``tool_result`` (user)
+    are served; :mod:`.translate` refuses the others (images, documents, thinking) by type."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+    #: ``tool_use``: the call's id, the tool's name and the arguments object
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
+    #: ``tool_result``: the call answered, its content and whether the tool failed
+    tool_use_id: str | None = None
+    content: str | list[ResultBlock] | None = None
+    is_error: StrictBool | None = None
 
 
 class InputMessage(BaseModel):
@@ -69,15 +87,37 @@ class OutputConfig(BaseModel):
     format: JsonSchemaFormat | None = None
 
 
+class ToolDefinition(BaseModel):
+    """``tools[]``: a client tool (``type`` absent or ``custom``); server tools are refused by
+    :mod:`.translate`. ``cache_control`` is accepted and unused."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = None
+    name: str = Field(min_length=1)
+    description: str | None = None
+    input_schema: dict[str, Any] | None = None
+
+
+class ToolChoice(BaseModel):
+    """``tool_choice``: may, must (``any``), must call ``name`` (``tool``), or must not."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = None
+    disable_parallel_tool_use: StrictBool | None = None
+
+
 class _Conversation(_Request):
     """What a message and a token count share: the model, the system prompt and the turns."""
 
     model: str = Field(min_length=1)
     messages: list[InputMessage] = Field(min_length=1)
     system: str | list[TextBlock] | None = None
-    # refused by name when set (tool calling is not served yet)
-    tools: Any = None
-    tool_choice: Any = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    # refused by name when set
     mcp_servers: Any = None
     # accepted and ignored: extended thinking needs a model that thinks in Anthropic's format
     thinking: Any = None

@@ -12,8 +12,8 @@ from llmserver.core.requests import ChatRequest, Message, Sampling
 from llmserver.core.usage import Usage
 from llmserver.errors import APIError, InvalidRequestError
 from llmserver.http.streaming import Framing, named_event
+from llmserver.surfaces.anthropic import tools
 from llmserver.surfaces.anthropic.schemas import (
-    ContentBlock,
     CountTokensRequest,
     MessagesRequest,
     TextBlock,
@@ -23,7 +23,7 @@ from llmserver.surfaces.anthropic.schemas import (
 logger = logging.getLogger("llmserver.anthropic")
 
 #: how text blocks of one turn (or of ``system``) are joined into the turn's text
-BLOCK_SEPARATOR = "\n\n"
+BLOCK_SEPARATOR = tools.BLOCK_SEPARATOR
 
 # -- errors ------------------------------------------------------------------------------------
 
@@ -70,66 +70,56 @@ ANTHROPIC_SSE = Framing(
 # -- requests ----------------------------------------------------------------------------------
 
 
-def _text(content: str | list[ContentBlock] | list[TextBlock], where: str) -> str:
+def _text(content: str | list[TextBlock], where: str) -> str:
     if isinstance(content, str):
         return content
-    texts = []
-    blocks: list[ContentBlock | TextBlock] = list(content)
-    for j, block in enumerate(blocks):
-        if block.type != "text" or block.text is None:
-            hint = " (tool use comes with tool calling)" if block.type.startswith("tool") else ""
-            raise InvalidRequestError(
-                f"{where}.{j}: content blocks of type '{block.type}' are not supported by this "
-                f"server; send text blocks{hint}",
-                param=f"{where}.{j}.type",
-                code="unsupported_content",
-            )
-        texts.append(block.text)
-    return BLOCK_SEPARATOR.join(texts)
+    return BLOCK_SEPARATOR.join(block.text for block in content)
 
 
 def _refuse_unsupported(req: _Conversation) -> None:
-    if req.tools:
-        raise InvalidRequestError(
-            "tools: tool use is not supported by this server yet; send the request without 'tools'",
-            param="tools",
-            code="unsupported_parameter",
-        )
     if req.mcp_servers:
         raise InvalidRequestError(
             "mcp_servers: MCP servers are not supported by this server",
             param="mcp_servers",
             code="unsupported_parameter",
         )
-    choice = req.tool_choice
-    if choice is not None and not (
-        isinstance(choice, dict) and choice.get("type") in ("auto", "none")
-    ):
-        raise InvalidRequestError(
-            "tool_choice: tool use is not supported by this server yet",
-            param="tool_choice",
-            code="unsupported_parameter",
-        )
     if unknown := req.unknown_fields():
         logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
 
 
+def _join(turns: list[Message], message: Message) -> None:
+    """Add a turn; consecutive turns of one role become one, as Anthropic combines them."""
+    last = turns[-1] if turns else None
+    if last is None or last.role != message.role or message.role == "tool":
+        turns.append(message)
+        return
+    text = BLOCK_SEPARATOR.join(t for t in (last.content, message.content) if t)
+    turns[-1] = Message(last.role, text, tool_calls=last.tool_calls + message.tool_calls)
+
+
 def _messages(req: _Conversation) -> tuple[Message, ...]:
-    """The system prompt first, then the turns; consecutive turns of one role become one, as
-    Anthropic combines them. A last turn by the assistant would be a prefill, which this server
-    cannot continue: a 400, as Anthropic answers for models without prefill."""
+    """The system prompt first, then the turns: an assistant's ``tool_use`` blocks are its
+    calls, a user's ``tool_result`` blocks are tool messages (before the user's text). A last
+    turn by the assistant would be a prefill, which this server cannot continue: a 400, as
+    Anthropic answers for models without prefill."""
     turns: list[Message] = []
+    calls: set[str] = set()
     for i, message in enumerate(req.messages):
         role = message.role
+        where = f"messages.{i}.content"
         if role not in ("user", "assistant"):
             logger.warning("messages.%d has role '%s'; treated as 'user'", i, role)
             role = "user"
-        text = _text(message.content, f"messages.{i}.content")
-        if turns and turns[-1].role == role:
-            text = turns[-1].content + BLOCK_SEPARATOR + text
-            turns[-1] = Message(role, text)
-        else:
-            turns.append(Message(role, text))
+        if role == "assistant":
+            text, made = tools.assistant_turn(message.content, where)
+            calls.update(call.id for call in made)
+            _join(turns, Message("assistant", text, tool_calls=made))
+            continue
+        results, user_text = tools.user_turn(message.content, where, calls)
+        for result in results:
+            _join(turns, result)
+        if user_text is not None:
+            _join(turns, Message("user", user_text))
     if turns[-1].role == "assistant":
         raise InvalidRequestError(
             "messages: prefill (a last message by the assistant) is not supported by this "
@@ -142,8 +132,9 @@ def _messages(req: _Conversation) -> tuple[Message, ...]:
 
 
 def chat_request(req: MessagesRequest) -> ChatRequest:
-    """The core's chat request; tools are a 400 naming them."""
+    """The core's chat request, tools and tool use included."""
     _refuse_unsupported(req)
+    tool_list, choice, parallel = tools.tools(req)
     sampling = Sampling(
         max_tokens=req.max_tokens,
         temperature=req.temperature,
@@ -153,13 +144,29 @@ def chat_request(req: MessagesRequest) -> ChatRequest:
     )
     fmt = req.output_config.format if req.output_config is not None else None
     constraint = JsonConstraint(fmt.schema_ or None) if fmt is not None else None
-    return ChatRequest(req.model, _messages(req), sampling, 1, constraint)
+    return ChatRequest(
+        req.model,
+        _messages(req),
+        sampling,
+        1,
+        constraint,
+        tools=tool_list,
+        tool_choice=choice,
+        parallel_tool_calls=parallel,
+    )
 
 
 def count_request(req: CountTokensRequest) -> ChatRequest:
-    """The core's chat request whose prompt is to be counted."""
+    """The core's chat request whose prompt is to be counted (tools included)."""
     _refuse_unsupported(req)
-    return ChatRequest(req.model, _messages(req))
+    tool_list, choice, parallel = tools.tools(req)
+    return ChatRequest(
+        req.model,
+        _messages(req),
+        tools=tool_list,
+        tool_choice=choice,
+        parallel_tool_calls=parallel,
+    )
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -174,6 +181,8 @@ def stop_reason(finish: str | None, stop_sequence: str | None) -> str:
     """Anthropic's ``stop_reason`` for a finish reason and the stop string hit, if any."""
     if stop_sequence is not None:
         return "stop_sequence"
+    if finish == "tool_calls":
+        return "tool_use"
     return "max_tokens" if finish == "length" else "end_turn"
 
 
@@ -198,7 +207,10 @@ def _message(gen: Generation, content: list[dict[str, Any]]) -> dict[str, Any]:
 async def message_response(gen: Generation) -> dict[str, Any]:
     """Run ``gen`` to its end: the ``message`` object."""
     result = await gen.collect()
-    body = _message(gen, [{"type": "text", "text": result.texts[0]}])
+    text, calls = result.texts[0], result.tool_calls[0] if result.tool_calls else []
+    content = [{"type": "text", "text": text}] if text or not calls else []
+    content += [tools.tool_use_block(call) for call in calls]
+    body = _message(gen, content)
     stop = result.stop_sequences[0] if result.stop_sequences else None
     body["stop_reason"] = stop_reason(result.finish_reasons[0], stop)
     body["stop_sequence"] = stop
@@ -206,29 +218,34 @@ async def message_response(gen: Generation) -> dict[str, Any]:
 
 
 async def message_events(gen: Generation) -> AsyncIterator[dict[str, Any]]:
-    """The stream's events in Anthropic's order: ``message_start``, ``content_block_start``,
-    ``ping``, ``content_block_delta`` (``text_delta``) for each piece of text,
-    ``content_block_stop``, ``message_delta`` (stop reason, usage), ``message_stop``.
+    """The stream's events in Anthropic's order: ``message_start``; for each content block
+    ``content_block_start`` (``ping`` after the first), its deltas (``text_delta``, or
+    ``input_json_delta`` fragments of a ``tool_use`` block's input) and ``content_block_stop``;
+    then ``message_delta`` (stop reason, usage) and ``message_stop``.
 
-    The first event waits for the first piece of generated text, so that everything that can
+    The first event waits for the first event of the generation, so that everything that can
     fail before it (the wait for a slot, the prompt too long) is a proper HTTP status, and the
     ``message_start`` usage has the real input token count.
     """
     started = False
     end: Delta | None = None
+    blocks = tools.StreamBlocks()
     async for _, delta in gen.events():
         if not started:
             started = True
-            for event in _opening(gen):
-                yield event
+            yield _start(gen)
         if delta.finish_reason is not None:
             end = delta
         if delta.text:
-            yield _text_delta(delta.text)
+            for event in blocks.text(delta.text):
+                yield event
+        for piece in delta.tool_calls:
+            for event in blocks.call(piece):
+                yield event
     if not started:
-        for event in _opening(gen):
-            yield event
-    yield {"type": "content_block_stop", "index": 0}
+        yield _start(gen)
+    for event in blocks.finish():
+        yield event
     finish = end.finish_reason if end is not None else None
     stop = end.stop_sequence if end is not None else None
     yield {
@@ -239,19 +256,6 @@ async def message_events(gen: Generation) -> AsyncIterator[dict[str, Any]]:
     yield {"type": "message_stop"}
 
 
-def _opening(gen: Generation) -> list[dict[str, Any]]:
-    """``message_start`` (no content, no stop reason yet), the text block's start, a ping."""
-    block = {
-        "type": "content_block_start",
-        "index": 0,
-        "content_block": {"type": "text", "text": ""},
-    }
-    return [{"type": "message_start", "message": _message(gen, [])}, block, {"type": "ping"}]
-
-
-def _text_delta(text: str) -> dict[str, Any]:
-    return {
-        "type": "content_block_delta",
-        "index": 0,
-        "delta": {"type": "text_delta", "text": text},
-    }
+def _start(gen: Generation) -> dict[str, Any]:
+    """``message_start``: no content, no stop reason yet."""
+    return {"type": "message_start", "message": _message(gen, [])}

@@ -59,6 +59,44 @@ class GenerateRequest(_Generating):
     images: list[Any] | None = None
 
 
+class ToolFunction(BaseModel):
+    """``tools[].function``: a function the model may call."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    """``tools[]``: only ``function`` tools exist (:mod:`.translate` refuses other types)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "function"
+    function: ToolFunction
+
+
+class CallFunction(BaseModel):
+    """``tool_calls[].function``: the arguments are a JSON object, not JSON text."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: dict[str, Any] = {}
+    index: int | None = None
+
+
+class ToolCall(BaseModel):
+    """A call an assistant message made (``id`` is optional, as Ollama's own)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    function: CallFunction
+
+
 class Message(BaseModel):
     """One chat message."""
 
@@ -68,7 +106,7 @@ class Message(BaseModel):
     content: str = ""
     thinking: str | None = None
     images: list[Any] | None = None
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCall] | None = None
     tool_name: str | None = None
     tool_call_id: str | None = None
 
@@ -82,7 +120,7 @@ class ChatRequest(_Generating):
     """``POST /api/chat``."""
 
     messages: list[Message] = []
-    tools: list[Any] | None = None
+    tools: list[Tool] | None = None
 
 
 class EmbedRequest(_Request):

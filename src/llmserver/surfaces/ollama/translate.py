@@ -12,7 +12,7 @@ from llmserver.core.generation import Generation
 from llmserver.core.model_info import ModelDetails
 from llmserver.core.requests import ChatRequest, Message, TextRequest
 from llmserver.errors import InvalidRequestError
-from llmserver.surfaces.ollama import options
+from llmserver.surfaces.ollama import options, tools
 from llmserver.surfaces.ollama import schemas as wire
 
 logger = logging.getLogger("llmserver.ollama")
@@ -24,7 +24,6 @@ OLLAMA_VERSION = "0.9.0"
 _FOREVER_S = (2**63 - 1) / 1e9
 #: 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 _LAST_SECOND = 253402300799
-_ROLES = frozenset({"system", "user", "assistant"})
 
 
 def rfc3339(when: float | None = None) -> str:
@@ -96,30 +95,19 @@ def generate_request(req: wire.GenerateRequest, model: str) -> ChatRequest | Tex
 
 
 def chat_request(req: wire.ChatRequest, model: str) -> ChatRequest:
-    """The core's chat request; tools, images and tool turns are refused by name."""
+    """The core's chat request: tools (``auto``), calls and tool results mapped; images are
+    refused by name."""
     _refuse(model, req)
-    if req.tools:
-        raise InvalidRequestError(
-            f'"{model}" does not support tools on Ollama\'s API here yet: send them to '
-            "/v1/chat/completions",
-            param="tools",
-        )
-    turns = []
-    for i, message in enumerate(req.messages):
-        if message.images:
-            raise InvalidRequestError(f'"{model}" does not support images', param="images")
-        if message.tool_calls or message.role == "tool":
-            raise InvalidRequestError(
-                f"messages[{i}]: tool messages are not supported by this server yet",
-                param="messages",
-            )
-        if message.role not in _ROLES:
-            raise InvalidRequestError(
-                f"messages[{i}]: invalid role '{message.role}'", param="messages"
-            )
-        turns.append(Message(message.role, message.content))
+    tool_list, choice = tools.tools(req)
     sampling = options.sampling(req.options)
-    return ChatRequest(model, tuple(turns), sampling, constraint=options.constraint(req.format))
+    return ChatRequest(
+        model,
+        tools.messages(model, req),
+        sampling,
+        constraint=options.constraint(req.format),
+        tools=tool_list,
+        tool_choice=choice,
+    )
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -143,10 +131,14 @@ def metrics(gen: Generation) -> dict[str, int]:
     }
 
 
-def _piece(kind: Kind, name: str, text: str) -> dict[str, Any]:
+def _piece(
+    kind: Kind, name: str, text: str, calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     head: dict[str, Any] = {"model": name, "created_at": rfc3339()}
     if kind == "chat":
         head["message"] = {"role": "assistant", "content": text}
+        if calls:
+            head["message"]["tool_calls"] = calls
     else:
         head["response"] = text
     return head
@@ -173,6 +165,7 @@ async def chunks(
     reason = "stop"
     chat = kind == "chat"
     clock = _Clock()
+    calls = tools.CallAssembler()
     async for _, delta in gen.events():
         if delta.text:
             text.append(delta.text)
@@ -186,10 +179,17 @@ async def chunks(
                     "response": delta.text,
                     "done": False,
                 }
-        if delta.finish_reason is not None:
-            reason = delta.finish_reason
+        finished = delta.finish_reason is not None
+        calls.add(delta.tool_calls)
+        if stream and chat and (done := calls.complete(finished)):
+            called: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": done}
+            yield {"model": name, "created_at": clock.now(), "message": called, "done": False}
+        if finished:
+            # Ollama ends a reply that called tools with "stop"
+            reason = "stop" if delta.finish_reason == "tool_calls" else str(delta.finish_reason)
     whole = "".join(text)
-    final = {**_piece(kind, name, "" if stream else whole), "done": True, "done_reason": reason}
+    body = _piece(kind, name, "", None) if stream else _piece(kind, name, whole, calls.bodies())
+    final = {**body, "done": True, "done_reason": reason}
     final |= metrics(gen)
     if context and gen.prompts and (tokens := gen.tokens(gen.prompts[0] + whole)) is not None:
         final["context"] = tokens
