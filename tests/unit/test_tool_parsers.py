@@ -16,6 +16,7 @@ from llmserver.backends.base import ToolCallDelta
 from llmserver.core.generation import add_call_delta
 from llmserver.core.requests import ToolCall
 from llmserver.core.tools.formats import (
+    FORCED,
     GENERIC,
     HERMES,
     LLAMA3,
@@ -120,19 +121,45 @@ CASES: list[tuple[ToolFormat, str, list[tuple[str, dict[str, object]]], str]] = 
     ),
     (
         HERMES,
-        'Trying: <tool_call>{"name": "get_weather", "arguments": {"city": "Par',
+        'Trying: <tool_call>{"name": "get_weather", "argu',
         [],
-        'Trying: <tool_call>{"name": "get_weather", "arguments": {"city": "Par',
+        'Trying: <tool_call>{"name": "get_weather", "argu',
     ),
     (MISTRAL, "[TOOL_CALLS] not json", [], "[TOOL_CALLS] not json"),
+    (HERMES, "<tool_call>[1, 2]</tool_call> ok", [], "<tool_call>[1, 2]</tool_call> ok"),
+    (HERMES, '<tool_call>{"name": 4}</tool_call>', [], '<tool_call>{"name": 4}</tool_call>'),
+    # other shapes: OpenAI's own, arguments as a JSON string, a generic list, key order
+    (
+        HERMES,
+        '<tool_call>{"type": "function", "function": {"name": "get_weather", '
+        '"arguments": "{\\"city\\": \\"Paris\\"}"}}</tool_call>',
+        [("get_weather", {"city": "Paris"})],
+        "",
+    ),
+    (
+        GENERIC,
+        '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+        '{"name": "get_weather", "arguments": {"city": "Oslo"}}]}',
+        [("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Oslo"})],
+        "",
+    ),
+    (
+        MISTRAL,
+        '[TOOL_CALLS]get_weather[CALL_ID]a1B2c3D4e[ARGS]{"city": "Paris"}',
+        [("get_weather", {"city": "Paris"})],
+        "",
+    ),
+    (LLAMA3, '{"name": "get_weather"}', [("get_weather", {})], ""),
 ]
 
 MARKUP = ("<tool_call>", "</tool_call>", "<|python_tag|>", "[TOOL_CALLS]", "[ARGS]")
 
 
-def run(fmt: ToolFormat, pieces: list[str]) -> tuple[str, list[ToolCall]]:
+def run(
+    fmt: ToolFormat, pieces: list[str], parser: ToolStream | None = None
+) -> tuple[str, list[ToolCall]]:
     """Feed the pieces as a stream would; the content and the reassembled calls."""
-    parser = ToolStream(fmt, NAMES)
+    parser = parser or ToolStream(fmt, NAMES)
     content = ""
     calls: list[ToolCall] = []
     deltas: list[ToolCallDelta] = []
@@ -165,16 +192,27 @@ def test_whole_output_parses(
     assert got_content == content
     if calls:
         assert not any(mark in got_content for mark in MARKUP)
+    for call in got_calls:  # the model's own text of the arguments, never re-serialised
+        assert (
+            call.arguments in raw
+            or json.dumps(call.arguments)[1:-1] in raw
+            or (call.arguments == "{}")
+        )
 
 
 @pytest.mark.parametrize(("fmt", "raw", "calls", "content"), CASES)
 def test_every_two_way_split_equals_the_whole(
     fmt: ToolFormat, raw: str, calls: list[tuple[str, object]], content: str
 ) -> None:
+    whole = run(fmt, [raw])[1]
     for cut in range(len(raw) + 1):
         got_content, got_calls = run(fmt, [raw[:cut], raw[cut:]])
         assert as_plain(got_calls) == calls, cut
         assert got_content == content, cut
+        # the reassembled arguments are the same string, not only the same JSON
+        assert [(c.name, c.arguments) for c in got_calls] == [
+            (c.name, c.arguments) for c in whole
+        ], cut
 
 
 @pytest.mark.parametrize(("fmt", "raw", "calls", "content"), CASES)
@@ -184,6 +222,86 @@ def test_character_by_character_equals_the_whole(
     got_content, got_calls = run(fmt, list(raw))
     assert as_plain(got_calls) == calls
     assert got_content == content
+    whole = run(fmt, [raw])[1]
+    assert [(c.name, c.arguments) for c in got_calls] == [(c.name, c.arguments) for c in whole]
+
+
+STREAMED = [
+    (HERMES, QWEN_TWO_CALLS),
+    (HERMES, QWEN3_THINKING),
+    (LLAMA3, LLAMA31_JSON),
+    (MISTRAL, MISTRAL_V3),
+    (MISTRAL, MISTRAL_V11),
+    (GENERIC, GENERIC_CALL),
+]
+
+
+@pytest.mark.parametrize(("fmt", "raw"), STREAMED)
+def test_arguments_stream_as_the_model_writes_them(fmt: ToolFormat, raw: str) -> None:
+    """Fed character by character, a call's first piece comes with the '{' of its arguments
+    and every later character of the arguments object comes out as soon as it is fed."""
+    parser = ToolStream(fmt, NAMES)
+    fed = ""
+    pieces: list[tuple[int, ToolCallDelta]] = []
+    for ch in raw:
+        fed += ch
+        pieces += [(len(fed), d) for d in parser.feed(ch)[1]]
+    pieces += [(len(fed), d) for d in parser.finish()[1]]
+    heads = [(at, d) for at, d in pieces if d.id is not None]
+    assert heads
+    for at, head in heads:
+        assert fed[at - 1] == "{"  # sent the moment its arguments begin
+        fragments = [(at, d.arguments) for at, d in pieces if d.index == head.index and d.arguments]
+        assert len(fragments) > 3
+        assert all(raw[at - len(text) : at] == text for at, text in fragments)
+
+
+def test_a_call_cut_short_keeps_its_arguments_as_far_as_they_came() -> None:
+    """Once a call's first piece is out it stays a call: cut short (max_tokens), its
+    arguments end where the model stopped, in every split."""
+    raw = 'Trying: <tool_call>{"name": "get_weather", "arguments": {"city": "Par'
+    for cut in range(len(raw) + 1):
+        content, calls = run(HERMES, [raw[:cut], raw[cut:]])
+        assert content == "Trying: "
+        assert [(c.name, c.arguments) for c in calls] == [("get_weather", '{"city": "Par')]
+
+
+def test_json_that_breaks_off_after_the_call_began_ends_the_call() -> None:
+    raw = (
+        '<tool_call>{"name": "get_weather", "arguments": {"city": Paris}}</tool_call>Done.'
+        '<tool_call>{"name": "add", "arguments": {}}</tool_call>'
+    )
+    for cut in range(len(raw) + 1):
+        content, calls = run(HERMES, [raw[:cut], raw[cut:]], ToolStream(HERMES, [*NAMES, "add"]))
+        assert content == "Done."
+        assert [(c.name, c.arguments) for c in calls] == [
+            ("get_weather", '{"city": '),
+            ("add", "{}"),
+        ]
+
+
+def test_an_unknown_tool_after_a_sent_call_is_left_out() -> None:
+    raw = (
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+        '{"name": "launch_rockets", "arguments": {"n": 1}}, '
+        '{"name": "get_weather", "arguments": {"city": "Oslo"}}]'
+    )
+    for cut in range(len(raw) + 1):
+        content, calls = run(MISTRAL, [raw[:cut], raw[cut:]])
+        assert content == ""
+        assert as_plain(calls) == [
+            ("get_weather", {"city": "Paris"}),
+            ("get_weather", {"city": "Oslo"}),
+        ]
+
+
+def test_arguments_before_the_name_come_in_one_piece() -> None:
+    parser = ToolStream(HERMES, NAMES)
+    deltas = [d for ch in HERMES_TEXT_THEN_CALL for d in parser.feed(ch)[1]]
+    assert [(d.id is not None, d.arguments) for d in deltas] == [
+        (True, ""),
+        (False, '{"city": "Paris"}'),
+    ]
 
 
 def test_content_is_never_markup_while_streaming() -> None:
@@ -206,18 +324,37 @@ def test_parallel_false_keeps_the_first_call() -> None:
     assert [c.name for c in calls] == ["get_current_temperature"]
 
 
-def test_forced_named_call_and_cut_short_output() -> None:
+def test_forced_named_call_streams_and_cut_short_output() -> None:
+    raw = ' {"city": "Paris", "unit": "celsius"} '
+    for cut in range(len(raw) + 1):
+        content, calls = run(
+            FORCED, [raw[:cut], raw[cut:]], ForcedCalls(NAMES, True, "get_weather")
+        )
+        assert content == ""
+        assert [(c.name, c.arguments) for c in calls] == [("get_weather", raw.strip())]
     forced = ForcedCalls(NAMES, True, "get_weather")
-    forced.feed('{"city": ')
-    forced.feed('"Paris"}')
-    _, deltas = forced.finish()
-    calls: list[ToolCall] = []
-    for d in deltas:
-        add_call_delta(calls, d)
-    assert as_plain(calls) == [("get_weather", {"city": "Paris"})]
-    cut = ForcedCalls(NAMES, True, "get_weather")
-    cut.feed('{"city": "Par')
-    assert cut.finish() == ('{"city": "Par', [])
+    first = forced.feed('{"ci')[1]
+    assert (first[0].name, first[0].arguments) == ("get_weather", "")
+    assert "".join(d.arguments for d in first[1:]) == '{"ci'
+    assert forced.feed('ty": "Par')[1] == [ToolCallDelta(0, arguments='ty": "Par')]
+    assert forced.finish() == ("", [])  # cut short: the call ends where it was
+    assert ForcedCalls(NAMES, True, "get_weather").finish() == ("", [])
+
+
+def test_forced_required_calls_stream() -> None:
+    raw = (
+        '[{"name": "get_weather", "arguments": {"city": "Paris"}},'
+        '{"name": "get_temperature_date", "arguments": {"location": "Oslo", "date": "x"}}]'
+    )
+    content, calls = run(FORCED, list(raw), ForcedCalls(NAMES, True, None))
+    assert content == ""
+    assert [(c.name, c.arguments) for c in calls] == [
+        ("get_weather", '{"city": "Paris"}'),
+        ("get_temperature_date", '{"location": "Oslo", "date": "x"}'),
+    ]
+    content, calls = run(FORCED, [raw], ForcedCalls(NAMES, False, None))
+    assert [c.name for c in calls] == ["get_weather"]
+    assert run(FORCED, ["not json"], ForcedCalls(NAMES, True, None)) == ("not json", [])
 
 
 @pytest.mark.parametrize(
