@@ -447,3 +447,51 @@ def test_required_on_a_hermes_template_validates(hermes: openai.OpenAI) -> None:
         assert choice.finish_reason == "tool_calls"
         for name, call_args in calls_of(choice.message):
             jsonschema.validate(call_args, SCHEMAS[name])
+
+
+CITY_UNIT_TOOL: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": WEATHER_PARAMS,
+        },
+    }
+]
+
+
+def test_auto_lazy_grammar_makes_a_started_call_valid(hermes: openai.OpenAI) -> None:
+    """``auto`` on llama.cpp: once the model writes <tool_call>, the grammar from the tools'
+    schemas takes over. The few-shot calls carry only a city; the schema also requires a unit,
+    so a call that validates shows the grammar at work (the model alone copies the examples).
+    The arguments stream in pieces and join to the collected answer's string."""
+    called = 0
+    for seed in range(4):
+        args: dict[str, Any] = {
+            "model": "hermes",
+            "messages": FEW_SHOT,
+            "tools": CITY_UNIT_TOOL,
+            "seed": seed,
+            "temperature": 0.7,
+            "max_tokens": 80,
+        }
+        whole = hermes.chat.completions.create(**args).choices[0]
+        assert "<tool_call>" not in (whole.message.content or "")
+        pieces = 0
+        streamed: dict[int, str] = {}
+        for chunk in hermes.chat.completions.create(stream=True, **args):
+            for choice in chunk.choices:
+                for piece in choice.delta.tool_calls or []:
+                    fragment = (piece.function.arguments or "") if piece.function else ""
+                    streamed[piece.index] = streamed.get(piece.index, "") + fragment
+                    pieces += 1
+        assert [streamed[i] for i in sorted(streamed)] == [
+            c.function.arguments for c in whole.message.tool_calls or []
+        ]
+        if whole.message.tool_calls and whole.finish_reason == "tool_calls":
+            called += 1
+            assert pieces > 2 * len(whole.message.tool_calls)  # not one piece per call
+            for _, call_args in calls_of(whole.message):
+                jsonschema.validate(call_args, WEATHER_PARAMS)
+    assert called >= 1
