@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llmserver.backends.base import ToolCallDelta
 from llmserver.core.generation import add_call_delta
@@ -127,6 +129,8 @@ CASES: list[tuple[ToolFormat, str, list[tuple[str, dict[str, object]]], str]] = 
     ),
     (MISTRAL, "[TOOL_CALLS] not json", [], "[TOOL_CALLS] not json"),
     (HERMES, "<tool_call>[1, 2]</tool_call> ok", [], "<tool_call>[1, 2]</tool_call> ok"),
+    (HERMES, "<tool_call>[]</tool_call> ok", [], "<tool_call>[]</tool_call> ok"),
+    (GENERIC, "[] and {}", [], "[] and {}"),
     (HERMES, '<tool_call>{"name": 4}</tool_call>', [], '<tool_call>{"name": 4}</tool_call>'),
     # other shapes: OpenAI's own, arguments as a JSON string, a generic list, key order
     (
@@ -396,3 +400,17 @@ def test_auto_mode_gets_a_lazy_grammar_that_compiles(
     assert constraint.before == before
     json_gbnf = llama_grammar.LlamaGrammar.from_json_schema(json.dumps(constraint.schema))
     llama_grammar.LlamaGrammar.from_string(lazy_gbnf(json_gbnf._grammar, constraint))
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=st.sampled_from(CASES), cuts=st.lists(st.integers(0, 400), max_size=6))
+def test_any_split_equals_the_whole(
+    case: tuple[ToolFormat, str, list[tuple[str, object]], str], cuts: list[int]
+) -> None:
+    fmt, raw, _, _ = case
+    points = sorted({min(c, len(raw)) for c in cuts})
+    pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    content, calls = run(fmt, pieces)
+    whole_content, whole_calls = run(fmt, [raw])
+    assert content == whole_content
+    assert [(c.name, c.arguments) for c in calls] == [(c.name, c.arguments) for c in whole_calls]

@@ -142,6 +142,9 @@ class Region:
         self.raw += ch
         try:
             reader.push(ch)
+            if reader.done:
+                self._reader = None
+                self._value_done()
         except NotACall:
             self.raw = self.raw[:-1]  # the character goes back as text with the rest
             raise
@@ -156,10 +159,6 @@ class Region:
             )
             self._reader, self._skip = None, True
             self._flush_all()
-            return
-        if reader.done:
-            self._reader = None
-            self._value_done()
 
     def _between(self, buf: str, i: int, final: bool) -> tuple[int, str]:
         """Between values: separators, markers, the closer, a new value or the region's end."""
