@@ -9,6 +9,8 @@ run here (nothing comes from a model hub), so they are transcribed, not captured
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -379,27 +381,67 @@ def test_format_is_chosen_from_the_template(source: str, fmt: ToolFormat) -> Non
     [
         ("<tool_call>{{ tools }}", "<tool_call>", "<tool_call>"),
         ("[TOOL_CALLS]{{ tools }}", r"\[TOOL_CALLS\]", "[TOOL_CALLS]"),
+        ("[TOOL_CALLS]{{ tools }}[ARGS]", r"\[TOOL_CALLS\]", "[TOOL_CALLS]"),
         ("<|python_tag|>{{ tools }}", r"^\s*(\{[\s\S]*)$", ""),
         ("{{ messages }}", r"^\s*(\{[\s\S]*)$", ""),
     ],
 )
 def test_auto_mode_gets_a_lazy_grammar_that_compiles(
-    source: str, trigger: str, before: str
+    source: str, trigger: str, before: str, vocab: Any
 ) -> None:
     """The grammar engages on the format's own trigger and llama.cpp's parser accepts it."""
     llama_grammar = pytest.importorskip("llama_cpp.llama_grammar")
-    from llmserver.backends.llamacpp_sampling import lazy_gbnf
+    from llmserver.backends.llamacpp_sampling import (
+        alternatives_gbnf,
+        build_grammar,
+        free_sampler,
+        lazy_gbnf,
+    )
     from llmserver.core.requests import ChatRequest, Message, Tool
     from llmserver.core.tools.plan import ToolPlan
 
     params = {"type": "object", "properties": {"city": {"type": "string"}}}
-    req = ChatRequest(None, (Message("user", "hi"),), tools=(Tool("get_weather", None, params),))
+    add = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}}}
+    tools = (Tool("get_weather", None, params), Tool("add", None, add))
+    req = ChatRequest(None, (Message("user", "hi"),), tools=tools)
     constraint = ToolPlan.of(req, source, "tools" in source).constraint()
     assert constraint is not None
     assert constraint.triggers == (trigger,)
     assert constraint.before == before
-    json_gbnf = llama_grammar.LlamaGrammar.from_json_schema(json.dumps(constraint.schema))
-    llama_grammar.LlamaGrammar.from_string(lazy_gbnf(json_gbnf._grammar, constraint))
+    if constraint.alternatives:  # Mistral v11: the name is text before the JSON
+        assert [lit for lit, _ in constraint.alternatives] == ["get_weather[ARGS]", "add[ARGS]"]
+        json_gbnf = alternatives_gbnf(constraint)
+        assert '"get_weather[ARGS]" alt0' in json_gbnf
+        assert '"add[ARGS]" alt1' in json_gbnf
+    else:
+        schema = json.dumps(constraint.schema)
+        json_gbnf = llama_grammar.LlamaGrammar.from_json_schema(schema)._grammar
+    llama_grammar.LlamaGrammar.from_string(lazy_gbnf(json_gbnf, constraint))
+    # llama.cpp's own parser, with the default model's vocabulary: a sampler, not an error
+    sampler = build_grammar(vocab, constraint)
+    assert sampler
+    free_sampler(sampler)
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Iterator[Any]:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from llmserver.config.settings import default_model_path
+
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(default_model_path()).encode(), params)
+    assert model
+    yield llama_cpp.llama_model_get_vocab(model)
+    llama_cpp.llama_model_free(model)
+
+
+def test_a_grammar_llama_cpp_cannot_parse_is_refused(vocab: Any) -> None:
+    """The check above can fail: llama.cpp's parser gives no sampler for a broken grammar."""
+    from llmserver.backends.base import JsonConstraint
+    from llmserver.backends.llamacpp_sampling import lazy_sampler
+
+    assert not lazy_sampler(vocab, "root ::= undefined-rule", JsonConstraint(None, triggers=("x",)))
 
 
 @settings(max_examples=40, deadline=None)
