@@ -135,9 +135,19 @@ def test_streamed_calls_equal_the_non_streamed_answer(
         "max_tokens": 300,
     }
     whole = client.chat.completions.create(**args).choices[0]
-    content, calls, finish = reassemble(client.chat.completions.create(stream=True, **args))
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    content, calls, finish = reassemble(chunks)
     assert finish == whole.finish_reason == "tool_calls"
     assert content == ""
+    # the arguments arrive in fragments as they are generated, not in one piece per call
+    fragments = [
+        p
+        for chunk in chunks
+        for choice in chunk.choices
+        for p in choice.delta.tool_calls or []
+        if p.id is None and p.function and p.function.arguments
+    ]
+    assert len(fragments) > 2 * len(calls)
     assert [(n, a) for _, n, a in calls] == [
         (c.function.name, c.function.arguments) for c in whole.message.tool_calls or []
     ]
