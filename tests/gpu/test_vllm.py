@@ -136,3 +136,22 @@ def test_disconnect_aborts_the_request(server: RunningServer) -> None:
         in_use = httpx.get(server.url).json()["models"][0]["slots_in_use"]
         time.sleep(0.05)
     assert in_use == 0, "the request kept its slot after the client left"
+
+
+def test_greedy_logprobs_name_the_chosen_token(client: openai.OpenAI) -> None:
+    """logprobs through vLLM: each greedy token is its own top alternative, streamed alike."""
+    args: Any = {"temperature": 0, "max_tokens": 12, "logprobs": True, "top_logprobs": 3}
+    resp = chat(client, **args)
+    content = (resp.choices[0].logprobs.content or []) if resp.choices[0].logprobs else []
+    assert "".join(t.token for t in content) == resp.choices[0].message.content
+    for item in content:
+        assert len(item.top_logprobs) == 3
+        assert item.top_logprobs[0].token == item.token
+        assert item.logprob <= 0
+    streamed = [
+        t
+        for chunk in chat(client, stream=True, **args)
+        for c in chunk.choices
+        for t in ((c.logprobs.content or []) if c.logprobs else [])
+    ]
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]

@@ -135,9 +135,19 @@ def test_streamed_calls_equal_the_non_streamed_answer(
         "max_tokens": 300,
     }
     whole = client.chat.completions.create(**args).choices[0]
-    content, calls, finish = reassemble(client.chat.completions.create(stream=True, **args))
+    chunks = list(client.chat.completions.create(stream=True, **args))
+    content, calls, finish = reassemble(chunks)
     assert finish == whole.finish_reason == "tool_calls"
     assert content == ""
+    # the arguments arrive in fragments as they are generated, not in one piece per call
+    fragments = [
+        p
+        for chunk in chunks
+        for choice in chunk.choices
+        for p in choice.delta.tool_calls or []
+        if p.id is None and p.function and p.function.arguments
+    ]
+    assert len(fragments) > 2 * len(calls)
     assert [(n, a) for _, n, a in calls] == [
         (c.function.name, c.function.arguments) for c in whole.message.tool_calls or []
     ]
@@ -447,3 +457,59 @@ def test_required_on_a_hermes_template_validates(hermes: openai.OpenAI) -> None:
         assert choice.finish_reason == "tool_calls"
         for name, call_args in calls_of(choice.message):
             jsonschema.validate(call_args, SCHEMAS[name])
+
+
+#: the few-shot calls write "Rome" and "Oslo"; this schema only takes the names in capitals
+CAPITALS = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "enum": ["PARIS", "ROME", "OSLO"]}},
+    "required": ["city"],
+}
+CAPITALS_TOOL: list[Any] = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": CAPITALS,
+        },
+    }
+]
+
+
+def test_auto_lazy_grammar_makes_a_started_call_valid(hermes: openai.OpenAI) -> None:
+    """``auto`` on llama.cpp: once the model writes <tool_call>, the grammar from the tools'
+    schemas takes over. The few-shot calls spell cities "Rome" and "Oslo", the schema takes only
+    "PARIS" / "ROME" / "OSLO", so a call that validates shows the grammar at work (the model
+    alone copies the examples: seen with this prompt). The arguments stream in pieces and join
+    to the collected answer's string."""
+    called = 0
+    for seed in range(6):
+        args: dict[str, Any] = {
+            "model": "hermes",
+            "messages": FEW_SHOT,
+            "tools": CAPITALS_TOOL,
+            "seed": seed,
+            "temperature": 0.7,
+            "max_tokens": 60,
+        }
+        whole = hermes.chat.completions.create(**args).choices[0]
+        assert "<tool_call>" not in (whole.message.content or "")
+        pieces = 0
+        streamed: dict[int, str] = {}
+        for chunk in hermes.chat.completions.create(stream=True, **args):
+            for choice in chunk.choices:
+                for piece in choice.delta.tool_calls or []:
+                    fragment = (piece.function.arguments or "") if piece.function else ""
+                    streamed[piece.index] = streamed.get(piece.index, "") + fragment
+                    pieces += 1
+        assert [streamed[i] for i in sorted(streamed)] == [
+            c.function.arguments for c in whole.message.tool_calls or []
+        ]
+        if whole.message.tool_calls:
+            called += 1
+            assert whole.finish_reason == "tool_calls"
+            assert pieces > 2 * len(whole.message.tool_calls)  # not one piece per call
+            for _, call_args in calls_of(whole.message):
+                jsonschema.validate(call_args, CAPITALS)
+    assert called >= 1

@@ -264,3 +264,31 @@ def test_upstream_gets_tools_unchanged_and_its_calls_are_relayed() -> None:
     content, calls, finish = reassemble(chunks)
     assert (content, finish) == ("", "tool_calls")
     assert calls == [{"id": "call_up1", "name": "get_weather", "arguments": '{"city": "Paris"}'}]
+
+
+def test_output_masking_masks_tool_call_arguments() -> None:
+    """mask_output reaches the arguments of a call, streamed (no piece leaks a part) and not."""
+    email, phone = "kim.minsu@example.com", "010-1234-5678"
+    reply = (
+        '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris", '
+        f'"contact": "{email}", "phone": "call {phone} now"}}}}}}'
+    )
+    c = open_client(fake_settings(fake_model("caller", reply=reply), mask_output=True))
+    try:
+        whole = chat(c, "caller").json()["choices"][0]
+        (call,) = whole["message"]["tool_calls"]
+        args = json.loads(call["function"]["arguments"])
+        assert args == {"city": "Paris", "contact": "[EMAIL]", "phone": "call [PHONE] now"}
+        chunks = stream_chunks(c, "caller")
+        content, calls, finish = reassemble(chunks)
+        assert (content, finish) == ("", "tool_calls")
+        assert calls[0]["arguments"] == call["function"]["arguments"]
+        pieces = [
+            p["function"]["arguments"]
+            for ch in chunks
+            for choice in ch["choices"]
+            for p in choice["delta"].get("tool_calls") or []
+        ]
+        assert not any("minsu" in p or "1234" in p for p in pieces)
+    finally:
+        c.__exit__(None, None, None)

@@ -6,6 +6,7 @@ What the real engine does with these calls is tested in ``tests/gpu/test_vllm.py
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from collections.abc import AsyncIterator
@@ -16,9 +17,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
-from llmserver.backends.vllm import VllmBackend
+from llmserver.backends.vllm import VllmBackend, token_logprobs
 from llmserver.config.model_configs import VllmConfig
 from llmserver.config.settings import load_settings
+from support import sse_events
 from unit.conftest import open_client
 
 REPLY = ["Red", ",", " green", " and", " blue", "."]
@@ -28,6 +30,9 @@ class FakeTokenizer:
     chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}<|a|>"
     bos_token = "<s>"
     eos_token = "</s>"
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(chr(i) for i in ids)
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
         ids = [ord(c) for c in text]
@@ -56,13 +61,26 @@ class FakeEngine:
     async def generate(self, prompt: Any, sampling: Any, request_id: str) -> AsyncIterator[Any]:
         self.calls.append((prompt, sampling, request_id))
         limit = sampling.kw["max_tokens"]
-        text, ids = "", []
+        text, ids, logprobs = "", [], []
         for i, piece in enumerate(REPLY[:limit], start=1):
             text += piece
             ids.append(100 + i)
+            # vLLM: the chosen token and the k most likely ones, each with its rank
+            logprobs.append(
+                {
+                    100 + i: types.SimpleNamespace(logprob=-0.5, rank=2, decoded_token=piece),
+                    7: types.SimpleNamespace(logprob=-0.25, rank=1, decoded_token="é"),
+                    8: types.SimpleNamespace(logprob=-3.0, rank=3, decoded_token=None),
+                }
+            )
             done = i == limit or i == len(REPLY)
             reason = None if not done else ("length" if i == limit else "stop")
-            completion = types.SimpleNamespace(text=text, token_ids=list(ids), finish_reason=reason)
+            completion = types.SimpleNamespace(
+                text=text,
+                token_ids=list(ids),
+                finish_reason=reason,
+                logprobs=list(logprobs) if "logprobs" in sampling.kw else None,
+            )
             yield types.SimpleNamespace(outputs=[completion], finished=done)
 
     async def abort(self, request_id: str) -> None:
@@ -187,3 +205,54 @@ def test_chat_through_the_server(fake_vllm: list[FakeEngine]) -> None:
         assert (card["backend"], card["state"]) == ("vllm", "ready")
     finally:
         client.__exit__(None, None, None)
+
+
+def test_logprobs_map_to_vllm_and_back(fake_vllm: list[FakeEngine]) -> None:
+    """logprobs / top_logprobs become SamplingParams(logprobs=k); vLLM's per-step dicts come
+    back in OpenAI's shape, streamed and not, the chosen token first among none (ranked by
+    logprob), at most k alternatives. (The real engine is not run here: no GPU.)"""
+    settings = load_settings({"models": [{"id": "v", "backend": "vllm", "path": "org/model"}]})
+    client: TestClient = open_client(settings)
+    body = {
+        "model": "v",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 50,
+        "logprobs": True,
+        "top_logprobs": 2,
+    }
+    try:
+        resp = client.post("/v1/chat/completions", json=body).json()
+        content = resp["choices"][0]["logprobs"]["content"]
+        assert [t["token"] for t in content] == REPLY
+        assert all(t["logprob"] == -0.5 for t in content)
+        assert [[a["token"] for a in t["top_logprobs"]] for t in content] == [
+            ["é", piece] for piece in REPLY
+        ]
+        assert content[0]["top_logprobs"][0]["bytes"] == list("é".encode())
+        assert fake_vllm[0].calls[-1][1].kw["logprobs"] == 2
+        events = sse_events(client.post("/v1/chat/completions", json={**body, "stream": True}).text)
+        streamed = [
+            t
+            for e in events
+            if e != "[DONE]"
+            for c in json.loads(e)["choices"]
+            for t in (c.get("logprobs") or {}).get("content") or []
+        ]
+        assert streamed == content
+        plain_body = {k: v for k, v in body.items() if k not in ("logprobs", "top_logprobs")}
+        plain = client.post("/v1/chat/completions", json=plain_body).json()
+        assert plain["choices"][0]["logprobs"] is None
+        assert "logprobs" not in fake_vllm[0].calls[-1][1].kw
+        text = client.post(
+            "/v1/completions", json={"model": "v", "prompt": "hi", "logprobs": 1}
+        ).json()
+        assert text["choices"][0]["logprobs"]["tokens"] == REPLY
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_end_of_generation_token_is_not_listed() -> None:
+    entry = {2: types.SimpleNamespace(logprob=-0.1, rank=1, decoded_token="")}
+    word = {5: types.SimpleNamespace(logprob=-0.2, rank=1, decoded_token=None)}
+    got = token_logprobs([5, 2], [word, entry], 0, FakeTokenizer(), eos=2)
+    assert [(t.token, t.logprob, t.top) for t in got] == [(chr(5), -0.2, ())]

@@ -58,6 +58,9 @@ class JsonConstraint:
     before: str = ""
     after: str = ""
     repeat: bool = False
+    #: instead of ``schema``: after ``before``, one of these literals followed by JSON matching
+    #: its schema (Mistral v11's ``name[ARGS]{...}``: the name is text, not JSON)
+    alternatives: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

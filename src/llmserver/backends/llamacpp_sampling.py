@@ -68,7 +68,9 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
 
     param = constraint.param
     try:
-        if constraint.schema is None:
+        if constraint.alternatives:
+            grammar = LlamaGrammar.from_string(alternatives_gbnf(constraint), verbose=False)
+        elif constraint.schema is None:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         else:
             schema = json.dumps(with_integer_ranges(constraint.schema))
@@ -76,7 +78,7 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     except Exception as exc:
         raise InvalidRequestError(f"unsupported JSON schema: {exc}", param=param) from exc
     if constraint.triggers:
-        sampler = _lazy(vocab, grammar._grammar, constraint)
+        sampler = lazy_sampler(vocab, grammar._grammar, constraint)
     else:
         sampler = llama_cpp.llama_sampler_init_grammar(
             vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
@@ -117,6 +119,25 @@ def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) ->
     return None
 
 
+def alternatives_gbnf(constraint: JsonConstraint) -> str:
+    """A grammar whose root is one of the constraint's literals, then JSON matching its schema.
+
+    Each schema's rules get a prefix of their own (``alt0-...``); shared primitives such as
+    ``string`` or ``space`` are written once by llama-cpp-python's converter.
+    """
+    from llama_cpp import llama_grammar
+
+    # the converter is untyped: hold it as Any
+    make: Any = llama_grammar.SchemaConverter
+    converter = make(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    options = []
+    for i, (literal, schema) in enumerate(constraint.alternatives):
+        resolved = converter.resolve_refs(with_integer_ranges(schema), f"alternative {i}")
+        rule = converter.visit(resolved, f"alt{i}")
+        options.append(f"( {json.dumps(literal)} {rule} )")
+    return f"root ::= {' | '.join(options)}\n{converter.format_grammar()}"
+
+
 def lazy_gbnf(json_gbnf: str, constraint: JsonConstraint) -> str:
     """The grammar of a lazy constraint: ``before`` JSON ``after``, repeated if asked."""
     body = re.sub(r"^root ::=", "lazy-json ::=", json_gbnf, count=1, flags=re.MULTILINE)
@@ -129,7 +150,8 @@ def lazy_gbnf(json_gbnf: str, constraint: JsonConstraint) -> str:
     return rules + body
 
 
-def _lazy(vocab: Any, json_gbnf: str, constraint: JsonConstraint) -> Any:
+def lazy_sampler(vocab: Any, json_gbnf: str, constraint: JsonConstraint) -> Any:
+    """llama.cpp's lazy grammar sampler for ``constraint`` (null when the grammar is bad)."""
     import llama_cpp
 
     patterns = [p.encode("utf-8") for p in constraint.triggers]

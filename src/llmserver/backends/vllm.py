@@ -23,6 +23,8 @@ from llmserver.backends.base import (
     ModelLoadError,
     PromptFormat,
     SamplingParams,
+    TokenLogprob,
+    TopLogprob,
 )
 from llmserver.backends.transformers import hf_prompt_format, hf_tokenize
 from llmserver.config.model_configs import ModelConfig, VllmConfig
@@ -72,7 +74,40 @@ def sampling_kwargs(params: SamplingParams) -> dict[str, Any]:
         "ignore_eos": params.ignore_eos,
         "skip_special_tokens": True,
     }
+    if params.logprobs is not None:
+        # vLLM lists the chosen token and the ``logprobs`` most likely ones at each step,
+        # from the raw logits by default (before temperature or penalties), as llama.cpp here
+        kwargs["logprobs"] = params.logprobs
     return kwargs
+
+
+def token_logprobs(
+    ids: Any, entries: Any, top: int, tokenizer: Any, eos: int | None
+) -> tuple[TokenLogprob, ...]:
+    """vLLM's per-step logprobs (``{token id: Logprob}`` for each token) as the core's type;
+    the end-of-generation token is not listed (llama.cpp's backend leaves it out too)."""
+    out: list[TokenLogprob] = []
+    for token, entry in zip(ids, entries or (), strict=False):
+        if token == eos or not entry:
+            continue
+        ranked = sorted(entry.items(), key=lambda item: -float(item[1].logprob))
+        alternatives = tuple(
+            TopLogprob(text, text.encode("utf-8"), float(lp.logprob))
+            for tid, lp in ranked[:top]
+            for text in (_piece(tid, lp, tokenizer),)
+        )
+        chosen = entry.get(token)
+        logprob = float(chosen.logprob) if chosen is not None else float("-inf")
+        text = _piece(token, chosen, tokenizer)
+        out.append(TokenLogprob(text, text.encode("utf-8"), logprob, alternatives))
+    return tuple(out)
+
+
+def _piece(token: int, logprob: Any, tokenizer: Any) -> str:
+    decoded = getattr(logprob, "decoded_token", None)
+    if isinstance(decoded, str):
+        return decoded
+    return str(tokenizer.decode([token])) if tokenizer is not None else ""
 
 
 def structured_output(constraint: JsonConstraint) -> tuple[str, Any]:
@@ -106,6 +141,8 @@ class VllmBackend:
 
     config_type: ClassVar[type[ModelConfig]] = VllmConfig
     max_parallel: ClassVar[int] = DEFAULT_MAX_NUM_SEQS
+    #: reports token log probabilities (``logprobs``)
+    logprobs: ClassVar[bool] = True
 
     def __init__(self, config: VllmConfig) -> None:
         self.config = config
@@ -173,11 +210,19 @@ class VllmBackend:
         prompt = {"prompt_token_ids": list(request.prompt_tokens)}
         text_sent = tokens_sent = 0
         finished = False
+        top = request.params.logprobs
+        eos = getattr(self._tokenizer, "eos_token_id", None)
         try:
             async for output in engine.generate(prompt, sampling, request_id):
                 completion = output.outputs[0]
                 text = completion.text[text_sent:]
                 tokens = len(completion.token_ids) - tokens_sent
+                lps: tuple[TokenLogprob, ...] = ()
+                if top is not None:
+                    new = slice(tokens_sent, len(completion.token_ids))
+                    entries = (completion.logprobs or [])[new]
+                    ids = list(completion.token_ids)[new]
+                    lps = token_logprobs(ids, entries, top, self._tokenizer, eos)
                 text_sent, tokens_sent = len(completion.text), len(completion.token_ids)
                 if completion.finish_reason is not None or output.finished:
                     finished = True
@@ -187,10 +232,10 @@ class VllmBackend:
                     # vLLM names the stop string it hit (or a stop token id)
                     hit = getattr(completion, "stop_reason", None)
                     stop = hit if isinstance(hit, str) else None
-                    yield Delta(text, tokens, reason, stop_sequence=stop)
+                    yield Delta(text, tokens, reason, stop_sequence=stop, logprobs=lps)
                     return
                 if text or tokens:
-                    yield Delta(text, tokens)
+                    yield Delta(text, tokens, logprobs=lps)
             finished = True
             yield Delta("", 0, "stop")
         except ValueError as exc:  # vLLM rejects a request it cannot serve with ValueError

@@ -169,11 +169,22 @@ class Generation:
             self.usage.cached_tokens += delta.cached_tokens
 
     def _masked(self, index: int, delta: Delta) -> Delta:
-        assert self.output is not None
-        text = self.output.feed(index, delta.text)
+        """The delta with its content and its tool calls' arguments masked (one stream-safe
+        masker each, so a value split across pieces is still caught)."""
+        out = self.output
+        assert out is not None
+        text = out.feed(index, delta.text)
+        calls = [
+            dataclasses.replace(piece, arguments=out.feed((index, piece.index), piece.arguments))
+            for piece in delta.tool_calls
+        ]
+        calls = [piece for piece in calls if piece.id is not None or piece.arguments]
         if delta.finish_reason is not None:
-            text += self.output.flush(index)
-        return dataclasses.replace(delta, text=text)
+            text += out.flush(index)
+            calls += [
+                ToolCallDelta(i, arguments=rest) for i, rest in out.flush_calls(index) if rest
+            ]
+        return dataclasses.replace(delta, text=text, tool_calls=tuple(calls))
 
     def tokens(self, text: str) -> list[int] | None:
         """``text`` as the model's token ids; None for a model without a local tokenizer."""

@@ -260,6 +260,15 @@ class ToolPlan:
             return JsonConstraint(
                 calls, param="tools", triggers=(r"\[TOOL_CALLS\]",), before="[TOOL_CALLS]"
             )
+        if fmt is MISTRAL:  # v11: [TOOL_CALLS]name[ARGS]{...}, each call after its own marker
+            return JsonConstraint(
+                None,
+                param="tools",
+                triggers=(r"\[TOOL_CALLS\]",),
+                before="[TOOL_CALLS]",
+                repeat=parallel,
+                alternatives=tuple((f"{t.name}[ARGS]", _params(t)) for t in tools),
+            )
         if fmt is GENERIC:
             schema = {
                 "type": "object",
