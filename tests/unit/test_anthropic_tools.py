@@ -318,3 +318,12 @@ def test_a_conversation_ending_with_a_tool_use_is_a_prefill(api: TestClient) -> 
     """A conversation ending with the assistant's tool_use (no result yet) is a prefill."""
     resp = api.post(MESSAGES, json=body("talker", messages=HISTORY[:2]))
     assert "prefill" in error_of(resp, 400, "invalid_request_error")
+
+
+def test_a_call_cut_short_by_max_tokens_is_a_tool_use_with_empty_input(api: TestClient) -> None:
+    # the fake tokenizer counts words: 8 tokens end inside the first call's arguments object
+    got = message(api, "hermes", max_tokens=8)
+    assert got["stop_reason"] == "max_tokens"
+    (use,) = [block for block in got["content"] if block["type"] == "tool_use"]
+    assert use["name"] == "get_weather"
+    assert use["input"] == {}  # '{"city":' is no object

@@ -369,3 +369,17 @@ def test_an_ollama_upstream_gets_the_tools_and_its_calls_are_relayed() -> None:
     assert streamed_refusal.status_code == 400  # before the stream began
     assert "tools" not in sent[-1]  # tool_choice none: Ollama gets no tools
     assert plain.status_code == 200
+
+
+def test_a_call_cut_short_by_num_predict_is_a_call_with_empty_arguments(api: TestClient) -> None:
+    # the fake tokenizer counts words: 8 tokens end inside the first call's arguments object
+    resp = chat(api, "hermes", options={"num_predict": 8})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["done_reason"] == "length"
+    (call,) = body["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert call["function"]["arguments"] == {}  # '{"city":' is no object
+    _, calls, reason = reassemble(streamed(api, "hermes", options={"num_predict": 8}))
+    assert reason == "length"
+    assert [c["function"] for c in calls] == [call["function"]]

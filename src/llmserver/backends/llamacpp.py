@@ -122,7 +122,7 @@ class LlamaCppBackend:
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = cfg.context_size * self.n_seq
         cparams.n_batch = n_batch
-        cparams.n_ubatch = n_batch
+        cparams.n_ubatch = min(cfg.ubatch_size, n_batch)
         cparams.n_seq_max = self.n_seq
         cparams.n_threads = threads
         cparams.n_threads_batch = threads

@@ -44,7 +44,7 @@ class LlamaEmbedder:
                 model_path=str(cfg.path),
                 n_ctx=cfg.context_size,
                 n_threads=cfg.threads,
-                n_batch=cfg.batch_size,
+                n_batch=min(cfg.batch_size, cfg.ubatch_size),  # a whole input in one pass
                 n_gpu_layers=cfg.gpu_layers,
                 embedding=True,
                 pooling_type=POOLING[cfg.pooling],

@@ -152,7 +152,15 @@ class LlamaCppConfig(ModelConfig):
     path: Path = Field(description="Path to the .gguf file.")
     context_size: int = Field(4096, ge=64, description="Context window (n_ctx) in tokens.")
     threads: int | None = Field(None, ge=1, description="CPU threads; None: one per CPU core.")
-    batch_size: int = Field(512, ge=1, description="Prompt-processing batch size (n_batch).")
+    batch_size: int = Field(
+        2048,
+        ge=1,
+        description="Tokens one engine step may carry (n_batch): the running sequences' next "
+        "tokens plus prompt chunks; llama.cpp computes them in micro-batches of ubatch_size.",
+    )
+    ubatch_size: int = Field(
+        512, ge=1, description="Tokens per llama.cpp compute pass (n_ubatch), at most batch_size."
+    )
     gpu_layers: int = Field(0, description="Layers to offload to a GPU (-1: all).")
     embedding: bool = Field(
         False, description="Load as an embedding model: serves /v1/embeddings, not chat."

@@ -7,6 +7,7 @@ the model: its context length, its abilities, the caller's permissions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -51,6 +52,17 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+    def arguments_object(self) -> dict[str, Any] | None:
+        """The arguments as a JSON object (empty text: ``{}``); None when they are not one (a
+        reply cut short inside the call by ``max_tokens``, or an upstream's malformed call)."""
+        if not self.arguments.strip():
+            return {}
+        try:
+            value = json.loads(self.arguments)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,17 @@ blocks, streamed as ``input_json_delta`` fragments.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Collection, Iterator
 from typing import Any
 
 from llmserver.backends.base import ToolCallDelta
 from llmserver.core.requests import Message, Tool, ToolCall, ToolChoice
-from llmserver.errors import InvalidRequestError, UpstreamError
+from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.anthropic.schemas import ContentBlock, _Conversation
+
+logger = logging.getLogger("llmserver.surfaces.anthropic")
 
 #: how text blocks of one turn are joined into the turn's text
 BLOCK_SEPARATOR = "\n\n"
@@ -177,14 +180,13 @@ def tool_use_id(call_id: str) -> str:
 
 
 def _input(call: ToolCall) -> dict[str, Any]:
-    try:
-        value = json.loads(call.arguments) if call.arguments.strip() else {}
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamError(
-            f"the model's call to '{call.name}' has arguments that are not a JSON object"
-        )
+    """A call's arguments as the JSON object the protocol sends; ``{}`` (and a warning in the
+    log) when they are not one: a reply cut short inside the call, whose finish reason says so,
+    or an upstream's malformed call."""
+    value = call.arguments_object()
+    if value is None:
+        logger.warning("call to '%s': arguments are not a JSON object; sent as {}", call.name)
+        return {}
     return value
 
 

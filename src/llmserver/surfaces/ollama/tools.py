@@ -8,14 +8,17 @@ call id. Ollama has no ``tool_choice``: with tools the model may call them (``au
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from llmserver.backends.base import ToolCallDelta
 from llmserver.core.generation import add_call_delta
 from llmserver.core.requests import Message, Tool, ToolCall, ToolChoice
-from llmserver.errors import InvalidRequestError, UpstreamError
+from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import schemas as wire
+
+logger = logging.getLogger("llmserver.surfaces.ollama")
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
@@ -114,15 +117,13 @@ def messages(model: str, req: wire.ChatRequest) -> tuple[Message, ...]:
 
 
 def arguments_object(call: ToolCall) -> dict[str, Any]:
-    """A call's arguments as the JSON object Ollama sends."""
-    try:
-        value = json.loads(call.arguments) if call.arguments.strip() else {}
-    except json.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
-        raise UpstreamError(
-            f"the model's call to '{call.name}' has arguments that are not a JSON object"
-        )
+    """A call's arguments as the JSON object the protocol sends; ``{}`` (and a warning in the
+    log) when they are not one: a reply cut short inside the call, whose finish reason says so,
+    or an upstream's malformed call."""
+    value = call.arguments_object()
+    if value is None:
+        logger.warning("call to '%s': arguments are not a JSON object; sent as {}", call.name)
+        return {}
     return value
 
 
