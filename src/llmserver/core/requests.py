@@ -8,11 +8,14 @@ the model: its context length, its abilities, the caller's permissions.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llmserver.backends.base import JsonConstraint
+
+logger = logging.getLogger("llmserver.core.requests")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +56,21 @@ class ToolCall:
     name: str
     arguments: str
 
-    def arguments_object(self) -> dict[str, Any] | None:
-        """The arguments as a JSON object (empty text: ``{}``); None when they are not one (a
-        reply cut short inside the call by ``max_tokens``, or an upstream's malformed call)."""
-        if not self.arguments.strip():
+    def arguments_object(self) -> dict[str, Any]:
+        """The arguments as the JSON object Ollama and Anthropic send (empty text: ``{}``).
+        Arguments that are not one (a reply cut short inside the call by ``max_tokens``, whose
+        finish reason says so, or an upstream's malformed call) are sent as ``{}``, with a
+        warning in the log."""
+        value: Any = {}
+        if self.arguments.strip():
+            try:
+                value = json.loads(self.arguments)
+            except json.JSONDecodeError:
+                value = None
+        if not isinstance(value, dict):
+            logger.warning("call to '%s': arguments are not a JSON object; sent as {}", self.name)
             return {}
-        try:
-            value = json.loads(self.arguments)
-        except json.JSONDecodeError:
-            return None
-        return value if isinstance(value, dict) else None
+        return value
 
 
 @dataclass(frozen=True, slots=True)

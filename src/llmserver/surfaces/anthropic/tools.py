@@ -10,7 +10,6 @@ blocks, streamed as ``input_json_delta`` fragments.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -19,8 +18,6 @@ from llmserver.backends.base import ToolCallDelta
 from llmserver.core.requests import Message, Tool, ToolCall, ToolChoice
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.anthropic.schemas import ContentBlock, _Conversation
-
-logger = logging.getLogger("llmserver.surfaces.anthropic")
 
 #: how text blocks of one turn are joined into the turn's text
 BLOCK_SEPARATOR = "\n\n"
@@ -179,24 +176,13 @@ def tool_use_id(call_id: str) -> str:
     return "toolu_" + call_id.removeprefix("call_") if call_id.startswith("call_") else call_id
 
 
-def _input(call: ToolCall) -> dict[str, Any]:
-    """A call's arguments as the JSON object the protocol sends; ``{}`` (and a warning in the
-    log) when they are not one: a reply cut short inside the call, whose finish reason says so,
-    or an upstream's malformed call."""
-    value = call.arguments_object()
-    if value is None:
-        logger.warning("call to '%s': arguments are not a JSON object; sent as {}", call.name)
-        return {}
-    return value
-
-
 def tool_use_block(call: ToolCall) -> dict[str, Any]:
     """A ``tool_use`` content block of a message."""
     return {
         "type": "tool_use",
         "id": tool_use_id(call.id),
         "name": call.name,
-        "input": _input(call),
+        "input": call.arguments_object(),
     }
 
 

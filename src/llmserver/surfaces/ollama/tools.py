@@ -8,7 +8,6 @@ call id. Ollama has no ``tool_choice``: with tools the model may call them (``au
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +16,6 @@ from llmserver.core.generation import add_call_delta
 from llmserver.core.requests import Message, Tool, ToolCall, ToolChoice
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import schemas as wire
-
-logger = logging.getLogger("llmserver.surfaces.ollama")
 
 _ROLES = frozenset({"system", "user", "assistant", "tool"})
 
@@ -116,20 +113,9 @@ def messages(model: str, req: wire.ChatRequest) -> tuple[Message, ...]:
 # -- responses ---------------------------------------------------------------------------------
 
 
-def arguments_object(call: ToolCall) -> dict[str, Any]:
-    """A call's arguments as the JSON object the protocol sends; ``{}`` (and a warning in the
-    log) when they are not one: a reply cut short inside the call, whose finish reason says so,
-    or an upstream's malformed call."""
-    value = call.arguments_object()
-    if value is None:
-        logger.warning("call to '%s': arguments are not a JSON object; sent as {}", call.name)
-        return {}
-    return value
-
-
 def call_body(index: int, call: ToolCall) -> dict[str, Any]:
     """One entry of ``message.tool_calls``."""
-    function = {"index": index, "name": call.name, "arguments": arguments_object(call)}
+    function = {"index": index, "name": call.name, "arguments": call.arguments_object()}
     return {"id": call.id, "function": function}
 
 
