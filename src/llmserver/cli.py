@@ -253,7 +253,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(_: argparse.Namespace) -> int:
-    """Print the settings tables (the README's reference is this output)."""
+    """Print the settings tables (docs/settings.md is this output)."""
     from llmserver.config.settings_doc import markdown
 
     print(markdown())

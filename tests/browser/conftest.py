@@ -33,7 +33,7 @@ HOSTILE_ID = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</sc
 #: the non-admin key's name, markup as well
 USER_NAME = "<b>bob</b>"
 ADMIN_NAME = "root"
-#: where the screenshots for the README go
+#: where the screenshots for docs/web-page.md go
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -189,7 +189,7 @@ def until(check: Callable[[], Any], timeout: float = 240.0, every: float = 0.1) 
 
 
 def screenshot(page: Any, name: str, full_page: bool = False) -> None:
-    """Save a screenshot for the README (skipped with LLMSERVER_NO_SCREENSHOTS=1)."""
+    """Save a screenshot for docs/web-page.md (skipped with LLMSERVER_NO_SCREENSHOTS=1)."""
     if os.environ.get("LLMSERVER_NO_SCREENSHOTS") == "1":
         return
     DOCS.mkdir(exist_ok=True)

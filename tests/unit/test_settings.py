@@ -16,7 +16,7 @@ from llmserver.config.settings import (
 )
 from llmserver.config.settings_doc import BEGIN, END, markdown
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -97,7 +97,7 @@ def test_help_comes_from_field_descriptions() -> None:
     assert "Largest `n`" in help_text
 
 
-def test_readme_settings_table_is_current() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_settings_reference_is_current() -> None:
+    text = SETTINGS_DOC.read_text(encoding="utf-8")
     current = text[text.index(BEGIN) : text.index(END) + len(END)]
-    assert current == markdown(), "README settings table is stale: run `llmserver settings`"
+    assert current == markdown(), "docs/settings.md is stale: run `llmserver settings`"

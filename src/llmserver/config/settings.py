@@ -1,7 +1,7 @@
 """Settings: parsed once, from CLI flags, ``LLMSERVER_*`` environment variables and a YAML file.
 
 Precedence, highest first: command-line flags, environment variables, the config file, defaults.
-Every field carries a description, which feeds ``--help`` and the README table.
+Every field carries a description, which feeds ``--help`` and the table in docs/settings.md.
 """
 
 from __future__ import annotations
