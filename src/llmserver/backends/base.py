@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmserver.config.model_configs import ModelConfig
-from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
+from llmserver.errors import EngineError, Location, OutOfMemoryError, ServiceUnavailableError
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -45,11 +45,12 @@ class SamplingParams:
 class JsonConstraint:
     """Constrain output to JSON: any object when ``schema`` is None, else that JSON schema.
 
-    ``param`` names the request field a schema the engine cannot use came from (the 400).
+    ``location`` is where in the request a schema the engine cannot use came from (the 400):
+    the request's output constraint, or one of its tools.
     """
 
     schema: dict[str, Any] | None = None
-    param: str = "response_format.json_schema.schema"
+    location: Location = ("constraint",)
     #: a lazy constraint (tool calls in ``auto`` mode): the output is free until one of these
     #: regular expressions matches it; from the match on it is ``before``, JSON matching
     #: ``schema`` and ``after``, again and again when ``repeat``. Engines without lazy grammars
