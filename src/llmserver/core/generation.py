@@ -100,7 +100,8 @@ class Generation:
         return self.handle.config.backend
 
     async def events(self) -> AsyncIterator[Event]:
-        """Take a slot, build the prompts, then stream every choice's deltas in order.
+        """Load the model if it loads on demand, take a slot, have the plan build the requests,
+        then stream every choice's deltas in order, each read by a fresh parser of the plan's.
 
         The slot comes first, before any expensive work; the time limit starts with the slot.
         """
@@ -142,7 +143,8 @@ class Generation:
                 cache.put(key, tuple(sent))  # only a call run to its end gets here
 
     def _cache_key(self, requests: list[GenerationRequest]) -> bytes | None:
-        """The response cache key of a deterministic call (None: not cacheable)."""
+        """The response cache key of a deterministic call (None: not cacheable; the policy has
+        no cache for a call whose replies may hold tool calls)."""
         if self.policy.cache is None:
             return None
         if not all(is_deterministic(r.params, tools=bool(r.tools)) for r in requests):

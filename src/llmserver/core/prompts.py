@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.config.model_configs import SamplingDefaults
 from llmserver.core.requests import ChatRequest, Message, Sampling
-from llmserver.core.tools import plan as tools
+from llmserver.core.tools.plan import ToolPlan, wire_messages, wire_tool, wire_tool_choice
 from llmserver.errors import ContextLengthError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ChatPlan(_Plan):
     tool plan saying how the tools reach the template and how calls come back."""
 
     messages: tuple[Message, ...]
-    tools: tools.ToolPlan = field(default_factory=tools.ToolPlan)
+    tools: ToolPlan = field(default_factory=ToolPlan)
     documents: tuple[Mapping[str, Any], ...] = ()
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
@@ -85,7 +85,7 @@ class ChatPlan(_Plan):
             n=req.n,
             constraint=req.constraint,
             messages=tuple(messages),
-            tools=tools.ToolPlan.of(req),
+            tools=ToolPlan.of(req),
             documents=req.documents,
             template_kwargs=req.template_kwargs,
         )
@@ -203,9 +203,9 @@ def chat_plan(
             constraint=req.constraint,
             prompts=("",),
             inputs=inputs,
-            messages=tuple(tools.wire_messages(messages)),
-            tools=tuple(tools.wire_tool(t) for t in req.tools),
-            tool_choice=tools.wire_tool_choice(req),
+            messages=tuple(wire_messages(messages)),
+            tools=tuple(wire_tool(t) for t in req.tools),
+            tool_choice=wire_tool_choice(req),
         )
     return ChatPlan.of(req, messages)
 
