@@ -73,13 +73,13 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.keys = keys
         app.state.started = time.monotonic()
         app.state.metrics = Metrics(
-            [m.id for m in settings.models], lambda: service.models(Caller.anyone())
+            [m.id for m in settings.models], lambda: service.admin.models(Caller.anyone())
         )
         app.state.recent = Recent()
         app.state.usage = UsageRecorder(UsageStore(usage_db_path(settings)))
         app.state.usage.start()
         app.state.rate_limits = rate_limits
-        loading = asyncio.create_task(service.load_all())
+        loading = asyncio.create_task(service.admin.load_all())
         app.state.loading = loading  # the server reports (or exits) when it is done
         app.state.jobs = create_jobs(
             settings, service, batch_lines.handlers(), keys, app.state.usage, rate_limits
@@ -93,7 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            await service.close()
+            await service.admin.close()
             await asyncio.to_thread(app.state.usage.stop)
             logger.info("models closed")
 

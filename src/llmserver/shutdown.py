@@ -103,7 +103,7 @@ class DrainingServer(uvicorn.Server):
         logger.info("shutting down: draining for up to %g s", self.grace_s)
         finished = True
         if service is not None:
-            finished = await service.drain(self.grace_s)
+            finished = await service.admin.drain(self.grace_s)
         if not finished:
             logger.warning("grace period over: aborting in-flight generations")
         self.should_exit = True

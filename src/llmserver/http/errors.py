@@ -24,6 +24,7 @@ from llmserver.errors import (
     APIError,
     InternalError,
     InvalidRequestError,
+    Location,
     MethodNotAllowedError,
     NotFoundError,
 )
@@ -39,9 +40,22 @@ ErrorShapes = Sequence[tuple[str, ErrorShape]]
 def openai_error(err: APIError) -> dict[str, Any]:
     """OpenAI's error object, the server's default shape: ``{"error": {message, type, param,
     code}}``."""
-    return {
-        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
-    }
+    param = err.param if err.param is not None else openai_param(err.location)
+    return {"error": {"message": err.message, "type": err.type, "param": param, "code": err.code}}
+
+
+def openai_param(location: Location) -> str | None:
+    """A core error's location in OpenAI's words: ``("tools", 0, "parameters")`` is
+    ``tools[0].function.parameters``, the output constraint is the response format's schema."""
+    match location:
+        case ():
+            return None
+        case ("constraint",):
+            return "response_format.json_schema.schema"
+        case ("tools", int(i), str(name)):
+            return f"tools[{i}].function.{name}"
+    first, *rest = location
+    return str(first) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
 
 
 def _matches(path: str, prefix: str) -> bool:

@@ -24,7 +24,7 @@ async def health() -> Response:
 async def ready(request: Request) -> Response:
     """200 once every configured model is loaded, warm and healthy (its engine alive, its
     upstream reachable), else 503 (also while draining)."""
-    readiness = await service(request).readiness()
+    readiness = await service(request).admin.readiness()
     states = readiness.states
     if readiness.draining:
         return json_response({"status": "draining", "models": states}, status=503)
@@ -56,9 +56,9 @@ async def root(request: Request) -> Response:
     if _ollama_client(request):
         return PlainTextResponse(OLLAMA_RUNNING)
     svc = service(request)
-    states = (await svc.readiness()).states
+    states = (await svc.admin.readiness()).states
     models = []
-    for view in svc.models(Caller.anyone()):
+    for view in svc.admin.models(Caller.anyone()):
         models.append(
             {
                 "id": view.id,
@@ -77,7 +77,7 @@ async def root(request: Request) -> Response:
             "name": "llmserver",
             "version": __version__,
             "uptime_s": round(uptime, 1),
-            "default_model": svc.default_model,
+            "default_model": svc.admin.default_model,
             "models": models,
         }
     )

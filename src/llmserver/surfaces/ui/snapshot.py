@@ -103,8 +103,8 @@ async def snapshot(conn: HTTPConnection) -> dict[str, Any]:
     state = conn.app.state
     who = caller(conn)
     svc = service(conn)
-    views = svc.models(who)
-    readiness = await svc.readiness()
+    views = svc.admin.models(who)
+    readiness = await svc.admin.readiness()
     recent: Recent = state.recent
     windows = recent.window(v.id for v in views)
     only = _who(who)
@@ -114,7 +114,7 @@ async def snapshot(conn: HTTPConnection) -> dict[str, Any]:
     server: dict[str, Any] = {
         "version": __version__,
         "uptime_s": round(time.monotonic() - state.started, 1),
-        "default_model": svc.default_model,
+        "default_model": svc.admin.default_model,
         "draining": readiness.draining,
         "ready": readiness.ready,
     }
