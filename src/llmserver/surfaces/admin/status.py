@@ -9,6 +9,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from llmserver import __version__
 from llmserver.core.caller import Caller
+from llmserver.http.context import app_context
 from llmserver.http.respond import json_response, service
 
 router = APIRouter()
@@ -71,7 +72,7 @@ async def root(request: Request) -> Response:
                 "waiting": view.waiting,
             }
         )
-    uptime = time.monotonic() - request.app.state.started
+    uptime = time.monotonic() - app_context(request.app).started
     return json_response(
         {
             "name": "llmserver",
