@@ -227,14 +227,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
                 "flags such as -c or --threads apply to one model, and the config has several; "
                 "set the fields in the config file instead"
             )
-    entries[0] = apply_aliases(entries[0], aliases, _config_fields)
+    entries[0] = apply_aliases(entries[0], aliases)
     return load_settings({**overrides, "models": entries})
-
-
-def _config_fields(backend: str) -> list[str]:
-    from llmserver.backends.registry import config_type
-
-    return list(config_type(backend).model_fields)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -6,12 +6,17 @@ objects. It never sees HTTP and never builds a response.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from llmserver.config.model_configs import ModelConfig
-from llmserver.errors import EngineError, OutOfMemoryError, ServiceUnavailableError
+from llmserver.errors import (
+    ContextLengthError,
+    EngineError,
+    OutOfMemoryError,
+    ServiceUnavailableError,
+)
 
 FinishReason = Literal["stop", "length", "tool_calls"]
 
@@ -148,7 +153,8 @@ class PromptFormat:
 
 @runtime_checkable
 class Backend(Protocol):
-    """A model engine. Start, generate (stream of deltas), health, close."""
+    """A model engine: start, health, close. What it can do with the model (generate, embed,
+    tokenize, ...) is an ability of its own (:mod:`llmserver.backends.abilities`)."""
 
     #: how many generations the engine can truly run at once (the default slot count)
     max_parallel: ClassVar[int]
@@ -156,25 +162,11 @@ class Backend(Protocol):
     async def start(self) -> None:
         """Load the model. Raise :class:`ModelLoadError` with a clear reason on failure."""
 
-    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Stream deltas; the last one carries ``finish_reason``. Cancelling stops the work."""
-
     async def health(self) -> bool:
         """True when the engine can serve."""
 
     async def close(self) -> None:
         """Free the model and everything it holds."""
-
-
-@runtime_checkable
-class Tokenizing(Protocol):
-    """A backend that owns its tokenizer and prompt format (local engines)."""
-
-    def prompt_format(self) -> PromptFormat:
-        """The model's chat template, special tokens and context length."""
-
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids for a rendered prompt (special tokens parsed, BOS as the model wants)."""
 
 
 EmbeddingInput = str | Sequence[int]
@@ -200,22 +192,15 @@ class EmbeddingResult:
     token_counts: list[int]
 
 
-@runtime_checkable
-class Embedding(Protocol):
-    """A backend that can serve ``/v1/embeddings`` (an optional ability)."""
-
-    def embedding_spec(self) -> EmbeddingSpec | None:
-        """The model's embedding abilities; None when this model serves no embeddings."""
-
-    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
-        """Vectors for the inputs. Raise ContextLengthError for an input that is too long."""
-
-
-def embedder(backend: object) -> Embedding | None:
-    """The backend as an :class:`Embedding` when it serves embeddings, else None."""
-    if isinstance(backend, Embedding) and backend.embedding_spec() is not None:
-        return backend
-    return None
+def check_input_lengths(counts: Sequence[int], limit: int) -> None:
+    """400 (context length) for the first embedding input longer than ``limit`` tokens."""
+    for index, count in enumerate(counts):
+        if count > limit:
+            raise ContextLengthError(
+                f"This model's maximum input length is {limit} tokens, but input {index} has "
+                f"{count} tokens. Please shorten the input.",
+                param="input",
+            )
 
 
 class BackendFactory(Protocol):

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from collections.abc import Sequence as Inputs
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from llmserver.backends.base import (
     Delta,
@@ -58,7 +58,7 @@ class LlamaCppBackend:
     config_type: ClassVar[type[ModelConfig]] = LlamaCppConfig
     max_parallel: ClassVar[int] = DEFAULT_PARALLEL
     #: reports token log probabilities (``logprobs``)
-    logprobs: ClassVar[bool] = True
+    logprobs: ClassVar[Literal[True]] = True
 
     def __init__(self, config: LlamaCppConfig) -> None:
         self.config = config

@@ -16,9 +16,10 @@ from llmserver.backends.base import (
     EmbeddingResult,
     EmbeddingSpec,
     ModelLoadError,
+    check_input_lengths,
 )
 from llmserver.config.model_configs import LlamaCppConfig
-from llmserver.errors import ContextLengthError, InvalidRequestError
+from llmserver.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -83,13 +84,7 @@ class LlamaEmbedder:
         llm = self.llm
         # counted exactly as Llama.embed tokenizes (BOS as the model wants, no special parsing)
         counts = [len(llm.tokenize(t.encode("utf-8"))) for t in texts]
-        for index, count in enumerate(counts):
-            if count > limit:
-                raise ContextLengthError(
-                    f"This model's maximum input length is {limit} tokens, but input {index} "
-                    f"has {count} tokens. Please shorten the input.",
-                    param="input",
-                )
+        check_input_lengths(counts, limit)
         rows: list[Any] = list(llm.embed(texts, normalize=True, truncate=False))
         return EmbeddingResult([[float(x) for x in row] for row in rows], counts)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
@@ -31,28 +30,13 @@ from llmserver.backends.base import (
     ModelLoadError,
     SamplingParams,
 )
+from llmserver.backends.http_replicas import HttpReplicaBackend, lines
 from llmserver.backends.ollama_tools import ollama_messages, ollama_tools, relayed_calls
-from llmserver.backends.replicas import Replica, ReplicaSet
-from llmserver.backends.upstream import (
-    READ_BUFSIZE,
-    ReplicaFailed,
-    _lines,
-    _status_error,
-    failover,
-)
+from llmserver.backends.replicas import Replica, ReplicaFailed
 from llmserver.backends.usage_check import credible_usage
 from llmserver.config.model_configs import ModelConfig, OllamaConfig, SamplingDefaults
-from llmserver.errors import (
-    APIError,
-    EngineError,
-    InvalidRequestError,
-    ServiceUnavailableError,
-    UpstreamError,
-)
+from llmserver.errors import APIError, InvalidRequestError, UpstreamError
 
-logger = logging.getLogger("llmserver.backends.ollama")
-
-PROBE_TIMEOUT_S = 2.0
 #: Ollama's context when none is set, for the embedding spec of a model without context_size
 OLLAMA_DEFAULT_CONTEXT = 4096
 
@@ -64,40 +48,27 @@ def _unset(defaults: SamplingDefaults, name: str, value: float) -> bool:
     return name not in defaults.model_fields_set and value == builtin
 
 
-class OllamaBackend:
+class OllamaBackend(HttpReplicaBackend[OllamaConfig]):
     """A model served by one or more Ollama servers."""
 
     config_type: ClassVar[type[ModelConfig]] = OllamaConfig
     #: Ollama runs few requests at once (OLLAMA_NUM_PARALLEL); ``max_concurrent`` sets it
     max_parallel: ClassVar[int] = 4
+    engine: ClassVar[str] = "Ollama"
+    probe_path: ClassVar[str] = "/api/version"
+    chat_path: ClassVar[str] = "/api/chat"
+    text_path: ClassVar[str] = "/api/generate"
 
     def __init__(self, config: OllamaConfig) -> None:
-        self.config = config
-        self.model_name = config.upstream_model or config.id
-        self.replicas = ReplicaSet(config.url, self._probe, config.probe_interval_s)
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(config)
         self._dimensions = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the pool, check each replica, and load the model in every live one."""
-        cfg = self.config
-        headers = {"Content-Type": "application/json", **cfg.headers}
-        if (key := cfg.api_key()) is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s
-        )
-        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=timeout, read_bufsize=READ_BUFSIZE
-        )
-        checks = await asyncio.gather(*(self._probe(r.url) for r in self.replicas.replicas))
-        for replica, ok in zip(self.replicas.replicas, checks, strict=True):
-            if not ok:
-                self.replicas.mark_down(replica, "not reachable at start-up")
-        if cfg.warm_up or cfg.embedding:
+        await super().start()
+        if self.config.warm_up or self.config.embedding:
             live = [r for r in self.replicas.replicas if r.up]
             await asyncio.gather(*(self._warm_up(r) for r in live))
 
@@ -119,37 +90,6 @@ class OllamaBackend:
         if self.config.embedding:
             vectors = answer.get("embeddings") or [[]]
             self._dimensions = len(vectors[0])
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The open connection pool."""
-        if self._session is None:
-            raise EngineError("Ollama model is not started")
-        return self._session
-
-    async def _probe(self, url: str) -> bool:
-        """True when the replica answers ``GET /api/version``."""
-        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-        try:
-            async with self.session.get(f"{url}/api/version", timeout=timeout) as resp:
-                return resp.status < 500
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    def replica_states(self) -> dict[str, bool]:
-        """Replica URL -> whether it is up (for metrics and status pages)."""
-        return self.replicas.states()
-
-    async def health(self) -> bool:
-        """True while at least one replica is in rotation."""
-        return self._session is not None and any(self.replicas.states().values())
-
-    async def close(self) -> None:
-        """Stop the probes and close the connection pool."""
-        await self.replicas.close()
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -206,53 +146,11 @@ class OllamaBackend:
             body["format"] = "json" if schema is None else schema
         return body
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Stream from the least busy live replica, moving on only before the first delta."""
-        chat = request.messages is not None
-        path = "/api/chat" if chat else "/api/generate"
-        body = orjson.dumps(self.body(request))
-        deltas = failover(
-            self.replicas,
-            request.request_id,
-            lambda replica: self._stream(replica, path, body, chat),
-            self._unavailable,
-        )
-        async for delta in deltas:
-            yield delta
-
-    def _unavailable(self) -> ServiceUnavailableError:
-        return ServiceUnavailableError(
-            f"no Ollama replica of '{self.config.id}' is reachable",
-            code="upstream_unavailable",
-            headers={"Retry-After": str(max(1, round(self.config.probe_interval_s)))},
-        )
-
-    @contextlib.asynccontextmanager
-    async def _request(
-        self, replica: Replica, path: str, body: bytes
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST to one replica; unreachable replicas and 502/503/504 raise ReplicaFailed."""
-        try:
-            async with self.session.post(replica.url + path, data=body) as resp:
-                if resp.status >= 400:
-                    raise await _status_error(resp)
-                yield resp
-        except aiohttp.ConnectionTimeoutError:
-            reason = f"Ollama {replica.url} unreachable: no connection within "
-            reason += f"{self.config.connect_timeout_s} s"
-            raise ReplicaFailed(
-                ServiceUnavailableError(reason, code="upstream_unavailable")
-            ) from None
-        except TimeoutError:
-            raise ServiceUnavailableError(
-                f"Ollama did not answer within {self.config.read_timeout_s} s",
-                code="upstream_timeout",
-            ) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            reason = f"Ollama {replica.url} unreachable: {type(exc).__name__}: {exc}"
-            raise ReplicaFailed(
-                ServiceUnavailableError(reason, code="upstream_unavailable")
-            ) from None
+    def deltas(
+        self, resp: aiohttp.ClientResponse, chat: bool, request_bytes: int
+    ) -> AsyncIterator[Delta]:
+        """Deltas from the NDJSON answer (see :func:`_deltas`)."""
+        return _deltas(resp, chat, request_bytes)
 
     async def _post(self, replica: Replica, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._request(replica, path, orjson.dumps(body)) as resp:
@@ -264,13 +162,6 @@ class OllamaBackend:
         if not isinstance(answer, dict):
             raise UpstreamError("Ollama sent an answer that is not an object")
         return answer
-
-    async def _stream(
-        self, replica: Replica, path: str, body: bytes, chat: bool
-    ) -> AsyncIterator[Delta]:
-        async with self._request(replica, path, body) as resp:
-            async for delta in _deltas(resp, chat, len(body)):
-                yield delta
 
     # -- embeddings ------------------------------------------------------------------------------
 
@@ -287,21 +178,13 @@ class OllamaBackend:
             raise InvalidRequestError("this model takes text inputs only", param="input")
         body = {"model": self.model_name, "input": list(inputs), "truncate": False}
         body |= self._common()
-        tried: set[Replica] = set()
-        last: APIError | None = None
-        while (replica := self.replicas.pick(tried)) is not None:
-            tried.add(replica)
-            replica.outstanding += 1
-            try:
-                answer = await self._post(replica, "/api/embed", body)
-            except ReplicaFailed as exc:
-                self.replicas.mark_down(replica, exc.error.message)
-                last = exc.error
-                continue
-            finally:
-                replica.outstanding -= 1
-            return _embedding_result(answer, inputs)
-        raise last or self._unavailable()
+
+        async def answer(replica: Replica) -> AsyncIterator[dict[str, Any]]:
+            yield await self._post(replica, "/api/embed", body)
+
+        # one answer from the first replica that gives one (the others are marked down)
+        answers = [a async for a in self._failover("embeddings", answer)]
+        return _embedding_result(answers[0], inputs)
 
 
 def _embedding_result(answer: dict[str, Any], inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
@@ -329,8 +212,8 @@ async def _deltas(
     finish: FinishReason | None = None
     final: dict[str, Any] = {}
     chunks = text_bytes = called = 0
-    async with contextlib.aclosing(_lines(resp)) as lines:
-        async for line in lines:
+    async with contextlib.aclosing(lines(resp)) as body:
+        async for line in body:
             if not line:
                 continue
             try:

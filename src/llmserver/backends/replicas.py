@@ -1,16 +1,29 @@
-"""Replicas of one upstream model: least-outstanding choice, marking down, background probes."""
+"""Replicas of one upstream model: least-outstanding choice, marking down, background probes,
+and failing over to another replica."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+from llmserver.errors import APIError
 
 logger = logging.getLogger("llmserver.backends.upstream")
 
 Probe = Callable[[str], Awaitable[bool]]
+T = TypeVar("T")
+
+
+class ReplicaFailed(Exception):
+    """A replica could not serve; the request may go to another one."""
+
+    def __init__(self, error: APIError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass(eq=False)
@@ -66,3 +79,33 @@ class ReplicaSet:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+async def failover(
+    replicas: ReplicaSet,
+    request_id: str,
+    stream: Callable[[Replica], AsyncIterator[T]],
+    unavailable: Callable[[], APIError],
+) -> AsyncIterator[T]:
+    """Stream from the least busy live replica, moving on to another only before the first
+    item; a replica that fails is marked down."""
+    tried: set[Replica] = set()
+    last: APIError | None = None
+    while (replica := replicas.pick(tried)) is not None:
+        tried.add(replica)
+        replica.outstanding += 1
+        produced = False
+        try:
+            async for item in stream(replica):
+                produced = True
+                yield item
+            return
+        except ReplicaFailed as exc:
+            replicas.mark_down(replica, exc.error.message)
+            if produced:
+                raise exc.error from None
+            last = exc.error
+            logger.info("retrying request %s on another replica", request_id)
+        finally:
+            replica.outstanding -= 1
+    raise last or unavailable()

@@ -12,22 +12,21 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmserver.backends.base import (
-    Delta,
     EmbeddingInput,
     EmbeddingResult,
     EmbeddingSpec,
-    GenerationRequest,
     ModelLoadError,
+    check_input_lengths,
 )
 from llmserver.backends.transformers import auto_device
 from llmserver.config.model_configs import ModelConfig, SentenceTransformersConfig
-from llmserver.errors import ContextLengthError, EngineError, InvalidRequestError
+from llmserver.errors import EngineError, InvalidRequestError
 
 logger = logging.getLogger("llmserver.backends.sentence_transformers")
 
@@ -53,7 +52,7 @@ def hub_offline() -> Iterator[None]:
 
 
 class SentenceTransformersBackend:
-    """A ``SentenceTransformer`` model."""
+    """A ``SentenceTransformer`` model: embeds, and (having no ``generate``) never generates."""
 
     config_type: ClassVar[type[ModelConfig]] = SentenceTransformersConfig
     max_parallel: ClassVar[int] = 1
@@ -124,7 +123,7 @@ class SentenceTransformersBackend:
         if all(isinstance(i, str) for i in inputs):
             texts = [str(i) for i in inputs]
             counts = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
-            _check_lengths(counts, spec.max_input_tokens)
+            check_input_lengths(counts, spec.max_input_tokens)
             vectors = model.encode(texts, batch_size=self.config.batch_size, convert_to_numpy=True)
             return EmbeddingResult([v.tolist() for v in vectors], counts)
         tokens = [list(i) for i in inputs if not isinstance(i, str)]
@@ -145,7 +144,7 @@ class SentenceTransformersBackend:
             raise InvalidRequestError(f"token ids must be in [0, {vocab})", param="input")
         wrapped = [wrap[0] + ids + wrap[1] for ids in tokens]
         counts = [len(ids) for ids in wrapped]
-        _check_lengths(counts, spec.max_input_tokens)
+        check_input_lengths(counts, spec.max_input_tokens)
         out: list[list[float]] = []
         size = self.config.batch_size
         for start in range(0, len(wrapped), size):
@@ -158,13 +157,6 @@ class SentenceTransformersBackend:
             out += vectors.float().cpu().tolist()
         return EmbeddingResult(out, counts)
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Embedding models do not generate text."""
-        raise InvalidRequestError(
-            f"model '{self.config.id}' is an embedding model; use /v1/embeddings", param="model"
-        )
-        yield Delta("")  # pragma: no cover  (makes this an async generator)
-
     async def health(self) -> bool:
         """Healthy while loaded."""
         return self._model is not None
@@ -175,16 +167,6 @@ class SentenceTransformersBackend:
         self._spec = None
         gc.collect()  # the weights are freed now, not at some later collection
         self._executor.shutdown(wait=False)
-
-
-def _check_lengths(counts: list[int], limit: int) -> None:
-    for index, count in enumerate(counts):
-        if count > limit:
-            raise ContextLengthError(
-                f"This model's maximum input length is {limit} tokens, but input {index} has "
-                f"{count} tokens. Please shorten the input.",
-                param="input",
-            )
 
 
 def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]] | None:

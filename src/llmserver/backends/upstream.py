@@ -13,148 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 import orjson
 
 from llmserver.backends.base import Delta, FinishReason, GenerationRequest, ToolCallDelta
-from llmserver.backends.replicas import Replica, ReplicaSet
+from llmserver.backends.http_replicas import JSON_HEADERS, HttpReplicaBackend, lines
 from llmserver.backends.usage_check import credible_usage
 from llmserver.config.model_configs import ModelConfig, UpstreamConfig
-from llmserver.errors import (
-    APIError,
-    EngineError,
-    ServiceUnavailableError,
-    UpstreamError,
-    UpstreamStatusError,
-)
+from llmserver.errors import UpstreamError
 
-logger = logging.getLogger("llmserver.backends.upstream")
-
-#: statuses that say "this replica cannot serve now", so another replica may
-RETRYABLE = {502, 503, 504}
-PROBE_TIMEOUT_S = 2.0
-#: longest SSE line accepted from upstream
-READ_BUFSIZE = 2**20
 #: how long to wait for the end of a response after its ``[DONE]``
 DRAIN_TIMEOUT_S = 0.25
 
 
-class ReplicaFailed(Exception):
-    """A replica could not serve; the request may go to another one."""
-
-    def __init__(self, error: APIError) -> None:
-        super().__init__(error.message)
-        self.error = error
-
-
-async def failover(
-    replicas: ReplicaSet,
-    request_id: str,
-    stream: Callable[[Replica], AsyncIterator[Delta]],
-    unavailable: Callable[[], APIError],
-) -> AsyncIterator[Delta]:
-    """Stream from the least busy live replica, moving on to another only before the first
-    delta; a replica that fails is marked down. Shared by the OpenAI and Ollama upstreams."""
-    tried: set[Replica] = set()
-    last: APIError | None = None
-    while (replica := replicas.pick(tried)) is not None:
-        tried.add(replica)
-        replica.outstanding += 1
-        produced = False
-        try:
-            async for delta in stream(replica):
-                produced = True
-                yield delta
-            return
-        except ReplicaFailed as exc:
-            replicas.mark_down(replica, exc.error.message)
-            if produced:
-                raise exc.error from None
-            last = exc.error
-            logger.info("retrying request %s on another replica", request_id)
-        finally:
-            replica.outstanding -= 1
-    raise last or unavailable()
-
-
-class UpstreamBackend:
+class UpstreamBackend(HttpReplicaBackend[UpstreamConfig]):
     """A model served by one or more OpenAI-compatible upstream servers."""
 
     config_type: ClassVar[type[ModelConfig]] = UpstreamConfig
     #: upstream engines batch many requests; ``max_concurrent`` sets the real number
     max_parallel: ClassVar[int] = 64
+    engine: ClassVar[str] = "upstream"
+    probe_path: ClassVar[str] = "/models"
+    chat_path: ClassVar[str] = "/chat/completions"
+    text_path: ClassVar[str] = "/completions"
+    stream_headers: ClassVar[Mapping[str, str]] = {**JSON_HEADERS, "Accept": "text/event-stream"}
 
-    def __init__(self, config: UpstreamConfig) -> None:
-        self.config = config
-        self.model_name = config.upstream_model or config.id
-        self.replicas = ReplicaSet(config.url, self._probe, config.probe_interval_s)
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Open the connection pool and check each replica once; unreachable ones start down."""
-        cfg = self.config
-        headers = dict(cfg.headers)
-        if (key := cfg.api_key()) is not None:
-            headers["Authorization"] = f"Bearer {key}"
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=cfg.connect_timeout_s, sock_read=cfg.read_timeout_s
-        )
-        # no pool limit here: the model's limiter already bounds concurrency
-        connector = aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=timeout, read_bufsize=READ_BUFSIZE
-        )
-        checks = await asyncio.gather(*(self._probe(r.url) for r in self.replicas.replicas))
-        for replica, ok in zip(self.replicas.replicas, checks, strict=True):
-            if not ok:
-                self.replicas.mark_down(replica, "not reachable at start-up")
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The open connection pool."""
-        if self._session is None:
-            raise EngineError("upstream model is not started")
-        return self._session
-
-    async def _probe(self, url: str) -> bool:
-        """True when the replica answers ``GET /models`` (any status below 500)."""
-        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-        try:
-            async with self.session.get(f"{url}/models", timeout=timeout) as resp:
-                return resp.status < 500
-        except (aiohttp.ClientError, TimeoutError):
-            return False
-
-    def replica_states(self) -> dict[str, bool]:
-        """Replica URL -> whether it is up (for metrics and status pages)."""
-        return self.replicas.states()
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
-        """Stream from the least busy live replica, moving on only before the first delta."""
-        chat = request.messages is not None
-        path = "/chat/completions" if chat else "/completions"
-        body = orjson.dumps(self._body(request))
-        deltas = failover(
-            self.replicas,
-            request.request_id,
-            lambda replica: self._stream(replica, path, body, chat),
-            self._unavailable,
-        )
-        async for delta in deltas:
-            yield delta
-
-    def _unavailable(self) -> ServiceUnavailableError:
-        return ServiceUnavailableError(
-            f"no upstream replica of '{self.config.id}' is reachable",
-            code="upstream_unavailable",
-            headers={"Retry-After": str(max(1, round(self.config.probe_interval_s)))},
-        )
-
-    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+    def body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The ``/chat/completions`` (messages) or ``/completions`` (prompt) body."""
         params = request.params
         body: dict[str, Any] = {"model": self.model_name}
         if request.messages is not None:
@@ -199,75 +87,11 @@ class UpstreamBackend:
             body["options"] = {"num_ctx": self.config.context_size}
         return body
 
-    async def _stream(
-        self, replica: Replica, path: str, body: bytes, chat: bool
+    def deltas(
+        self, resp: aiohttp.ClientResponse, chat: bool, request_bytes: int
     ) -> AsyncIterator[Delta]:
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        try:
-            async with self.session.post(replica.url + path, data=body, headers=headers) as resp:
-                if resp.status >= 400:
-                    raise await _status_error(resp)
-                async for delta in _deltas(resp, chat, len(body)):
-                    yield delta
-                await _drain(resp)
-        except aiohttp.ConnectionTimeoutError:
-            # a host that is off drops the connection attempt: the replica is down, not slow
-            reason = f"upstream {replica.url} unreachable: no connection within "
-            reason += f"{self.config.connect_timeout_s} s"
-            raise ReplicaFailed(
-                ServiceUnavailableError(reason, code="upstream_unavailable")
-            ) from None
-        except TimeoutError:
-            raise ServiceUnavailableError(
-                f"upstream did not answer within {self.config.read_timeout_s} s",
-                code="upstream_timeout",
-            ) from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            reason = f"upstream {replica.url} unreachable: {type(exc).__name__}: {exc}"
-            raise ReplicaFailed(
-                ServiceUnavailableError(reason, code="upstream_unavailable")
-            ) from None
-
-    async def health(self) -> bool:
-        """True while at least one replica is in rotation."""
-        return self._session is not None and any(self.replicas.states().values())
-
-    async def close(self) -> None:
-        """Stop the probes and close the connection pool."""
-        await self.replicas.close()
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
-
-
-async def _status_error(resp: aiohttp.ClientResponse) -> Exception:
-    """Our error for an upstream error status: 4xx keeps its status, 5xx becomes 502."""
-    raw = await resp.read()
-    message, kind, param, code = f"upstream answered {resp.status}", None, None, None
-    try:
-        err = orjson.loads(raw).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        err = None
-    if isinstance(err, dict):
-        message = str(err.get("message") or message)
-        kind, param, code = err.get("type"), err.get("param"), err.get("code")
-    elif isinstance(err, str):
-        message = err  # Ollama's and some proxies' shape: {"error": "text"}
-    if resp.status >= 500:
-        # a server error's text is about the upstream (paths, stack traces, hosts), not about
-        # the client's request: it goes to the log, the client gets the status only
-        logger.warning("upstream %s answered %d: %s", resp.url.host, resp.status, message[:500])
-        error = UpstreamError(f"upstream error {resp.status}")
-        return ReplicaFailed(error) if resp.status in RETRYABLE else error
-    headers = {"Retry-After": v} if (v := resp.headers.get("Retry-After")) else None
-    return UpstreamStatusError(
-        resp.status,
-        message[:2000],
-        error_type=kind if isinstance(kind, str) else None,
-        param=param if isinstance(param, str) else None,
-        code=str(code) if code is not None else None,
-        headers=headers,
-    )
+        """Deltas from the SSE answer (see :func:`_deltas`)."""
+        return _deltas(resp, chat, request_bytes)
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:
@@ -287,8 +111,8 @@ async def _deltas(
     stop: str | None = None
     usage: dict[str, Any] = {}
     chunks = text_bytes = 0
-    async with contextlib.aclosing(_lines(resp)) as lines:
-        async for line in lines:
+    async with contextlib.aclosing(lines(resp)) as body:
+        async for line in body:
             if not line.startswith(b"data:"):
                 continue  # blank separators, ``: keep-alive`` comments, ``event:`` lines
             data = line[5:].strip()
@@ -336,6 +160,7 @@ async def _deltas(
     yield Delta(
         "", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens, stop_sequence=stop
     )
+    await _drain(resp)
 
 
 def _tool_call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:
@@ -359,19 +184,3 @@ def _tool_call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:
             )
         )
     return tuple(out)
-
-
-async def _lines(resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
-    """The body's lines, stripped, as they arrive. Split here rather than with aiohttp's
-    ``readline``, which costs a call through its stream reader per line: an instant upstream's
-    whole answer arrives in one or two reads."""
-    pending = b""
-    async for data in resp.content.iter_any():
-        lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
-        pending = lines.pop()
-        if len(pending) > READ_BUFSIZE:
-            raise UpstreamError(f"upstream sent a line longer than {READ_BUFSIZE} bytes")
-        for line in lines:
-            yield line.strip()
-    if pending:
-        yield pending.strip()

@@ -13,7 +13,7 @@ import gc
 import inspect
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from llmserver.backends.base import (
     Delta,
@@ -142,7 +142,7 @@ class VllmBackend:
     config_type: ClassVar[type[ModelConfig]] = VllmConfig
     max_parallel: ClassVar[int] = DEFAULT_MAX_NUM_SEQS
     #: reports token log probabilities (``logprobs``)
-    logprobs: ClassVar[bool] = True
+    logprobs: ClassVar[Literal[True]] = True
 
     def __init__(self, config: VllmConfig) -> None:
         self.config = config

@@ -1,1 +1,2 @@
-"""Settings: the server's, each model's, and the reference table built from them."""
+"""Settings: the server's, each model's, the backend registry that names each model's config
+type, and the reference table built from them."""

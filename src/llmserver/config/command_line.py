@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmserver.config.model_configs import choose_backend
+from llmserver.config.registry import config_type
 from llmserver.config.settings import SettingsError
 
 #: seconds to wait for an upstream's model list when a URL is given without ``id=``
@@ -176,15 +177,12 @@ def given_aliases(values: Mapping[str, Any]) -> dict[str, Any]:
     return {a.dest: values[a.dest] for a in ALIASES if values.get(a.dest) is not None}
 
 
-def apply_aliases(
-    entry: dict[str, Any], given: Mapping[str, Any], fields_of: Callable[[str], Collection[str]]
-) -> dict[str, Any]:
-    """``entry`` with the alias flags mapped onto its backend's own fields; ``fields_of`` names
-    a backend's config fields (the registry, one layer up, knows them)."""
+def apply_aliases(entry: dict[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """``entry`` with the alias flags mapped onto its backend's own fields."""
     backend = entry.get("backend")
     try:
         backend = backend if isinstance(backend, str) else choose_backend(entry)
-        fields = fields_of(backend)
+        fields = config_type(backend).model_fields
     except ValueError as exc:
         raise SettingsError(f"invalid model {entry.get('id', '')!r}: {exc}") from None
     out = dict(entry)

@@ -222,7 +222,7 @@ class FakeConfig(ModelConfig):
     )
 
 
-class _RemoteConfig(ModelConfig):
+class RemoteConfig(ModelConfig):
     """What every model served by another server over HTTP has."""
 
     url: list[str] = Field(min_length=1, description="Base URL, or a list of replicas.")
@@ -261,7 +261,7 @@ class _RemoteConfig(ModelConfig):
         return [url.rstrip("/") for url in urls]
 
     @model_validator(mode="after")
-    def _read_api_key(self) -> _RemoteConfig:
+    def _read_api_key(self) -> RemoteConfig:
         # the one place the secret is read; it is kept out of repr, dumps and logs
         if self.api_key_env is not None:
             value = os.environ.get(self.api_key_env)
@@ -275,7 +275,7 @@ class _RemoteConfig(ModelConfig):
         return self._api_key.get_secret_value() if self._api_key is not None else None
 
 
-class UpstreamConfig(_RemoteConfig):
+class UpstreamConfig(RemoteConfig):
     """Any OpenAI-compatible server: Ollama, vLLM, llama-server, LM Studio, LiteLLM, llmserver."""
 
     backend: Literal["upstream"] = "upstream"
@@ -286,7 +286,7 @@ class UpstreamConfig(_RemoteConfig):
     )
 
 
-class OllamaConfig(_RemoteConfig):
+class OllamaConfig(RemoteConfig):
     """An Ollama server, spoken to in Ollama's native API (`num_ctx`, `keep_alive` honoured)."""
 
     backend: Literal["ollama"] = "ollama"

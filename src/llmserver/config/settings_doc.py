@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from llmserver.backends import registry
+from llmserver.config import registry
 from llmserver.config.model_configs import ModelConfig, SamplingDefaults
 from llmserver.config.settings import Settings
 

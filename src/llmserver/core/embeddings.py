@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from llmserver.backends.base import EmbeddingSpec, embedder
+from llmserver.backends.base import EmbeddingSpec
 from llmserver.core.manager import ModelHandle
 from llmserver.core.requests import EmbedInputs
 from llmserver.core.usage import Usage
@@ -51,7 +51,7 @@ def _check(
 
 async def embed(handle: ModelHandle, inputs: EmbedInputs, dimensions: int | None) -> EmbedResult:
     """Embed every input on ``handle``'s model (in one of its slots)."""
-    model = embedder(handle.backend)
+    model = handle.embedder()
     spec = model.embedding_spec() if model is not None else None
     if model is None or spec is None:
         raise InvalidRequestError(f"model '{handle.id}' does not serve embeddings", param="model")

@@ -121,7 +121,7 @@ class Generation:
             sent: list[Event] = []
             for index, req in enumerate(requests):
                 parser = self.tool_parser() if self.tool_parser is not None else None
-                async for delta in deadline.bound(self.handle.backend.generate(req)):
+                async for delta in deadline.bound(self.handle.generator().generate(req)):
                     self._account(index in first_of_prompt, delta)
                     if parser is not None:
                         delta = _parsed(parser, delta)

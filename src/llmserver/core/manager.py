@@ -13,22 +13,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from llmserver.backends import registry
+from llmserver.backends.abilities import Abilities, Embedding, Generating, Tokenizing
 from llmserver.backends.base import (
     Backend,
+    BackendFactory,
     GenerationRequest,
     ModelLoadError,
     PromptFormat,
     SamplingParams,
-    Tokenizing,
-    embedder,
 )
+from llmserver.config import registry
 from llmserver.config.model_configs import ModelConfig
 from llmserver.config.settings import Settings
 from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
     APIError,
+    InvalidRequestError,
     ModelLoadFailedError,
     ModelNotFoundError,
     ModelNotReadyError,
@@ -63,8 +64,8 @@ class ModelHandle:
     closed: bool = False
     roles: list[str] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: (backend, its tokenizer): a runtime protocol check costs tens of µs, once per backend
-    _tokenizing: tuple[Backend, Tokenizing | None] | None = field(default=None, repr=False)
+    #: (backend, its abilities), found once per backend object
+    _abilities: tuple[Backend, Abilities] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -89,12 +90,31 @@ class ModelHandle:
         error = ModelLoadFailedError if failed else ModelNotReadyError
         raise error(f"{reason}{detail}", param="model", headers={"Retry-After": "5"})
 
+    def abilities(self) -> Abilities:
+        """What the backend can do besides start, health and close."""
+        backend = self.backend
+        if self._abilities is None or self._abilities[0] is not backend:
+            self._abilities = (backend, Abilities.of(backend))
+        return self._abilities[1]
+
     def tokenizer(self) -> Tokenizing | None:
         """The backend's tokenizer, when it has one."""
-        backend = self.backend
-        if self._tokenizing is None or self._tokenizing[0] is not backend:
-            self._tokenizing = (backend, backend if isinstance(backend, Tokenizing) else None)
-        return self._tokenizing[1]
+        return self.abilities().tokenizing
+
+    def embedder(self) -> Embedding | None:
+        """The backend, when its model serves embeddings."""
+        return self.abilities().embedder()
+
+    def generator(self) -> Generating:
+        """The backend, when its model generates text; else 400 (an embedding model)."""
+        generator = self.abilities().generator()
+        if generator is not None:
+            return generator
+        if self.abilities().embedding is not None:  # loaded or not: the message is the same
+            raise InvalidRequestError(
+                f"model '{self.id}' is an embedding model; use /v1/embeddings", param="model"
+            )
+        raise InvalidRequestError(f"model '{self.id}' does not generate text", param="model")
 
 
 class ModelManager:
@@ -109,8 +129,7 @@ class ModelManager:
         #: set when the server begins to shut down: no new generations, ``/ready`` is 503
         self.draining = False
         for config in settings.models:
-            factory = registry.get(config.backend)
-            backend = factory(config)
+            backend = _build(config)
             limiter = Limiter(
                 _slots(config, settings, backend.max_parallel),
                 _pick(config.max_queue, settings.max_queue),
@@ -215,7 +234,7 @@ class ModelManager:
                     await self._make_room(handle)
                     handle.state = "loading"
                 if handle.closed:
-                    handle.backend = registry.get(handle.config.backend)(handle.config)
+                    handle.backend = _build(handle.config)
                     handle.closed = False
                 await self._load(handle)
         handle.check_ready()
@@ -308,7 +327,7 @@ class ModelManager:
 
         Engines without a local tokenizer (upstream) are remote and already warm: skipped.
         """
-        if (embedding := embedder(handle.backend)) is not None:
+        if (embedding := handle.embedder()) is not None:
             await embedding.embed(["Hello"])
             return
         if handle.tokenizer() is None:
@@ -320,7 +339,7 @@ class ModelManager:
             tokens = tokenizer.tokenize(prompt)
         params = SamplingParams(max_tokens=2, temperature=0.0, seed=0)
         request = GenerationRequest("warmup", prompt, tokens, params)
-        async for _ in handle.backend.generate(request):
+        async for _ in handle.generator().generate(request):
             pass
 
     async def close_all(self) -> None:
@@ -328,6 +347,12 @@ class ModelManager:
         for handle in self._handles.values():
             await self._close(handle)
             handle.state = "unloaded"
+
+
+def _build(config: ModelConfig) -> Backend:
+    """A fresh backend for ``config``, from the plugin registered under its backend name."""
+    factory: BackendFactory = registry.load(config.backend)
+    return factory(config)
 
 
 def describe_source(config: ModelConfig) -> str:

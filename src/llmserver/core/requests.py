@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from llmserver.backends.base import JsonConstraint
+from llmserver.backends.base import JsonConstraint as JsonConstraint  # for the surfaces
 
 logger = logging.getLogger("llmserver.core.requests")
 

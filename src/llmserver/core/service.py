@@ -18,7 +18,6 @@ from llmserver.backends.base import (
     GenerationRequest,
     JsonConstraint,
     SamplingParams,
-    embedder,
 )
 from llmserver.config.model_configs import SamplingDefaults, prompt_format_string
 from llmserver.config.settings import Settings
@@ -166,17 +165,14 @@ class Service:
             raise InvalidRequestError(f"n must be at most {self.settings.max_n}", param="n")
         handle = self._manager.resolve(handle.id)
         logprobs = sampling is not None and sampling.logprobs is not None
-        if logprobs and not getattr(handle.backend, "logprobs", False):
+        if logprobs and not handle.abilities().logprobs:
             raise InvalidRequestError(
                 f"the {handle.config.backend} backend of model '{handle.id}' cannot report "
                 "logprobs",
                 param="logprobs",
                 code="unsupported_parameter",
             )
-        if handle.tokenizer() is None and embedder(handle.backend) is not None:
-            raise InvalidRequestError(
-                f"model '{handle.id}' is an embedding model; use /v1/embeddings", param="model"
-            )
+        handle.generator()  # 400 for a model that does not generate (an embedding model)
         return handle
 
     def _generation(

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from llmserver.backends.base import embedder
 from llmserver.core.manager import ModelHandle, ModelManager, ModelState
 
 logger = logging.getLogger("llmserver.models")
@@ -38,8 +37,8 @@ class ModelView:
     def of(cls, handle: ModelHandle) -> ModelView:
         """A snapshot of ``handle`` now."""
         fmt = handle.prompt_format
-        replica_states = getattr(handle.backend, "replica_states", None)
-        replicas = tuple(replica_states().items()) if replica_states is not None else ()
+        replicated = handle.abilities().replicated
+        replicas = tuple(replicated.replica_states().items()) if replicated is not None else ()
         return cls(
             id=handle.id,
             backend=handle.config.backend,
@@ -51,7 +50,7 @@ class ModelView:
             slots=handle.limiter.slots,
             slots_in_use=handle.limiter.in_use,
             waiting=handle.limiter.waiting,
-            embedding=embedder(handle.backend) is not None,
+            embedding=handle.embedder() is not None,
             context_length=fmt.context_length if fmt is not None else None,
             replicas=replicas,
         )

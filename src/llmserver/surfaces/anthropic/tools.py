@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Iterator
 from typing import Any
 
-from llmserver.backends.base import ToolCallDelta
+from llmserver.core.events import ToolCallDelta
 from llmserver.core.requests import Message, Tool, ToolCall, ToolChoice
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.anthropic.schemas import ContentBlock, _Conversation

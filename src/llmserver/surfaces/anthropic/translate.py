@@ -6,9 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llmserver.backends.base import Delta, JsonConstraint
+from llmserver.core.events import Delta
 from llmserver.core.generation import Generation
-from llmserver.core.requests import ChatRequest, Message, Sampling
+from llmserver.core.requests import ChatRequest, JsonConstraint, Message, Sampling
 from llmserver.core.usage import Usage
 from llmserver.errors import APIError, InvalidRequestError
 from llmserver.http.streaming import Framing, named_event

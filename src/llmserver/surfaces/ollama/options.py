@@ -9,8 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from llmserver.backends.base import JsonConstraint
-from llmserver.core.requests import Sampling
+from llmserver.core.requests import JsonConstraint, Sampling
 from llmserver.errors import InvalidRequestError
 
 logger = logging.getLogger("llmserver.ollama")

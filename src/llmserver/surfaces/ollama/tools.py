@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from llmserver.backends.base import ToolCallDelta
+from llmserver.core.events import ToolCallDelta
 from llmserver.core.generation import add_call_delta
 from llmserver.core.requests import Message, Tool, ToolCall, ToolChoice
 from llmserver.errors import InvalidRequestError

@@ -8,12 +8,13 @@ import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llmserver.backends.base import JsonConstraint, TokenLogprob, ToolCallDelta
 from llmserver.core.embeddings import EmbedResult
+from llmserver.core.events import TokenLogprob, ToolCallDelta
 from llmserver.core.generation import Generation, Result
 from llmserver.core.requests import (
     ChatRequest,
     EmbedRequest,
+    JsonConstraint,
     Message,
     Sampling,
     TextRequest,

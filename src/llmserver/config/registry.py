@@ -1,19 +1,23 @@
-"""Backend name -> backend class, through the ``llmserver.backends`` entry-point group.
+"""Backend name -> backend plugin, through the ``llmserver.backends`` entry-point group.
 
 Built-in backends are declared in llmserver's own ``pyproject.toml`` under that group, so they
 take exactly the path a third-party plugin takes. A backend module is imported only when a model
 of that backend is configured, and its heavy library only when the model starts.
+
+This module is a leaf below the settings: it imports no backend (the entry points do, when
+asked), so the settings can validate each model with its plugin's own config type without an
+import that points up. What a plugin is to the rest of the server (a factory of backends) is
+said by ``llmserver.backends.base.BackendFactory``; here it is only "what the entry point
+names".
 """
 
 from __future__ import annotations
 
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from llmserver.backends.base import BackendFactory
-    from llmserver.config.model_configs import ModelConfig
+from llmserver.config.model_configs import ModelConfig
 
 GROUP = "llmserver.backends"
 
@@ -28,17 +32,17 @@ def available() -> list[str]:
     return sorted(_entry_points())
 
 
-def get(name: str) -> BackendFactory:
-    """The backend class registered under ``name``."""
+def load(name: str) -> Any:
+    """The plugin registered under ``name`` (a backend class, for the model manager)."""
     try:
         entry = _entry_points()[name]
     except KeyError:
         known = ", ".join(available()) or "none"
         raise ValueError(f"unknown backend '{name}' (registered: {known})") from None
-    factory: BackendFactory = entry.load()
-    return factory
+    return entry.load()
 
 
 def config_type(name: str) -> type[ModelConfig]:
     """The config class a model of backend ``name`` is validated with."""
-    return get(name).config_type
+    config: type[ModelConfig] = load(name).config_type
+    return config

@@ -1,0 +1,106 @@
+"""What a backend can do beyond start, health and close: one small protocol per ability.
+
+The core checks these with ``isinstance`` (never ``getattr`` with a default), so a backend
+declares an ability by having its members and a plugin needs nothing else. :class:`Abilities`
+holds the answers for one backend object: a runtime protocol check costs tens of µs, so the
+core asks once per backend, not once per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol, runtime_checkable
+
+from llmserver.backends.base import (
+    Delta,
+    EmbeddingInput,
+    EmbeddingResult,
+    EmbeddingSpec,
+    GenerationRequest,
+    PromptFormat,
+)
+
+
+@runtime_checkable
+class Generating(Protocol):
+    """A backend that generates text (every backend but an embedding-only one)."""
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
+        """Stream deltas; the last one carries ``finish_reason``. Cancelling stops the work."""
+
+
+@runtime_checkable
+class Tokenizing(Protocol):
+    """A backend that owns its tokenizer and prompt format (local engines)."""
+
+    def prompt_format(self) -> PromptFormat:
+        """The model's chat template, special tokens and context length."""
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids for a rendered prompt (special tokens parsed, BOS as the model wants)."""
+
+
+@runtime_checkable
+class Embedding(Protocol):
+    """A backend that can serve ``/v1/embeddings``."""
+
+    def embedding_spec(self) -> EmbeddingSpec | None:
+        """The model's embedding abilities; None when this model serves no embeddings."""
+
+    async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
+        """Vectors for the inputs. Raise ContextLengthError for an input that is too long."""
+
+
+@runtime_checkable
+class ReportsLogprobs(Protocol):
+    """A backend that fills :attr:`Delta.logprobs` when ``SamplingParams.logprobs`` asks."""
+
+    logprobs: ClassVar[Literal[True]]
+
+
+@runtime_checkable
+class Replicated(Protocol):
+    """A backend that spreads its model over several replicas (upstream engines)."""
+
+    def replica_states(self) -> dict[str, bool]:
+        """Replica URL -> whether it is in rotation (for metrics and status pages)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Abilities:
+    """One backend object's optional abilities, each the backend itself or None."""
+
+    generating: Generating | None
+    tokenizing: Tokenizing | None
+    embedding: Embedding | None
+    replicated: Replicated | None
+    logprobs: bool
+
+    @classmethod
+    def of(cls, backend: object) -> Abilities:
+        """Check ``backend`` against every ability protocol."""
+        return cls(
+            generating=backend if isinstance(backend, Generating) else None,
+            tokenizing=backend if isinstance(backend, Tokenizing) else None,
+            embedding=backend if isinstance(backend, Embedding) else None,
+            replicated=backend if isinstance(backend, Replicated) else None,
+            logprobs=isinstance(backend, ReportsLogprobs),
+        )
+
+    def embedder(self) -> Embedding | None:
+        """The backend when its model serves embeddings now (a spec may come with the load)."""
+        if self.embedding is not None and self.embedding.embedding_spec() is not None:
+            return self.embedding
+        return None
+
+    def generator(self) -> Generating | None:
+        """The backend when its model generates text; None for an embedding model.
+
+        A backend class that both generates and embeds serves an embedding model when it
+        embeds and has no tokenizer of its own (an upstream one configured with
+        ``embedding: true``): its engine would not take the text.
+        """
+        if self.generating is None or (self.tokenizing is None and self.embedder() is not None):
+            return None
+        return self.generating
