@@ -8,9 +8,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+#: where in a request an error lies, in the core's own terms: field names and indices, such as
+#: ``("tools", 0, "parameters")``; each surface names it in its own words (OpenAI's
+#: ``tools[0].function.parameters``, Anthropic's ``tools.0.input_schema``)
+Location = tuple[str | int, ...]
+
 
 class APIError(Exception):
-    """An error with an HTTP status, an error type (OpenAI's names), a code and a message."""
+    """An error with an HTTP status, an error type (OpenAI's names), a code and a message.
+
+    ``param`` is a surface's own name for the field at fault; the core, which speaks no wire
+    format, gives a structured ``location`` instead.
+    """
 
     status: int = 500
     type: str = "server_error"
@@ -21,12 +30,14 @@ class APIError(Exception):
         message: str,
         *,
         param: str | None = None,
+        location: Location = (),
         code: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        self.location = location
         self.code = code if code is not None else self.default_code
         self.headers = headers or {}
 

@@ -25,6 +25,8 @@ from types import FrameType
 import uvicorn
 from fastapi import FastAPI
 
+from llmserver.http.context import app_context
+
 logger = logging.getLogger("llmserver.shutdown")
 
 #: once draining is over, how long uvicorn waits for responses to finish before cancelling them
@@ -52,17 +54,17 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start listening, then report once the preloaded models have loaded (or failed)."""
         await super().startup(sockets)
-        loading = getattr(self.app.state, "loading", None)
-        if self.started and loading is not None:
-            self._report = asyncio.ensure_future(self._report_start(loading))
+        if self.started:  # the lifespan has run: the app context exists
+            self._report = asyncio.ensure_future(self._report_start())
 
-    async def _report_start(self, loading: asyncio.Task[None]) -> None:
+    async def _report_start(self) -> None:
+        loading = app_context(self.app).loading
         # load_all marks failed models itself; anything it raises is in the log already
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.shield(loading)
         if loading.cancelled() or self.should_exit:
             return
-        handles = self.app.state.models.handles()
+        handles = app_context(self.app).models.handles()
         preloaded = [h for h in handles if h.config.preload]
         failed = [h for h in preloaded if h.state == "failed"]
         if preloaded and len(failed) == len(preloaded):
@@ -99,11 +101,8 @@ class DrainingServer(uvicorn.Server):
             self._drain = asyncio.ensure_future(self._drain_then_exit())
 
     async def _drain_then_exit(self) -> None:
-        service = getattr(self.app.state, "service", None)
         logger.info("shutting down: draining for up to %g s", self.grace_s)
-        finished = True
-        if service is not None:
-            finished = await service.drain(self.grace_s)
+        finished = await app_context(self.app).service.admin.drain(self.grace_s)
         if not finished:
             logger.warning("grace period over: aborting in-flight generations")
         self.should_exit = True

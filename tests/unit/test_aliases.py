@@ -155,12 +155,8 @@ def test_model_aliases_with_keys(keyed: tuple[TestClient, dict[str, str]]) -> No
 
 
 def test_api_v1_keeps_openai_shape_beside_a_shorter_api_prefix(client: TestClient) -> None:
-    """Another surface (Ollama's) may claim /api; /api/v1 is named, so it still wins."""
-
-    def ollama_like(err: Any) -> dict[str, Any]:
-        return {"error": err.message}
-
-    client.app.state.error_shapes.append(("/api", ollama_like))  # type: ignore[attr-defined]
+    """Ollama's surface claims /api; /api/v1 is named (by OpenAI's descriptor), so it still
+    wins."""
     assert set(client.post("/api/v1/chat/completions", json={}).json()["error"]) == {
         "message",
         "type",

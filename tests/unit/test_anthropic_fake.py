@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from llmserver.backends.fake import REPLY_WORDS, FakeBackend, split_tokens
 from llmserver.core.manager import ModelManager
 from llmserver.errors import AuthenticationError, EngineError, InferenceTimeoutError
+from llmserver.http.context import app_context
 from llmserver.http.streaming import EventStream
 from llmserver.security.keys import create_key
 from llmserver.surfaces.anthropic.translate import ANTHROPIC_SSE, anthropic_error
@@ -65,7 +66,7 @@ def error_of(resp: Any, status: int, kind: str) -> str:
 
 
 def _seen(client: TestClient, model: str = "fake") -> list[str]:
-    manager: ModelManager = client.app.state.models  # type: ignore[attr-defined]
+    manager: ModelManager = app_context(client.app).models  # type: ignore[arg-type]
     backend = manager.lookup(model).backend
     assert isinstance(backend, FakeBackend)
     return list(backend.seen)

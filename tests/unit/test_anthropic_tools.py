@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
+from llmserver.http.context import app_context
 from mock_upstream import serve, tool_calling
 from support import fake_model, fake_settings
 from unit.conftest import open_client
@@ -166,7 +167,7 @@ def test_a_reply_without_a_call_ends_the_turn(api: TestClient) -> None:
 
 
 def _received(client: TestClient, model: str) -> Any:
-    return client.app.state.models.lookup(model).backend.received[-1]  # type: ignore[attr-defined]
+    return app_context(client.app).models.lookup(model).backend.received[-1]  # type: ignore[arg-type]
 
 
 def test_tool_choice_tool_constrains_to_that_tools_input_schema(api: TestClient) -> None:

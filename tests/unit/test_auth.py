@@ -14,7 +14,10 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.cli import main
 from llmserver.config.settings import SettingsError
+from llmserver.http.context import RequestContext, request_context
+from llmserver.http.errors import ErrorShapes
 from llmserver.http.middleware.auth import AuthMiddleware
+from llmserver.observability.logs import AccessRecord
 from llmserver.security.keys import KeyStore, create_key, read_keys, revoke_key
 from support import fake_model, fake_settings
 from unit.conftest import open_client
@@ -178,27 +181,27 @@ def test_revocation_applies_without_restart(
 
 async def test_scope_gets_key_name_and_rate_limits(keys: dict[str, Any]) -> None:
     """The contracts with the access log and the rate limiter."""
-    seen: dict[str, Any] = {}
+    seen: list[RequestContext] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        seen.update(scope["state"])
+        seen.append(request_context(scope))
 
-    class Record:
-        key_name: str | None = None
-
-    record = Record()
-    auth = AuthMiddleware(app, KeyStore(keys["path"]), status_requires_key=True)
+    record = AccessRecord()
+    auth = AuthMiddleware(
+        app, KeyStore(keys["path"]), status_requires_key=True, shapes=ErrorShapes()
+    )
     headers = [(b"authorization", f"Bearer {keys['user']}".encode())]
-    scope = {"type": "http", "path": "/v1/models", "headers": headers, "state": {"access": record}}
+    scope: dict[str, Any] = {"type": "http", "path": "/v1/models", "headers": headers}
+    request_context(scope).access = record
     await auth(scope, None, None)  # type: ignore[arg-type]
     assert record.key_name == "user"
-    assert seen["rate_limits"] == {"requests_per_minute": 30, "tokens_per_minute": None}
+    assert seen[-1].rate_limits == {"requests_per_minute": 30, "tokens_per_minute": None}
     scope["headers"] = [(b"x-api-key", keys["admin"].encode())]
-    scope["state"] = {"access": record}
-    seen.clear()
+    scope["state"] = {}
+    request_context(scope).access = record
     await auth(scope, None, None)  # type: ignore[arg-type]
     assert record.key_name == "admin"
-    assert "rate_limits" not in seen
+    assert seen[-1].rate_limits is None
 
 
 def test_keys_file_holds_only_hashes(keys: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from llmserver.config.model_configs import FakeConfig
 from llmserver.config.settings import SettingsError, load_settings
 from llmserver.core.scheduling import Deadline, Limiter
 from llmserver.errors import InferenceTimeoutError, RateLimitError
+from llmserver.http.context import request_context
 from llmserver.http.middleware import rate_limit
 from llmserver.http.middleware.rate_limit import RateLimits, duration, estimate_tokens
 from support import fake_settings
@@ -86,20 +87,22 @@ def test_budget_per_key_name_and_override() -> None:
 
     limits = RateLimits(fake_settings(rate_limit_requests_per_minute=5))
     record = AccessRecord(key_name="nas")
-    scope: dict[str, Any] = {"client": ("10.0.0.2", 1), "state": {"access": record}}
+    scope: dict[str, Any] = {"client": ("10.0.0.2", 1)}
+    context = request_context(scope)
+    context.access = record
     budget = limits.budget(scope)
     assert budget is not None
     assert budget.identity == "key:nas"
     assert budget.requests is not None
     assert budget.requests.amount == 5
     assert budget.tokens is None
-    scope["state"]["rate_limits"] = {"requests_per_minute": 50, "tokens_per_minute": 1000}
+    context.rate_limits = {"requests_per_minute": 50, "tokens_per_minute": 1000}
     budget = limits.budget(scope)
     assert budget is not None
     assert budget.requests is not None
     assert budget.tokens is not None
     assert (budget.requests.amount, budget.tokens.amount) == (50, 1000)
-    scope["state"]["rate_limits"] = {"requests_per_minute": None}
+    context.rate_limits = {"requests_per_minute": None}
     assert limits.budget(scope) is None  # unlimited for this key
     anonymous = limits.budget({"client": ("10.0.0.3", 1), "state": {}})
     assert anonymous is not None

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from llmserver.errors import AuthenticationError
+from llmserver.http.context import app_context
 from mock_upstream import instant, serve
 from support import fake_model, fake_settings, free_port
 from unit.conftest import open_client
@@ -46,7 +47,7 @@ def slow_client() -> Iterator[TestClient]:
         raise AuthenticationError("Incorrect API key provided.")
 
     client.app.add_api_route("/test/needs-key", needs_key)  # type: ignore[attr-defined]
-    client.app.state.models.lookup("fake").limiter.max_queue = 0  # type: ignore[attr-defined]
+    app_context(client.app).models.lookup("fake").limiter.max_queue = 0  # type: ignore[arg-type]
     try:
         yield client
     finally:

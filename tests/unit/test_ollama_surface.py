@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.errors import EngineError, InvalidRequestError
+from llmserver.http.context import app_context
 from llmserver.security.keys import create_key
 from llmserver.surfaces.ollama import options
 from support import fake_settings
@@ -241,7 +242,7 @@ def test_generate_errors_are_ollama_shaped(
 def test_an_error_after_streaming_began_is_one_error_line_with_status_200(
     api: TestClient,
 ) -> None:
-    handle = api.app.state.models.lookup("fake")  # type: ignore[attr-defined]
+    handle = app_context(api.app).models.lookup("fake")  # type: ignore[arg-type]
 
     async def failing(request: GenerationRequest) -> AsyncIterator[Delta]:
         yield Delta("one")
@@ -309,7 +310,7 @@ def test_keep_alive_unloads_a_load_on_demand_model_once_idle(api: TestClient) ->
     assert api.post("/api/generate", json=req).status_code == 200
     listed = {m["name"]: m for m in api.get("/api/ps").json()["models"]}
     assert listed["lazy:latest"]["expires_at"] < listed["fake:latest"]["expires_at"]
-    handle = api.app.state.models.lookup("lazy")  # type: ignore[attr-defined]
+    handle = app_context(api.app).models.lookup("lazy")  # type: ignore[arg-type]
     deadline = time.monotonic() + 5
     while handle.state == "ready" and time.monotonic() < deadline:
         api.get("/health")  # let the app's loop run

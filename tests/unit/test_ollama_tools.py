@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from llmserver.errors import InvalidRequestError
+from llmserver.http.context import app_context
 from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama import tools
 from mock_upstream import recorded_ollama, serve, tool_calling
@@ -154,7 +155,7 @@ def test_tools_reach_the_template_and_text_without_a_call_is_content(api: TestCl
     body = resp.json()
     assert body["message"] == {"role": "assistant", "content": "It is sunny in Paris."}
     assert body["done_reason"] == "stop"
-    backend = api.app.state.models.lookup("talker").backend  # type: ignore[attr-defined]
+    backend = app_context(api.app).models.lookup("talker").backend  # type: ignore[arg-type]
     assert "get_weather" in backend.received[-1].prompt  # the prompt describes the tool
 
 
@@ -170,7 +171,7 @@ def test_a_round_trip_renders_the_call_and_the_tool_result(api: TestClient) -> N
     ]
     resp = chat(api, "hermes", messages=history)
     assert resp.status_code == 200, resp.text
-    backend = api.app.state.models.lookup("hermes").backend  # type: ignore[attr-defined]
+    backend = app_context(api.app).models.lookup("hermes").backend  # type: ignore[arg-type]
     prompt = backend.received[-1].prompt
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt
     assert "<tool_response>\n18 degrees, light rain\n</tool_response>" in prompt

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
+from llmserver.http.context import app_context
 from mock_upstream import Upstream, recorded_ollama, serve
 from support import fake_settings, free_port
 from unit.conftest import open_client
@@ -167,7 +168,7 @@ def test_a_down_replica_is_skipped(ollama: Upstream) -> None:
         for _ in range(3):
             r = c.post("/v1/chat/completions", json={"model": "llama3.2", "messages": USER})
             assert r.status_code == 200
-        states = c.app.state.models.lookup("llama3.2").backend.replica_states()  # type: ignore[attr-defined]
+        states = app_context(c.app).models.lookup("llama3.2").backend.replica_states()  # type: ignore[arg-type]
     assert list(states.values()) == [False, True]
 
 

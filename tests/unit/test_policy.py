@@ -21,6 +21,7 @@ from llmserver.core.manager import ModelManager
 from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
 from llmserver.core.service import Service
 from llmserver.errors import PermissionDeniedError
+from llmserver.http.context import app_context
 from llmserver.privacy import PIIMasker
 from llmserver.security.keys import create_key
 from support import fake_model, fake_settings
@@ -184,7 +185,7 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
 
 
 def _manager(client: TestClient) -> ModelManager:
-    manager: ModelManager = client.app.state.models  # type: ignore[attr-defined]
+    manager: ModelManager = app_context(client.app).models  # type: ignore[arg-type]
     return manager
 
 

@@ -21,6 +21,7 @@ from llmserver.backends.fake import FakeBackend
 from llmserver.config.settings import SettingsError, load_settings
 from llmserver.core.manager import ModelManager
 from llmserver.errors import EngineError, OutOfMemoryError
+from llmserver.http.context import app_context
 from llmserver.security.keys import create_key
 from mock_upstream import instant, serve
 from support import fake_model, fake_settings, sse_events
@@ -60,7 +61,7 @@ def make() -> Iterator[Callable[..., TestClient]]:
 
 
 def _manager(client: TestClient) -> ModelManager:
-    manager: ModelManager = client.app.state.models  # type: ignore[attr-defined]
+    manager: ModelManager = app_context(client.app).models  # type: ignore[arg-type]
     return manager
 
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.backends.fake import FakeBackend
 from llmserver.errors import OutOfMemoryError
+from llmserver.http.context import app_context
 from support import fake_model, fake_settings, sse_events
 from unit.conftest import open_client
 
@@ -169,7 +170,7 @@ def test_failed_model_load_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_draining_refuses_new_work_and_ready_is_503(client: TestClient) -> None:
-    client.app.state.models.draining = True  # type: ignore[attr-defined]
+    app_context(client.app).models.draining = True  # type: ignore[arg-type]
     assert client.get("/ready").status_code == 503
     assert client.get("/ready").json()["status"] == "draining"
     resp = client.post(CHAT, json={"messages": USER})

@@ -398,13 +398,14 @@ def test_auto_mode_gets_a_lazy_grammar_that_compiles(
         lazy_gbnf,
     )
     from llmserver.core.requests import ChatRequest, Message, Tool
+    from llmserver.core.templating import ChatTemplate
     from llmserver.core.tools.plan import ToolPlan
 
     params = {"type": "object", "properties": {"city": {"type": "string"}}}
     add = {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 9}}}
     tools = (Tool("get_weather", None, params), Tool("add", None, add))
     req = ChatRequest(None, (Message("user", "hi"),), tools=tools)
-    constraint = ToolPlan.of(req, source, "tools" in source).constraint()
+    constraint = ToolPlan.of(req).constraint(ChatTemplate(source))
     assert constraint is not None
     assert constraint.triggers == (trigger,)
     assert constraint.before == before

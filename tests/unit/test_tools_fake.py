@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from llmserver.http.context import app_context
 from mock_upstream import serve, tool_calling
 from support import fake_model, fake_settings, sse_events
 from unit.conftest import open_client
@@ -164,7 +165,7 @@ def test_round_trip_messages_reach_the_template(tools_client: TestClient) -> Non
         CHAT, json={"model": "talker", "messages": messages, "tools": [WEATHER]}
     )
     assert resp.status_code == 200, resp.text
-    backend = tools_client.app.state.models.lookup("talker").backend  # type: ignore[attr-defined]
+    backend = app_context(tools_client.app).models.lookup("talker").backend  # type: ignore[arg-type]
     prompt = backend.seen[-1] if isinstance(backend.seen[-1], str) else ""
     seen = "\n".join(backend.seen)
     assert "21 C and sunny" in seen

@@ -12,6 +12,7 @@ import pytest
 
 from llmserver.backends.base import JsonConstraint
 from llmserver.core.requests import ChatRequest, Message, Tool, ToolChoice
+from llmserver.core.templating import ChatTemplate
 from llmserver.core.tools.plan import ToolPlan
 from llmserver.errors import InvalidRequestError
 
@@ -74,7 +75,7 @@ def tool_constraint(choice: ToolChoice, parallel: bool = True) -> JsonConstraint
     """The constraint the core builds for this tool choice (the llama.cpp path gets the same)."""
     hi = (Message("user", "hi"),)
     req = ChatRequest(None, hi, tools=TOOLS, tool_choice=choice, parallel_tool_calls=parallel)
-    constraint = ToolPlan.of(req, "", False).constraint()
+    constraint = ToolPlan.of(req).constraint(ChatTemplate(None))
     assert constraint is not None
     assert not constraint.triggers
     return constraint
@@ -137,7 +138,7 @@ def test_one_call_without_parallel_calls(
 def test_json_object_without_schema_must_open_an_object(
     grammars: SchemaGrammars, tokenizer: Any
 ) -> None:
-    processor = GrammarProcessor(grammars.matcher(JsonConstraint(None, param="response_format")))
+    processor = GrammarProcessor(grammars.matcher(JsonConstraint(None, location=("constraint",))))
     scores = processor(torch.tensor([[tokenizer.eos_token_id]]), torch.zeros(1, len(tokenizer)))
     allowed = torch.isfinite(scores[0]).nonzero().flatten().tolist()
     assert allowed
@@ -169,11 +170,11 @@ def test_only_eos_follows_complete_json(grammars: SchemaGrammars, tokenizer: Any
 def test_a_schema_it_cannot_compile_is_a_400_naming_the_field(grammars: SchemaGrammars) -> None:
     bad = JsonConstraint(
         {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}},
-        param="tools[1].function.parameters",
+        location=("tools", 1, "parameters"),
     )
     with pytest.raises(InvalidRequestError) as info:
         grammars.matcher(bad)
-    assert info.value.param == "tools[1].function.parameters"
+    assert info.value.location == ("tools", 1, "parameters")
     assert "unsupported JSON schema" in str(info.value)
 
 

@@ -4,6 +4,7 @@ recent-requests ring with its rolling figures."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 import llmserver.ui
 from llmserver.core.caller import Caller
 from llmserver.core.usage import Usage
+from llmserver.http.context import app_context, attach_context
 from llmserver.http.middleware.browser import wants_html
 from llmserver.observability.logs import AccessRecord
 from llmserver.observability.recent import Recent, percentile
@@ -277,7 +279,8 @@ class Jobs:
 
 def test_batches_appear_once_a_batch_source_exists(keyed: TestClient, keys: dict[str, Any]) -> None:
     jobs = Jobs()
-    keyed.app.state.batch_source = jobs  # type: ignore[attr-defined]
+    app: Any = keyed.app
+    attach_context(app, dataclasses.replace(app_context(app), jobs=jobs))
     snap = keyed.get("/dashboard/snapshot", headers=_bearer(keys["alice"])).json()
     assert snap["batches"][0]["id"] == "batch_1"
     assert snap["batches"][0]["completed"] == 40

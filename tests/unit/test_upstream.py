@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.config.model_configs import UpstreamConfig, choose_backend
 from llmserver.config.settings import load_settings
+from llmserver.http.context import app_context
 from mock_upstream import endless, failing, instant, reporting, serve
 from support import free_port, sse_events
 
@@ -46,7 +47,7 @@ def posts(upstream: Any) -> list[dict[str, Any]]:
 
 
 def replica_states(client: TestClient) -> dict[str, bool]:
-    handle = client.app.state.models.lookup("up")  # type: ignore[attr-defined]
+    handle = app_context(client.app).models.lookup("up")  # type: ignore[arg-type]
     states: dict[str, bool] = handle.backend.replica_states()
     return states
 

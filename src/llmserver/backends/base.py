@@ -14,6 +14,7 @@ from llmserver.config.model_configs import ModelConfig
 from llmserver.errors import (
     ContextLengthError,
     EngineError,
+    Location,
     OutOfMemoryError,
     ServiceUnavailableError,
 )
@@ -50,11 +51,12 @@ class SamplingParams:
 class JsonConstraint:
     """Constrain output to JSON: any object when ``schema`` is None, else that JSON schema.
 
-    ``param`` names the request field a schema the engine cannot use came from (the 400).
+    ``location`` is where in the request a schema the engine cannot use came from (the 400):
+    the request's output constraint, or one of its tools.
     """
 
     schema: dict[str, Any] | None = None
-    param: str = "response_format.json_schema.schema"
+    location: Location = ("constraint",)
     #: a lazy constraint (tool calls in ``auto`` mode): the output is free until one of these
     #: regular expressions matches it; from the match on it is ``before``, JSON matching
     #: ``schema`` and ``after``, again and again when ``repeat``. Engines without lazy grammars

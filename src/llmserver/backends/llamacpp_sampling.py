@@ -65,7 +65,7 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     import llama_cpp
     from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-    param = constraint.param
+    location = constraint.location
     try:
         if constraint.alternatives:
             grammar = LlamaGrammar.from_string(alternatives_gbnf(constraint), verbose=False)
@@ -78,7 +78,7 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     except InvalidRequestError:
         raise
     except Exception as exc:
-        raise InvalidRequestError(f"unsupported JSON schema: {exc}", param=param) from exc
+        raise InvalidRequestError(f"unsupported JSON schema: {exc}", location=location) from exc
     if constraint.triggers:
         sampler = lazy_sampler(vocab, grammar._grammar, constraint)
     else:
@@ -86,7 +86,9 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
             vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
         )
     if not sampler:
-        raise InvalidRequestError("unsupported JSON schema: grammar did not compile", param=param)
+        raise InvalidRequestError(
+            "unsupported JSON schema: grammar did not compile", location=location
+        )
     return sampler
 
 

@@ -223,7 +223,7 @@ class TransformersBackend:
             try:
                 self._grammars = SchemaGrammars(self._tokenizer, self._eos_ids(), vocab)
             except GrammarUnavailableError as exc:
-                raise InvalidRequestError(str(exc), param=constraint.param) from exc
+                raise InvalidRequestError(str(exc), location=constraint.location) from exc
         return GrammarProcessor(self._grammars.matcher(constraint))
 
     def _run(

@@ -65,14 +65,14 @@ class SchemaGrammars:
         failed, messages = LLMatcher.validate_grammar_with_warnings(grammar, self.tokenizer)
         if failed:
             raise InvalidRequestError(
-                f"unsupported JSON schema: {'; '.join(messages)}", param=constraint.param
+                f"unsupported JSON schema: {'; '.join(messages)}", location=constraint.location
             )
         if messages:
             logger.warning("JSON schema keywords not enforced: %s", "; ".join(messages))
         matcher = LLMatcher(self.tokenizer, grammar, log_level=0)
         if matcher.is_error():
             raise InvalidRequestError(
-                f"unsupported JSON schema: {matcher.get_error()}", param=constraint.param
+                f"unsupported JSON schema: {matcher.get_error()}", location=constraint.location
             )
         return matcher
 

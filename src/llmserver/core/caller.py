@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llmserver.errors import AuthenticationError, PermissionDeniedError
+from llmserver.security.keys import ApiKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,17 @@ class Caller:
     def anyone(cls) -> Caller:
         """The caller of a server without keys."""
         return cls(admin=True)
+
+    @classmethod
+    def of_key(cls, key: ApiKey) -> Caller:
+        """The caller that presented ``key`` (and had it checked)."""
+        return cls(
+            name=key.name,
+            models=frozenset(key.models),
+            admin=key.admin,
+            mask_pii=key.mask_pii,
+            authenticated=True,
+        )
 
     def may_use(self, names: Iterable[str]) -> bool:
         """Whether this caller may use a model known by any of ``names`` (id and aliases)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,15 +19,12 @@ from llmserver.core.scheduling import Deadline
 from llmserver.core.usage import Timing, Usage
 
 if TYPE_CHECKING:
-    from llmserver.core.manager import ModelHandle
+    from llmserver.core.manager import ModelHandle, ModelManager
+    from llmserver.core.prompts import Plan
     from llmserver.core.tools.stream import ForcedCalls, ToolStream
     from llmserver.security.pii import OutputMasker
 
 Event = tuple[int, Delta]
-
-
-async def _nothing() -> None:
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,34 +50,44 @@ def add_call_delta(calls: list[ToolCall], piece: ToolCallDelta) -> None:
     )
 
 
-@dataclass
-class Generation:
-    """One call's generations: the model, the prompts to build, and its usage so far.
+@dataclass(frozen=True, slots=True)
+class OutputPolicy:
+    """What happens to a generation's output on its way out, as the service decided it."""
 
-    ``n_choices`` is the number of choices the call produces (prompts times ``n``).
-    """
+    #: masks personal data in the generated text, stream-safe (``mask_output``)
+    masker: OutputMasker | None = None
+    #: the model's response cache (None: not cached), and whose answers this call may see
+    #: (None: shared between keys)
+    cache: ResponseCache[tuple[Event, ...]] | None = None
+    cache_scope: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One call's generations: the model, the prompt plan, the output policy, and its usage so
+    far. ``manager`` loads the model first when it is unloaded and may load on demand."""
 
     handle: ModelHandle
-    build: Callable[[], list[GenerationRequest]]
+    manager: ModelManager
+    plan: Plan
     id: str
-    n_choices: int
+    policy: OutputPolicy = field(default_factory=OutputPolicy)
     created: int = field(default_factory=lambda: int(time.time()))
     usage: Usage = field(default_factory=Usage)
     #: the rendered prompt of each choice, filled in once the generation has its slot
     prompts: list[str] = field(default_factory=list)
-    #: the input texts as they go to the model (masked where masking applies): the messages'
-    #: contents of a chat, the prompts of a text request
-    inputs: list[str] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
-    #: loads the model first when it is unloaded and may load on demand
-    ensure_loaded: Callable[[], Awaitable[None]] = _nothing
-    #: masks personal data in the generated text, stream-safe (``mask_output``)
-    output: OutputMasker | None = None
-    #: a fresh tool-call parser for each choice (None: replies are plain content)
-    tool_parser: Callable[[], ToolStream | ForcedCalls | None] | None = None
-    #: the model's response cache, and whose answers this call may see (None: shared)
-    cache: ResponseCache[tuple[Event, ...]] | None = None
-    cache_scope: str | None = None
+
+    @property
+    def n_choices(self) -> int:
+        """The number of choices the call produces (prompts times ``n``)."""
+        return self.plan.n_choices
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The input texts as they go to the model (masked where masking applies): the
+        messages' contents of a chat, the prompts of a text request."""
+        return self.plan.inputs
 
     @property
     def model(self) -> str:
@@ -93,13 +100,14 @@ class Generation:
         return self.handle.config.backend
 
     async def events(self) -> AsyncIterator[Event]:
-        """Take a slot, build the prompts, then stream every choice's deltas in order.
+        """Load the model if it loads on demand, take a slot, have the plan build the requests,
+        then stream every choice's deltas in order, each read by a fresh parser of the plan's.
 
         The slot comes first, before any expensive work; the time limit starts with the slot.
         """
         if self.handle.state != "ready":  # a warm model's load time is 0, not the check's
             loading = time.perf_counter()
-            await self.ensure_loaded()
+            await self.manager.ensure_loaded(self.handle)
             self.timing.load_s = time.perf_counter() - loading
         async with self.handle.limiter.slot():
             # the model may have been unloaded while this request waited for its slot
@@ -107,10 +115,11 @@ class Generation:
             self.handle.touch()
             self.timing.prompt_started = time.perf_counter()
             deadline = Deadline(self.handle.timeout_s)
-            requests = self.build()
+            requests = self.plan.requests(self.handle)
             first_of_prompt = self._count_prompts(requests)
             key = self._cache_key(requests)
-            stored = None if key is None or self.cache is None else self.cache.get(key)
+            cache = self.policy.cache
+            stored = None if key is None or cache is None else cache.get(key)
             if stored is not None:
                 self.usage.prompt_tokens = 0  # nothing ran: nothing to count
                 self.usage.response_cache = "hit"
@@ -120,27 +129,28 @@ class Generation:
                 return
             sent: list[Event] = []
             for index, req in enumerate(requests):
-                parser = self.tool_parser() if self.tool_parser is not None else None
+                parser = self.plan.parser(self.handle)
                 async for delta in deadline.bound(self.handle.generator().generate(req)):
                     self._account(index in first_of_prompt, delta)
                     if parser is not None:
                         delta = _parsed(parser, delta)
-                    if self.output is not None:
+                    if self.policy.masker is not None:
                         delta = self._masked(index, delta)
                     if key is not None:
                         sent.append((index, delta))
                     yield index, delta
-            if key is not None and self.cache is not None:
-                self.cache.put(key, tuple(sent))  # only a call run to its end gets here
+            if key is not None and cache is not None:
+                cache.put(key, tuple(sent))  # only a call run to its end gets here
 
     def _cache_key(self, requests: list[GenerationRequest]) -> bytes | None:
-        """The response cache key of a deterministic call (None: not cacheable)."""
-        if self.cache is None or self.tool_parser is not None:
+        """The response cache key of a deterministic call (None: not cacheable; the policy has
+        no cache for a call whose replies may hold tool calls)."""
+        if self.policy.cache is None:
             return None
         if not all(is_deterministic(r.params, tools=bool(r.tools)) for r in requests):
             return None
         self.usage.response_cache = "miss"
-        return request_key(self.cache_scope, self.model, requests)
+        return request_key(self.policy.cache_scope, self.model, requests)
 
     def _count_prompts(self, requests: list[GenerationRequest]) -> set[int]:
         """Count each distinct prompt once, as OpenAI does; the indices that count."""
@@ -171,7 +181,7 @@ class Generation:
     def _masked(self, index: int, delta: Delta) -> Delta:
         """The delta with its content and its tool calls' arguments masked (one stream-safe
         masker each, so a value split across pieces is still caught)."""
-        out = self.output
+        out = self.policy.masker
         assert out is not None
         text = out.feed(index, delta.text)
         calls = [

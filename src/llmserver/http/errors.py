@@ -1,16 +1,17 @@
 """The one place exceptions become responses, each in the shape of the surface it came through.
 
 Every surface renders an :class:`~llmserver.errors.APIError` its own way (OpenAI's
-``{"error": {...}}``, Ollama's ``{"error": "..."}``, Anthropic's envelope, ...). The app lists
-each surface's shape by path prefix in ``app.state.error_shapes``; the exception handlers, the
-middleware (401, 403, 413, 429 before any route runs) and streams after their first byte all
-pick the shape from the request path, so nothing answers in a shape its client cannot read.
+``{"error": {...}}``, Ollama's ``{"error": "..."}``, Anthropic's envelope, ...). Each surface's
+descriptor names its shape and path prefixes; the app gathers them in one :class:`ErrorShapes`,
+which the exception handlers and the middleware that answer before any route runs (401, 403,
+413, 429) are given, so nothing answers in a shape its client cannot read.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,24 +25,37 @@ from llmserver.errors import (
     APIError,
     InternalError,
     InvalidRequestError,
+    Location,
     MethodNotAllowedError,
     NotFoundError,
 )
+from llmserver.http.context import request_context
 
 logger = logging.getLogger("llmserver.errors")
 
 #: an error's JSON body in one surface's shape
 ErrorShape = Callable[[APIError], dict[str, Any]]
-#: (path prefix, shape) pairs; the longest matching prefix wins
-ErrorShapes = Sequence[tuple[str, ErrorShape]]
 
 
 def openai_error(err: APIError) -> dict[str, Any]:
     """OpenAI's error object, the server's default shape: ``{"error": {message, type, param,
     code}}``."""
-    return {
-        "error": {"message": err.message, "type": err.type, "param": err.param, "code": err.code}
-    }
+    param = err.param if err.param is not None else openai_param(err.location)
+    return {"error": {"message": err.message, "type": err.type, "param": param, "code": err.code}}
+
+
+def openai_param(location: Location) -> str | None:
+    """A core error's location in OpenAI's words: ``("tools", 0, "parameters")`` is
+    ``tools[0].function.parameters``, the output constraint is the response format's schema."""
+    match location:
+        case ():
+            return None
+        case ("constraint",):
+            return "response_format.json_schema.schema"
+        case ("tools", int(i), str(name)):
+            return f"tools[{i}].function.{name}"
+    first, *rest = location
+    return str(first) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
 
 
 def _matches(path: str, prefix: str) -> bool:
@@ -49,16 +63,22 @@ def _matches(path: str, prefix: str) -> bool:
     return path == base or path.startswith(base + "/")
 
 
-def shape_for(scope: Scope) -> ErrorShape:
-    """The error shape of the surface that serves this request's path."""
-    app = scope.get("app")
-    shapes: ErrorShapes = getattr(getattr(app, "state", None), "error_shapes", ())
-    path = scope.get("path", "")
-    best: tuple[int, ErrorShape] = (-1, openai_error)
-    for prefix, shape in shapes:
-        if len(prefix) > best[0] and _matches(path, prefix):
-            best = (len(prefix), shape)
-    return best[1]
+@dataclass(frozen=True, slots=True)
+class ErrorShapes:
+    """Each surface's error shape by path prefix; OpenAI's where no prefix matches.
+
+    The longest matching prefix wins, so a surface may claim a path under another's prefix
+    (OpenAI's ``/api/v1`` aliases under Ollama's ``/api``)."""
+
+    by_prefix: tuple[tuple[str, ErrorShape], ...] = ()
+
+    def for_path(self, path: str) -> ErrorShape:
+        """The error shape of the surface that serves ``path``."""
+        best: tuple[int, ErrorShape] = (-1, openai_error)
+        for prefix, shape in self.by_prefix:
+            if len(prefix) > best[0] and _matches(path, prefix):
+                best = (len(prefix), shape)
+        return best[1]
 
 
 def as_api_error(exc: BaseException) -> APIError:
@@ -66,19 +86,12 @@ def as_api_error(exc: BaseException) -> APIError:
     return exc if isinstance(exc, APIError) else InternalError()
 
 
-def error_body(scope: Scope, exc: BaseException) -> dict[str, Any]:
-    """The body for ``exc`` in this request's surface shape."""
-    return shape_for(scope)(as_api_error(exc))
-
-
-def error_response(scope: Scope, err: APIError) -> Response:
+def error_response(scope: Scope, err: APIError, shapes: ErrorShapes) -> Response:
     """``err`` as a JSON response in the request's surface shape, its code noted on the access
     record (metrics classify by it)."""
-    record = scope.get("state", {}).get("access")
-    if record is not None:
-        record.error_code = err.code
+    request_context(scope).access.error_code = err.code
     return Response(
-        orjson.dumps(shape_for(scope)(err)),
+        orjson.dumps(shapes.for_path(scope.get("path", ""))(err)),
         status_code=err.status,
         media_type="application/json",
         headers=err.headers,
@@ -123,30 +136,31 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
     return InvalidRequestError(message, param=param, code="invalid_value")
 
 
-def install_exception_handlers(app: FastAPI) -> None:
+def install_exception_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
     """Map every exception the app can raise to a response in its surface's shape."""
 
     async def on_api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, APIError)
-        return error_response(request.scope, exc)
+        return error_response(request.scope, exc, shapes)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(request.scope, validation_error(exc))
+        return error_response(request.scope, validation_error(exc), shapes)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            return error_response(request.scope, NotFoundError("Not found: no such route."))
-        if exc.status_code == 405:
-            return error_response(request.scope, MethodNotAllowedError("Method not allowed."))
-        err = APIError(str(exc.detail), code=str(exc.status_code))
-        err.status = exc.status_code
-        return error_response(request.scope, err)
+            err: APIError = NotFoundError("Not found: no such route.")
+        elif exc.status_code == 405:
+            err = MethodNotAllowedError("Method not allowed.")
+        else:
+            err = APIError(str(exc.detail), code=str(exc.status_code))
+            err.status = exc.status_code
+        return error_response(request.scope, err, shapes)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request.scope, InternalError())
+        return error_response(request.scope, InternalError(), shapes)
 
     app.add_exception_handler(APIError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)

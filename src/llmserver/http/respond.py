@@ -16,9 +16,10 @@ from llmserver.core.caller import Caller
 from llmserver.core.generation import Generation
 from llmserver.core.service import Service
 from llmserver.core.usage import Timing, Usage
+from llmserver.http.context import app_context, request_context
 from llmserver.http.streaming import OPENAI_SSE, EventStream, Framing
 from llmserver.observability.logs import AccessRecord
-from llmserver.security.keys import ApiKey, KeyStore
+from llmserver.security.keys import ApiKey
 
 T = TypeVar("T")
 
@@ -39,37 +40,27 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 def service(request: HTTPConnection) -> Service:
     """The app's service: the only way from a route to a model."""
-    svc: Service = request.app.state.service
-    return svc
+    return app_context(request.app).service
 
 
 def api_key(request: HTTPConnection) -> ApiKey | None:
     """The authenticated key of this request; None when authentication is off."""
-    key: ApiKey | None = request.scope.get("state", {}).get("api_key")
-    return key
+    return request_context(request.scope).key
 
 
 def caller(request: HTTPConnection) -> Caller:
     """Who is calling, for the core: the key's permissions, or anyone when keys are off."""
     key = api_key(request)
     if key is not None:
-        return Caller(
-            name=key.name,
-            models=frozenset(key.models),
-            admin=key.admin,
-            mask_pii=key.mask_pii,
-            authenticated=True,
-        )
-    store: KeyStore | None = getattr(request.app.state, "keys", None)
-    if store is not None and store.configured:
+        return Caller.of_key(key)
+    if app_context(request.app).keys.configured:
         return Caller()  # keys are on but none was checked (a path open without one)
     return Caller.anyone()
 
 
 def access(request: HTTPConnection) -> AccessRecord:
     """This request's access-log record."""
-    record: AccessRecord | None = request.scope.get("state", {}).get("access")
-    return record if record is not None else AccessRecord()
+    return request_context(request.scope).access
 
 
 def track(request: HTTPConnection, gen: Generation, streamed: bool) -> None:
@@ -147,7 +138,7 @@ async def respond_stream(
     """Stream ``chunks``. Up to the first chunk (the wait for a slot, the prompt) an error is a
     proper HTTP status and a client that leaves cancels the work (499); after it, an error is
     one event in the stream and a disconnect cancels the stream."""
-    events = EventStream(chunks, request.app.state.settings.keepalive_s, framing)
+    events = EventStream(chunks, app_context(request.app).settings.keepalive_s, framing)
     try:
         await until_disconnect(request, events.start())
     except ClientDisconnected:

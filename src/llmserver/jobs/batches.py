@@ -147,7 +147,7 @@ class BatchJobs:
         handler = self.handlers[endpoint]
 
         def authorise(model: str | None) -> None:
-            self.service.authorise(caller, model)
+            self.service.admin.authorise(caller, model)
 
         path = self.store.file_path(source.id)
         limit = self.settings.batch_max_lines

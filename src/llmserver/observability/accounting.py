@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmserver.config.settings import Settings
+from llmserver.observability.logs import AccessRecord, FinishedRequest
 
 logger = logging.getLogger("llmserver.accounting")
 
@@ -128,6 +129,15 @@ class UsageRecorder:
             counts[0] += 1
             counts[1] += prompt
             counts[2] += completion
+
+    def request_started(self, record: AccessRecord) -> None:
+        """Nothing is counted before a request has been answered."""
+
+    def request_finished(self, done: FinishedRequest) -> None:
+        """Count a request that used a model (the access log's observer call)."""
+        record, usage = done.record, done.record.usage
+        if record.model and (usage.prompt_tokens or usage.completion_tokens):
+            self.record(record.key_name, record.model, usage.prompt_tokens, usage.completion_tokens)
 
     def flush(self) -> None:
         """Write what has been counted so far; on failure keep it for the next try."""

@@ -9,7 +9,7 @@ import logging
 import logging.handlers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -43,6 +43,31 @@ class AccessRecord:
     def ttft_s(self) -> float | None:
         """Seconds from the start of the generation to its first token."""
         return self.timing.ttft_s if self.timing is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRequest:
+    """A request once its response has been sent: what the access log hands its observers."""
+
+    record: AccessRecord
+    method: str
+    path: str
+    #: the route template, never the raw path (``other`` when no route matched)
+    endpoint: str
+    #: the status sent, 499 when the client left before any
+    status: int
+    latency_s: float
+
+
+class RequestObserver(Protocol):
+    """Something that counts requests (metrics, the recent-requests view, usage), registered
+    once with the access-log middleware."""
+
+    def request_started(self, record: AccessRecord) -> None:
+        """A request arrived; ``record`` fills in while it is served."""
+
+    def request_finished(self, done: FinishedRequest) -> None:
+        """Its response has been sent completely (streamed usage is final)."""
 
 
 class RequestIdFilter(logging.Filter):

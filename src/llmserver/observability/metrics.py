@@ -15,7 +15,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from llmserver.observability.logs import AccessRecord
+from llmserver.observability.logs import AccessRecord, FinishedRequest
 
 if TYPE_CHECKING:
     from llmserver.core.views import ModelView
@@ -149,8 +149,12 @@ class Metrics:
         """A configured model id, or ``unknown``."""
         return model if model in self.model_ids else UNKNOWN
 
-    def observe(self, record: AccessRecord, endpoint: str, status: int, latency_s: float) -> None:
+    def request_started(self, record: AccessRecord) -> None:
+        """Nothing is counted before a request has been answered."""
+
+    def request_finished(self, done: FinishedRequest) -> None:
         """Count one finished request."""
+        record, endpoint, status = done.record, done.endpoint, done.status
         model = self.model_label(record.model)
         self._child(self.requests, model, endpoint, str(status)).inc()
         reason = rejection_reason(record.error_code, status)
@@ -171,7 +175,7 @@ class Metrics:
         timing = record.timing
         if timing is None or status >= 400:
             return
-        self._child(self.e2e, model).observe(latency_s)
+        self._child(self.e2e, model).observe(done.latency_s)
         if timing.ttft_s is not None:
             self._child(self.ttft, model).observe(timing.ttft_s)
             if usage.completion_tokens > 1:

@@ -2,9 +2,9 @@
 requests (who, which model, status, tokens, timings; never prompt or reply text), rolling
 TTFT and latency percentiles, 429s and errors per model, and tokens per second right now.
 
-Fed by the access-log middleware: :meth:`Recent.begin` when a request arrives (so the tokens
-of a stream still running count towards tokens per second) and :meth:`Recent.finish` when its
-response has been sent.
+Fed by the access-log middleware, as one of its observers: :meth:`Recent.begin` when a request
+arrives (so the tokens of a stream still running count towards tokens per second) and
+:meth:`Recent.finish` when its response has been sent.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from llmserver.observability.logs import AccessRecord
+from llmserver.observability.logs import AccessRecord, FinishedRequest
 
 #: the requests the ring keeps
 RING_SIZE = 200
@@ -149,6 +149,14 @@ class Recent:
                 samples.append(_Sample(now, status, summary.ttft_ms, summary.latency_ms))
             if not path.startswith(QUIET_PREFIXES) and not 300 <= status < 400:
                 self._ring.append(summary)
+
+    def request_started(self, record: AccessRecord) -> None:
+        """The access log's observer call: :meth:`begin`."""
+        self.begin(record)
+
+    def request_finished(self, done: FinishedRequest) -> None:
+        """The access log's observer call: :meth:`finish`."""
+        self.finish(done.record, done.method, done.path, done.endpoint, done.status, done.latency_s)
 
     def last(self, key_name: str | None = None, limit: int = 50) -> list[RequestSummary]:
         """The newest requests first; only those of ``key_name`` when it is given."""

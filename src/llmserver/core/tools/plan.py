@@ -1,25 +1,28 @@
 """A chat request's tools as the model sees them: checks, prompt data, grammar and parser.
 
-The checks (a 400 with ``param``) run before any work; :class:`ToolPlan` then says what the
-template gets, which grammar constrains a ``required`` or named call, and which parser reads
-the reply.
+The checks (a 400 with a ``location``) run before any work; :class:`ToolPlan` then says what
+the template gets, which grammar constrains a ``required`` or named call, and which parser
+reads the reply.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
 from llmserver.backends.base import JsonConstraint
-from llmserver.core.requests import ChatRequest, Message, Tool
+from llmserver.core.requests import ChatRequest, Message, Tool, ToolChoice
 from llmserver.core.tools.formats import GENERIC, HERMES, LLAMA3, MISTRAL, ToolFormat, detect
 from llmserver.core.tools.stream import ForcedCalls, ToolStream
 from llmserver.errors import InvalidRequestError
+
+if TYPE_CHECKING:
+    from llmserver.core.templating import ChatTemplate
 
 #: the most calls one ``required`` reply may hold when parallel calls are allowed
 MAX_FORCED_CALLS = 8
@@ -44,7 +47,7 @@ def check(req: ChatRequest, max_tools: int, max_schema_bytes: int) -> None:
         _check_tool(i, tool, max_schema_bytes)
         if tool.name in seen:
             raise InvalidRequestError(
-                f"tool '{tool.name}' is given twice", param=f"tools[{i}].function.name"
+                f"tool '{tool.name}' is given twice", location=("tools", i, "name")
             )
         seen.add(tool.name)
     choice = req.tool_choice
@@ -64,14 +67,14 @@ def check(req: ChatRequest, max_tools: int, max_schema_bytes: int) -> None:
 
 
 def _check_tool(i: int, tool: Tool, max_schema_bytes: int) -> None:
-    param = f"tools[{i}].function.parameters"
+    where = ("tools", i, "parameters")
     if tool.parameters is None:
         return
     size = len(json.dumps(tool.parameters).encode("utf-8"))
     if size > max_schema_bytes:
         raise InvalidRequestError(
             f"tool '{tool.name}' has a {size}-byte schema; the limit is {max_schema_bytes}",
-            param=param,
+            location=where,
             code="schema_too_large",
         )
     schema = dict(tool.parameters)
@@ -80,12 +83,12 @@ def _check_tool(i: int, tool: Tool, max_schema_bytes: int) -> None:
     except SchemaError as exc:
         raise InvalidRequestError(
             f"tool '{tool.name}' parameters are not a valid JSON schema: {exc.message}",
-            param=param,
+            location=where,
             code="invalid_schema",
         ) from None
     if schema.get("type", "object") != "object":
         raise InvalidRequestError(
-            f"tool '{tool.name}' parameters must describe an object", param=param
+            f"tool '{tool.name}' parameters must describe an object", location=where
         )
 
 
@@ -97,12 +100,12 @@ def _check_messages(messages: Sequence[Message]) -> None:
             continue
         if message.tool_call_id is None:
             raise InvalidRequestError(
-                "a tool message needs tool_call_id", param=f"messages[{i}].tool_call_id"
+                "a tool message needs tool_call_id", location=("messages", i, "tool_call_id")
             )
         if message.tool_call_id not in calls:
             raise InvalidRequestError(
                 f"tool_call_id '{message.tool_call_id}' matches no earlier tool call",
-                param=f"messages[{i}].tool_call_id",
+                location=("messages", i, "tool_call_id"),
             )
 
 
@@ -174,35 +177,36 @@ def wire_messages(messages: Sequence[Message], template: bool = False) -> list[d
 
 @dataclass(frozen=True, slots=True)
 class ToolPlan:
-    """How one chat request's tools reach a local model and come back."""
+    """How one chat request's tools reach a local model and come back.
 
-    req: ChatRequest
-    fmt: ToolFormat
-    #: the template renders tools itself; else the tools are described in a system message
-    native: bool
-    template_source: str = ""
+    It is the request's alone; the steps that depend on the model (does its chat template
+    render tools itself, in which format does it write calls) are given the template.
+    """
+
+    tools: tuple[Tool, ...] = ()
+    choice: ToolChoice = field(default_factory=ToolChoice)
+    parallel: bool = True
 
     @classmethod
-    def of(cls, req: ChatRequest, template_source: str, template_takes_tools: bool) -> ToolPlan:
-        """The plan for ``req`` on a model with this chat template."""
-        fmt = detect(template_source) if template_takes_tools else GENERIC
-        return cls(req, fmt, template_takes_tools, template_source)
+    def of(cls, req: ChatRequest) -> ToolPlan:
+        """The plan for ``req``'s tools."""
+        return cls(req.tools, req.tool_choice, req.parallel_tool_calls)
 
     @property
     def active(self) -> bool:
         """Whether the reply may hold calls."""
-        return bool(self.req.tools) and self.req.tool_choice.mode != "none"
+        return bool(self.tools) and self.choice.mode != "none"
 
-    def tools(self) -> list[dict[str, Any]] | None:
+    def template_tools(self, template: ChatTemplate) -> list[dict[str, Any]] | None:
         """The tools for the template (None when it does not render them)."""
-        if not self.req.tools or not self.native:
+        if not self.tools or not template.takes_tools:
             return None
-        return [wire_tool(t) for t in self.req.tools]
+        return [wire_tool(t) for t in self.tools]
 
-    def messages(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
+    def messages(self, messages: Sequence[Message], template: ChatTemplate) -> list[dict[str, Any]]:
         """The template's messages; without native tool support, tools and calls as text."""
         out = wire_messages(messages, template=True)
-        if self.native or not self.req.tools:
+        if template.takes_tools or not self.tools:
             return out
         for message in out:
             if calls := message.pop("tool_calls", None):
@@ -211,7 +215,7 @@ class ToolPlan:
                 message["content"] = (message["content"] + "\n" + body).strip()
         if not self.active:
             return out
-        tools = "\n".join(json.dumps(wire_tool(t), ensure_ascii=False) for t in self.req.tools)
+        tools = "\n".join(json.dumps(wire_tool(t), ensure_ascii=False) for t in self.tools)
         note = GENERIC_INSTRUCTIONS.format(tools=tools)
         if out and out[0]["role"] == "system":
             out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{note}"}
@@ -219,31 +223,32 @@ class ToolPlan:
             out.insert(0, {"role": "system", "content": note})
         return out
 
-    def constraint(self) -> JsonConstraint | None:
+    def constraint(self, template: ChatTemplate) -> JsonConstraint | None:
         """The grammar for a ``required`` or named call (None for ``auto`` and ``none``)."""
-        choice, tools = self.req.tool_choice, self.req.tools
+        choice, tools = self.choice, self.tools
         if not self.active:
             return None
         if choice.mode == "auto":
-            return self._lazy()
+            return self._lazy(template)
         if choice.mode == "function":
             tool = next(t for t in tools if t.name == choice.name)
-            index = tools.index(tool)
-            return JsonConstraint(_params(tool), param=f"tools[{index}].function.parameters")
+            where = ("tools", tools.index(tool), "parameters")
+            return JsonConstraint(_params(tool), location=where)
         one = _one_call(tools, "arguments")
-        if not self.req.parallel_tool_calls:
-            return JsonConstraint(one, param="tools")
+        if not self.parallel:
+            return JsonConstraint(one, location=("tools",))
         schema = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_FORCED_CALLS}
-        return JsonConstraint(schema, param="tools")
+        return JsonConstraint(schema, location=("tools",))
 
-    def _lazy(self) -> JsonConstraint | None:
+    def _lazy(self, template: ChatTemplate) -> JsonConstraint | None:
         """A grammar that engages once the model starts a call in its own format."""
-        fmt, tools, parallel = self.fmt, self.req.tools, self.req.parallel_tool_calls
+        fmt, tools, parallel = _format(template), self.tools, self.parallel
+        where = ("tools",)
         if fmt is HERMES:
             one = _one_call(tools, "arguments")
             return JsonConstraint(
                 one,
-                param="tools",
+                location=where,
                 triggers=("<tool_call>",),
                 before="<tool_call>",
                 after="</tool_call>",
@@ -251,19 +256,19 @@ class ToolPlan:
             )
         if fmt is LLAMA3:
             return JsonConstraint(
-                _one_call(tools, "parameters"), param="tools", triggers=(LEADING_JSON,)
+                _one_call(tools, "parameters"), location=where, triggers=(LEADING_JSON,)
             )
-        if fmt is MISTRAL and "[ARGS]" not in self.template_source:
+        if fmt is MISTRAL and "[ARGS]" not in template.source:
             calls = {"type": "array", "items": _one_call(tools, "arguments"), "minItems": 1}
             if not parallel:
                 calls["maxItems"] = 1
             return JsonConstraint(
-                calls, param="tools", triggers=(r"\[TOOL_CALLS\]",), before="[TOOL_CALLS]"
+                calls, location=where, triggers=(r"\[TOOL_CALLS\]",), before="[TOOL_CALLS]"
             )
         if fmt is MISTRAL:  # v11: [TOOL_CALLS]name[ARGS]{...}, each call after its own marker
             return JsonConstraint(
                 None,
-                param="tools",
+                location=where,
                 triggers=(r"\[TOOL_CALLS\]",),
                 before="[TOOL_CALLS]",
                 repeat=parallel,
@@ -276,21 +281,24 @@ class ToolPlan:
                 "required": ["tool_call"],
                 "additionalProperties": False,
             }
-            return JsonConstraint(schema, param="tools", triggers=(LEADING_JSON,))
+            return JsonConstraint(schema, location=where, triggers=(LEADING_JSON,))
         return None
 
-    def parser(self) -> ToolStream | ForcedCalls | None:
+    def parser(self, template: ChatTemplate) -> ToolStream | ForcedCalls | None:
         """A fresh parser for one choice (None: the reply is plain content)."""
         if not self.active:
             return None
-        names = [t.name for t in self.req.tools]
-        parallel = self.req.parallel_tool_calls
-        mode = self.req.tool_choice.mode
-        if mode == "auto":
-            return ToolStream(self.fmt, names, parallel)
-        return ForcedCalls(
-            names, parallel, self.req.tool_choice.name if mode == "function" else None
-        )
+        names = [t.name for t in self.tools]
+        if self.choice.mode == "auto":
+            return ToolStream(_format(template), names, self.parallel)
+        forced = self.choice.name if self.choice.mode == "function" else None
+        return ForcedCalls(names, self.parallel, forced)
+
+
+def _format(template: ChatTemplate) -> ToolFormat:
+    """The format the template's model writes calls in (generic JSON when it renders no
+    tools itself: the server then describes them in a system message)."""
+    return detect(template.source) if template.takes_tools else GENERIC
 
 
 def _one_call(tools: Sequence[Tool], arguments: str) -> dict[str, Any]:

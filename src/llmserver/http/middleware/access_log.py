@@ -1,20 +1,20 @@
-"""One log line per request (who, what, status, model, tokens, timings; never prompt text), and the
-same facts counted in the metrics and the usage store."""
+"""One log line per request (who, what, status, model, tokens, timings; never prompt text); the
+finished record then goes to the observers (metrics, recent requests, usage)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.errors import InternalError
-from llmserver.http.errors import error_response
-from llmserver.observability.accounting import UsageRecorder
-from llmserver.observability.logs import AccessRecord, request_id_var
-from llmserver.observability.metrics import OTHER, Metrics
-from llmserver.observability.recent import Recent
+from llmserver.http.context import request_context
+from llmserver.http.errors import ErrorShapes, error_response
+from llmserver.observability.logs import AccessRecord, FinishedRequest, RequestObserver
+from llmserver.observability.metrics import OTHER
 
 logger = logging.getLogger("llmserver.access")
 errors_logger = logging.getLogger("llmserver.errors")
@@ -32,7 +32,7 @@ def access_fields(
 ) -> dict[str, Any]:
     """The access line's fields (also the JSON line's keys)."""
     # the address the allowlist decided on (X-Forwarded-For only from a trusted proxy)
-    client = scope.get("state", {}).get("client_address")
+    client = request_context(scope).client_address
     if client is None:
         peer = scope.get("client")
         client = peer[0] if peer else "-"
@@ -60,20 +60,28 @@ def access_fields(
 
 
 class AccessLogMiddleware:
-    """Logs when the response has been sent completely (so streamed usage is final)."""
+    """Logs when the response has been sent completely (so streamed usage is final), then hands
+    the finished request to each observer.
 
-    def __init__(self, app: ASGIApp) -> None:
+    ``observers`` is the app's list, filled when it starts (they live as long as the running app)
+    and read here for every request."""
+
+    def __init__(
+        self, app: ASGIApp, observers: Sequence[RequestObserver], shapes: ErrorShapes
+    ) -> None:
         self.app = app
+        self.observers = observers
+        self.shapes = shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        record = AccessRecord(request_id=request_id_var.get())
-        scope.setdefault("state", {})["access"] = record
-        recent: Recent | None = getattr(getattr(scope.get("app"), "state", None), "recent", None)
-        if recent is not None:
-            recent.begin(record)
+        context = request_context(scope)
+        record = context.access
+        record.request_id = context.request_id
+        for observer in self.observers:
+            observer.request_started(record)
         started = time.perf_counter()
         status = 0
 
@@ -91,8 +99,8 @@ class AccessLogMiddleware:
             # answered here rather than by Starlette's outermost error middleware, so the 500
             # passes the request-id middleware and this line logs it as a 500
             errors_logger.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            record.error_code = InternalError.default_code
-            await error_response(scope, InternalError())(scope, receive, send_and_watch)
+            response = error_response(scope, InternalError(), self.shapes)
+            await response(scope, receive, send_and_watch)
         finally:
             self._finish(scope, record, status or 499, time.perf_counter() - started)
 
@@ -100,23 +108,8 @@ class AccessLogMiddleware:
         if logger.isEnabledFor(logging.INFO):
             fields = access_fields(scope, record, status, latency_s)
             logger.info(TEXT, {k: "-" if v is None else v for k, v in fields.items()}, extra=fields)
-        # the app's metrics and usage recorder, created in its lifespan
-        state = getattr(scope.get("app"), "state", None)
-        metrics: Metrics | None = getattr(state, "metrics", None)
         # the route template, set by routing; never the raw path
         endpoint = getattr(scope.get("route"), "path", None) or OTHER
-        if metrics is not None:
-            metrics.observe(record, endpoint, status, latency_s)
-        recent: Recent | None = getattr(state, "recent", None)
-        if recent is not None:
-            recent.finish(record, scope["method"], scope["path"], endpoint, status, latency_s)
-        recorder: UsageRecorder | None = getattr(state, "usage", None)
-        usage = record.usage
-        if (
-            recorder is not None
-            and record.model
-            and (usage.prompt_tokens or usage.completion_tokens)
-        ):
-            recorder.record(
-                record.key_name, record.model, usage.prompt_tokens, usage.completion_tokens
-            )
+        done = FinishedRequest(record, scope["method"], scope["path"], endpoint, status, latency_s)
+        for observer in self.observers:
+            observer.request_finished(done)

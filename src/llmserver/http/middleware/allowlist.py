@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.errors import PermissionDeniedError
-from llmserver.http.errors import error_response
+from llmserver.http.context import request_context
+from llmserver.http.errors import ErrorShapes, error_response
 
 logger = logging.getLogger("llmserver.allowlist")
 
@@ -51,23 +52,30 @@ def client_address(scope: Scope, trusted: list[Network]) -> str:
 class AllowlistMiddleware:
     """403 unless the client address is in ``allowed`` (an empty list allows everyone)."""
 
-    def __init__(self, app: ASGIApp, allowed: list[str], trusted_proxies: list[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed: list[str],
+        trusted_proxies: list[str],
+        shapes: ErrorShapes,
+    ) -> None:
         self.app = app
         self.allowed = networks(allowed)
         self.trusted = networks(trusted_proxies)
+        self.shapes = shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         address = client_address(scope, self.trusted)
-        scope.setdefault("state", {})["client_address"] = address
+        request_context(scope).client_address = address
         if self.allowed and not _within(address, self.allowed):
             logger.warning("refused %s %s from %s: not in allowed_ips", *_where(scope), address)
             error = PermissionDeniedError(
                 "Your address is not allowed to use this server.", code="ip_not_allowed"
             )
-            await error_response(scope, error)(scope, receive, send)
+            await error_response(scope, error, self.shapes)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmserver.errors import AuthenticationError
-from llmserver.http.errors import error_response
+from llmserver.http.context import request_context
+from llmserver.http.errors import ErrorShapes, error_response
 from llmserver.security.keys import ApiKey, KeyStore
 
 logger = logging.getLogger("llmserver.auth")
@@ -33,9 +34,16 @@ _QUERY_KEY_NAMES = frozenset({"api_key", "api-key", "apikey", "key", "token", "a
 class AuthMiddleware:
     """401 unless the request carries a live key; records who the caller is in the scope."""
 
-    def __init__(self, app: ASGIApp, store: KeyStore, status_requires_key: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: KeyStore,
+        status_requires_key: bool,
+        shapes: ErrorShapes,
+    ) -> None:
         self.app = app
         self.store = store
+        self.shapes = shapes
         self.open_paths = OPEN_PATHS if status_requires_key else OPEN_PATHS | STATUS_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,7 +56,7 @@ class AuthMiddleware:
         try:
             key = self._authenticate(scope)
         except AuthenticationError as error:
-            address = scope.get("state", {}).get("client_address") or "-"
+            address = request_context(scope).client_address or "-"
             logger.warning(
                 "refused %s %s from %s: %s",
                 scope.get("method", "-"),
@@ -56,14 +64,12 @@ class AuthMiddleware:
                 address,
                 error.code,
             )
-            await error_response(scope, error)(scope, receive, send)
+            await error_response(scope, error, self.shapes)(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        state["api_key"] = key
-        if (record := state.get("access")) is not None:
-            record.key_name = key.name
-        if (limits := key.rate_limits()) is not None:
-            state["rate_limits"] = limits
+        context = request_context(scope)
+        context.key = key
+        context.access.key_name = key.name
+        context.rate_limits = key.rate_limits()
         await self.app(scope, receive, send)
 
     def _authenticate(self, scope: Scope) -> ApiKey:

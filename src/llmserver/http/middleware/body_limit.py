@@ -2,7 +2,8 @@
 
 A declared ``Content-Length`` over the limit is refused before a byte of the body is read; a
 chunked body is read only until it passes the limit. A body within the limit is buffered (it is
-at most ``max_body_bytes``) and replayed to the app, so the handlers see an ordinary request.
+at most ``max_body_bytes``) and replayed to the app, so the handlers see an ordinary request; the
+request context keeps it, so the rate limiter's token estimate does not read it a second time.
 
 The connection is not closed with the 413: closing a socket with unread data makes the kernel
 send a reset, which can destroy the 413 before the client reads it. uvicorn discards whatever
@@ -14,7 +15,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.errors import PayloadTooLargeError
-from llmserver.http.errors import error_response
+from llmserver.http.context import request_context
+from llmserver.http.errors import ErrorShapes, error_response
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message | None]:
@@ -81,10 +83,17 @@ class BodyLimitMiddleware:
     ``uploads`` maps path prefixes to a larger limit of their own; those bodies are not buffered
     but counted as the route reads them (``POST /v1/files``)."""
 
-    def __init__(self, app: ASGIApp, limit: int, uploads: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        shapes: ErrorShapes,
+        uploads: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.uploads = uploads or {}
+        self.shapes = shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -94,20 +103,21 @@ class BodyLimitMiddleware:
         if upload is not None:
             declared = _content_length(scope)
             if declared is not None and declared > upload:
-                await error_response(scope, too_large(upload))(scope, receive, send)
+                await error_response(scope, too_large(upload), self.shapes)(scope, receive, send)
                 return
             await self.app(scope, counted(receive, upload), send)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
-            await error_response(scope, too_large(self.limit))(scope, receive, send)
+            await error_response(scope, too_large(self.limit), self.shapes)(scope, receive, send)
             return
         body, stopped = await read_body(receive, self.limit)
         if stopped is not None and stopped["type"] == "too_large":
-            await error_response(scope, too_large(self.limit))(scope, receive, send)
+            await error_response(scope, too_large(self.limit), self.shapes)(scope, receive, send)
             return
         if stopped is not None:  # the client left while sending its body
             return
+        request_context(scope).body = body  # the rate limiter's token estimate reads it
         await self.app(scope, replay(body, receive), send)
 
 

@@ -10,9 +10,10 @@ the response has been sent, the charge is corrected to the real usage from the a
 tested before either is charged.
 
 Every limited response carries OpenAI's ``x-ratelimit-*`` headers. This middleware runs after
-authentication, which names the key (``scope["state"]["access"].key_name``) and may set
-per-key limits (``scope["state"]["rate_limits"]``: ``requests_per_minute`` and
-``tokens_per_minute``; a key present with None means unlimited for that key).
+authentication, which puts the key in the request context: its name is the caller's identity,
+and its own limits (``requests_per_minute`` and ``tokens_per_minute``; a key present with None
+means unlimited for that key) replace the server's. It runs inside the body-limit middleware,
+which has buffered the body for the token estimate.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.config.settings import Settings, SettingsError
 from llmserver.errors import RateLimitError
-from llmserver.http.errors import error_response
-from llmserver.http.middleware.body_limit import read_body, replay
+from llmserver.http.context import request_context
+from llmserver.http.errors import ErrorShapes, error_response
 
 logger = logging.getLogger("llmserver.ratelimit")
 
@@ -74,13 +75,13 @@ class RateLimits:
 
     def budget(self, scope: Scope) -> Budget | None:
         """Who is calling and which limits apply; None when no limit does."""
-        state = scope.setdefault("state", {})
-        override: dict[str, int | None] = state.get("rate_limits") or {}
+        context = request_context(scope)
+        override = context.rate_limits or {}
         rpm = override.get("requests_per_minute", self.requests_per_minute)
         tpm = override.get("tokens_per_minute", self.tokens_per_minute)
         if rpm is None and tpm is None:
             return None
-        key_name = getattr(state.get("access"), "key_name", None)
+        key_name = context.access.key_name
         client = scope.get("client")
         identity = f"key:{key_name}" if key_name else f"addr:{client[0] if client else '-'}"
         return Budget(
@@ -188,10 +189,10 @@ def estimate_tokens(body: bytes) -> int:
 class RateLimitMiddleware:
     """429 for callers over their request or token budget; ``x-ratelimit-*`` headers."""
 
-    def __init__(self, app: ASGIApp, limits: RateLimits, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, limits: RateLimits, shapes: ErrorShapes) -> None:
         self.app = app
         self.limits = limits
-        self.max_body_bytes = max_body_bytes
+        self.shapes = shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS:
@@ -204,15 +205,13 @@ class RateLimitMiddleware:
         if any(scope["path"] == p or scope["path"].startswith(p + "/") for p in UNMETERED_PATHS):
             await self._unmetered(scope, receive, send, budget)
             return
-        body, stopped = await read_body(receive, self.max_body_bytes)
-        if stopped is not None:  # the client left (size was checked further out)
-            return
+        body = request_context(scope).body or b""
         estimate = estimate_tokens(body) if budget.tokens is not None else 0
         refusal = await self.limits.admit(budget, estimate)
         headers = await self.limits.headers(budget)
         if refusal is not None:
             refusal.headers.update({k.decode(): v.decode() for k, v in headers})
-            await error_response(scope, refusal)(scope, receive, send)
+            await error_response(scope, refusal, self.shapes)(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -221,7 +220,7 @@ class RateLimitMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay(body, receive), send_with_headers)
+            await self.app(scope, receive, send_with_headers)
         finally:
             if budget.tokens is not None:
                 await self._reconcile(scope, budget, estimate)
@@ -230,13 +229,13 @@ class RateLimitMiddleware:
         """A request counted against the request budget only; its body is not read here."""
         refusal = await self.limits.admit(Budget(budget.identity, budget.requests, None), 0)
         if refusal is not None:
-            await error_response(scope, refusal)(scope, receive, send)
+            await error_response(scope, refusal, self.shapes)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     async def _reconcile(self, scope: Scope, budget: Budget, estimate: int) -> None:
-        usage = getattr(scope["state"].get("access"), "usage", None)
-        used = (usage.prompt_tokens + usage.completion_tokens) if usage is not None else 0
+        usage = request_context(scope).access.usage
+        used = usage.prompt_tokens + usage.completion_tokens
         try:
             await self.limits.reconcile(budget, estimate, used)
         except Exception:  # a storage hiccup must not turn a served request into an error

@@ -8,6 +8,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmserver.http.context import request_context
 from llmserver.observability.logs import request_id_var
 
 HEADER = b"x-request-id"
@@ -34,7 +35,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = pick_request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_context(scope).request_id = request_id
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:

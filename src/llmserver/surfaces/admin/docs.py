@@ -12,7 +12,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, Request
 from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
@@ -41,20 +41,21 @@ def assets_dir() -> Path | None:
     return path if (path / "swagger-ui-bundle.js").is_file() else None
 
 
-def install_docs(app: FastAPI) -> None:
-    """Add the two documentation pages and their assets to ``app`` (created with
-    ``docs_url=None, redoc_url=None``)."""
+def router() -> APIRouter:
+    """The two documentation pages and their assets (the app is created with
+    ``docs_url=None, redoc_url=None``); no routes when the assets are missing."""
+    out = APIRouter(include_in_schema=False)
     directory = assets_dir()
     if directory is None:
         logger.warning("API docs pages off: the %s package is not installed", ASSETS_PACKAGE)
-        return
-    app.mount(ASSETS_URL, StaticFiles(directory=directory), name="docs-assets")
-    openapi_url = app.openapi_url or "/openapi.json"
+        return out
+    out.mount(ASSETS_URL, StaticFiles(directory=directory), name="docs-assets")
 
-    @app.get(DOCS_URL, include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    @out.get(DOCS_URL)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        app = request.app
         return get_swagger_ui_html(
-            openapi_url=openapi_url,
+            openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} - Swagger UI",
             oauth2_redirect_url=OAUTH2_REDIRECT_URL,
             swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
@@ -63,16 +64,19 @@ def install_docs(app: FastAPI) -> None:
             swagger_ui_parameters=SWAGGER_PARAMETERS,
         )
 
-    @app.get(OAUTH2_REDIRECT_URL, include_in_schema=False)
+    @out.get(OAUTH2_REDIRECT_URL)
     async def swagger_ui_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 
-    @app.get(REDOC_URL, include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    @out.get(REDOC_URL)
+    async def redoc(request: Request) -> HTMLResponse:
+        app = request.app
         return get_redoc_html(
-            openapi_url=openapi_url,
+            openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+
+    return out

@@ -9,6 +9,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from llmserver import __version__
 from llmserver.core.caller import Caller
+from llmserver.http.context import app_context
 from llmserver.http.respond import json_response, service
 
 router = APIRouter()
@@ -24,7 +25,7 @@ async def health() -> Response:
 async def ready(request: Request) -> Response:
     """200 once every configured model is loaded, warm and healthy (its engine alive, its
     upstream reachable), else 503 (also while draining)."""
-    readiness = await service(request).readiness()
+    readiness = await service(request).admin.readiness()
     states = readiness.states
     if readiness.draining:
         return json_response({"status": "draining", "models": states}, status=503)
@@ -56,9 +57,9 @@ async def root(request: Request) -> Response:
     if _ollama_client(request):
         return PlainTextResponse(OLLAMA_RUNNING)
     svc = service(request)
-    states = (await svc.readiness()).states
+    states = (await svc.admin.readiness()).states
     models = []
-    for view in svc.models(Caller.anyone()):
+    for view in svc.admin.models(Caller.anyone()):
         models.append(
             {
                 "id": view.id,
@@ -71,13 +72,13 @@ async def root(request: Request) -> Response:
                 "waiting": view.waiting,
             }
         )
-    uptime = time.monotonic() - request.app.state.started
+    uptime = time.monotonic() - app_context(request.app).started
     return json_response(
         {
             "name": "llmserver",
             "version": __version__,
             "uptime_s": round(uptime, 1),
-            "default_model": svc.default_model,
+            "default_model": svc.admin.default_model,
             "models": models,
         }
     )

@@ -12,10 +12,9 @@ from pydantic import BaseModel, ConfigDict
 from starlette.responses import Response
 
 from llmserver.errors import InvalidRequestError
+from llmserver.http.context import app_context
 from llmserver.http.respond import json_response, require_admin
-from llmserver.observability.accounting import UsageRecorder
 from llmserver.observability.logs import current_level, set_level
-from llmserver.observability.metrics import Metrics
 
 router = APIRouter()
 
@@ -23,8 +22,8 @@ router = APIRouter()
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """``GET /metrics`` in Prometheus text format."""
-    registry: Metrics = request.app.state.metrics
-    return Response(registry.exposition(), media_type=CONTENT_TYPE_LATEST)
+    exposition = app_context(request.app).metrics.exposition()
+    return Response(exposition, media_type=CONTENT_TYPE_LATEST)
 
 
 class LogLevel(BaseModel):
@@ -63,7 +62,7 @@ def _day(value: str | None) -> dt.date | None:
 async def usage(request: Request, since: str | None = None) -> Response:
     """Token usage per key name, model and UTC day, from ``since`` (YYYY-MM-DD) on."""
     day = _day(since)
-    recorder: UsageRecorder = request.app.state.usage
+    recorder = app_context(request.app).usage
     await asyncio.to_thread(recorder.flush)  # include the last second's counts
     rows = await asyncio.to_thread(recorder.store.query, day)
     return json_response({"object": "list", "data": [row.body() for row in rows]})

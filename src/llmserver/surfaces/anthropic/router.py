@@ -6,11 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from llmserver.errors import InvalidRequestError
+from llmserver.http.context import request_context
 from llmserver.http.respond import caller, respond_json, respond_stream, service, track
 from llmserver.surfaces.anthropic import tools, translate
 from llmserver.surfaces.anthropic.schemas import CountTokensRequest, MessagesRequest
 
-#: where this surface's errors are rendered in Anthropic's envelope (``app.state.error_shapes``)
+#: where this surface's errors are rendered in Anthropic's envelope (see the descriptor)
 PREFIX = "/v1/messages"
 
 router = APIRouter(prefix=PREFIX)
@@ -18,7 +19,7 @@ router = APIRouter(prefix=PREFIX)
 
 def _headers(request: Request) -> dict[str, str]:
     """Anthropic's ``request-id`` header (the SDKs show it as ``_request_id``)."""
-    request_id = request.scope.get("state", {}).get("request_id")
+    request_id = request_context(request.scope).request_id
     return {"request-id": request_id} if request_id else {}
 
 

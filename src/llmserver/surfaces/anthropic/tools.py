@@ -10,7 +10,6 @@ blocks, streamed as ``input_json_delta`` fragments.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Iterator
 from typing import Any
 
@@ -154,16 +153,16 @@ def _result(block: ContentBlock, where: str, calls: Collection[str]) -> Message:
     return Message("tool", text, tool_call_id=block.tool_use_id)
 
 
-_CORE_TOOL_PARAM = re.compile(r"tools\[(\d+)\]\.function\.(parameters|name)")
-
-
 def in_anthropic_terms(err: InvalidRequestError) -> InvalidRequestError:
-    """A core error about a tool, naming the field in Anthropic's words (``tools.0.input_schema``
-    rather than OpenAI's ``tools[0].function.parameters``); other errors as they are."""
-    found = _CORE_TOOL_PARAM.fullmatch(err.param or "")
-    if found is None:
-        return err
-    where = f"tools.{found[1]}.{'input_schema' if found[2] == 'parameters' else 'name'}"
+    """A core error about a tool, naming the field in Anthropic's words (``tools.0.input_schema``,
+    ``tools.0.name``) before its message; other errors as they are."""
+    match err.location:
+        case ("tools", int(i), "parameters"):
+            where = f"tools.{i}.input_schema"
+        case ("tools", int(i), "name"):
+            where = f"tools.{i}.name"
+        case _:
+            return err
     return InvalidRequestError(f"{where}: {err.message}", param=where, code=err.code)
 
 

@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import FileResponse, Response
 
 from llmserver.errors import InvalidRequestError
+from llmserver.http.context import app_context
 from llmserver.http.middleware.body_limit import too_large
 from llmserver.http.respond import caller, json_response
 from llmserver.jobs.batches import BatchJobs, body_digest
@@ -28,8 +29,7 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 def jobs(request: Request) -> BatchJobs:
     """The app's batch jobs."""
-    found: BatchJobs = request.app.state.jobs
-    return found
+    return app_context(request.app).jobs
 
 
 def _idempotency_key(request: Request) -> str | None:

@@ -52,7 +52,7 @@ def model_name(svc: Service, who: Caller, name: str) -> str:
     if not name.endswith(_LATEST):
         return name
     try:
-        svc.model(who, name)
+        svc.admin.model(who, name)
     except ModelNotFoundError:
         return name[: -len(_LATEST)]
     return name
@@ -71,7 +71,7 @@ def _keeper(
 ) -> Callable[[], None]:
     def keep() -> None:
         if seconds is not False:
-            svc.keep_loaded(who, name, None if seconds is None else float(seconds))
+            svc.admin.keep_loaded(who, name, None if seconds is None else float(seconds))
 
     return keep
 
@@ -82,9 +82,9 @@ async def _control(
     """Load (or, with ``keep_alive: 0``, unload) the model: admin operations."""
     svc, who = service(request), caller(request)
     if seconds is not False and seconds is not None and seconds == 0:
-        await svc.unload(who, name)
+        await svc.admin.unload(who, name)
         return json_response(translate.control(kind, shown, "unload"))
-    await svc.load(who, name)
+    await svc.admin.load(who, name)
     _keeper(svc, who, name, seconds)()
     return json_response(translate.control(kind, shown, "load"))
 
@@ -140,7 +140,7 @@ async def _vectors(
     name = model_name(svc, who, model)
     started = time.perf_counter()
     if not inputs:
-        svc.model(who, name)
+        svc.admin.model(who, name)
         return [], 0, time.perf_counter() - started
     result = await svc.embed(who, EmbedRequest(name, inputs, dimensions))
     track_usage(request, result.model, result.usage)
@@ -186,7 +186,9 @@ async def embeddings(
 async def tags(request: Request) -> Response:
     """``GET /api/tags``: every model the caller may use, with what its file says."""
     svc, who = service(request), caller(request)
-    entries = [translate.tag_entry(await svc.details(who, v.id)) for v in svc.models(who)]
+    entries = [
+        translate.tag_entry(await svc.admin.details(who, v.id)) for v in svc.admin.models(who)
+    ]
     return json_response({"models": entries})
 
 
@@ -195,8 +197,8 @@ async def ps(request: Request) -> Response:
     """``GET /api/ps``: the loaded models and when their idle timer unloads them."""
     svc, who = service(request), caller(request)
     entries = [
-        translate.ps_entry(await svc.details(who, v.id), svc.expires_at(v.id))
-        for v in svc.models(who)
+        translate.ps_entry(await svc.admin.details(who, v.id), svc.admin.expires_at(v.id))
+        for v in svc.admin.models(who)
         if v.state == "ready"
     ]
     return json_response({"models": entries})
@@ -207,7 +209,7 @@ async def show(request: Request, req: ShowBody) -> Response:
     """``POST /api/show``: template, parameters, details, GGUF metadata and capabilities."""
     svc, who = service(request), caller(request)
     name = model_name(svc, who, req.model or req.name)
-    return json_response(translate.show_body(await svc.details(who, name)))
+    return json_response(translate.show_body(await svc.admin.details(who, name)))
 
 
 @router.get("/version")
@@ -232,7 +234,7 @@ async def pull(request: Request, req: PullBody) -> Response:
     asked = req.model or req.name
     name = model_name(svc, who, asked)
     try:
-        info = await svc.details(who, name)
+        info = await svc.admin.details(who, name)
     except ModelNotFoundError:
         raise NotFoundError(
             f"model '{asked}' is not configured on this server, and pulling models is not "

@@ -70,7 +70,7 @@ async def embeddings(request: Request, req: EmbeddingRequest) -> Response:
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``: the models the caller may use."""
-    cards = [translate.model_card(v) for v in service(request).models(caller(request))]
+    cards = [translate.model_card(v) for v in service(request).admin.models(caller(request))]
     return json_response({"object": "list", "data": cards})
 
 
@@ -78,21 +78,23 @@ async def list_models(request: Request) -> Response:
 async def load_model(request: Request, model_id: str) -> Response:
     """``POST /v1/models/{id}/load`` (admin): load now, evicting an idle model if the cap is
     reached; 503 with the reason if it fails."""
-    view = await service(request).load(caller(request), model_id)
+    view = await service(request).admin.load(caller(request), model_id)
     return json_response(translate.model_card(view))
 
 
 @router.post("/models/{model_id:path}/unload", dependencies=[Depends(require_admin)])
 async def unload_model(request: Request, model_id: str) -> Response:
     """``POST /v1/models/{id}/unload`` (admin): free the model once its running requests end."""
-    view = await service(request).unload(caller(request), model_id)
+    view = await service(request).admin.unload(caller(request), model_id)
     return json_response(translate.model_card(view))
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(request: Request, model_id: str) -> Response:
     """``GET /v1/models/{id}`` (an alias works too); a model hidden from the key is a 404."""
-    return json_response(translate.model_card(service(request).model(caller(request), model_id)))
+    return json_response(
+        translate.model_card(service(request).admin.model(caller(request), model_id))
+    )
 
 
 # -- the architecture document's (seed 001) paths --------------------------------------------------

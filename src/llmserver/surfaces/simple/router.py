@@ -20,7 +20,7 @@ from llmserver.config.settings import Settings
 from llmserver.core.generation import Generation
 from llmserver.core.usage import Usage
 from llmserver.errors import APIError, InternalError
-from llmserver.http.errors import shape_for
+from llmserver.http.context import app_context
 from llmserver.http.respond import (
     access,
     caller,
@@ -31,7 +31,7 @@ from llmserver.http.respond import (
     track,
 )
 from llmserver.http.streaming import OPENAI_SSE, Framing
-from llmserver.surfaces.simple import translate
+from llmserver.surfaces.simple import errors, translate
 from llmserver.surfaces.simple.schemas import GenerateRequest, InferRequest
 
 logger = logging.getLogger("llmserver.simple")
@@ -43,8 +43,7 @@ PATHS = ("/infer", "/infer/stream", "/generate", "/chat")
 
 
 def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return app_context(request.app).settings
 
 
 def _fallback(request: Request, exc: Exception, endpoint: str) -> str | None:
@@ -70,7 +69,8 @@ def _fallback(request: Request, exc: Exception, endpoint: str) -> str | None:
 
 def _framing(request: Request) -> Framing:
     """Server-sent events whose errors after the first byte are in this surface's shape."""
-    return dataclasses.replace(OPENAI_SSE, error_shape=shape_for(request.scope))
+    shape = errors.error_shape(_settings(request).error_language)
+    return dataclasses.replace(OPENAI_SSE, error_shape=shape)
 
 
 async def _json_or_fallback(

@@ -17,10 +17,11 @@ from starlette.requests import HTTPConnection
 from llmserver import __version__
 from llmserver.core.caller import Caller
 from llmserver.core.views import ModelView
+from llmserver.http.context import app_context
 from llmserver.http.respond import caller, service
 from llmserver.observability.accounting import UsageRecorder
 from llmserver.observability.logs import current_level
-from llmserver.observability.recent import ModelWindow, Recent, RequestSummary
+from llmserver.observability.recent import ModelWindow, RequestSummary
 
 #: how many days of usage the snapshot carries (today included)
 USAGE_DAYS = 30
@@ -30,8 +31,7 @@ RECENT_LIMIT = 50
 
 class BatchSource(Protocol):
     """What the dashboard needs from the batch jobs, once they exist: each job's progress as
-    the caller may see it. The app puts one on ``app.state.batch_source``; without one the
-    snapshot's ``batches`` is ``null`` and the page shows no batch section."""
+    the caller may see it (the app's batch jobs are one)."""
 
     async def progress(self, caller: Caller) -> list[dict[str, Any]]:
         """Jobs, newest first: ``id``, ``status``, ``model``, ``total``, ``completed``,
@@ -100,21 +100,21 @@ async def usage_rows(recorder: UsageRecorder, who: Caller, today: dt.date) -> li
 
 async def snapshot(conn: HTTPConnection) -> dict[str, Any]:
     """One snapshot for this connection's caller."""
-    state = conn.app.state
+    context = app_context(conn.app)
     who = caller(conn)
     svc = service(conn)
-    views = svc.models(who)
-    readiness = await svc.readiness()
-    recent: Recent = state.recent
+    views = svc.admin.models(who)
+    readiness = await svc.admin.readiness()
+    recent = context.recent
     windows = recent.window(v.id for v in views)
     only = _who(who)
     last = recent.last(only, RECENT_LIMIT)
     today = dt.datetime.now(dt.UTC).date()
-    source: BatchSource | None = getattr(state, "batch_source", None)
+    source: BatchSource = context.jobs
     server: dict[str, Any] = {
         "version": __version__,
-        "uptime_s": round(time.monotonic() - state.started, 1),
-        "default_model": svc.default_model,
+        "uptime_s": round(time.monotonic() - context.started, 1),
+        "default_model": svc.admin.default_model,
         "draining": readiness.draining,
         "ready": readiness.ready,
     }
@@ -133,7 +133,7 @@ async def snapshot(conn: HTTPConnection) -> dict[str, Any]:
         "usage": {
             "today": today.isoformat(),
             "days": USAGE_DAYS,
-            "rows": await usage_rows(state.usage, who, today),
+            "rows": await usage_rows(context.usage, who, today),
         },
-        "batches": None if source is None else await source.progress(who),
+        "batches": await source.progress(who),
     }
