@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from llmserver.backends.llamacpp_json import bounded_number_gbnf, naturals
-from llmserver.errors import InvalidRequestError
+from llmserver.errors import InvalidRequestError, Location
+
+#: where the schema came from in the request (the output constraint)
+HERE: Location = ("constraint",)
 
 
 def as_regex(expression: str) -> re.Pattern[str]:
@@ -25,7 +28,7 @@ def as_regex(expression: str) -> re.Pattern[str]:
 
 
 def accepts(schema: dict[str, Any], text: str) -> bool:
-    expression = bounded_number_gbnf(schema, "p")
+    expression = bounded_number_gbnf(schema, HERE)
     assert expression is not None
     return as_regex(expression).fullmatch(text) is not None
 
@@ -95,21 +98,23 @@ def test_number_bounds_accept_exactly_the_values_inside(bounds: dict[str, Any]) 
 
 def test_a_fractional_bound_on_a_number_is_refused_by_name() -> None:
     with pytest.raises(InvalidRequestError, match=r"maximum 0.5") as err:
-        bounded_number_gbnf({"type": "number", "maximum": 0.5}, "response_format")
-    assert err.value.param == "response_format"
+        bounded_number_gbnf({"type": "number", "maximum": 0.5}, HERE)
+    assert err.value.location == HERE
 
 
 def test_bounds_no_value_satisfies_are_a_400() -> None:
     with pytest.raises(InvalidRequestError, match="no integer"):
-        bounded_number_gbnf({"type": "integer", "minimum": 3, "maximum": 2}, "p")
+        bounded_number_gbnf({"type": "integer", "minimum": 3, "maximum": 2}, HERE)
     with pytest.raises(InvalidRequestError, match="no number"):
-        bounded_number_gbnf({"type": "number", "exclusiveMinimum": 2, "maximum": 2}, "p")
+        bounded_number_gbnf(
+            {"type": "number", "exclusiveMinimum": 2, "maximum": 2}, ("constraint",)
+        )
 
 
 def test_schemas_without_bounds_are_left_to_the_converter() -> None:
-    assert bounded_number_gbnf({"type": "integer"}, "p") is None
-    assert bounded_number_gbnf({"type": "integer", "minimum": 0, "enum": [1, 2]}, "p") is None
-    assert bounded_number_gbnf({"type": "string", "minimum": 0}, "p") is None
+    assert bounded_number_gbnf({"type": "integer"}, HERE) is None
+    assert bounded_number_gbnf({"type": "integer", "minimum": 0, "enum": [1, 2]}, HERE) is None
+    assert bounded_number_gbnf({"type": "string", "minimum": 0}, HERE) is None
 
 
 def test_naturals_spell_every_length_between_the_ends() -> None:

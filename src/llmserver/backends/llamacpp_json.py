@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from llmserver.errors import InvalidRequestError
+from llmserver.errors import InvalidRequestError, Location
 
 #: a character of a JSON string (RFC 8259): anything but a quote, a backslash or a control
 #: character, or an escape
@@ -37,15 +37,15 @@ _ZERO_FRACTION = '("." "0"{1,16})?'
 _NONZERO_FRACTION = '"." [0-9]{0,15} [1-9]'
 
 
-def json_schema_gbnf(schema: Any, param: str) -> str:
-    """The GBNF grammar of ``schema``; a schema it cannot hold is a 400 naming ``param``."""
-    converter = schema_converter(param)
+def json_schema_gbnf(schema: Any, location: Location) -> str:
+    """The GBNF grammar of ``schema``; a schema it cannot hold is a 400 naming ``location``."""
+    converter = schema_converter(location)
     resolved = converter.resolve_refs(schema, "request")
     converter.visit(resolved, "")
     return str(converter.format_grammar())
 
 
-def schema_converter(param: str) -> Any:
+def schema_converter(location: Location) -> Any:
     """A fresh llama-cpp-python ``SchemaConverter`` with JSON's string characters and numeric
     bounds (the class is made here because llama_cpp is imported only when it is used)."""
     from llama_cpp import llama_grammar
@@ -60,7 +60,7 @@ def schema_converter(param: str) -> Any:
             return super()._add_primitive(name, rule)
 
         def visit(self, schema: Any, name: str) -> Any:
-            expression = bounded_number_gbnf(schema, param) if isinstance(schema, dict) else None
+            expression = bounded_number_gbnf(schema, location) if isinstance(schema, dict) else None
             if expression is None:
                 return super().visit(schema, name)
             rule_name = name + "-" if name in reserved else name or "root"
@@ -69,7 +69,7 @@ def schema_converter(param: str) -> Any:
     return Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
 
 
-def bounded_number_gbnf(schema: dict[str, Any], param: str) -> str | None:
+def bounded_number_gbnf(schema: dict[str, Any], location: Location) -> str | None:
     """The expression for an ``integer`` or ``number`` schema with bounds (None: no bounds, or
     not a plain numeric schema, which the converter handles)."""
     kind = schema.get("type")
@@ -80,17 +80,17 @@ def bounded_number_gbnf(schema: dict[str, Any], param: str) -> str | None:
         return None
     for key, value in bounds.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or math.isinf(value):
-            raise InvalidRequestError(f"{key} must be a finite number", param=param)
+            raise InvalidRequestError(f"{key} must be a finite number", location=location)
     if kind == "integer":
-        return _integer_range(bounds, param)
-    return _number_range(bounds, param)
+        return _integer_range(bounds, location)
+    return _number_range(bounds, location)
 
 
-def _integer_range(bounds: dict[str, int | float], param: str) -> str:
+def _integer_range(bounds: dict[str, int | float], location: Location) -> str:
     low = _inclusive_low(bounds)
     high = _inclusive_high(bounds)
     if low is not None and high is not None and low > high:
-        raise InvalidRequestError(f"no integer lies within the bounds {bounds}", param=param)
+        raise InvalidRequestError(f"no integer lies within the bounds {bounds}", location=location)
     alternatives = []
     if low is None or low < 0:  # negative values: "-" and their magnitude
         smallest = 1 if high is None or high >= 0 else -high
@@ -115,7 +115,7 @@ def _inclusive_high(bounds: dict[str, int | float]) -> int | None:
     return min(highs) if highs else None
 
 
-def _number_range(bounds: dict[str, int | float], param: str) -> str:
+def _number_range(bounds: dict[str, int | float], location: Location) -> str:
     """A number between whole-number bounds, without an exponent. A fractional bound cannot be
     spelled out digit by digit here, so it is refused by name rather than ignored."""
     for key, value in bounds.items():
@@ -123,7 +123,7 @@ def _number_range(bounds: dict[str, int | float], param: str) -> str:
             raise InvalidRequestError(
                 f"{key} {value}: the llamacpp backend enforces a number's bounds only when "
                 "they are whole numbers",
-                param=param,
+                location=location,
                 code="unsupported_schema",
             )
     low, low_open = _tightest(bounds, "minimum", "exclusiveMinimum", max)
@@ -137,7 +137,7 @@ def _number_range(bounds: dict[str, int | float], param: str) -> str:
         bottom, bottom_open = (0, False) if low is None or low < 0 else (low, low_open)
         alternatives += _magnitudes(bottom, bottom_open, high, high_open)
     if not alternatives:
-        raise InvalidRequestError(f"no number lies within the bounds {bounds}", param=param)
+        raise InvalidRequestError(f"no number lies within the bounds {bounds}", location=location)
     return _group(alternatives)
 
 

@@ -73,7 +73,7 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         else:
             grammar = LlamaGrammar.from_string(
-                json_schema_gbnf(constraint.schema, param), verbose=False
+                json_schema_gbnf(constraint.schema, location), verbose=False
             )
     except InvalidRequestError:
         raise
@@ -98,7 +98,7 @@ def alternatives_gbnf(constraint: JsonConstraint) -> str:
     Each schema's rules get a prefix of their own (``alt0-...``); shared primitives such as
     ``string`` or ``space`` are written once by llama-cpp-python's converter.
     """
-    converter = schema_converter(constraint.param)
+    converter = schema_converter(constraint.location)
     options = []
     for i, (literal, schema) in enumerate(constraint.alternatives):
         resolved = converter.resolve_refs(schema, f"alternative {i}")
