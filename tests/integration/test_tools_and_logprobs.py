@@ -153,6 +153,36 @@ def test_streamed_calls_equal_the_non_streamed_answer(
     ]
 
 
+@pytest.mark.parametrize("tool_choice", [NAMED, "required"])
+def test_each_streamed_chunk_holds_one_entry_per_call(
+    client: openai.OpenAI, tool_choice: Any
+) -> None:
+    """OpenAI sends at most one ``delta.tool_calls`` entry per call index in a chunk; a client
+    that reads ``tool_calls[0]`` of each chunk (instructor's partial streaming, the usual Node
+    loop) must get the whole arguments."""
+    args: dict[str, Any] = {
+        "model": DEFAULT_MODEL_ID,
+        "messages": ASK,
+        "tools": TOOLS,
+        "tool_choice": tool_choice,
+        "parallel_tool_calls": False,
+        "seed": 5,
+        "temperature": 1.0,
+        "max_tokens": 300,
+    }
+    whole = client.chat.completions.create(**args).choices[0]
+    first_entries = ""
+    for chunk in client.chat.completions.create(stream=True, **args):
+        for choice in chunk.choices:
+            entries = choice.delta.tool_calls or []
+            assert len({e.index for e in entries}) == len(entries), entries
+            if entries and entries[0].function and entries[0].function.arguments:
+                first_entries += entries[0].function.arguments
+    (call,) = whole.message.tool_calls or []
+    assert first_entries == call.function.arguments
+    json.loads(first_entries)
+
+
 def test_parallel_tool_calls_false_gives_one_call(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,

@@ -211,7 +211,8 @@ def test_stream_reports_the_stop_sequence(fixed: TestClient) -> None:
 
 
 def test_stream_error_before_the_first_byte_is_a_proper_status(client: TestClient) -> None:
-    resp = client.post(MESSAGES, json=body(stream=True, max_tokens=10_000))
+    too_long = [{"role": "user", "content": "word " * 3000}]
+    resp = client.post(MESSAGES, json=body(stream=True, messages=too_long))
     assert "maximum context length" in error_of(resp, 400, "invalid_request_error")
 
 

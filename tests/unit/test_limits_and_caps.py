@@ -141,7 +141,6 @@ def test_estimate_and_duration() -> None:
         (CHAT, {"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         (CHAT, {"stop": "x" * 257}, "stop"),
         (CHAT, {"stop": ["x" * 257]}, "stop"),
-        (CHAT, {"max_tokens": 5000}, "max_tokens"),
         (COMPLETIONS, {"prompt": ["p"] * 17}, "prompt"),
     ],
 )

@@ -68,10 +68,11 @@ def test_n_over_cap(client: TestClient) -> None:
 
 
 def test_context_window_exceeded(client: TestClient) -> None:
-    resp = client.post(CHAT, json={"model": "fake", "messages": USER, "max_tokens": 5000})
-    assert_error(resp, 400, "max_tokens", "context_length_exceeded")
     long_prompt = "word " * 3000
     resp = client.post("/v1/completions", json={"model": "fake", "prompt": long_prompt})
+    assert_error(resp, 400, "max_tokens", "context_length_exceeded")
+    messages = [{"role": "user", "content": long_prompt}]
+    resp = client.post(CHAT, json={"model": "fake", "messages": messages, "max_tokens": 10})
     assert_error(resp, 400, "max_tokens", "context_length_exceeded")
 
 

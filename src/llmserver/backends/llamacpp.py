@@ -25,6 +25,7 @@ from llmserver.backends.base import (
     ModelLoadError,
     PromptFormat,
 )
+from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
@@ -120,7 +121,8 @@ class LlamaCppBackend:
         threads = cfg.threads or os.cpu_count() or 1
         n_batch = max(cfg.batch_size, self.n_seq)
         cparams = llama_cpp.llama_context_default_params()
-        cparams.n_ctx = cfg.context_size * self.n_seq
+        context = cfg.context_size or default_context(self._model.model, cfg.id, self.n_seq)
+        cparams.n_ctx = context * self.n_seq
         cparams.n_batch = n_batch
         cparams.n_ubatch = min(cfg.ubatch_size, n_batch)
         cparams.n_seq_max = self.n_seq
@@ -143,7 +145,7 @@ class LlamaCppBackend:
             ctx,
             self.n_seq,
             n_batch,
-            min(llama_cpp.llama_n_ctx_seq(ctx), cfg.context_size),
+            min(llama_cpp.llama_n_ctx_seq(ctx), context),
             prefix_cache=cfg.prefix_cache,
             max_idle=cfg.prefix_cache_max_idle,
         )

@@ -43,7 +43,7 @@ class LlamaEmbedder:
         try:
             llm = Llama(
                 model_path=str(cfg.path),
-                n_ctx=cfg.context_size,
+                n_ctx=cfg.context_size or 0,  # 0: the trained length
                 n_threads=cfg.threads,
                 n_batch=min(cfg.batch_size, cfg.ubatch_size),  # a whole input in one pass
                 n_gpu_layers=cfg.gpu_layers,

@@ -13,12 +13,11 @@ import re
 from typing import Any
 
 from llmserver.backends.base import JsonConstraint, SamplingParams
+from llmserver.backends.llamacpp_json import json_schema_gbnf, schema_converter
 from llmserver.errors import InvalidRequestError
 
 #: tokens the repetition penalties look back over (llama-cpp-python's default)
 PENALTY_LAST_N = 64
-#: integer ranges up to this many values become an enum, which the grammar can enforce
-MAX_ENUM_RANGE = 256
 
 
 def build_sampler(vocab: Any, n_vocab: int, params: SamplingParams, grammar: Any) -> Any:
@@ -73,8 +72,11 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
         elif constraint.schema is None:
             grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         else:
-            schema = json.dumps(with_integer_ranges(constraint.schema))
-            grammar = LlamaGrammar.from_json_schema(schema, verbose=False)
+            grammar = LlamaGrammar.from_string(
+                json_schema_gbnf(constraint.schema, location), verbose=False
+            )
+    except InvalidRequestError:
+        raise
     except Exception as exc:
         raise InvalidRequestError(f"unsupported JSON schema: {exc}", location=location) from exc
     if constraint.triggers:
@@ -90,51 +92,16 @@ def build_grammar(vocab: Any, constraint: JsonConstraint | None) -> Any:
     return sampler
 
 
-def with_integer_ranges(schema: Any) -> Any:
-    """``schema`` with small integer ranges as enums.
-
-    llama-cpp-python's schema converter ignores ``minimum`` / ``maximum``; a range of at most
-    :data:`MAX_ENUM_RANGE` values written as an enum is enforced all the same.
-    """
-    if isinstance(schema, list):
-        return [with_integer_ranges(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {key: with_integer_ranges(value) for key, value in schema.items()}
-    if out.get("type") == "integer" and "enum" not in out:
-        low = _bound(out, "minimum", "exclusiveMinimum", 1)
-        high = _bound(out, "maximum", "exclusiveMaximum", -1)
-        if low is not None and high is not None and 0 <= high - low < MAX_ENUM_RANGE:
-            drop = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
-            out = {k: v for k, v in out.items() if k not in drop}
-            out["enum"] = list(range(low, high + 1))
-    return out
-
-
-def _bound(schema: dict[str, Any], inclusive: str, exclusive: str, step: int) -> int | None:
-    import math
-
-    if isinstance(value := schema.get(exclusive), int | float) and not isinstance(value, bool):
-        return math.floor(value) + 1 if step > 0 else math.ceil(value) - 1
-    if isinstance(value := schema.get(inclusive), int | float) and not isinstance(value, bool):
-        return math.ceil(value) if step > 0 else math.floor(value)
-    return None
-
-
 def alternatives_gbnf(constraint: JsonConstraint) -> str:
     """A grammar whose root is one of the constraint's literals, then JSON matching its schema.
 
     Each schema's rules get a prefix of their own (``alt0-...``); shared primitives such as
     ``string`` or ``space`` are written once by llama-cpp-python's converter.
     """
-    from llama_cpp import llama_grammar
-
-    # the converter is untyped: hold it as Any
-    make: Any = llama_grammar.SchemaConverter
-    converter = make(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    converter = schema_converter(constraint.location)
     options = []
     for i, (literal, schema) in enumerate(constraint.alternatives):
-        resolved = converter.resolve_refs(with_integer_ranges(schema), f"alternative {i}")
+        resolved = converter.resolve_refs(schema, f"alternative {i}")
         rule = converter.visit(resolved, f"alt{i}")
         options.append(f"( {json.dumps(literal)} {rule} )")
     return f"root ::= {' | '.join(options)}\n{converter.format_grammar()}"

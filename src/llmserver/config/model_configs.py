@@ -150,7 +150,13 @@ class LlamaCppConfig(ModelConfig):
 
     backend: Literal["llamacpp"] = "llamacpp"
     path: Path = Field(description="Path to the .gguf file.")
-    context_size: int = Field(4096, ge=64, description="Context window (n_ctx) in tokens.")
+    context_size: int | None = Field(
+        None,
+        ge=64,
+        description="Context window per sequence in tokens; None: the length the model was "
+        "trained for, halved until the KV cache of every slot fits in a quarter of the "
+        "available memory (at least 4096).",
+    )
     threads: int | None = Field(None, ge=1, description="CPU threads; None: one per CPU core.")
     batch_size: int = Field(
         2048,

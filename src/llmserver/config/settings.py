@@ -200,6 +200,12 @@ class Settings(BaseSettings):
         default_factory=lambda: ["Authorization", "Content-Type", "X-API-Key"],
         description="Headers CORS allows (default: Authorization, Content-Type, X-API-Key).",
     )
+    max_tokens_overflow: Literal["clamp", "error"] = Field(
+        "clamp",
+        description="A `max_tokens` past the room the prompt leaves in the context: clamp: "
+        "generate up to the end of the context (finish reason `length`, a log line); error: "
+        "a 400, as OpenAI answers. A prompt that fills the context is a 400 either way.",
+    )
     pii_mask_mode: Literal["placeholder", "partial"] = Field(
         "placeholder", description="PII masks: `[EMAIL]`-style placeholders or partial masks."
     )

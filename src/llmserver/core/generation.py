@@ -50,6 +50,24 @@ def add_call_delta(calls: list[ToolCall], piece: ToolCallDelta) -> None:
     )
 
 
+def one_per_call(delta: Delta) -> tuple[ToolCallDelta, ...]:
+    """The delta's tool-call pieces with those of one call joined, in the order the calls
+    first appear: OpenAI sends at most one entry per call in a chunk, and clients that read
+    ``tool_calls[0]`` of each chunk lose the rest."""
+    joined: dict[int, ToolCallDelta] = {}
+    for piece in delta.tool_calls:
+        if (seen := joined.get(piece.index)) is None:
+            joined[piece.index] = piece
+            continue
+        joined[piece.index] = ToolCallDelta(
+            piece.index,
+            seen.id or piece.id,
+            seen.name or piece.name,
+            seen.arguments + piece.arguments,
+        )
+    return tuple(joined.values())
+
+
 @dataclass(frozen=True, slots=True)
 class OutputPolicy:
     """What happens to a generation's output on its way out, as the service decided it."""
@@ -136,6 +154,8 @@ class Generation:
                         delta = _parsed(parser, delta)
                     if self.policy.masker is not None:
                         delta = self._masked(index, delta)
+                    if len(delta.tool_calls) > 1:
+                        delta = dataclasses.replace(delta, tool_calls=one_per_call(delta))
                     if key is not None:
                         sent.append((index, delta))
                     yield index, delta

@@ -16,6 +16,7 @@ for each kind of work:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from llmserver.core.tools.stream import ForcedCalls, ToolStream
 
 T = TypeVar("T")
+logger = logging.getLogger("llmserver.prompts")
 
 
 class Plan(Protocol):
@@ -253,8 +255,18 @@ def _local(
         if not tokens:
             raise InvalidRequestError("prompt must not be empty", param="prompt")
         limit = sampling.max_tokens
-        if limit is not None and sampling.fit_context:
-            limit = min(limit, max(1, context - len(tokens)))
+        room = context - len(tokens)
+        if limit is not None and sampling.fit_context and limit > room > 0:
+            logger.info(
+                "max_tokens %d is past the context of model '%s' (%d tokens, %d in the "
+                "prompt): clamped to %d",
+                limit,
+                handle.id,
+                context,
+                len(tokens),
+                room,
+            )
+            limit = room
         max_tokens = _max_tokens(handle, len(tokens), limit, context)
         defaults = handle.config.defaults
         out += _choices(sampling, n, defaults, max_tokens, prompt, tokens, constraint=constraint)

@@ -26,7 +26,8 @@ class Sampling:
     ``context_limit`` caps the context this request may use (prompt plus completion) below the
     model's own, without reloading anything (Ollama's ``num_ctx``); None: the model's.
     ``fit_context`` makes ``max_tokens`` an upper bound that the room left in the context cuts
-    short (Ollama's ``num_predict``), instead of a length that must fit (OpenAI's).
+    short, instead of a length that must fit; the service sets it from the server's
+    ``max_tokens_overflow``, one rule for every surface.
     """
 
     max_tokens: int | None = None

@@ -110,6 +110,11 @@ class Service:
             self._response_caches[handle.id] = cache
         return OutputPolicy(masker, cache, None if cached.share_across_keys else caller.name)
 
+    def _overflow(self, sampling: Sampling) -> Sampling:
+        """``sampling`` under the server's rule for a ``max_tokens`` past the context."""
+        clamp = self.settings.max_tokens_overflow == "clamp"
+        return dataclasses.replace(sampling, fit_context=clamp)
+
     def _prompt_format(self, handle: ModelHandle) -> str | None:
         """The configured ``chat_prompt_format`` of a model (else the server's) as a format
         string with ``{prompt}``; None: the model's chat template."""
@@ -128,6 +133,7 @@ class Service:
         if messages:
             self._log_text(messages[-1].content)
         fmt = self._prompt_format(handle) if req.use_prompt_format else None
+        req = dataclasses.replace(req, sampling=self._overflow(req.sampling))
         plan = chat_plan(handle, req, messages, fmt)
         calls = tools.ToolPlan.of(req).active
         return self._generation(caller, handle, plan, "chatcmpl", cacheable=not calls)
@@ -165,7 +171,7 @@ class Service:
         if self._masks(caller, handle, req.mask_input):
             prompts = [self.mask(p) for p in prompts]
         self._log_text(" | ".join(prompts))
-        plan = text_plan(handle, prompts, req.sampling, req.n, req.constraint)
+        plan = text_plan(handle, prompts, self._overflow(req.sampling), req.n, req.constraint)
         return self._generation(caller, handle, plan, "cmpl", cacheable=True)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:

@@ -109,7 +109,6 @@ def sampling(options: Mapping[str, Any] | None) -> Sampling:
         stop=values.get("stop", ()),
         ignore_eos=values.get("ignore_eos", False),
         context_limit=num_ctx,
-        fit_context=True,
     )
 
 
