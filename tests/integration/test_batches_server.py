@@ -10,9 +10,9 @@ import httpx
 import openai
 import pytest
 
-from batch_support import chat_lines, read_lines, upload, wait_final, wait_for
 from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
+from support.batches import chat_lines, read_lines, upload, wait_final, wait_for
 
 pytestmark = pytest.mark.integration
 

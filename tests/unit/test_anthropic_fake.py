@@ -19,8 +19,7 @@ from llmserver.errors import AuthenticationError, EngineError, InferenceTimeoutE
 from llmserver.http.streaming import EventStream
 from llmserver.security.keys import create_key
 from llmserver.surfaces.anthropic.translate import ANTHROPIC_SSE, anthropic_error
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
@@ -74,11 +73,10 @@ def _seen(client: TestClient, model: str = "fake") -> list[str]:
 @pytest.fixture
 def fixed() -> Iterator[TestClient]:
     """A fake model with a fixed reply, for stop sequences."""
-    c = open_client(fake_settings(fake_model("fake", reply="alpha beta gamma delta epsilon")))
-    try:
+    with open_client(
+        fake_settings(fake_model("fake", reply="alpha beta gamma delta epsilon"))
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 # -- messages ------------------------------------------------------------------------------------
@@ -216,11 +214,8 @@ def test_stream_error_before_the_first_byte_is_a_proper_status(client: TestClien
 
 def test_error_mid_stream_is_an_error_event() -> None:
     settings = fake_settings(fake_model("fake", token_delay_s=0.2, inference_timeout_s=1.0))
-    client = open_client(settings)
-    try:
+    with open_client(settings) as client:
         resp = client.post(MESSAGES, json=body(stream=True))
-    finally:
-        client.__exit__(None, None, None)
     assert resp.status_code == 200
     got = events(resp.text)
     assert [n for n, _ in got[:3]] == ["message_start", "content_block_start", "ping"]
@@ -339,11 +334,8 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         "slow": create_key(path, "slow", requests_per_minute=1),
     }
     settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=path)
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c, keys
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_keys_by_x_api_key_or_bearer_and_401_without(
@@ -403,9 +395,6 @@ def test_a_masked_key_is_masked_in_messages_and_counts(
 
 
 def test_a_body_too_large_is_request_too_large() -> None:
-    client = open_client(fake_settings(fake_model("fake"), max_body_bytes=1024))
-    try:
+    with open_client(fake_settings(fake_model("fake"), max_body_bytes=1024)) as client:
         resp = client.post(MESSAGES, json=body(messages=[{"role": "user", "content": "x" * 4096}]))
-    finally:
-        client.__exit__(None, None, None)
     error_of(resp, 413, "request_too_large")

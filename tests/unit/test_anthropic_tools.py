@@ -15,9 +15,8 @@ from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
-from mock_upstream import serve, tool_calling
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
+from support.mock_upstream import serve, tool_calling
 from unit.test_anthropic_fake import error_of, events
 
 MESSAGES = "/v1/messages"
@@ -62,17 +61,14 @@ HISTORY: list[Any] = [
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[TestClient]:
-    c = open_client(
+    with open_client(
         fake_settings(
             fake_model("caller", reply=GENERIC_CALL),
             fake_model("hermes", reply=HERMES_CALLS, chat_template=str(HERMES_TEMPLATE)),
             fake_model("talker", reply="It is sunny in Paris."),
         )
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def body(model: str, **extra: Any) -> dict[str, Any]:

@@ -18,10 +18,10 @@ import httpx
 import openai
 import pytest
 
-from batch_support import chat_lines, jsonl, read_lines, upload, wait_final, wait_for
 from llmserver.security.keys import create_key
-from mock_upstream import instant, serve
 from support import RunningServer, fake_model, run_server
+from support.batches import chat_lines, jsonl, read_lines, upload, wait_final, wait_for
+from support.mock_upstream import instant, serve
 
 CHAT = "/v1/chat/completions"
 

@@ -17,8 +17,7 @@ from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.security.keys import create_key
 from llmserver.surfaces.ollama import options
-from support import fake_settings
-from unit.conftest import open_client
+from support import fake_settings, open_client
 
 STR, INT, BOOL, LIST, DICT = str, int, bool, list, dict
 NULLABLE_LIST = (list, type(None))
@@ -98,11 +97,8 @@ def api() -> Iterator[TestClient]:
         {"id": "emb", "backend": "fake", "embedding_dimensions": 8},
         {"id": "lazy", "backend": "fake", "preload": False, "load_on_demand": True},
     )
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_generate_stream_and_final_objects(api: TestClient) -> None:
@@ -360,8 +356,7 @@ def test_a_body_without_a_json_content_type_is_read_as_json(api: TestClient) -> 
 def test_keys_and_rate_limits_answer_in_ollama_shape(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     key = create_key(path, "app", requests_per_minute=1)
-    c = open_client(fake_settings(keys_file=path))
-    try:
+    with open_client(fake_settings(keys_file=path)) as c:
         chat = {"model": "fake", "messages": [{"role": "user", "content": "x"}], "stream": False}
         missing = c.post("/api/chat", json=chat)
         assert missing.status_code == 401
@@ -373,5 +368,3 @@ def test_keys_and_rate_limits_answer_in_ollama_shape(tmp_path: Path) -> None:
         assert limited.status_code == 429
         assert set(limited.json()) == {"error"}
         assert limited.headers["Retry-After"]
-    finally:
-        c.__exit__(None, None, None)

@@ -19,9 +19,8 @@ from llmserver.config.settings import load_settings
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama import tools
-from mock_upstream import recorded_ollama, serve, tool_calling
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
+from support.mock_upstream import recorded_ollama, serve, tool_calling
 
 CHAT = "/api/chat"
 HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
@@ -78,17 +77,14 @@ OLLAMA_TOOL_ANSWER = [
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[TestClient]:
-    c = open_client(
+    with open_client(
         fake_settings(
             fake_model("caller", reply=GENERIC_CALL),
             fake_model("hermes", reply=HERMES_CALLS, chat_template=str(HERMES_TEMPLATE)),
             fake_model("talker", reply="It is sunny in Paris."),
         )
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def chat(client: TestClient, model: str, **extra: Any) -> Any:

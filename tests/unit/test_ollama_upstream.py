@@ -13,10 +13,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
-from mock_upstream import Upstream, recorded_ollama, serve
-from support import fake_settings, free_port
-from unit.conftest import open_client
+from support import fake_settings, free_port, open_client
+from support.mock_upstream import Upstream, recorded_ollama, serve
 
 RECORDING: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "data" / "ollama_recorded.json").read_text()
@@ -34,11 +32,12 @@ def ollama() -> Iterator[Upstream]:
 def _running(entry: dict[str, Any], wait: bool = True) -> Iterator[TestClient]:
     """The app serving ``entry``; with ``wait``, once it is ready."""
     settings = fake_settings(entry)
-    c = open_client(settings) if wait else TestClient(create_app(settings)).__enter__()
-    try:
-        yield c
-    finally:
-        c.__exit__(None, None, None)
+    if wait:
+        with open_client(settings) as c:
+            yield c
+    else:  # an unready app, whose server errors raise in the test
+        with open_client(settings, until=None, raise_server_exceptions=True) as c:
+            yield c
 
 
 def _client(url: str | list[str], wait: bool = True, **extra: Any) -> Any:

@@ -23,8 +23,7 @@ from llmserver.core.service import Service
 from llmserver.errors import PermissionDeniedError
 from llmserver.privacy import PIIMasker
 from llmserver.security.keys import create_key
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 EMAIL = "jane.doe@example.com"
 TEXT = f"write to {EMAIL} today"
@@ -176,11 +175,10 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         "other-only": create_key(path, "other-only", models=["other"]),
         "masked": create_key(path, "masked", mask_pii=True),
     }
-    client = open_client(_settings(keys_file=path, infer_mask_pii=False, default_model="chat"))
-    try:
+    with open_client(
+        _settings(keys_file=path, infer_mask_pii=False, default_model="chat")
+    ) as client:
         yield client, keys
-    finally:
-        client.__exit__(None, None, None)
 
 
 def _manager(client: TestClient) -> ModelManager:

@@ -9,22 +9,21 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.backends.fake import FakeBackend
 from llmserver.config.settings import SettingsError, load_settings
 from llmserver.core.manager import ModelManager
 from llmserver.errors import EngineError, OutOfMemoryError
 from llmserver.security.keys import create_key
-from mock_upstream import instant, serve
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, is_ready, open_client, sse_events
+from support.mock_upstream import instant, serve
 
 WRAP = "[QUESTION]\n{}\n[/QUESTION]\n\n[ANSWER]\n"
 #: each simple endpoint with a body holding only its required field
@@ -37,26 +36,16 @@ MINIMAL: list[tuple[str, dict[str, Any]]] = [
 PATHS = [path for path, _ in MINIMAL]
 
 
-def _app(settings: Any) -> TestClient:
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
-    client.__enter__()
-    return client
-
-
 @pytest.fixture
 def make() -> Iterator[Callable[..., TestClient]]:
     """Start an app on fake models (``open_client`` rules), closing each one afterwards."""
-    opened: list[TestClient] = []
+    with ExitStack() as opened:
 
-    def start(*models: dict[str, Any], ready: bool = True, **settings: Any) -> TestClient:
-        settings_ = fake_settings(*(models or (fake_model("m"),)), **settings)
-        client = open_client(settings_) if ready else _app(settings_)
-        opened.append(client)
-        return client
+        def start(*models: dict[str, Any], ready: bool = True, **settings: Any) -> TestClient:
+            settings_ = fake_settings(*(models or (fake_model("m"),)), **settings)
+            return opened.enter_context(open_client(settings_, until=is_ready if ready else None))
 
-    yield start
-    for client in opened:
-        client.__exit__(None, None, None)
+        yield start
 
 
 def _manager(client: TestClient) -> ModelManager:
@@ -480,12 +469,8 @@ def test_wrap_and_defaults_reach_an_upstream_engine() -> None:
     documents' sampling values in its body."""
     with serve(instant()) as up:
         model = {"id": "up", "url": up.base_url, "chat_prompt_format": "wrap"}
-        client = TestClient(create_app(load_settings({"models": [model]})))
-        with client:
-            deadline = time.monotonic() + 10
-            while client.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        settings = load_settings({"models": [model]})
+        with open_client(settings, raise_server_exceptions=True) as client:
             assert client.post("/chat", json={"prompt": "hi"}).status_code == 200
             assert client.post("/infer", json={"query": "hey"}).status_code == 200
         chat, infer = [r["body"] for r in up.requests if r["body"] is not None]

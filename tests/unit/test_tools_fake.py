@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from mock_upstream import serve, tool_calling
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client, sse_events
+from support.mock_upstream import serve, tool_calling
 
 CHAT = "/v1/chat/completions"
 WEATHER = {
@@ -34,7 +33,7 @@ USER = [{"role": "user", "content": "Weather in Paris?"}]
 @pytest.fixture
 def tools_client() -> Iterator[TestClient]:
     """Fake models whose replies are a generic-JSON call, a bad call, and plain text."""
-    c = open_client(
+    with open_client(
         fake_settings(
             fake_model("caller", reply=CALL_REPLY),
             fake_model("broken", reply='{"tool_call": {"name": "get_weather", "arguments": 7}}'),
@@ -43,11 +42,8 @@ def tools_client() -> Iterator[TestClient]:
             max_tools=3,
             max_tool_schema_bytes=400,
         )
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def chat(client: TestClient, model: str, **extra: Any) -> Any:
@@ -273,8 +269,7 @@ def test_output_masking_masks_tool_call_arguments() -> None:
         '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris", '
         f'"contact": "{email}", "phone": "call {phone} now"}}}}}}'
     )
-    c = open_client(fake_settings(fake_model("caller", reply=reply), mask_output=True))
-    try:
+    with open_client(fake_settings(fake_model("caller", reply=reply), mask_output=True)) as c:
         whole = chat(c, "caller").json()["choices"][0]
         (call,) = whole["message"]["tool_calls"]
         args = json.loads(call["function"]["arguments"])
@@ -290,5 +285,3 @@ def test_output_masking_masks_tool_call_arguments() -> None:
             for p in choice["delta"].get("tool_calls") or []
         ]
         assert not any("minsu" in p or "1234" in p for p in pieces)
-    finally:
-        c.__exit__(None, None, None)

@@ -14,11 +14,10 @@ import pytest
 from aiohttp import web
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.config.model_configs import UpstreamConfig, choose_backend
 from llmserver.config.settings import load_settings
-from mock_upstream import endless, failing, instant, reporting, serve
-from support import free_port, sse_events
+from support import done_loading, free_port, open_client, sse_events
+from support.mock_upstream import endless, failing, instant, reporting, serve
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "one two three"}]
@@ -31,12 +30,8 @@ def upstream_model(urls: str | list[str], **extra: Any) -> dict[str, Any]:
 @contextmanager
 def proxy(*models: dict[str, Any], **settings: Any) -> Iterator[TestClient]:
     """Our app in front of upstream models; waits until none is loading."""
-    client = TestClient(create_app(load_settings({"models": list(models), **settings})))
-    with client:
-        deadline = time.monotonic() + 10
-        while any(m["state"] == "loading" for m in client.get("/v1/models").json()["data"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    settings_ = load_settings({"models": list(models), **settings})
+    with open_client(settings_, until=done_loading, raise_server_exceptions=True) as client:
         yield client
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from llmserver.bench.mock_server import MockConfig
 from llmserver.bench.mock_server import create_app as mock_app
-from support import free_port
+from support.servers import free_port
 
 REQUESTS = web.AppKey("requests", list)
 
