@@ -13,7 +13,9 @@ import httpx
 import openai
 import pytest
 
-from browser.conftest import (
+from llmserver.config.settings import DEFAULT_MODEL_ID
+from support import RunningServer
+from support.browser import (
     ADMIN_NAME,
     HOSTILE_ID,
     USER_NAME,
@@ -23,8 +25,6 @@ from browser.conftest import (
     sign_in,
     until,
 )
-from llmserver.config.settings import DEFAULT_MODEL_ID
-from support import RunningServer
 
 pytestmark = pytest.mark.browser
 
