@@ -12,32 +12,13 @@ import pytest
 
 from llmserver.config.settings import DEFAULT_MODEL_ID
 from support import RunningServer
+from support.tools import ANTHROPIC_SCHEMAS as SCHEMAS
+from support.tools import ANTHROPIC_TOOLS as TOOLS
+from support.tools import ASK
+from support.tools import CITY_UNIT_PARAMS as WEATHER_SCHEMA
 
 pytestmark = pytest.mark.integration
 
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-}
-ADD_SCHEMA = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-}
-TOOLS: list[Any] = [
-    {
-        "name": "get_weather",
-        "description": "The weather forecast for a city",
-        "input_schema": WEATHER_SCHEMA,
-    },
-    {"name": "add", "description": "Add two integers", "input_schema": ADD_SCHEMA},
-]
-SCHEMAS = {"get_weather": WEATHER_SCHEMA, "add": ADD_SCHEMA}
-ASK: list[Any] = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 NAMED: Any = {"type": "tool", "name": "get_weather"}
 
 

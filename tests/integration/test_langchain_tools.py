@@ -6,8 +6,6 @@ the network, and nothing here calls it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jsonschema
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage
@@ -15,25 +13,12 @@ from langchain_openai import ChatOpenAI
 
 from llmserver.config.settings import DEFAULT_MODEL_ID
 from support import RunningServer
+from support.tools import CITY_UNIT_PARAMS as WEATHER_PARAMS
+from support.tools import WEATHER_DESCRIPTION, openai_tool
 
 pytestmark = pytest.mark.integration
 
-WEATHER_PARAMS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-}
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather forecast for a city",
-        "parameters": WEATHER_PARAMS,
-    },
-}
+WEATHER = openai_tool("get_weather", WEATHER_DESCRIPTION, WEATHER_PARAMS)
 
 
 def llm(server: RunningServer, seed: int) -> ChatOpenAI:

@@ -16,39 +16,10 @@ from llama_cpp import Llama
 
 from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
+from support.tools import ASK, SCHEMAS, TOOLS, WEATHER_PARAMS
 
 pytestmark = pytest.mark.integration
 
-WEATHER_PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "unit"],
-}
-ADD_PARAMS = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-}
-TOOLS: list[Any] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather forecast for a city",
-            "parameters": WEATHER_PARAMS,
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "add", "description": "Add two integers", "parameters": ADD_PARAMS},
-    },
-]
-SCHEMAS = {"get_weather": WEATHER_PARAMS, "add": ADD_PARAMS}
-ASK = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
 SEEDS = range(8)
 

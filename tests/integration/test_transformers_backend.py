@@ -19,6 +19,7 @@ import pytest
 
 from llmserver.config.settings import default_embedding_configs, default_model_path
 from support import RunningServer, free_port, run_server
+from support.tools import ASK, SCHEMAS, TOOLS, WEATHER_PARAMS
 
 pytestmark = pytest.mark.integration
 
@@ -26,36 +27,6 @@ transformers = pytest.importorskip("transformers")
 
 MODEL = "smol-hf"
 QUESTION = [{"role": "user", "content": "Name three colours."}]
-WEATHER_PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "unit"],
-}
-ADD_PARAMS = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-}
-TOOLS: list[Any] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather forecast for a city",
-            "parameters": WEATHER_PARAMS,
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "add", "description": "Add two integers", "parameters": ADD_PARAMS},
-    },
-]
-SCHEMAS = {"get_weather": WEATHER_PARAMS, "add": ADD_PARAMS}
-ASK = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
 SEEDS = range(4)  # transformers on a CPU is slow: a few seeds, each a fresh sample
 MAX_CALL_TOKENS = 120

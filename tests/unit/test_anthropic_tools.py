@@ -17,19 +17,14 @@ from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from support import fake_model, fake_settings, open_client
 from support.mock_upstream import serve, tool_calling
+from support.tools import ANTHROPIC_WEATHER_TOOL as WEATHER
+from support.tools import CITY_SCHEMA as SCHEMA
+from support.tools import GENERIC_CALL, HERMES_CALLS
+from support.tools import WEATHER_QUESTION as USER
 from unit.test_anthropic_fake import error_of, events
 
 MESSAGES = "/v1/messages"
 HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
-SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = {"name": "get_weather", "description": "Weather in a city", "input_schema": SCHEMA}
-USER = [{"role": "user", "content": "Weather in Paris?"}]
-GENERIC_CALL = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
-HERMES_CALLS = (
-    'Let me look. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
-    '</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n'
-    "</tool_call>"
-)
 HISTORY: list[Any] = [
     *USER,
     {

@@ -21,30 +21,14 @@ from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama import tools
 from support import fake_model, fake_settings, open_client
 from support.mock_upstream import recorded_ollama, serve, tool_calling
+from support.tools import GENERIC_CALL, HERMES_CALLS
+from support.tools import WEATHER_QUESTION as USER
+from support.tools import WEATHER_TOOL as WEATHER
 
 CHAT = "/api/chat"
 HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
 RECORDING: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "data" / "ollama_recorded.json").read_text()
-)
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-USER = [{"role": "user", "content": "Weather in Paris?"}]
-GENERIC_CALL = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
-HERMES_CALLS = (
-    'Let me look. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
-    '</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n'
-    "</tool_call>"
 )
 #: the tool-call answer of Ollama's docs/api.md ("Chat request (with tools)"), model renamed
 OLLAMA_TOOL_ANSWER = [

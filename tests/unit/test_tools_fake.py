@@ -12,22 +12,11 @@ from fastapi.testclient import TestClient
 
 from support import fake_model, fake_settings, open_client, sse_events
 from support.mock_upstream import serve, tool_calling
+from support.tools import GENERIC_CALL as CALL_REPLY
+from support.tools import WEATHER_QUESTION as USER
+from support.tools import WEATHER_TOOL as WEATHER
 
 CHAT = "/v1/chat/completions"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-CALL_REPLY = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
-USER = [{"role": "user", "content": "Weather in Paris?"}]
 
 
 @pytest.fixture
