@@ -53,7 +53,10 @@ def prompt_tokens(tokenizer: Llama, messages: list[dict[str, str]]) -> int:
 
 def create(client: anthropic.Anthropic, **kwargs: Any) -> anthropic.types.Message:
     args: dict[str, Any] = {"model": DEFAULT_MODEL_ID, "max_tokens": 40, "messages": QUESTION}
-    return client.messages.create(**{**args, **kwargs}, extra_body=GREEDY)
+    message: anthropic.types.Message = client.messages.create(
+        **{**args, **kwargs}, extra_body=GREEDY
+    )
+    return message
 
 
 def test_a_message(client: anthropic.Anthropic, tokenizer: Llama) -> None:
@@ -189,8 +192,12 @@ def keyed(
         yield server, keys
 
 
-def _keyed_client(server: RunningServer, **auth: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.url, max_retries=0, **auth)
+def _keyed_client(
+    server: RunningServer, api_key: str | None = None, auth_token: str | None = None
+) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=server.url, max_retries=0, api_key=api_key, auth_token=auth_token
+    )
 
 
 def test_keys_by_x_api_key_or_bearer(keyed: tuple[RunningServer, dict[str, str]]) -> None:

@@ -32,7 +32,10 @@ def ask(client: anthropic.Anthropic, temperature: float, **kwargs: Any) -> anthr
     Anthropic's API no seed, so sampled answers differ from one request to the next."""
     args: dict[str, Any] = {"model": DEFAULT_MODEL_ID, "max_tokens": 200, "messages": ASK}
     sampling = {"temperature": temperature}
-    return client.messages.create(**{**args, "tools": TOOLS, **kwargs}, extra_body=sampling)
+    message: anthropic.types.Message = client.messages.create(
+        **{**args, "tools": TOOLS, **kwargs}, extra_body=sampling
+    )
+    return message
 
 
 def uses(message: anthropic.types.Message) -> list[tuple[str, Any]]:

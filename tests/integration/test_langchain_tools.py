@@ -25,7 +25,7 @@ def llm(server: RunningServer, seed: int) -> ChatOpenAI:
     return ChatOpenAI(
         model=DEFAULT_MODEL_ID,
         base_url=server.base_url,
-        api_key="unused",  # type: ignore[arg-type]
+        api_key="unused",
         temperature=1.0,
         seed=seed,
         max_completion_tokens=200,
@@ -40,7 +40,7 @@ def test_bind_tools_with_a_named_tool_gives_a_valid_call(
     bound = llm(default_server, seed).bind_tools([WEATHER], tool_choice="get_weather")
     ask = [HumanMessage("What is the weather in Paris, in celsius?")]
     message = bound.invoke(ask)
-    (call,) = message.tool_calls  # type: ignore[attr-defined]
+    (call,) = message.tool_calls
     assert call["name"] == "get_weather"
     assert call["id"]
     jsonschema.validate(call["args"], WEATHER_PARAMS)

@@ -13,6 +13,7 @@ import jsonschema
 import openai
 import pytest
 from llama_cpp import Llama
+from openai.types.chat import ChatCompletionTokenLogprob
 
 from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
@@ -57,7 +58,7 @@ def reassemble(stream: Any) -> tuple[str, list[tuple[str, str, str]], str | None
 def test_named_tool_choice_always_gives_a_valid_call(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice=NAMED,
         seed=seed,
@@ -76,7 +77,7 @@ def test_named_tool_choice_always_gives_a_valid_call(client: openai.OpenAI, seed
 def test_required_tool_choice_always_gives_valid_calls(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice="required",
         seed=seed,
@@ -127,7 +128,7 @@ def test_streamed_calls_equal_the_non_streamed_answer(
 def test_parallel_tool_calls_false_gives_one_call(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice="required",
         parallel_tool_calls=False,
@@ -141,7 +142,7 @@ def test_parallel_tool_calls_false_gives_one_call(client: openai.OpenAI) -> None
 def test_round_trip_call_result_answer(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice=NAMED,
         seed=1,
@@ -172,7 +173,7 @@ def test_unknown_tool_in_tool_choice_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=DEFAULT_MODEL_ID,
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             tools=TOOLS,
             tool_choice={"type": "function", "function": {"name": "launch"}},
         )
@@ -217,7 +218,7 @@ def test_streamed_logprobs_equal_the_non_streamed_ones(client: openai.OpenAI) ->
         "top_logprobs": 2,
     }
     whole = client.chat.completions.create(**args).choices[0].logprobs
-    streamed = []
+    streamed: list[ChatCompletionTokenLogprob] = []
     for chunk in client.chat.completions.create(stream=True, **args):
         for choice in chunk.choices:
             if choice.logprobs is not None:
@@ -245,7 +246,9 @@ def test_completion_logprobs_match_a_solo_forward_pass(client: openai.OpenAI) ->
     # llama-cpp-python's own completion, one sequence with every position's logits
     solo = Llama(str(default_model_path()), n_ctx=256, logits_all=True, verbose=False)
     ref = solo.create_completion(prompt, temperature=0, max_tokens=8, logprobs=3)
-    ref_lp = ref["choices"][0]["logprobs"]  # type: ignore[index]
+    assert isinstance(ref, dict)  # not a stream
+    ref_lp = ref["choices"][0]["logprobs"]
+    assert ref_lp is not None
     assert lp.tokens == ref_lp["tokens"]
     assert lp.token_logprobs == pytest.approx(ref_lp["token_logprobs"], abs=0.05)
 
@@ -418,7 +421,7 @@ def test_required_on_a_hermes_template_validates(hermes: openai.OpenAI) -> None:
     for seed in range(4):
         choice = hermes.chat.completions.create(
             model="hermes",
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             tools=TOOLS,
             tool_choice="required",
             seed=seed,

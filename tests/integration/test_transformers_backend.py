@@ -227,7 +227,7 @@ def calls_of(message: Any) -> list[tuple[str, dict[str, Any]]]:
 def test_named_tool_choice_gives_a_valid_call(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice=NAMED,
         seed=seed,
@@ -246,7 +246,7 @@ def test_named_tool_choice_gives_a_valid_call(client: openai.OpenAI, seed: int) 
 def test_required_tool_choice_gives_valid_calls(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice="required",
         parallel_tool_calls=seed % 2 == 0,  # a list of calls, or one object
@@ -276,7 +276,8 @@ def test_streamed_call_equals_the_non_streamed_one(client: openai.OpenAI, tool_c
         "max_tokens": MAX_CALL_TOKENS,
     }
     whole = client.chat.completions.create(**args).choices[0]
-    content, calls, finish = "", {}, None
+    content, finish = "", None
+    calls: dict[int, list[Any]] = {}
     for chunk in client.chat.completions.create(stream=True, **args):
         for choice in chunk.choices:
             content += choice.delta.content or ""
@@ -308,7 +309,7 @@ def test_json_mode_gives_json(client: openai.OpenAI) -> None:
 def test_json_schema_output_validates(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         seed=3,
         temperature=1.0,
         max_tokens=MAX_CALL_TOKENS,
@@ -322,11 +323,11 @@ def test_json_schema_output_validates(client: openai.OpenAI) -> None:
 
 
 def test_schema_the_engine_cannot_compile_is_a_400(client: openai.OpenAI) -> None:
-    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}
+    schema: dict[str, Any] = {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=MODEL,
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             max_tokens=5,
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
         )

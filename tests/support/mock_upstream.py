@@ -200,7 +200,7 @@ def recorded_ollama(recording: dict[str, Any], model: str = "llama3.2") -> web.A
 
 def tool_calling() -> web.Application:
     """Answers every chat with one streamed tool call, in OpenAI's pieces; records bodies."""
-    pieces = [
+    pieces: list[dict[str, Any]] = [
         {"role": "assistant", "content": None},
         {
             "tool_calls": [
@@ -221,7 +221,9 @@ def tool_calling() -> web.Application:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for delta in pieces:
-            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            chunk: dict[str, Any] = {
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}]
+            }
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
         usage = {"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 9}}

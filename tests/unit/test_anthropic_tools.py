@@ -93,13 +93,14 @@ def reassemble(got: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, An
                 assert blocks[-1]["input"] == {}
                 partial[open_index] = ""
         elif name == "content_block_delta":
-            assert data["index"] == open_index
+            index = data["index"]
+            assert index == open_index
             delta = data["delta"]
             if delta["type"] == "text_delta":
-                blocks[open_index]["text"] += delta["text"]
+                blocks[index]["text"] += delta["text"]
             else:
                 assert delta["type"] == "input_json_delta"
-                partial[open_index] += delta["partial_json"]
+                partial[index] += delta["partial_json"]
         elif name == "content_block_stop":
             assert data["index"] == open_index
             open_index = None

@@ -44,7 +44,7 @@ ODD_TEXT = [
 
 def _string() -> st.SearchStrategy[str]:
     """A JSON string literal, odd escapes included."""
-    plain = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+    plain = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
     return st.one_of(
         plain.map(lambda s: json.dumps(s, ensure_ascii=False)),
         st.lists(st.sampled_from(ODD_TEXT), min_size=1, max_size=6).map(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from limits.storage import storage_from_string
 
 from llmserver.app import create_app
 from llmserver.config.model_configs import FakeConfig
@@ -104,7 +105,7 @@ def test_budget_per_key_name_and_override() -> None:
 
 def test_storage_url_goes_to_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
-    real = rate_limit.storage_from_string
+    real = storage_from_string
 
     def spy(url: str, **options: Any) -> Any:
         seen.append(url)

@@ -166,7 +166,7 @@ def test_a_down_replica_is_skipped(ollama: Upstream) -> None:
         for _ in range(3):
             r = c.post("/v1/chat/completions", json={"model": "llama3.2", "messages": USER})
             assert r.status_code == 200
-        states = c.app.state.models.lookup("llama3.2").backend.replica_states()  # type: ignore[attr-defined]
+        states = c.app.state.models.lookup("llama3.2").backend.replica_states()
     assert list(states.values()) == [False, True]
 
 

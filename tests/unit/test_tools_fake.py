@@ -47,7 +47,8 @@ def stream_chunks(client: TestClient, model: str, **extra: Any) -> list[dict[str
 
 def reassemble(chunks: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]], str | None]:
     """Content, calls (id, name, arguments) and finish reason, as the openai client does it."""
-    content, calls, finish = "", [], None
+    content, finish = "", None
+    calls: list[dict[str, str]] = []
     for chunk in chunks:
         for choice in chunk["choices"]:
             delta = choice["delta"]

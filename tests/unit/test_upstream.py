@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -261,6 +261,7 @@ async def test_consumer_leaving_closes_the_upstream_request() -> None:
         try:
             request = GenerationRequest("r", "", (), SamplingParams(max_tokens=0), messages=USER)
             stream = backend.generate(request)
+            assert isinstance(stream, AsyncGenerator)  # so it can be closed
             for _ in range(3):
                 assert (await anext(stream)).text == "x"
             await stream.aclose()  # what a client disconnect does to the generation

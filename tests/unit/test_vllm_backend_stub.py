@@ -182,7 +182,7 @@ async def test_consumer_leaving_aborts_the_request(fake_vllm: list[FakeEngine]) 
     await backend.start()
     request = GenerationRequest("r2", "p", [1], SamplingParams(max_tokens=50))
     stream = backend.generate(request)
-    first = await anext(stream)  # type: ignore[call-overload]
+    first = await anext(stream)
     assert first.text == REPLY[0]
     await stream.aclose()  # type: ignore[attr-defined]
     assert fake_vllm[0].aborted == ["v-r2"]
