@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.backends.fake import REPLY_WORDS, FakeBackend, split_tokens
-from llmserver.core.manager import ModelManager
+from llmserver.backends.fake import REPLY_WORDS, split_tokens
 from llmserver.errors import AuthenticationError, EngineError, InferenceTimeoutError
 from llmserver.http.streaming import EventStream
 from llmserver.security.keys import create_key
 from llmserver.surfaces.anthropic.translate import ANTHROPIC_SSE, anthropic_error
 from support import fake_model, fake_settings, open_client
+from support.fake import fake_backend
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
@@ -64,10 +64,7 @@ def error_of(resp: Any, status: int, kind: str) -> str:
 
 
 def _seen(client: TestClient, model: str = "fake") -> list[str]:
-    manager: ModelManager = client.app.state.models  # type: ignore[attr-defined]
-    backend = manager.lookup(model).backend
-    assert isinstance(backend, FakeBackend)
-    return list(backend.seen)
+    return list(fake_backend(client, model).seen)
 
 
 @pytest.fixture

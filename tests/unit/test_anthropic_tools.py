@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from support import fake_model, fake_settings, open_client
+from support.fake import fake_backend
 from support.mock_upstream import serve, tool_calling
 from support.tools import ANTHROPIC_WEATHER_TOOL as WEATHER
 from support.tools import CITY_SCHEMA as SCHEMA
@@ -158,7 +159,7 @@ def test_a_reply_without_a_call_ends_the_turn(api: TestClient) -> None:
 
 
 def _received(client: TestClient, model: str) -> Any:
-    return client.app.state.models.lookup(model).backend.received[-1]  # type: ignore[attr-defined]
+    return fake_backend(client, model).received[-1]
 
 
 def test_tool_choice_tool_constrains_to_that_tools_input_schema(api: TestClient) -> None:

@@ -13,6 +13,7 @@ from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from llmserver.errors import AuthenticationError
 from support import fake_model, fake_settings, free_port, open_client
+from support.fake import app_of, handle
 from support.mock_upstream import instant, serve
 
 CHAT = "/v1/chat/completions"
@@ -44,8 +45,8 @@ def slow_client() -> Iterator[TestClient]:
         async def needs_key() -> None:
             raise AuthenticationError("Incorrect API key provided.")
 
-        client.app.add_api_route("/test/needs-key", needs_key)  # type: ignore[attr-defined]
-        client.app.state.models.lookup("fake").limiter.max_queue = 0  # type: ignore[attr-defined]
+        app_of(client).add_api_route("/test/needs-key", needs_key)
+        handle(client, "fake").limiter.max_queue = 0
         yield client
 
 

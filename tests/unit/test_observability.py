@@ -18,6 +18,7 @@ from llmserver.observability.logs import (
     set_level,
 )
 from llmserver.privacy import PIIMasker
+from support.fake import app_of
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello there"}]
@@ -175,7 +176,7 @@ def test_unexpected_error_is_a_logged_500_with_request_id(
     async def broken() -> None:
         raise RuntimeError("boom")
 
-    client.app.add_api_route("/test/broken", broken)  # type: ignore[attr-defined]
+    app_of(client).add_api_route("/test/broken", broken)
     with caplog.at_level(logging.INFO):
         resp = client.get("/test/broken", headers={"x-request-id": "rid-500"})
     assert resp.status_code == 500

@@ -18,6 +18,7 @@ from llmserver.errors import EngineError, InvalidRequestError
 from llmserver.security.keys import create_key
 from llmserver.surfaces.ollama import options
 from support import fake_settings, open_client
+from support.fake import fake_backend, handle
 
 STR, INT, BOOL, LIST, DICT = str, int, bool, list, dict
 NULLABLE_LIST = (list, type(None))
@@ -237,13 +238,13 @@ def test_generate_errors_are_ollama_shaped(
 def test_an_error_after_streaming_began_is_one_error_line_with_status_200(
     api: TestClient,
 ) -> None:
-    handle = api.app.state.models.lookup("fake")  # type: ignore[attr-defined]
+    backend = fake_backend(api)
 
     async def failing(request: GenerationRequest) -> AsyncIterator[Delta]:
         yield Delta("one")
         raise EngineError("the engine fell over")
 
-    handle.backend.generate = failing
+    backend.generate = failing  # type: ignore[method-assign]
     r = api.post(
         "/api/chat", json={"model": "fake", "messages": [{"role": "user", "content": "x"}]}
     )
@@ -305,11 +306,11 @@ def test_keep_alive_unloads_a_load_on_demand_model_once_idle(api: TestClient) ->
     assert api.post("/api/generate", json=req).status_code == 200
     listed = {m["name"]: m for m in api.get("/api/ps").json()["models"]}
     assert listed["lazy:latest"]["expires_at"] < listed["fake:latest"]["expires_at"]
-    handle = api.app.state.models.lookup("lazy")  # type: ignore[attr-defined]
+    lazy = handle(api, "lazy")
     deadline = time.monotonic() + 5
-    while handle.state == "ready" and time.monotonic() < deadline:
+    while lazy.state == "ready" and time.monotonic() < deadline:
         api.get("/health")  # let the app's loop run
-    assert handle.state == "unloaded"
+    assert lazy.state == "unloaded"
     # the next request loads it again
     again = api.post("/api/generate", json={"model": "lazy", "prompt": "x", "stream": False})
     assert again.status_code == 200

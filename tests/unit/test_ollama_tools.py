@@ -20,6 +20,7 @@ from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama import tools
 from support import fake_model, fake_settings, open_client
+from support.fake import fake_backend
 from support.mock_upstream import recorded_ollama, serve, tool_calling
 from support.tools import GENERIC_CALL, HERMES_CALLS
 from support.tools import WEATHER_QUESTION as USER
@@ -134,7 +135,7 @@ def test_tools_reach_the_template_and_text_without_a_call_is_content(api: TestCl
     body = resp.json()
     assert body["message"] == {"role": "assistant", "content": "It is sunny in Paris."}
     assert body["done_reason"] == "stop"
-    backend = api.app.state.models.lookup("talker").backend  # type: ignore[attr-defined]
+    backend = fake_backend(api, "talker")
     assert "get_weather" in backend.received[-1].prompt  # the prompt describes the tool
 
 
@@ -150,7 +151,7 @@ def test_a_round_trip_renders_the_call_and_the_tool_result(api: TestClient) -> N
     ]
     resp = chat(api, "hermes", messages=history)
     assert resp.status_code == 200, resp.text
-    backend = api.app.state.models.lookup("hermes").backend  # type: ignore[attr-defined]
+    backend = fake_backend(api, "hermes")
     prompt = backend.received[-1].prompt
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt
     assert "<tool_response>\n18 degrees, light rain\n</tool_response>" in prompt

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from support import fake_settings, free_port, open_client
+from support.fake import replica_states
 from support.mock_upstream import Upstream, recorded_ollama, serve
 
 RECORDING: dict[str, Any] = json.loads(
@@ -166,7 +167,7 @@ def test_a_down_replica_is_skipped(ollama: Upstream) -> None:
         for _ in range(3):
             r = c.post("/v1/chat/completions", json={"model": "llama3.2", "messages": USER})
             assert r.status_code == 200
-        states = c.app.state.models.lookup("llama3.2").backend.replica_states()
+        states = replica_states(c, "llama3.2")
     assert list(states.values()) == [False, True]
 
 

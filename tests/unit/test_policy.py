@@ -24,6 +24,7 @@ from llmserver.errors import PermissionDeniedError
 from llmserver.privacy import PIIMasker
 from llmserver.security.keys import create_key
 from support import fake_model, fake_settings, open_client
+from support.fake import models
 
 EMAIL = "jane.doe@example.com"
 TEXT = f"write to {EMAIL} today"
@@ -181,11 +182,6 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         yield client, keys
 
 
-def _manager(client: TestClient) -> ModelManager:
-    manager: ModelManager = client.app.state.models  # type: ignore[attr-defined]
-    return manager
-
-
 @pytest.mark.parametrize(("route", "body"), ROUTES, ids=[r for r, _ in ROUTES])
 def test_every_route_refuses_a_forbidden_model_with_403(
     keyed: tuple[TestClient, dict[str, str]], route: str, body: Callable[[str], dict[str, Any]]
@@ -203,7 +199,7 @@ def test_every_route_refuses_a_forbidden_model_with_403(
         assert error == f"This API key may not use the model '{model}'."
     else:
         assert error["code"] == "model_not_allowed"
-    assert TEXT not in _seen(_manager(client), model)
+    assert TEXT not in _seen(models(client), model)
 
 
 @pytest.mark.parametrize(("route", "body"), ROUTES, ids=[r for r, _ in ROUTES])
@@ -216,14 +212,14 @@ def test_every_route_masks_a_masked_keys_text(
         route.split("#")[0], json=body(model), headers={"Authorization": f"Bearer {keys['masked']}"}
     )
     assert resp.status_code == 200, resp.text
-    seen = _seen(_manager(client), model)
+    seen = _seen(models(client), model)
     assert EMAIL not in seen
     assert "[EMAIL]" in seen
 
 
 def test_ready_and_status_report_a_loaded_model_whose_engine_is_dead(client: TestClient) -> None:
     assert client.get("/ready").status_code == 200
-    backend = _manager(client).lookup("fake").backend
+    backend = models(client).lookup("fake").backend
     assert isinstance(backend, FakeBackend)
     backend.started = False  # the engine died under a loaded model: health() says so
     ready = client.get("/ready")

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.backends.fake import FakeBackend
 from llmserver.config.settings import SettingsError, load_settings
-from llmserver.core.manager import ModelManager
 from llmserver.errors import EngineError, OutOfMemoryError
 from llmserver.security.keys import create_key
 from support import fake_model, fake_settings, is_ready, open_client, sse_events
+from support.fake import fake_backend, models
 from support.mock_upstream import instant, serve
 
 WRAP = "[QUESTION]\n{}\n[/QUESTION]\n\n[ANSWER]\n"
@@ -48,16 +48,9 @@ def make() -> Iterator[Callable[..., TestClient]]:
         yield start
 
 
-def _manager(client: TestClient) -> ModelManager:
-    manager: ModelManager = client.app.state.models  # type: ignore[attr-defined]
-    return manager
-
-
 def _received(client: TestClient, model: str = "m") -> list[GenerationRequest]:
     """What reached the fake model, warm-ups left out."""
-    backend = _manager(client).lookup(model).backend
-    assert isinstance(backend, FakeBackend)
-    return [r for r in backend.received if r.request_id != "warmup"]
+    return [r for r in fake_backend(client, model).received if r.request_id != "warmup"]
 
 
 def _text(path: str, resp: Any) -> str:
@@ -203,7 +196,7 @@ def _row_client(
     extra = {"error_language": language}
     if row == "concurrency":
         client = make(fake_model("m", max_concurrent=1, max_queue=0), **extra)
-        limiter = _manager(client).lookup("m").limiter
+        limiter = models(client).lookup("m").limiter
         client.portal.call(limiter.acquire)  # type: ignore[union-attr]  # the only slot, held
         return client
     if row == "timeout":

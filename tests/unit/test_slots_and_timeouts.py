@@ -14,6 +14,7 @@ from llmserver.app import create_app
 from llmserver.backends.fake import FakeBackend
 from llmserver.errors import OutOfMemoryError
 from support import fake_model, fake_settings, open_client, sse_events
+from support.fake import models
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello"}]
@@ -159,7 +160,7 @@ def test_failed_model_load_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_draining_refuses_new_work_and_ready_is_503(client: TestClient) -> None:
-    client.app.state.models.draining = True  # type: ignore[attr-defined]
+    models(client).draining = True
     assert client.get("/ready").status_code == 503
     assert client.get("/ready").json()["status"] == "draining"
     resp = client.post(CHAT, json={"messages": USER})

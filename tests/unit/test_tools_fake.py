@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from support import fake_model, fake_settings, open_client, sse_events
+from support.fake import fake_backend
 from support.mock_upstream import serve, tool_calling
 from support.tools import GENERIC_CALL as CALL_REPLY
 from support.tools import WEATHER_QUESTION as USER
@@ -150,7 +151,7 @@ def test_round_trip_messages_reach_the_template(tools_client: TestClient) -> Non
         CHAT, json={"model": "talker", "messages": messages, "tools": [WEATHER]}
     )
     assert resp.status_code == 200, resp.text
-    backend = tools_client.app.state.models.lookup("talker").backend  # type: ignore[attr-defined]
+    backend = fake_backend(tools_client, "talker")
     prompt = backend.seen[-1] if isinstance(backend.seen[-1], str) else ""
     seen = "\n".join(backend.seen)
     assert "21 C and sunny" in seen

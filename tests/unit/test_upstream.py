@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from llmserver.config.model_configs import UpstreamConfig, choose_backend
 from llmserver.config.settings import load_settings
 from support import done_loading, free_port, open_client, sse_events
+from support.fake import replica_states
 from support.mock_upstream import endless, failing, instant, reporting, serve
 
 CHAT = "/v1/chat/completions"
@@ -38,12 +39,6 @@ def proxy(*models: dict[str, Any], **settings: Any) -> Iterator[TestClient]:
 def posts(upstream: Any) -> list[dict[str, Any]]:
     """The generation requests an upstream received (not its health probes)."""
     return [r for r in upstream.requests if r.get("body") is not None or "path" in r]
-
-
-def replica_states(client: TestClient) -> dict[str, bool]:
-    handle = client.app.state.models.lookup("up")  # type: ignore[attr-defined]
-    states: dict[str, bool] = handle.backend.replica_states()
-    return states
 
 
 def test_chat_relayed_with_usage_and_our_model_id() -> None:
@@ -192,10 +187,10 @@ def test_down_replica_is_skipped_then_probed_back() -> None:
             body = {"model": "up", "messages": USER, "max_tokens": 2}
             for _ in range(3):
                 assert client.post(CHAT, json=body).status_code == 200
-            assert replica_states(client) == {dead_url: False, live.base_url: True}
+            assert replica_states(client, "up") == {dead_url: False, live.base_url: True}
             with serve(instant(), port=port) as revived:
                 deadline = time.monotonic() + 5
-                while not replica_states(client)[dead_url]:
+                while not replica_states(client, "up")[dead_url]:
                     assert time.monotonic() < deadline, "replica never probed back up"
                     time.sleep(0.02)
                 for _ in range(4):
@@ -212,7 +207,7 @@ def test_failing_replica_retried_on_another_before_any_output() -> None:
         resp = client.post(CHAT, json={"model": "up", "messages": USER, "max_tokens": 2})
         assert resp.status_code == 200
         assert len(bad.requests) == 1
-        assert replica_states(client)[bad.base_url] is False
+        assert replica_states(client, "up")[bad.base_url] is False
 
 
 def test_backend_choice_when_omitted(tmp_path: Any) -> None:
