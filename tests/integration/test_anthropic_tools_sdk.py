@@ -131,5 +131,6 @@ def test_a_tool_result_for_no_call_is_a_clear_400(client: anthropic.Anthropic) -
     ]
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(model=DEFAULT_MODEL_ID, max_tokens=10, messages=bad, tools=TOOLS)
-    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    body: Any = caught.value.body
+    message = body["error"]["message"]
     assert "tool_use_id 'toolu_x' matches no tool_use block" in message

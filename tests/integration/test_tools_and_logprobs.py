@@ -177,7 +177,8 @@ def test_unknown_tool_in_tool_choice_is_a_400(client: openai.OpenAI) -> None:
             tools=TOOLS,
             tool_choice={"type": "function", "function": {"name": "launch"}},
         )
-    assert info.value.body["param"] == "tool_choice"  # type: ignore[index]
+    body: Any = info.value.body
+    assert body["param"] == "tool_choice"
 
 
 # -- logprobs ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmserver.config.settings import default_embedding_configs, default_model_path
 from support import RunningServer, free_port, run_server
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 transformers = pytest.importorskip("transformers")
 
 MODEL = "smol-hf"
-QUESTION = [{"role": "user", "content": "Name three colours."}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
 SEEDS = range(4)  # transformers on a CPU is slow: a few seeds, each a fresh sample
 MAX_CALL_TOKENS = 120
@@ -108,7 +109,7 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
     for model in (MODEL, "smol-gguf"):
         resp = client.chat.completions.create(
             model=model,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             temperature=0,
             max_tokens=4,
         )
@@ -122,7 +123,7 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
     for _ in range(4):  # least-busy routing spreads these over both replicas
         resp = client.chat.completions.create(
             model="remote",
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             max_tokens=5,
         )
         assert resp.model == "remote"
@@ -133,7 +134,7 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
 def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=12,
     )
@@ -182,7 +183,7 @@ def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
 def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
     free = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=12,
     )
@@ -192,7 +193,7 @@ def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
     stop = words[2]
     cut = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=12,
         stop=[stop],
@@ -205,7 +206,7 @@ def test_seed_reproduces_sampling(client: openai.OpenAI) -> None:
     def sample(seed: int) -> str:
         resp = client.chat.completions.create(
             model=MODEL,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             temperature=1.2,
             top_p=1.0,
             seed=seed,
@@ -359,7 +360,7 @@ def test_disconnect_stops_generation(server: RunningServer, client: openai.OpenA
     assert in_use == 0, "the generation kept its slot after the client left"
     after = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=3,
     )
