@@ -37,7 +37,8 @@ def body(**extra: Any) -> dict[str, Any]:
 def message(client: TestClient, **extra: Any) -> dict[str, Any]:
     resp = client.post(MESSAGES, json=body(**extra))
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 def events(text: str) -> list[tuple[str, dict[str, Any]]]:

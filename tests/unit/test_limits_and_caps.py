@@ -25,9 +25,9 @@ USER = [{"role": "user", "content": "hi"}]
 
 
 def error(resp: Any) -> dict[str, Any]:
-    body: dict[str, Any] = resp.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]  # type: ignore[no-any-return]
+    error: dict[str, Any] = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from logging.handlers import TimedRotatingFileHandler
 from pathlib import Path
 
 import pytest
@@ -157,8 +158,9 @@ def test_configure_logging_file_and_json(tmp_path: Path, restore_level: None) ->
         ours = [h for h in root.handlers if getattr(h, "_llmserver", False)]
         assert len(ours) == 2  # console and file, not duplicated
         file_handler = next(h for h in ours if isinstance(h, logging.FileHandler))
-        assert file_handler.when == "MIDNIGHT"  # type: ignore[attr-defined]
-        assert file_handler.backupCount == 30  # type: ignore[attr-defined]
+        assert isinstance(file_handler, TimedRotatingFileHandler)
+        assert file_handler.when == "MIDNIGHT"
+        assert file_handler.backupCount == 30
         logging.getLogger("llmserver.test").info("to the file")
         file_handler.flush()
         lines = (tmp_path / "logs" / "llmserver.log").read_text().splitlines()

@@ -42,7 +42,8 @@ def ask(client: TestClient, key: str, **body: Any) -> dict[str, Any]:
     payload = {"model": "fake", "messages": USER, "temperature": 0, **body}
     resp = client.post(CHAT, json=payload, headers={"Authorization": f"Bearer {key}"})
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 def metric(client: TestClient, key: str, result: str) -> float:
