@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from support import fake_settings, open_client
+from support import fake_model, fake_settings, open_client
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     """The app serving one fake model called ``fake`` (alias ``f``)."""
-    with open_client(fake_settings({"id": "fake", "backend": "fake", "aliases": ["f"]})) as c:
+    with open_client(fake_settings(fake_model("fake", aliases=["f"]))) as c:
         yield c

@@ -19,6 +19,7 @@ from llmserver.http.streaming import EventStream
 from llmserver.security.keys import create_key
 from llmserver.surfaces.anthropic.translate import ANTHROPIC_SSE, anthropic_error
 from support import fake_model, fake_settings, open_client
+from support.anthropic_wire import error_of, events
 from support.fake import fake_backend
 
 MESSAGES = "/v1/messages"
@@ -39,29 +40,6 @@ def message(client: TestClient, **extra: Any) -> dict[str, Any]:
     assert resp.status_code == 200, resp.text
     answer: dict[str, Any] = resp.json()
     return answer
-
-
-def events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """(event name, data) of each SSE event; every event has both lines."""
-    out = []
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        lines = block.split("\n")
-        assert lines[0].startswith("event: "), block
-        assert lines[1].startswith("data: "), block
-        out.append((lines[0][7:], json.loads(lines[1][6:])))
-    return out
-
-
-def error_of(resp: Any, status: int, kind: str) -> str:
-    """The message of an error in Anthropic's envelope, after checking status and type."""
-    assert resp.status_code == status, resp.text
-    payload = resp.json()
-    assert payload["type"] == "error"
-    assert set(payload["error"]) == {"type", "message"}
-    assert payload["error"]["type"] == kind
-    return str(payload["error"]["message"])
 
 
 def _seen(client: TestClient, model: str = "fake") -> list[str]:

@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from support import fake_model, fake_settings, open_client
+from support.anthropic_wire import error_of, events
 from support.fake import fake_backend
 from support.mock_upstream import serve, tool_calling
 from support.tools import ANTHROPIC_WEATHER_TOOL as WEATHER
 from support.tools import CITY_SCHEMA as SCHEMA
 from support.tools import GENERIC_CALL, HERMES_CALLS
 from support.tools import WEATHER_QUESTION as USER
-from unit.test_anthropic_fake import error_of, events
 
 MESSAGES = "/v1/messages"
 HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
