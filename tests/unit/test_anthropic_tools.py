@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from support import fake_model, fake_settings, open_client
 from support.anthropic_wire import error_of, events
@@ -211,7 +210,7 @@ def test_a_call_arriving_in_argument_fragments_streams_as_input_json_deltas() ->
     with serve(tool_calling()) as up:
         model = {"id": "up", "url": up.base_url, "probe_interval_s": 0.05}
         settings = load_settings({"models": [model], "keys_file": "/nonexistent/k.json"})
-        with TestClient(create_app(settings)) as client:
+        with open_client(settings, raise_server_exceptions=True) as client:
             whole = message(client, "up", tool_choice={"type": "tool", "name": "get_weather"})
             got = stream(client, "up")
         sent = up.requests[-1]["body"]

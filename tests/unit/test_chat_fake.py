@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from llmserver.backends.fake import REPLY_WORDS, split_tokens
-from support import sse_events
+from support import fake_model, fake_settings, open_client, sse_events
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello there"}]
@@ -130,15 +131,8 @@ def test_models_and_status(client: TestClient) -> None:
 
 
 def test_ready_waits_for_loading() -> None:
-    import time
-
-    from fastapi.testclient import TestClient as TC
-
-    from llmserver.app import create_app
-    from support import fake_settings
-
-    settings = fake_settings({"id": "slow", "backend": "fake", "load_delay_s": 0.5})
-    with TC(create_app(settings)) as c:
+    settings = fake_settings(fake_model("slow", load_delay_s=0.5))
+    with open_client(settings, until=None, raise_server_exceptions=True) as c:
         assert c.get("/health").status_code == 200
         assert c.get("/ready").status_code == 503
         resp = c.post(CHAT, json={"messages": USER})

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import schemas as wire
@@ -277,7 +276,7 @@ def test_a_call_arriving_in_argument_fragments_is_sent_whole() -> None:
     with serve(tool_calling()) as up:
         model = {"id": "up", "url": up.base_url, "probe_interval_s": 0.05}
         settings = load_settings({"models": [model], "keys_file": "/nonexistent/k.json"})
-        with TestClient(create_app(settings)) as client:
+        with open_client(settings, raise_server_exceptions=True) as client:
             whole = chat(client, "up").json()
             lines = streamed(client, "up")
         sent = up.requests[-1]["body"]
@@ -313,7 +312,7 @@ def test_an_ollama_upstream_gets_the_tools_and_its_calls_are_relayed() -> None:
     recording = {**RECORDING, "chat_stream": OLLAMA_TOOL_ANSWER}
     with serve(recorded_ollama(recording)) as up:
         entry = {"id": "llama3.2", "backend": "ollama", "url": f"http://127.0.0.1:{up.port}"}
-        with TestClient(create_app(fake_settings(entry))) as client:
+        with open_client(fake_settings(entry), raise_server_exceptions=True) as client:
             body = {"model": "llama3.2", "messages": history, "tools": [WEATHER]}
             openai_answer = client.post("/v1/chat/completions", json=body).json()
             ollama_answer = chat(client, "llama3.2")

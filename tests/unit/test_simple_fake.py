@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.base import GenerationRequest
 from llmserver.backends.fake import FakeBackend
 from llmserver.privacy import PIIMasker
@@ -230,7 +229,7 @@ def test_fallback_response(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
         keys_file=tmp_path / "keys.json",
         fallback_response="Sorry, try again later.",
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with open_client(settings, until=None) as c:
         resp = c.post("/infer", json={"query": "hello"})
         assert resp.status_code == 200
         assert resp.json() == {"generated_text": "Sorry, try again later."}

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.fake import FakeBackend
 from llmserver.errors import OutOfMemoryError
 from support import fake_model, fake_settings, open_client, sse_events
@@ -152,7 +151,7 @@ def test_failed_model_load_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ModelLoadError("model load failed: weights are corrupt")
 
     monkeypatch.setattr(FakeBackend, "start", start)
-    with TestClient(create_app(fake_settings()), raise_server_exceptions=False) as c:
+    with open_client(fake_settings(), until=None) as c:
         wait_for(lambda: status(c)["state"] == "failed")
         resp = c.post(CHAT, json={"messages": USER})
         assert resp.status_code == 503

@@ -205,7 +205,6 @@ def test_unmatched_tool_call_id_is_a_400(tools_client: TestClient) -> None:
 
 
 def test_upstream_gets_tools_unchanged_and_its_calls_are_relayed() -> None:
-    from llmserver.app import create_app
     from llmserver.config.settings import load_settings
 
     messages = [
@@ -227,7 +226,7 @@ def test_upstream_gets_tools_unchanged_and_its_calls_are_relayed() -> None:
     with serve(tool_calling()) as up:
         model = {"id": "up", "url": up.base_url, "probe_interval_s": 0.05}
         settings = load_settings({"models": [model], "keys_file": "/nonexistent/k.json"})
-        with TestClient(create_app(settings)) as client:
+        with open_client(settings, raise_server_exceptions=True) as client:
             body = {"model": "up", "messages": messages, "tools": [WEATHER], "tool_choice": choice}
             whole = client.post(CHAT, json=body)
             assert whole.status_code == 200, whole.text
