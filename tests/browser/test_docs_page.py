@@ -12,20 +12,12 @@ from urllib.parse import urlsplit
 import pytest
 
 from support import RunningServer, run_server
+from support.browser import LAUNCH_ARGS
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-]
+CHROMIUM_FLAGS = ["--headless", *LAUNCH_ARGS, "--disable-dev-shm-usage"]
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 #: the one remote address in ReDoc's bundle that a page load reaches for (a decoration)
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"

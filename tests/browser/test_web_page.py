@@ -13,7 +13,9 @@ import httpx
 import openai
 import pytest
 
-from browser.conftest import (
+from llmserver.config.settings import DEFAULT_MODEL_ID
+from support import RunningServer
+from support.browser import (
     ADMIN_NAME,
     HOSTILE_ID,
     USER_NAME,
@@ -23,8 +25,6 @@ from browser.conftest import (
     sign_in,
     until,
 )
-from llmserver.config.settings import DEFAULT_MODEL_ID
-from support import RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -288,7 +288,12 @@ def test_dashboard_is_live_slots_move_and_usage_matches_the_admin_api(
 
     until(busy)
     rates = {_cell(tab, MODEL, "rate")}
-    until(lambda: rates.add(_cell(tab, MODEL, "rate")) or any(r not in ("0", "–") for r in rates))
+
+    def rate_moved() -> bool:
+        rates.add(_cell(tab, MODEL, "rate"))
+        return any(r not in ("0", "–") for r in rates)
+
+    until(rate_moved)
     screenshot(page, "ui-dashboard.png", full_page=True)
     for thread in threads:
         thread.join()

@@ -51,9 +51,18 @@ def prompt_tokens(tokenizer: Llama, messages: list[dict[str, str]]) -> int:
     return len(tokenizer.tokenize(prompt.encode(), special=True))
 
 
+def text_of(block: anthropic.types.ContentBlock) -> str:
+    """A text block's text (any other block fails the test)."""
+    assert isinstance(block, anthropic.types.TextBlock), block
+    return block.text
+
+
 def create(client: anthropic.Anthropic, **kwargs: Any) -> anthropic.types.Message:
     args: dict[str, Any] = {"model": DEFAULT_MODEL_ID, "max_tokens": 40, "messages": QUESTION}
-    return client.messages.create(**{**args, **kwargs}, extra_body=GREEDY)
+    message: anthropic.types.Message = client.messages.create(
+        **{**args, **kwargs}, extra_body=GREEDY
+    )
+    return message
 
 
 def test_a_message(client: anthropic.Anthropic, tokenizer: Llama) -> None:
@@ -91,7 +100,7 @@ def test_a_streamed_message_has_the_events_in_order(client: anthropic.Anthropic)
         for e in events
         if e.type == "content_block_delta" and e.delta.type == "text_delta"
     )
-    assert text == whole.content[0].text  # type: ignore[union-attr]
+    assert text == text_of(whole.content[0])
     start, end = events[0], events[-2]
     assert start.type == "message_start"
     assert start.message.usage.input_tokens == whole.usage.input_tokens
@@ -107,8 +116,8 @@ def test_the_stream_helper_builds_the_same_message(client: anthropic.Anthropic) 
     ) as stream:
         pieces = list(stream.text_stream)
         final = stream.get_final_message()
-    assert "".join(pieces) == whole.content[0].text  # type: ignore[union-attr]
-    assert [(b.type, b.text) for b in final.content] == [("text", "".join(pieces))]  # type: ignore[union-attr]
+    assert "".join(pieces) == text_of(whole.content[0])
+    assert [(b.type, text_of(b)) for b in final.content] == [("text", "".join(pieces))]
     assert final.stop_reason == whole.stop_reason
     assert final.usage.input_tokens == whole.usage.input_tokens
     assert final.usage.output_tokens == whole.usage.output_tokens
@@ -136,20 +145,21 @@ def test_max_tokens_stops_with_max_tokens(client: anthropic.Anthropic) -> None:
 
 
 def test_stop_sequence_is_reported(client: anthropic.Anthropic) -> None:
-    whole = create(client).content[0].text  # type: ignore[union-attr]
+    whole = text_of(create(client).content[0])
     words = whole.split()
     assert len(words) > 3
     stop = words[2]
     cut = create(client, stop_sequences=["never-generated-xyz", stop])
     assert (cut.stop_reason, cut.stop_sequence) == ("stop_sequence", stop)
-    assert cut.content[0].text == whole[: whole.index(stop)]  # type: ignore[union-attr]
+    assert text_of(cut.content[0]) == whole[: whole.index(stop)]
 
 
 def test_unknown_model_is_a_not_found_error(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.NotFoundError) as caught:
         create(client, model="claude-that-is-not-here")
-    assert caught.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
-    assert caught.value.body["type"] == "error"  # type: ignore[index]
+    body: Any = caught.value.body
+    assert body["error"]["type"] == "not_found_error"
+    assert body["type"] == "error"
 
 
 def test_missing_max_tokens_is_an_invalid_request_error(client: anthropic.Anthropic) -> None:
@@ -159,7 +169,8 @@ def test_missing_max_tokens_is_an_invalid_request_error(client: anthropic.Anthro
             body={"model": DEFAULT_MODEL_ID, "messages": QUESTION},
             cast_to=httpx.Response,
         )
-    error = caught.value.body["error"]  # type: ignore[index]
+    body: Any = caught.value.body
+    error = body["error"]
     assert error["type"] == "invalid_request_error"
     assert "max_tokens" in error["message"]
 
@@ -168,7 +179,8 @@ def test_server_tools_are_refused_clearly(client: anthropic.Anthropic) -> None:
     tool = {"type": "web_search_20250305", "name": "web_search"}
     with pytest.raises(anthropic.BadRequestError) as caught:
         create(client, tools=[tool])
-    assert "server tools" in caught.value.body["error"]["message"]  # type: ignore[index]
+    body: Any = caught.value.body
+    assert "server tools" in body["error"]["message"]
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -189,8 +201,12 @@ def keyed(
         yield server, keys
 
 
-def _keyed_client(server: RunningServer, **auth: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=server.url, max_retries=0, **auth)
+def _keyed_client(
+    server: RunningServer, api_key: str | None = None, auth_token: str | None = None
+) -> anthropic.Anthropic:
+    return anthropic.Anthropic(
+        base_url=server.url, max_retries=0, api_key=api_key, auth_token=auth_token
+    )
 
 
 def test_keys_by_x_api_key_or_bearer(keyed: tuple[RunningServer, dict[str, str]]) -> None:
@@ -211,7 +227,8 @@ def test_no_key_is_an_authentication_error(keyed: tuple[RunningServer, dict[str,
     assert bare.json()["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.AuthenticationError) as caught:
         create(_keyed_client(server, api_key="llms-not-a-key"))
-    assert caught.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
+    body: Any = caught.value.body
+    assert body["error"]["type"] == "authentication_error"
 
 
 def test_a_forbidden_model_is_a_permission_error(
@@ -221,7 +238,8 @@ def test_a_forbidden_model_is_a_permission_error(
     sdk = _keyed_client(server, api_key=keys["elsewhere"])
     with pytest.raises(anthropic.PermissionDeniedError) as caught:
         create(sdk)
-    assert caught.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    body: Any = caught.value.body
+    assert body["error"]["type"] == "permission_error"
     with pytest.raises(anthropic.PermissionDeniedError):
         sdk.messages.count_tokens(model=DEFAULT_MODEL_ID, messages=QUESTION)
 

@@ -12,32 +12,13 @@ import pytest
 
 from llmserver.config.settings import DEFAULT_MODEL_ID
 from support import RunningServer
+from support.tools import ANTHROPIC_SCHEMAS as SCHEMAS
+from support.tools import ANTHROPIC_TOOLS as TOOLS
+from support.tools import ASK
+from support.tools import CITY_UNIT_PARAMS as WEATHER_SCHEMA
 
 pytestmark = pytest.mark.integration
 
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-}
-ADD_SCHEMA = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-}
-TOOLS: list[Any] = [
-    {
-        "name": "get_weather",
-        "description": "The weather forecast for a city",
-        "input_schema": WEATHER_SCHEMA,
-    },
-    {"name": "add", "description": "Add two integers", "input_schema": ADD_SCHEMA},
-]
-SCHEMAS = {"get_weather": WEATHER_SCHEMA, "add": ADD_SCHEMA}
-ASK: list[Any] = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 NAMED: Any = {"type": "tool", "name": "get_weather"}
 
 
@@ -51,7 +32,10 @@ def ask(client: anthropic.Anthropic, temperature: float, **kwargs: Any) -> anthr
     Anthropic's API no seed, so sampled answers differ from one request to the next."""
     args: dict[str, Any] = {"model": DEFAULT_MODEL_ID, "max_tokens": 200, "messages": ASK}
     sampling = {"temperature": temperature}
-    return client.messages.create(**{**args, "tools": TOOLS, **kwargs}, extra_body=sampling)
+    message: anthropic.types.Message = client.messages.create(
+        **{**args, "tools": TOOLS, **kwargs}, extra_body=sampling
+    )
+    return message
 
 
 def uses(message: anthropic.types.Message) -> list[tuple[str, Any]]:
@@ -147,5 +131,6 @@ def test_a_tool_result_for_no_call_is_a_clear_400(client: anthropic.Anthropic) -
     ]
     with pytest.raises(anthropic.BadRequestError) as caught:
         client.messages.create(model=DEFAULT_MODEL_ID, max_tokens=10, messages=bad, tools=TOOLS)
-    message = caught.value.body["error"]["message"]  # type: ignore[index]
+    body: Any = caught.value.body
+    message = body["error"]["message"]
     assert "tool_use_id 'toolu_x' matches no tool_use block" in message

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Final
 
 import httpx
 import openai
 import pytest
 
-from batch_support import chat_lines, read_lines, upload, wait_final, wait_for
 from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
+from support.batches import chat_lines, read_lines, upload, wait_final, wait_for
 
 pytestmark = pytest.mark.integration
 
-CHAT = "/v1/chat/completions"
+CHAT: Final = "/v1/chat/completions"
 N = 150
 EXPECTED = [f"req-{i}" for i in range(N)]
 
@@ -79,8 +80,10 @@ def test_150_line_batch_completes_in_order_with_usage_counted(tmp_path: Path) ->
         assert sorted(first) == sorted(sync)
         assert first["choices"][0]["message"] == sync["choices"][0]["message"]
         # the same counts; how much of the prompt the prefix cache held may differ
-        counts = ("prompt_tokens", "completion_tokens", "total_tokens")
-        assert {k: first["usage"][k] for k in counts} == {k: sync["usage"][k] for k in counts}
+        usage_keys = ("prompt_tokens", "completion_tokens", "total_tokens")
+        assert {k: first["usage"][k] for k in usage_keys} == {
+            k: sync["usage"][k] for k in usage_keys
+        }
         rows = httpx.get(f"{server.url}/admin/usage").json()["data"]
         # every line counted once against the caller (anonymous here), plus the sync request
         assert sum(r["requests"] for r in rows) == N + 1

@@ -6,8 +6,6 @@ the network, and nothing here calls it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jsonschema
 import pytest
 from langchain_core.messages import AIMessageChunk, HumanMessage
@@ -15,32 +13,19 @@ from langchain_openai import ChatOpenAI
 
 from llmserver.config.settings import DEFAULT_MODEL_ID
 from support import RunningServer
+from support.tools import CITY_UNIT_PARAMS as WEATHER_PARAMS
+from support.tools import WEATHER_DESCRIPTION, openai_tool
 
 pytestmark = pytest.mark.integration
 
-WEATHER_PARAMS: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-    },
-    "required": ["city", "unit"],
-}
-WEATHER: dict[str, Any] = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather forecast for a city",
-        "parameters": WEATHER_PARAMS,
-    },
-}
+WEATHER = openai_tool("get_weather", WEATHER_DESCRIPTION, WEATHER_PARAMS)
 
 
 def llm(server: RunningServer, seed: int) -> ChatOpenAI:
     return ChatOpenAI(
         model=DEFAULT_MODEL_ID,
         base_url=server.base_url,
-        api_key="unused",  # type: ignore[arg-type]
+        api_key="unused",
         temperature=1.0,
         seed=seed,
         max_completion_tokens=200,
@@ -55,7 +40,7 @@ def test_bind_tools_with_a_named_tool_gives_a_valid_call(
     bound = llm(default_server, seed).bind_tools([WEATHER], tool_choice="get_weather")
     ask = [HumanMessage("What is the weather in Paris, in celsius?")]
     message = bound.invoke(ask)
-    (call,) = message.tool_calls  # type: ignore[attr-defined]
+    (call,) = message.tool_calls
     assert call["name"] == "get_weather"
     assert call["id"]
     jsonschema.validate(call["args"], WEATHER_PARAMS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -181,6 +181,7 @@ async def test_cancelled_sequence_frees_slot_and_cache(backend: LlamaCppBackend)
     long = request(backend, "a long journey", "long", max_tokens=500, ignore_eos=True)
     other = request(backend, "a cat", "other", max_tokens=40, ignore_eos=True)
     stream = backend.generate(long)
+    assert isinstance(stream, AsyncGenerator)  # so it can be closed
     got = [await anext(stream) for _ in range(3)]
     assert all(d.finish_reason is None for d in got)
     neighbour = asyncio.create_task(collect(backend, other))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,7 @@ async def clear(backend: LlamaCppBackend) -> None:
     for stream in streams:
         await anext(stream)
     for stream in streams:
+        assert isinstance(stream, AsyncGenerator)  # so it can be closed
         await stream.aclose()
 
 
@@ -178,7 +179,7 @@ async def test_multi_turn_reuses_the_conversation(
     await clear(cached)
     history: list[dict[str, str]] = []
     turns = ["Name a colour.", "Name a fruit of that colour.", "Say it again in capitals."]
-    prompt_lengths = []
+    prompt_lengths: list[int] = []
     for i, turn in enumerate(turns):
         req = request(cached, turn, f"turn{i}", max_tokens=12, history=history)
         text, _, last = await collect(cached, req)
@@ -225,6 +226,7 @@ async def test_reuse_after_stop_length_and_cancel(
     await clear(cached)
     long = request(cached, article(0), "long", max_tokens=400, ignore_eos=True)
     stream = cached.generate(long)
+    assert isinstance(stream, AsyncGenerator)  # so it can be closed
     for _ in range(5):
         await anext(stream)
     await stream.aclose()

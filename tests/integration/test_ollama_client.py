@@ -163,7 +163,9 @@ def test_list_show_ps_version(client: ollama.Client) -> None:
     assert entry.details.quantization_level == "Q4_1"
     assert entry.details.parameter_size
     assert entry.details.parameter_size.endswith("M")
-    assert entry.size == default_model_path().stat().st_size
+    path = default_model_path()
+    assert path is not None
+    assert entry.size == path.stat().st_size
     assert entry.digest
     assert len(entry.digest) == 64
     assert client.list().models[0].digest == entry.digest  # stable

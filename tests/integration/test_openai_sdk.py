@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 from llama_cpp import Llama
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmserver.config.settings import (
     DEFAULT_EMBEDDING_MODEL_ID,
@@ -18,7 +19,7 @@ from support import RunningServer
 
 pytestmark = pytest.mark.integration
 
-QUESTION = [{"role": "user", "content": "Name three colours."}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_json_mode_output_parses(client: openai.OpenAI) -> None:
 
 
 def test_json_schema_output_matches(client: openai.OpenAI) -> None:
-    schema = {
+    schema: dict[str, object] = {
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
         "required": ["name", "age"],

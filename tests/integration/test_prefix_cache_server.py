@@ -4,11 +4,14 @@ the access log line and the metrics, on the real default server, through the off
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 import openai
 import pytest
 from llama_cpp import Llama
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from llmserver.core.templating import ChatTemplate
@@ -22,7 +25,7 @@ def client(default_server: RunningServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=default_server.base_url, api_key="unused", max_retries=0)
 
 
-def prompt_tokens(messages: list[dict[str, str]]) -> list[int]:
+def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> list[int]:
     """The prompt as the server builds it, tokenized by the model's own tokenizer."""
     llm = Llama(str(default_model_path()), vocab_only=True, verbose=False)
     template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"))
@@ -52,18 +55,24 @@ def test_cached_tokens_in_usage_log_and_metrics(
 ) -> None:
     # a system prompt no other test sends, so no other request's cache shares it
     system = f"You are assistant {uuid.uuid4().hex}. Answer in one short sentence, politely."
-    first = [{"role": "system", "content": system}, {"role": "user", "content": "Name a colour."}]
-    second = [{"role": "system", "content": system}, {"role": "user", "content": "Name a tree."}]
+    first: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Name a colour."},
+    ]
+    second: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "Name a tree."},
+    ]
     client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=first,  # type: ignore[arg-type]
+        messages=first,
         temperature=0,
         max_tokens=4,
     )
     before = cache_counter(default_server, "cached")
     stream = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=second,  # type: ignore[arg-type]
+        messages=second,
         temperature=0,
         max_tokens=4,
         stream=True,

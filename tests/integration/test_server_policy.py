@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mock_upstream import reporting, serve
 from support import fake_model, run_server
+from support.mock_upstream import reporting, serve
 
 pytestmark = pytest.mark.integration
 

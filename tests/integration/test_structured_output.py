@@ -116,12 +116,13 @@ def test_forced_call_numbers_stay_inside_their_bounds(client: openai.OpenAI, see
 
 def test_a_fractional_number_bound_is_a_400_naming_the_field(client: openai.OpenAI) -> None:
     schema = {"type": "object", "properties": {"x": {"type": "number", "maximum": 0.5}}}
+    response_format: Any = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(
             model="smollm2-135m",
             messages=[{"role": "user", "content": "hi"}],
-            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            response_format=response_format,
             max_tokens=5,
         )
     assert "maximum 0.5" in err.value.message
-    assert err.value.body["param"] == "response_format.json_schema.schema"  # type: ignore[index]
+    assert err.value.param == "response_format.json_schema.schema"

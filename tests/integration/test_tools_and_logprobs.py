@@ -13,42 +13,14 @@ import jsonschema
 import openai
 import pytest
 from llama_cpp import Llama
+from openai.types.chat import ChatCompletionTokenLogprob
 
 from llmserver.config.settings import DEFAULT_MODEL_ID, default_model_path
 from support import RunningServer, run_server
+from support.tools import ASK, SCHEMAS, TOOLS, WEATHER_PARAMS
 
 pytestmark = pytest.mark.integration
 
-WEATHER_PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "unit"],
-}
-ADD_PARAMS = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-}
-TOOLS: list[Any] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather forecast for a city",
-            "parameters": WEATHER_PARAMS,
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "add", "description": "Add two integers", "parameters": ADD_PARAMS},
-    },
-]
-SCHEMAS = {"get_weather": WEATHER_PARAMS, "add": ADD_PARAMS}
-ASK = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
 NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
 SEEDS = range(8)
 
@@ -86,7 +58,7 @@ def reassemble(stream: Any) -> tuple[str, list[tuple[str, str, str]], str | None
 def test_named_tool_choice_always_gives_a_valid_call(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice=NAMED,
         seed=seed,
@@ -105,7 +77,7 @@ def test_named_tool_choice_always_gives_a_valid_call(client: openai.OpenAI, seed
 def test_required_tool_choice_always_gives_valid_calls(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice="required",
         seed=seed,
@@ -186,7 +158,7 @@ def test_each_streamed_chunk_holds_one_entry_per_call(
 def test_parallel_tool_calls_false_gives_one_call(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice="required",
         parallel_tool_calls=False,
@@ -200,7 +172,7 @@ def test_parallel_tool_calls_false_gives_one_call(client: openai.OpenAI) -> None
 def test_round_trip_call_result_answer(client: openai.OpenAI) -> None:
     first = client.chat.completions.create(
         model=DEFAULT_MODEL_ID,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice=NAMED,
         seed=1,
@@ -231,11 +203,12 @@ def test_unknown_tool_in_tool_choice_is_a_400(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=DEFAULT_MODEL_ID,
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             tools=TOOLS,
             tool_choice={"type": "function", "function": {"name": "launch"}},
         )
-    assert info.value.body["param"] == "tool_choice"  # type: ignore[index]
+    body: Any = info.value.body
+    assert body["param"] == "tool_choice"
 
 
 # -- logprobs ------------------------------------------------------------------------------
@@ -276,7 +249,7 @@ def test_streamed_logprobs_equal_the_non_streamed_ones(client: openai.OpenAI) ->
         "top_logprobs": 2,
     }
     whole = client.chat.completions.create(**args).choices[0].logprobs
-    streamed = []
+    streamed: list[ChatCompletionTokenLogprob] = []
     for chunk in client.chat.completions.create(stream=True, **args):
         for choice in chunk.choices:
             if choice.logprobs is not None:
@@ -304,7 +277,9 @@ def test_completion_logprobs_match_a_solo_forward_pass(client: openai.OpenAI) ->
     # llama-cpp-python's own completion, one sequence with every position's logits
     solo = Llama(str(default_model_path()), n_ctx=256, logits_all=True, verbose=False)
     ref = solo.create_completion(prompt, temperature=0, max_tokens=8, logprobs=3)
-    ref_lp = ref["choices"][0]["logprobs"]  # type: ignore[index]
+    assert isinstance(ref, dict)  # not a stream
+    ref_lp = ref["choices"][0]["logprobs"]
+    assert ref_lp is not None
     assert lp.tokens == ref_lp["tokens"]
     assert lp.token_logprobs == pytest.approx(ref_lp["token_logprobs"], abs=0.05)
 
@@ -477,7 +452,7 @@ def test_required_on_a_hermes_template_validates(hermes: openai.OpenAI) -> None:
     for seed in range(4):
         choice = hermes.chat.completions.create(
             model="hermes",
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             tools=TOOLS,
             tool_choice="required",
             seed=seed,

@@ -16,46 +16,18 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmserver.config.settings import default_embedding_configs, default_model_path
 from support import RunningServer, free_port, run_server
+from support.tools import ASK, SCHEMAS, TOOLS, WEATHER_PARAMS
 
 pytestmark = pytest.mark.integration
 
 transformers = pytest.importorskip("transformers")
 
 MODEL = "smol-hf"
-QUESTION = [{"role": "user", "content": "Name three colours."}]
-WEATHER_PARAMS = {
-    "type": "object",
-    "properties": {
-        "city": {"type": "string", "maxLength": 40},
-        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-        "days": {"type": "integer", "minimum": 1, "maximum": 7},
-    },
-    "required": ["city", "unit"],
-}
-ADD_PARAMS = {
-    "type": "object",
-    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-    "required": ["a", "b"],
-}
-TOOLS: list[Any] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather forecast for a city",
-            "parameters": WEATHER_PARAMS,
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "add", "description": "Add two integers", "parameters": ADD_PARAMS},
-    },
-]
-SCHEMAS = {"get_weather": WEATHER_PARAMS, "add": ADD_PARAMS}
-ASK = [{"role": "user", "content": "What is the weather in Paris, in celsius?"}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 NAMED: Any = {"type": "function", "function": {"name": "get_weather"}}
 SEEDS = range(4)  # transformers on a CPU is slow: a few seeds, each a fresh sample
 MAX_CALL_TOKENS = 120
@@ -137,7 +109,7 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
     for model in (MODEL, "smol-gguf"):
         resp = client.chat.completions.create(
             model=model,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             temperature=0,
             max_tokens=4,
         )
@@ -151,7 +123,7 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
     for _ in range(4):  # least-busy routing spreads these over both replicas
         resp = client.chat.completions.create(
             model="remote",
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             max_tokens=5,
         )
         assert resp.model == "remote"
@@ -162,7 +134,7 @@ def test_one_endpoint_serves_every_backend(client: openai.OpenAI) -> None:
 def test_chat_usage_is_exact(client: openai.OpenAI, hf_tokenizer: Any) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=12,
     )
@@ -211,7 +183,7 @@ def test_stream_equals_non_stream(client: openai.OpenAI) -> None:
 def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
     free = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=12,
     )
@@ -221,7 +193,7 @@ def test_stop_string_ends_the_reply(client: openai.OpenAI) -> None:
     stop = words[2]
     cut = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=12,
         stop=[stop],
@@ -234,7 +206,7 @@ def test_seed_reproduces_sampling(client: openai.OpenAI) -> None:
     def sample(seed: int) -> str:
         resp = client.chat.completions.create(
             model=MODEL,
-            messages=QUESTION,  # type: ignore[arg-type]
+            messages=QUESTION,
             temperature=1.2,
             top_p=1.0,
             seed=seed,
@@ -256,7 +228,7 @@ def calls_of(message: Any) -> list[tuple[str, dict[str, Any]]]:
 def test_named_tool_choice_gives_a_valid_call(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice=NAMED,
         seed=seed,
@@ -275,7 +247,7 @@ def test_named_tool_choice_gives_a_valid_call(client: openai.OpenAI, seed: int) 
 def test_required_tool_choice_gives_valid_calls(client: openai.OpenAI, seed: int) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         tools=TOOLS,
         tool_choice="required",
         parallel_tool_calls=seed % 2 == 0,  # a list of calls, or one object
@@ -305,7 +277,8 @@ def test_streamed_call_equals_the_non_streamed_one(client: openai.OpenAI, tool_c
         "max_tokens": MAX_CALL_TOKENS,
     }
     whole = client.chat.completions.create(**args).choices[0]
-    content, calls, finish = "", {}, None
+    content, finish = "", None
+    calls: dict[int, list[Any]] = {}
     for chunk in client.chat.completions.create(stream=True, **args):
         for choice in chunk.choices:
             content += choice.delta.content or ""
@@ -337,7 +310,7 @@ def test_json_mode_gives_json(client: openai.OpenAI) -> None:
 def test_json_schema_output_validates(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
         model=MODEL,
-        messages=ASK,  # type: ignore[arg-type]
+        messages=ASK,
         seed=3,
         temperature=1.0,
         max_tokens=MAX_CALL_TOKENS,
@@ -351,11 +324,11 @@ def test_json_schema_output_validates(client: openai.OpenAI) -> None:
 
 
 def test_schema_the_engine_cannot_compile_is_a_400(client: openai.OpenAI) -> None:
-    schema = {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}
+    schema: dict[str, Any] = {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
             model=MODEL,
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             max_tokens=5,
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
         )
@@ -387,7 +360,7 @@ def test_disconnect_stops_generation(server: RunningServer, client: openai.OpenA
     assert in_use == 0, "the generation kept its slot after the client left"
     after = client.chat.completions.create(
         model=MODEL,
-        messages=QUESTION,  # type: ignore[arg-type]
+        messages=QUESTION,
         temperature=0,
         max_tokens=3,
     )

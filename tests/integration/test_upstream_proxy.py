@@ -13,13 +13,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from llmserver.config.settings import DEFAULT_MODEL_ID
 from support import RunningServer, free_port, run_server, wait_ready
 
 pytestmark = pytest.mark.integration
 
-QUESTION = [{"role": "user", "content": "Name three colours."}]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name three colours."}]
 SAMPLING: dict[str, Any] = {"temperature": 0, "seed": 11, "max_tokens": 32}
 
 

@@ -9,8 +9,7 @@ import pytest
 
 from llmserver.cli import main
 from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_table
-from support import fake_settings
-from unit.conftest import open_client
+from support import fake_settings, open_client
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello there"}]
@@ -52,8 +51,7 @@ def test_usage_table_has_totals(tmp_path: Path) -> None:
 
 
 def test_admin_usage_endpoint(tmp_path: Path) -> None:
-    client = open_client(fake_settings(usage_db=str(tmp_path / "usage.db")))
-    try:
+    with open_client(fake_settings(usage_db=str(tmp_path / "usage.db"))) as client:
         body = client.post(CHAT, json={"messages": USER}).json()
         usage = client.get("/admin/usage").json()
         (row,) = usage["data"]
@@ -67,8 +65,6 @@ def test_admin_usage_endpoint(tmp_path: Path) -> None:
         bad = client.get("/admin/usage?since=yesterday")
         assert bad.status_code == 400
         assert bad.json()["error"]["param"] == "since"
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_usage_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.security.keys import create_key
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "seed": 3}
 COMPLETION = {"model": "m", "prompt": "once upon", "max_tokens": 5, "seed": 3}
@@ -39,11 +38,8 @@ def _models() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
-    c = open_client(fake_settings(*_models()))
-    try:
+    with open_client(fake_settings(*_models())) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -54,11 +50,8 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         "m-only": create_key(path, "m-only", models=["m", "emb"]),
         "other-only": create_key(path, "other-only", models=["other"]),
     }
-    c = open_client(fake_settings(*_models(), keys_file=path))
-    try:
+    with open_client(fake_settings(*_models(), keys_file=path)) as c:
         yield c, keys
-    finally:
-        c.__exit__(None, None, None)
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> None:

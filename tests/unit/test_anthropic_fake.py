@@ -13,15 +13,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.backends.fake import REPLY_WORDS, FakeBackend, split_tokens
-from llmserver.core.manager import ModelManager
+from llmserver.backends.fake import REPLY_WORDS, split_tokens
 from llmserver.errors import AuthenticationError, EngineError, InferenceTimeoutError
-from llmserver.http.context import app_context
 from llmserver.http.streaming import EventStream
 from llmserver.security.keys import create_key
 from llmserver.surfaces.anthropic.translate import ANTHROPIC_SSE, anthropic_error
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
+from support.anthropic_wire import error_of, events
+from support.fake import fake_backend
 
 MESSAGES = "/v1/messages"
 COUNT = "/v1/messages/count_tokens"
@@ -39,47 +38,21 @@ def body(**extra: Any) -> dict[str, Any]:
 def message(client: TestClient, **extra: Any) -> dict[str, Any]:
     resp = client.post(MESSAGES, json=body(**extra))
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
-
-
-def events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """(event name, data) of each SSE event; every event has both lines."""
-    out = []
-    for block in text.split("\n\n"):
-        if not block.strip():
-            continue
-        lines = block.split("\n")
-        assert lines[0].startswith("event: "), block
-        assert lines[1].startswith("data: "), block
-        out.append((lines[0][7:], json.loads(lines[1][6:])))
-    return out
-
-
-def error_of(resp: Any, status: int, kind: str) -> str:
-    """The message of an error in Anthropic's envelope, after checking status and type."""
-    assert resp.status_code == status, resp.text
-    payload = resp.json()
-    assert payload["type"] == "error"
-    assert set(payload["error"]) == {"type", "message"}
-    assert payload["error"]["type"] == kind
-    return str(payload["error"]["message"])
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 def _seen(client: TestClient, model: str = "fake") -> list[str]:
-    manager: ModelManager = app_context(client.app).models  # type: ignore[arg-type]
-    backend = manager.lookup(model).backend
-    assert isinstance(backend, FakeBackend)
-    return list(backend.seen)
+    return list(fake_backend(client, model).seen)
 
 
 @pytest.fixture
 def fixed() -> Iterator[TestClient]:
     """A fake model with a fixed reply, for stop sequences."""
-    c = open_client(fake_settings(fake_model("fake", reply="alpha beta gamma delta epsilon")))
-    try:
+    with open_client(
+        fake_settings(fake_model("fake", reply="alpha beta gamma delta epsilon"))
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 # -- messages ------------------------------------------------------------------------------------
@@ -218,11 +191,8 @@ def test_stream_error_before_the_first_byte_is_a_proper_status(client: TestClien
 
 def test_error_mid_stream_is_an_error_event() -> None:
     settings = fake_settings(fake_model("fake", token_delay_s=0.2, inference_timeout_s=1.0))
-    client = open_client(settings)
-    try:
+    with open_client(settings) as client:
         resp = client.post(MESSAGES, json=body(stream=True))
-    finally:
-        client.__exit__(None, None, None)
     assert resp.status_code == 200
     got = events(resp.text)
     assert [n for n, _ in got[:3]] == ["message_start", "content_block_start", "ping"]
@@ -341,11 +311,8 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         "slow": create_key(path, "slow", requests_per_minute=1),
     }
     settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=path)
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c, keys
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_keys_by_x_api_key_or_bearer_and_401_without(
@@ -405,9 +372,6 @@ def test_a_masked_key_is_masked_in_messages_and_counts(
 
 
 def test_a_body_too_large_is_request_too_large() -> None:
-    client = open_client(fake_settings(fake_model("fake"), max_body_bytes=1024))
-    try:
+    with open_client(fake_settings(fake_model("fake"), max_body_bytes=1024)) as client:
         resp = client.post(MESSAGES, json=body(messages=[{"role": "user", "content": "x" * 4096}]))
-    finally:
-        client.__exit__(None, None, None)
     error_of(resp, 413, "request_too_large")

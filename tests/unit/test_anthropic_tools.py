@@ -13,25 +13,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.config.settings import load_settings
-from llmserver.http.context import app_context
-from mock_upstream import serve, tool_calling
-from support import fake_model, fake_settings
-from unit.conftest import open_client
-from unit.test_anthropic_fake import error_of, events
+from support import fake_model, fake_settings, open_client
+from support.anthropic_wire import error_of, events
+from support.fake import fake_backend
+from support.mock_upstream import serve, tool_calling
+from support.tools import ANTHROPIC_WEATHER_TOOL as WEATHER
+from support.tools import CITY_SCHEMA as SCHEMA
+from support.tools import GENERIC_CALL, HERMES_CALLS
+from support.tools import WEATHER_QUESTION as USER
 
 MESSAGES = "/v1/messages"
 HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
-SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
-WEATHER = {"name": "get_weather", "description": "Weather in a city", "input_schema": SCHEMA}
-USER = [{"role": "user", "content": "Weather in Paris?"}]
-GENERIC_CALL = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
-HERMES_CALLS = (
-    'Let me look. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
-    '</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n'
-    "</tool_call>"
-)
 HISTORY: list[Any] = [
     *USER,
     {
@@ -63,17 +56,14 @@ HISTORY: list[Any] = [
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[TestClient]:
-    c = open_client(
+    with open_client(
         fake_settings(
             fake_model("caller", reply=GENERIC_CALL),
             fake_model("hermes", reply=HERMES_CALLS, chat_template=str(HERMES_TEMPLATE)),
             fake_model("talker", reply="It is sunny in Paris."),
         )
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def body(model: str, **extra: Any) -> dict[str, Any]:
@@ -83,7 +73,8 @@ def body(model: str, **extra: Any) -> dict[str, Any]:
 def message(client: TestClient, model: str, **extra: Any) -> dict[str, Any]:
     resp = client.post(MESSAGES, json=body(model, **extra))
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 def reassemble(got: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], str]:
@@ -103,13 +94,14 @@ def reassemble(got: list[tuple[str, dict[str, Any]]]) -> tuple[list[dict[str, An
                 assert blocks[-1]["input"] == {}
                 partial[open_index] = ""
         elif name == "content_block_delta":
-            assert data["index"] == open_index
+            index = data["index"]
+            assert index == open_index
             delta = data["delta"]
             if delta["type"] == "text_delta":
-                blocks[open_index]["text"] += delta["text"]
+                blocks[index]["text"] += delta["text"]
             else:
                 assert delta["type"] == "input_json_delta"
-                partial[open_index] += delta["partial_json"]
+                partial[index] += delta["partial_json"]
         elif name == "content_block_stop":
             assert data["index"] == open_index
             open_index = None
@@ -167,7 +159,7 @@ def test_a_reply_without_a_call_ends_the_turn(api: TestClient) -> None:
 
 
 def _received(client: TestClient, model: str) -> Any:
-    return app_context(client.app).models.lookup(model).backend.received[-1]  # type: ignore[arg-type]
+    return fake_backend(client, model).received[-1]
 
 
 def test_tool_choice_tool_constrains_to_that_tools_input_schema(api: TestClient) -> None:
@@ -218,7 +210,7 @@ def test_a_call_arriving_in_argument_fragments_streams_as_input_json_deltas() ->
     with serve(tool_calling()) as up:
         model = {"id": "up", "url": up.base_url, "probe_interval_s": 0.05}
         settings = load_settings({"models": [model], "keys_file": "/nonexistent/k.json"})
-        with TestClient(create_app(settings)) as client:
+        with open_client(settings, raise_server_exceptions=True) as client:
             whole = message(client, "up", tool_choice={"type": "tool", "name": "get_weather"})
             got = stream(client, "up")
         sent = up.requests[-1]["body"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,7 @@ from llmserver.http.errors import ErrorShapes
 from llmserver.http.middleware.auth import AuthMiddleware
 from llmserver.observability.logs import AccessRecord
 from llmserver.security.keys import KeyStore, create_key, read_keys, revoke_key
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 
 @pytest.fixture
@@ -41,11 +41,8 @@ def client(keys: dict[str, Any], caplog: pytest.LogCaptureFixture) -> Iterator[T
     """Two fake models, ``fake`` and ``other``; keys required."""
     caplog.set_level(logging.DEBUG)
     settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=keys["path"])
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -162,12 +159,9 @@ def test_api_docs_open_without_a_key(client: TestClient) -> None:
 
 def test_status_paths_open_when_configured(keys: dict[str, Any]) -> None:
     settings = fake_settings(keys_file=keys["path"], status_requires_key=False)
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         assert c.get("/").status_code == 200
         _error(c.post("/v1/chat/completions", json=CHAT), 401, "missing_api_key")
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_revocation_applies_without_restart(
@@ -217,24 +211,15 @@ def test_keys_file_holds_only_hashes(keys: dict[str, Any]) -> None:
 # -- the allowlist and X-Forwarded-For -------------------------------------------------------
 
 
-def _peer_client(peer: str, **settings: Any) -> TestClient:
-    app = create_app(fake_settings(**settings))
-    c = TestClient(app, raise_server_exceptions=False, client=(peer, 40000))
-    c.__enter__()
-    return c
+def _peer_client(peer: str, **settings: Any) -> AbstractContextManager[TestClient]:
+    return open_client(fake_settings(**settings), until=None, peer=peer)
 
 
 def test_allowlist_refuses_other_addresses(tmp_path: Path) -> None:
-    c = _peer_client("192.168.1.20", allowed_ips=["10.0.0.0/8"], keys_file=tmp_path / "k")
-    try:
+    with _peer_client("192.168.1.20", allowed_ips=["10.0.0.0/8"], keys_file=tmp_path / "k") as c:
         _error(c.get("/v1/models"), 403, "ip_not_allowed")
-    finally:
-        c.__exit__(None, None, None)
-    c = _peer_client("10.9.8.7", allowed_ips=["10.0.0.0/8"], keys_file=tmp_path / "k")
-    try:
+    with _peer_client("10.9.8.7", allowed_ips=["10.0.0.0/8"], keys_file=tmp_path / "k") as c:
         assert c.get("/v1/models").status_code == 200
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_spoofed_forwarded_for_from_untrusted_peer(
@@ -242,33 +227,26 @@ def test_spoofed_forwarded_for_from_untrusted_peer(
 ) -> None:
     caplog.set_level(logging.INFO)
     settings = {"allowed_ips": ["10.0.0.5"], "trusted_proxies": ["172.16.0.1"]}
-    c = _peer_client("192.168.1.20", keys_file=tmp_path / "k", **settings)
-    try:
+    with _peer_client("192.168.1.20", keys_file=tmp_path / "k", **settings) as c:
         resp = c.get("/v1/models", headers={"X-Forwarded-For": "10.0.0.5"})
         _error(resp, 403, "ip_not_allowed")
         assert "from 192.168.1.20" in caplog.text
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_forwarded_for_from_trusted_proxy_read_right_to_left(tmp_path: Path) -> None:
     settings = {"allowed_ips": ["10.0.0.5"], "trusted_proxies": ["172.16.0.0/16"]}
-    c = _peer_client("172.16.0.1", keys_file=tmp_path / "k", **settings)
-    try:
+    with _peer_client("172.16.0.1", keys_file=tmp_path / "k", **settings) as c:
         ok = {"X-Forwarded-For": "1.2.3.4, 10.0.0.5, 172.16.0.9"}
         assert c.get("/v1/models", headers=ok).status_code == 200
         # the client wrote 10.0.0.5 itself; the proxy appended the real address
         spoofed = {"X-Forwarded-For": "10.0.0.5, 203.0.113.7"}
         _error(c.get("/v1/models", headers=spoofed), 403, "ip_not_allowed")
         _error(c.get("/v1/models"), 403, "ip_not_allowed")  # the proxy itself is not allowed
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_cors_preflight_and_headers(keys: dict[str, Any]) -> None:
     settings = fake_settings(keys_file=keys["path"], cors_origins=["https://app.example"])
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         preflight = c.options(
             "/v1/chat/completions",
             headers={
@@ -284,8 +262,6 @@ def test_cors_preflight_and_headers(keys: dict[str, Any]) -> None:
         assert refused.headers["access-control-allow-origin"] == "https://app.example"
         other = c.get("/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in other.headers
-    finally:
-        c.__exit__(None, None, None)
 
 
 # -- safe by default -------------------------------------------------------------------------

@@ -60,8 +60,12 @@ def test_the_fake_backend_generates_tokenizes_and_embeds_but_reports_no_logprobs
 def test_upstream_backends_are_replicated_generators_without_a_tokenizer(
     backend_type: type[UpstreamBackend] | type[OllamaBackend],
 ) -> None:
-    config_type = UpstreamConfig if backend_type is UpstreamBackend else OllamaConfig
-    backend = backend_type(config_type(id="u", url=["http://127.0.0.1:9", "http://h:1"]))
+    url = ["http://127.0.0.1:9", "http://h:1"]
+    backend = (
+        UpstreamBackend(UpstreamConfig(id="u", url=url))
+        if backend_type is UpstreamBackend
+        else OllamaBackend(OllamaConfig(id="u", url=url))
+    )
     abilities = Abilities.of(backend)
     assert abilities.generator() is backend
     assert abilities.tokenizing is None

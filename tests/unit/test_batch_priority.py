@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import openai
 
-from batch_support import chat_lines, upload, wait_final
 from llmserver.core.scheduling import Limiter, background
 from support import fake_model, run_server
+from support.batches import chat_lines, upload, wait_final
 
 
 async def hold(limiter: Limiter, started: list[str], name: str, release: asyncio.Event) -> None:

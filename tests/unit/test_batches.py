@@ -12,18 +12,18 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 import openai
 import pytest
 
-from batch_support import chat_lines, jsonl, read_lines, upload, wait_final, wait_for
 from llmserver.security.keys import create_key
-from mock_upstream import instant, serve
 from support import RunningServer, fake_model, run_server
+from support.batches import chat_lines, jsonl, read_lines, upload, wait_final, wait_for
+from support.mock_upstream import instant, serve
 
-CHAT = "/v1/chat/completions"
+CHAT: Final = "/v1/chat/completions"
 
 
 def client(server: RunningServer, key: str = "unused") -> openai.OpenAI:

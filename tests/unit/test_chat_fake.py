@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 from fastapi.testclient import TestClient
 
 from llmserver.backends.fake import REPLY_WORDS, split_tokens
-from support import sse_events
+from support import fake_model, fake_settings, open_client, sse_events
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello there"}]
 
 
-def chat(client: TestClient, **body: object) -> dict[str, object]:
+def chat(client: TestClient, **body: object) -> Any:
     resp = client.post(CHAT, json={"model": "fake", "messages": USER, **body})
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
+    return resp.json()
 
 
 def test_chat_shape_and_usage(client: TestClient) -> None:
     body = chat(client, seed=1)
     assert body["object"] == "chat.completion"
     assert body["model"] == "fake"
-    choice = body["choices"][0]  # type: ignore[index]
+    choice = body["choices"][0]
     text = choice["message"]["content"]
     assert choice["finish_reason"] == "stop"
     usage = body["usage"]
-    assert usage["completion_tokens"] == len(split_tokens(text)) == REPLY_WORDS  # type: ignore[index]
+    assert usage["completion_tokens"] == len(split_tokens(text)) == REPLY_WORDS
     prompt = "<|im_start|>user\nhello there<|im_end|>\n<|im_start|>assistant\n"
-    assert usage["prompt_tokens"] == len(split_tokens(prompt))  # type: ignore[index]
-    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]  # type: ignore[index]
+    assert usage["prompt_tokens"] == len(split_tokens(prompt))
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
 def test_alias_and_default_model(client: TestClient) -> None:
@@ -42,19 +44,19 @@ def test_alias_and_default_model(client: TestClient) -> None:
 
 def test_max_tokens_gives_length(client: TestClient) -> None:
     body = chat(client, max_tokens=3)
-    assert body["choices"][0]["finish_reason"] == "length"  # type: ignore[index]
-    assert body["usage"]["completion_tokens"] == 3  # type: ignore[index]
+    assert body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["completion_tokens"] == 3
 
 
 def test_n_choices_differ_by_seed(client: TestClient) -> None:
     body = chat(client, n=3, seed=5)
     choices = body["choices"]
-    assert [c["index"] for c in choices] == [0, 1, 2]  # type: ignore[union-attr]
-    assert body["usage"]["completion_tokens"] == 3 * REPLY_WORDS  # type: ignore[index]
+    assert [c["index"] for c in choices] == [0, 1, 2]
+    assert body["usage"]["completion_tokens"] == 3 * REPLY_WORDS
 
 
 def test_stream_equals_non_stream(client: TestClient) -> None:
-    whole = chat(client, seed=7)["choices"][0]["message"]["content"]  # type: ignore[index]
+    whole = chat(client, seed=7)["choices"][0]["message"]["content"]
     resp = client.post(
         CHAT,
         json={
@@ -80,18 +82,18 @@ def test_stream_equals_non_stream(client: TestClient) -> None:
 
 
 def test_stop_string_cuts_text(client: TestClient) -> None:
-    whole = chat(client, seed=2)["choices"][0]["message"]["content"]  # type: ignore[index]
+    whole = chat(client, seed=2)["choices"][0]["message"]["content"]
     word = whole.split()[3]
     body = chat(client, seed=2, stop=[word])
-    text = body["choices"][0]["message"]["content"]  # type: ignore[index]
-    assert body["choices"][0]["finish_reason"] == "stop"  # type: ignore[index]
+    text = body["choices"][0]["message"]["content"]
+    assert body["choices"][0]["finish_reason"] == "stop"
     assert word not in text
     assert whole.startswith(text)
 
 
 def test_json_mode_parses(client: TestClient) -> None:
     body = chat(client, response_format={"type": "json_object"})
-    assert isinstance(json.loads(body["choices"][0]["message"]["content"]), dict)  # type: ignore[index]
+    assert isinstance(json.loads(body["choices"][0]["message"]["content"]), dict)
 
 
 def test_completions_list_of_prompts(client: TestClient) -> None:
@@ -129,15 +131,8 @@ def test_models_and_status(client: TestClient) -> None:
 
 
 def test_ready_waits_for_loading() -> None:
-    import time
-
-    from fastapi.testclient import TestClient as TC
-
-    from llmserver.app import create_app
-    from support import fake_settings
-
-    settings = fake_settings({"id": "slow", "backend": "fake", "load_delay_s": 0.5})
-    with TC(create_app(settings)) as c:
+    settings = fake_settings(fake_model("slow", load_delay_s=0.5))
+    with open_client(settings, until=None, raise_server_exceptions=True) as c:
         assert c.get("/health").status_code == 200
         assert c.get("/ready").status_code == 503
         resp = c.post(CHAT, json={"messages": USER})

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 DIMS = 16
 
@@ -20,11 +19,10 @@ DIMS = 16
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     """A chat model ``fake`` (first, the default) and an embedding model ``emb``."""
-    c = open_client(fake_settings(fake_model(), fake_model("emb", embedding_dimensions=DIMS)))
-    try:
+    with open_client(
+        fake_settings(fake_model(), fake_model("emb", embedding_dimensions=DIMS))
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def embed(client: TestClient, **body: Any) -> Any:

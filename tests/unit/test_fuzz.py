@@ -18,8 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmserver.observability.logs import set_level
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 #: each route that takes a body, with the fields a client would send it
 ROUTES: dict[str, list[str]] = {
@@ -45,7 +44,7 @@ ODD_TEXT = [
 
 def _string() -> st.SearchStrategy[str]:
     """A JSON string literal, odd escapes included."""
-    plain = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+    plain = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
     return st.one_of(
         plain.map(lambda s: json.dumps(s, ensure_ascii=False)),
         st.lists(st.sampled_from(ODD_TEXT), min_size=1, max_size=6).map(
@@ -103,13 +102,10 @@ def fuzz_client() -> Iterator[TestClient]:
         default_model="fake",
         max_body_bytes=200_000,
     )
-    client = open_client(settings_)
-    level = logging.getLogger().level
-    try:
+    with open_client(settings_) as client:
+        level = logging.getLogger().level
         yield client
-    finally:
-        client.__exit__(None, None, None)
-        set_level(logging.getLevelName(level))  # the fuzzer may have changed it
+    set_level(logging.getLevelName(level))  # the fuzzer may have changed it
 
 
 def _check_error_shape(route: str, resp: Any) -> None:

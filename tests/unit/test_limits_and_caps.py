@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from limits.storage import storage_from_string
 
 from llmserver.app import create_app
 from llmserver.config.model_configs import FakeConfig
@@ -17,8 +18,7 @@ from llmserver.errors import InferenceTimeoutError, RateLimitError
 from llmserver.http.context import request_context
 from llmserver.http.middleware import rate_limit
 from llmserver.http.middleware.rate_limit import RateLimits, duration, estimate_tokens
-from support import fake_settings
-from unit.conftest import open_client
+from support import fake_settings, open_client
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -26,20 +26,17 @@ USER = [{"role": "user", "content": "hi"}]
 
 
 def error(resp: Any) -> dict[str, Any]:
-    body: dict[str, Any] = resp.json()
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]  # type: ignore[no-any-return]
+    error: dict[str, Any] = resp.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
 
 
 @pytest.fixture
 def limited() -> Iterator[TestClient]:
     """3 requests and 200 tokens per minute."""
     settings = fake_settings(rate_limit_requests_per_minute=3, rate_limit_tokens_per_minute=200)
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_request_limit_is_429_with_openai_headers(limited: TestClient) -> None:
@@ -111,7 +108,7 @@ def test_budget_per_key_name_and_override() -> None:
 
 def test_storage_url_goes_to_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
-    real = rate_limit.storage_from_string
+    real = storage_from_string
 
     def spy(url: str, **options: Any) -> Any:
         seen.append(url)
@@ -162,8 +159,7 @@ def test_prompt_list_at_the_cap_is_served(client: TestClient) -> None:
 
 
 def test_body_over_the_limit_is_413() -> None:
-    c = open_client(fake_settings(max_body_bytes=1000))
-    try:
+    with open_client(fake_settings(max_body_bytes=1000)) as c:
         big = {"messages": [{"role": "user", "content": "x" * 2000}]}
         resp = c.post(CHAT, json=big)
         assert resp.status_code == 413
@@ -181,8 +177,6 @@ def test_body_over_the_limit_is_413() -> None:
         chunked = c.post(CHAT, content=chunks(), headers={"content-type": "application/json"})
         assert chunked.status_code == 413
         assert c.post(CHAT, json={"messages": USER, "max_tokens": 2}).status_code == 200
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_fallback_mock_replaces_the_models(monkeypatch: pytest.MonkeyPatch) -> None:

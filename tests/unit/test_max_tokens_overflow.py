@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 #: the fake model's context: a few words of prompt leave most of it for an answer (its reply
 #: is longer than the context, so only the context's end stops it)
@@ -21,11 +20,8 @@ USER = [{"role": "user", "content": "hello there"}]
 
 def serve(**settings: Any) -> Iterator[TestClient]:
     model = fake_model("fake", context_size=CONTEXT, reply="word " * 2 * CONTEXT)
-    client = open_client(fake_settings(model, **settings))
-    try:
+    with open_client(fake_settings(model, **settings)) as client:
         yield client
-    finally:
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -12,10 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from llmserver.errors import AuthenticationError
-from llmserver.http.context import app_context
-from mock_upstream import instant, serve
-from support import fake_model, fake_settings, free_port
-from unit.conftest import open_client
+from support import fake_model, fake_settings, free_port, open_client
+from support.fake import app_of, handle
+from support.mock_upstream import instant, serve
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "count my tokens"}]
@@ -41,17 +40,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def slow_client() -> Iterator[TestClient]:
     """One slot, no queue, 20 ms per token: a second request while one streams gets a 429."""
     settings = fake_settings(fake_model(max_concurrent=1, token_delay_s=0.02))
-    client = open_client(settings)
+    with open_client(settings) as client:
 
-    async def needs_key() -> None:
-        raise AuthenticationError("Incorrect API key provided.")
+        async def needs_key() -> None:
+            raise AuthenticationError("Incorrect API key provided.")
 
-    client.app.add_api_route("/test/needs-key", needs_key)  # type: ignore[attr-defined]
-    app_context(client.app).models.lookup("fake").limiter.max_queue = 0  # type: ignore[arg-type]
-    try:
+        app_of(client).add_api_route("/test/needs-key", needs_key)
+        handle(client, "fake").limiter.max_queue = 0
         yield client
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_metrics_after_known_requests(slow_client: TestClient) -> None:
@@ -129,11 +125,8 @@ def test_replica_health_gauge() -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     with serve(instant()) as live:
         models = [{"id": "up", "url": [dead, live.base_url], "probe_interval_s": 60}]
-        client = open_client(load_settings({"models": models}))
-        try:
+        with open_client(load_settings({"models": models})) as client:
             samples = scrape(client)
-        finally:
-            client.__exit__(None, None, None)
     up = "llmserver_upstream_replica_up"
     assert value(samples, up, model="up", replica=dead) == 0
     assert value(samples, up, model="up", replica=live.base_url) == 1
@@ -141,15 +134,11 @@ def test_replica_health_gauge() -> None:
 
 def test_two_apps_have_separate_registries() -> None:
     settings = fake_settings()
-    first, second = open_client(settings), open_client(settings)
-    try:
+    with open_client(settings) as first, open_client(settings) as second:
         first.post(CHAT, json={"model": "fake", "messages": USER})
         one = scrape(first)
         two = scrape(second)
         route = {"model": "fake", "endpoint": CHAT, "status": "200"}
         assert value(one, "llmserver_requests_total", **route) == 1
         assert value(two, "llmserver_requests_total", **route) == 0
-    finally:
-        first.__exit__(None, None, None)
-        second.__exit__(None, None, None)
     assert create_app(settings) is not create_app(settings)

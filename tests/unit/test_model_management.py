@@ -10,23 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
-from llmserver.config.settings import Settings, SettingsError
-from support import fake_model, fake_settings
+from llmserver.config.settings import SettingsError
+from support import done_loading, fake_model, fake_settings, model_states, open_client
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello"}]
-
-
-def open_client(settings: Settings) -> TestClient:
-    """A started app whose models have all finished loading (ready, unloaded or failed)."""
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
-    client.__enter__()
-    deadline = time.monotonic() + 10
-    while "loading" in states(client).values():
-        assert time.monotonic() < deadline, "models never finished loading"
-        time.sleep(0.01)
-    return client
 
 
 @pytest.fixture
@@ -39,15 +27,8 @@ def managed() -> Iterator[TestClient]:
         roles={"coding": "alpha", "router": "b"},
         max_loaded_models=2,
     )
-    c = open_client(settings)
-    try:
+    with open_client(settings, until=done_loading) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
-
-
-def states(client: TestClient) -> dict[str, str]:
-    return {m["id"]: m["state"] for m in client.get("/v1/models").json()["data"]}
 
 
 def chat(client: TestClient, model: str | None, **extra: Any) -> Any:
@@ -64,7 +45,7 @@ def test_models_list_backend_state_aliases_roles(managed: TestClient) -> None:
     assert cards["a"]["aliases"] == ["alpha"]
     assert cards["a"]["roles"] == ["coding"]
     assert cards["b"]["roles"] == ["router"]
-    assert states(managed) == {"a": "ready", "b": "unloaded", "c": "unloaded"}
+    assert model_states(managed) == {"a": "ready", "b": "unloaded", "c": "unloaded"}
 
 
 def test_role_and_no_model_resolve(managed: TestClient) -> None:
@@ -80,7 +61,7 @@ def test_unloaded_model_is_503_until_loaded(managed: TestClient) -> None:
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "model_not_ready"
     assert "unloaded" in resp.json()["error"]["message"]
-    assert states(managed)["b"] == "unloaded"  # never loaded silently
+    assert model_states(managed)["b"] == "unloaded"  # never loaded silently
     loaded = managed.post("/v1/models/b/load")
     assert loaded.status_code == 200, loaded.text
     assert loaded.json()["state"] == "ready"
@@ -91,7 +72,7 @@ def test_unload_then_requests_get_503(managed: TestClient) -> None:
     resp = managed.post("/v1/models/alpha/unload")
     assert resp.status_code == 200
     assert resp.json()["state"] == "unloaded"
-    assert states(managed)["a"] == "unloaded"
+    assert model_states(managed)["a"] == "unloaded"
     assert chat(managed, "a").status_code == 503
     assert managed.post("/v1/models/a/load").json()["state"] == "ready"
     assert chat(managed, "a").status_code == 200
@@ -102,9 +83,9 @@ def test_load_on_demand_and_lru_eviction(managed: TestClient) -> None:
     assert chat(managed, "a").status_code == 200  # now b is the least recently used
     resp = chat(managed, "c")  # loads on demand, evicting b
     assert resp.status_code == 200, resp.text
-    assert states(managed) == {"a": "ready", "b": "unloaded", "c": "ready"}
+    assert model_states(managed) == {"a": "ready", "b": "unloaded", "c": "ready"}
     assert managed.post("/v1/models/b/load").status_code == 200  # evicts a (older than c)
-    assert states(managed) == {"a": "unloaded", "b": "ready", "c": "ready"}
+    assert model_states(managed) == {"a": "unloaded", "b": "ready", "c": "ready"}
 
 
 def test_busy_model_is_not_evicted() -> None:
@@ -114,8 +95,7 @@ def test_busy_model_is_not_evicted() -> None:
         fake_model("new", preload=False),
         max_loaded_models=2,
     )
-    client = open_client(settings)
-    try:
+    with open_client(settings, until=done_loading) as client:
         chat(client, "slow")  # slow is used after idle: it would be the one kept by LRU alone
         chat(client, "idle")
         worker = threading.Thread(target=chat, args=(client, "slow"), kwargs={"max_tokens": 40})
@@ -125,17 +105,14 @@ def test_busy_model_is_not_evicted() -> None:
             assert time.monotonic() < deadline, "slow model never started generating"
             time.sleep(0.01)
         assert client.post("/v1/models/new/load").status_code == 200
-        assert states(client) == {"slow": "ready", "idle": "unloaded", "new": "ready"}
+        assert model_states(client) == {"slow": "ready", "idle": "unloaded", "new": "ready"}
         worker.join(10)
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_failed_model_gives_reason_others_serve() -> None:
     settings = fake_settings(fake_model("ok"), fake_model("broken", fail_load="weights corrupt"))
-    client = open_client(settings)
-    try:
-        assert states(client) == {"ok": "ready", "broken": "failed"}
+    with open_client(settings, until=done_loading) as client:
+        assert model_states(client) == {"ok": "ready", "broken": "failed"}
         assert client.get("/ready").status_code == 503
         resp = chat(client, "broken")
         assert resp.status_code == 503
@@ -146,8 +123,6 @@ def test_failed_model_gives_reason_others_serve() -> None:
         retry = client.post("/v1/models/broken/load")
         assert retry.status_code == 503
         assert "weights corrupt" in retry.json()["error"]["message"]
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_unknown_model_load_is_404(managed: TestClient) -> None:

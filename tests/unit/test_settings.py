@@ -15,6 +15,7 @@ from llmserver.config.settings import (
     load_settings,
 )
 from llmserver.config.settings_doc import BEGIN, END, markdown
+from support.cli import serve_help
 
 SETTINGS_DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
@@ -92,7 +93,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_help_comes_from_field_descriptions() -> None:
-    help_text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()  # type: ignore[union-attr]
+    help_text = serve_help()
     assert "--max-n" in help_text
     assert "Largest `n`" in help_text
 

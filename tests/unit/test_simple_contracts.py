@@ -9,23 +9,21 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.base import Delta, GenerationRequest
 from llmserver.backends.fake import FakeBackend
 from llmserver.config.settings import SettingsError, load_settings
-from llmserver.core.manager import ModelManager
 from llmserver.errors import EngineError, OutOfMemoryError
-from llmserver.http.context import app_context
 from llmserver.security.keys import create_key
-from mock_upstream import instant, serve
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, is_ready, open_client, sse_events
+from support.fake import fake_backend, models
+from support.mock_upstream import instant, serve
 
 WRAP = "[QUESTION]\n{}\n[/QUESTION]\n\n[ANSWER]\n"
 #: each simple endpoint with a body holding only its required field
@@ -38,38 +36,21 @@ MINIMAL: list[tuple[str, dict[str, Any]]] = [
 PATHS = [path for path, _ in MINIMAL]
 
 
-def _app(settings: Any) -> TestClient:
-    client = TestClient(create_app(settings), raise_server_exceptions=False)
-    client.__enter__()
-    return client
-
-
 @pytest.fixture
 def make() -> Iterator[Callable[..., TestClient]]:
     """Start an app on fake models (``open_client`` rules), closing each one afterwards."""
-    opened: list[TestClient] = []
+    with ExitStack() as opened:
 
-    def start(*models: dict[str, Any], ready: bool = True, **settings: Any) -> TestClient:
-        settings_ = fake_settings(*(models or (fake_model("m"),)), **settings)
-        client = open_client(settings_) if ready else _app(settings_)
-        opened.append(client)
-        return client
+        def start(*models: dict[str, Any], ready: bool = True, **settings: Any) -> TestClient:
+            settings_ = fake_settings(*(models or (fake_model("m"),)), **settings)
+            return opened.enter_context(open_client(settings_, until=is_ready if ready else None))
 
-    yield start
-    for client in opened:
-        client.__exit__(None, None, None)
-
-
-def _manager(client: TestClient) -> ModelManager:
-    manager: ModelManager = app_context(client.app).models  # type: ignore[arg-type]
-    return manager
+        yield start
 
 
 def _received(client: TestClient, model: str = "m") -> list[GenerationRequest]:
     """What reached the fake model, warm-ups left out."""
-    backend = _manager(client).lookup(model).backend
-    assert isinstance(backend, FakeBackend)
-    return [r for r in backend.received if r.request_id != "warmup"]
+    return [r for r in fake_backend(client, model).received if r.request_id != "warmup"]
 
 
 def _text(path: str, resp: Any) -> str:
@@ -215,7 +196,7 @@ def _row_client(
     extra = {"error_language": language}
     if row == "concurrency":
         client = make(fake_model("m", max_concurrent=1, max_queue=0), **extra)
-        limiter = _manager(client).lookup("m").limiter
+        limiter = models(client).lookup("m").limiter
         client.portal.call(limiter.acquire)  # type: ignore[union-attr]  # the only slot, held
         return client
     if row == "timeout":
@@ -481,12 +462,8 @@ def test_wrap_and_defaults_reach_an_upstream_engine() -> None:
     documents' sampling values in its body."""
     with serve(instant()) as up:
         model = {"id": "up", "url": up.base_url, "chat_prompt_format": "wrap"}
-        client = TestClient(create_app(load_settings({"models": [model]})))
-        with client:
-            deadline = time.monotonic() + 10
-            while client.get("/ready").status_code != 200:
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+        settings = load_settings({"models": [model]})
+        with open_client(settings, raise_server_exceptions=True) as client:
             assert client.post("/chat", json={"prompt": "hi"}).status_code == 200
             assert client.post("/infer", json={"query": "hey"}).status_code == 200
         chat, infer = [r["body"] for r in up.requests if r["body"] is not None]

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.base import GenerationRequest
 from llmserver.backends.fake import FakeBackend
 from llmserver.privacy import PIIMasker
 from llmserver.security.keys import create_key
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client, sse_events
 
 EMAIL = "kim.minsu@example.com"
 PHONE = "010-1234-5678"
@@ -39,7 +38,9 @@ def prompts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-def _client(tmp_path: Path, *models: dict[str, Any], **settings: Any) -> TestClient:
+def _client(
+    tmp_path: Path, *models: dict[str, Any], **settings: Any
+) -> AbstractContextManager[TestClient]:
     settings.setdefault("keys_file", tmp_path / "keys.json")
     return open_client(fake_settings(*models, **settings))
 
@@ -47,11 +48,8 @@ def _client(tmp_path: Path, *models: dict[str, Any], **settings: Any) -> TestCli
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     """A fake model that masks nothing itself, and one with ``mask_pii``."""
-    c = _client(tmp_path, fake_model("fake"), fake_model("private", mask_pii=True))
-    try:
+    with _client(tmp_path, fake_model("fake"), fake_model("private", mask_pii=True)) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def _error(resp: Any, param: str | None) -> None:
@@ -88,11 +86,8 @@ def test_infer_several_sequences(client: TestClient) -> None:
 
 
 def test_infer_cuts_to_input_max_length(tmp_path: Path, prompts: list[str]) -> None:
-    c = _client(tmp_path, input_max_length=10)
-    try:
+    with _client(tmp_path, input_max_length=10) as c:
         assert c.post("/infer", json={"query": "abcdefghij" + "X" * 50}).status_code == 200
-    finally:
-        c.__exit__(None, None, None)
     assert "user\nabcdefghij<|im_end|>" in prompts[0]
 
 
@@ -189,20 +184,16 @@ def test_mask_pii_per_key(tmp_path: Path, prompts: list[str]) -> None:
     path = tmp_path / "keys.json"
     masked = create_key(path, "masked", mask_pii=True)
     plain = create_key(path, "plain")
-    c = _client(tmp_path, keys_file=path)
-    try:
+    with _client(tmp_path, keys_file=path) as c:
         body = {"prompt": f"call {PHONE}", "max_tokens": 2}
         c.post("/generate", json=body, headers={"Authorization": f"Bearer {plain}"})
         c.post("/generate", json=body, headers={"Authorization": f"Bearer {masked}"})
-    finally:
-        c.__exit__(None, None, None)
     assert prompts == [f"call {PHONE}", "call [PHONE]"]
 
 
 def test_partial_mode_and_output_masking(tmp_path: Path) -> None:
     reply = f"Reach me at {PHONE} or {EMAIL} today"
-    c = _client(tmp_path, fake_model(reply=reply), pii_mask_mode="partial", mask_output=True)
-    try:
+    with _client(tmp_path, fake_model(reply=reply), pii_mask_mode="partial", mask_output=True) as c:
         resp = c.post("/infer", json={"query": "hi"}).json()
         assert PHONE not in resp["generated_text"]
         assert "010-****-5678" in resp["generated_text"]
@@ -211,15 +202,12 @@ def test_partial_mode_and_output_masking(tmp_path: Path) -> None:
         streamed = "".join(json.loads(e).get("text", "") for e in events[:-2])
         assert streamed == final["generated_text"] == resp["generated_text"]
         assert EMAIL not in streamed
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_output_masking_on_the_openai_endpoints(tmp_path: Path) -> None:
     reply = f"Reach me at {PHONE} or {EMAIL} today"
-    c = _client(tmp_path, fake_model(reply=reply), mask_output=True)
-    body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
-    try:
+    with _client(tmp_path, fake_model(reply=reply), mask_output=True) as c:
+        body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
         whole = c.post("/v1/chat/completions", json=body).json()
         text = whole["choices"][0]["message"]["content"]
         assert text == "Reach me at [PHONE] or [EMAIL] today"
@@ -232,8 +220,6 @@ def test_output_masking_on_the_openai_endpoints(tmp_path: Path) -> None:
         assert not any("1234" in p or "minsu" in p for p in pieces)
         completion = c.post("/v1/completions", json={"model": "fake", "prompt": "hi"}).json()
         assert completion["choices"][0]["text"] == text
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_fallback_response(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -243,7 +229,7 @@ def test_fallback_response(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> 
         keys_file=tmp_path / "keys.json",
         fallback_response="Sorry, try again later.",
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with open_client(settings, until=None) as c:
         resp = c.post("/infer", json={"query": "hello"})
         assert resp.status_code == 200
         assert resp.json() == {"generated_text": "Sorry, try again later."}

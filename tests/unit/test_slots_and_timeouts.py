@@ -10,12 +10,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.fake import FakeBackend
 from llmserver.errors import OutOfMemoryError
-from llmserver.http.context import app_context
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client, sse_events
+from support.fake import models
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "hello"}]
@@ -28,11 +26,8 @@ def slow() -> Iterator[TestClient]:
     model = fake_model(
         "slow", token_delay_s=0.02, max_concurrent=1, max_queue=1, inference_timeout_s=0.5
     )
-    c = open_client(fake_settings(model, max_queue_wait_s=5))
-    try:
+    with open_client(fake_settings(model, max_queue_wait_s=5)) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def status(client: TestClient) -> dict[str, Any]:
@@ -82,8 +77,7 @@ def test_full_queue_answers_429_at_once_and_frees_everything(slow: TestClient) -
 
 def test_waiting_longer_than_max_wait_is_429() -> None:
     model = fake_model("m", token_delay_s=0.02, max_concurrent=1, max_queue_wait_s=0.2)
-    c = open_client(fake_settings(model))
-    try:
+    with open_client(fake_settings(model)) as c:
         first, _ = in_background(c, {"messages": USER, "max_tokens": 40, "ignore_eos": True})
         wait_for(lambda: status(c)["slots_in_use"] == 1)
         resp = c.post(CHAT, json={"messages": USER, "max_tokens": 2})
@@ -92,20 +86,15 @@ def test_waiting_longer_than_max_wait_is_429() -> None:
         assert resp.headers["retry-after"] == "1"
         first.join()
         assert status(c)["waiting"] == 0
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_global_slot_default_is_capped_at_the_backend() -> None:
     settings = fake_settings(
         fake_model("a"), fake_model("b", max_concurrent=9), max_concurrent_inference=100
     )
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         slots = [m["slots"] for m in c.get("/").json()["models"]]
         assert slots == [FakeBackend.max_parallel, 9]
-    finally:
-        c.__exit__(None, None, None)
 
 
 def test_timeout_is_503_without_retry_and_frees_the_slot(slow: TestClient) -> None:
@@ -162,7 +151,7 @@ def test_failed_model_load_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
         raise ModelLoadError("model load failed: weights are corrupt")
 
     monkeypatch.setattr(FakeBackend, "start", start)
-    with TestClient(create_app(fake_settings()), raise_server_exceptions=False) as c:
+    with open_client(fake_settings(), until=None) as c:
         wait_for(lambda: status(c)["state"] == "failed")
         resp = c.post(CHAT, json={"messages": USER})
         assert resp.status_code == 503
@@ -170,7 +159,7 @@ def test_failed_model_load_is_503(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_draining_refuses_new_work_and_ready_is_503(client: TestClient) -> None:
-    app_context(client.app).models.draining = True  # type: ignore[arg-type]
+    models(client).draining = True
     assert client.get("/ready").status_code == 503
     assert client.get("/ready").json()["status"] == "draining"
     resp = client.post(CHAT, json={"messages": USER})

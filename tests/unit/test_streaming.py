@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, MutableMapping
 from typing import Any
 
 import pytest
@@ -98,6 +98,7 @@ async def test_closing_the_body_cancels_the_source() -> None:
     stream = EventStream(endless(), keepalive_s=10)
     await stream.start()
     body = stream.body()
+    assert isinstance(body, AsyncGenerator)  # an async generator, so it can be closed
     await body.__anext__()
     await body.aclose()
     await asyncio.wait_for(cancelled.wait(), 1)
@@ -106,7 +107,7 @@ async def test_closing_the_body_cancels_the_source() -> None:
 async def test_client_disconnect_cancels_a_waiting_stream() -> None:
     cancelled = asyncio.Event()
     disconnect = asyncio.Event()
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def slow() -> AsyncIterator[dict[str, Any]]:
         try:
@@ -120,7 +121,7 @@ async def test_client_disconnect_cancels_a_waiting_stream() -> None:
         await disconnect.wait()
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
         if message.get("body"):
             disconnect.set()  # the client leaves after the first event
@@ -139,13 +140,13 @@ async def test_an_instant_answer_is_headers_and_one_final_body_message() -> None
         yield {"a": 1}
         yield {"b": 2}
 
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         await asyncio.sleep(30)
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     stream = EventStream(instant(), keepalive_s=10)

@@ -142,7 +142,8 @@ async def test_model_without_template_logs_a_warning(
         warned = [r.getMessage() for r in caplog.records if "no chat template" in r.getMessage()]
         assert len(warned) == 1
         assert "plain" in warned[0]
-        assert manager.lookup("templated").template is not None
-        assert manager.lookup("templated").template.source == TEMPLATE  # type: ignore[union-attr]
+        template = manager.lookup("templated").template
+        assert template is not None
+        assert template.source == TEMPLATE
     finally:
         await manager.close_all()

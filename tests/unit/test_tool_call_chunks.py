@@ -8,20 +8,8 @@ from typing import Any
 
 from llmserver.backends.base import Delta, ToolCallDelta
 from llmserver.core.generation import one_per_call
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
-
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
+from support import fake_model, fake_settings, open_client, sse_events
+from support.tools import WEATHER_QUESTION, WEATHER_TOOL
 
 
 def test_pieces_of_one_call_are_joined_in_order() -> None:
@@ -42,19 +30,16 @@ def test_pieces_of_one_call_are_joined_in_order() -> None:
 
 def test_each_chunk_holds_one_entry_per_call_and_the_first_entries_add_up() -> None:
     settings = fake_settings(fake_model("named"))
-    client = open_client(settings)
-    try:
+    with open_client(settings) as client:
         body: dict[str, Any] = {
             "model": "named",
-            "messages": [{"role": "user", "content": "Weather in Paris?"}],
-            "tools": [WEATHER],
+            "messages": WEATHER_QUESTION,
+            "tools": [WEATHER_TOOL],
             "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         }
         whole = client.post("/v1/chat/completions", json=body).json()
         resp = client.post("/v1/chat/completions", json={**body, "stream": True})
         assert resp.status_code == 200, resp.text
-    finally:
-        client.__exit__(None, None, None)
     first_entries = ""
     for data in sse_events(resp.text):
         if data == "[DONE]":

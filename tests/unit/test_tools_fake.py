@@ -10,32 +10,20 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.http.context import app_context
-from mock_upstream import serve, tool_calling
-from support import fake_model, fake_settings, sse_events
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client, sse_events
+from support.fake import fake_backend
+from support.mock_upstream import serve, tool_calling
+from support.tools import GENERIC_CALL as CALL_REPLY
+from support.tools import WEATHER_QUESTION as USER
+from support.tools import WEATHER_TOOL as WEATHER
 
 CHAT = "/v1/chat/completions"
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-CALL_REPLY = '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris"}}}'
-USER = [{"role": "user", "content": "Weather in Paris?"}]
 
 
 @pytest.fixture
 def tools_client() -> Iterator[TestClient]:
     """Fake models whose replies are a generic-JSON call, a bad call, and plain text."""
-    c = open_client(
+    with open_client(
         fake_settings(
             fake_model("caller", reply=CALL_REPLY),
             fake_model("broken", reply='{"tool_call": {"name": "get_weather", "arguments": 7}}'),
@@ -44,11 +32,8 @@ def tools_client() -> Iterator[TestClient]:
             max_tools=3,
             max_tool_schema_bytes=400,
         )
-    )
-    try:
+    ) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def chat(client: TestClient, model: str, **extra: Any) -> Any:
@@ -63,7 +48,8 @@ def stream_chunks(client: TestClient, model: str, **extra: Any) -> list[dict[str
 
 def reassemble(chunks: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]], str | None]:
     """Content, calls (id, name, arguments) and finish reason, as the openai client does it."""
-    content, calls, finish = "", [], None
+    content, finish = "", None
+    calls: list[dict[str, str]] = []
     for chunk in chunks:
         for choice in chunk["choices"]:
             delta = choice["delta"]
@@ -165,7 +151,7 @@ def test_round_trip_messages_reach_the_template(tools_client: TestClient) -> Non
         CHAT, json={"model": "talker", "messages": messages, "tools": [WEATHER]}
     )
     assert resp.status_code == 200, resp.text
-    backend = app_context(tools_client.app).models.lookup("talker").backend  # type: ignore[arg-type]
+    backend = fake_backend(tools_client, "talker")
     prompt = backend.seen[-1] if isinstance(backend.seen[-1], str) else ""
     seen = "\n".join(backend.seen)
     assert "21 C and sunny" in seen
@@ -219,7 +205,6 @@ def test_unmatched_tool_call_id_is_a_400(tools_client: TestClient) -> None:
 
 
 def test_upstream_gets_tools_unchanged_and_its_calls_are_relayed() -> None:
-    from llmserver.app import create_app
     from llmserver.config.settings import load_settings
 
     messages = [
@@ -241,7 +226,7 @@ def test_upstream_gets_tools_unchanged_and_its_calls_are_relayed() -> None:
     with serve(tool_calling()) as up:
         model = {"id": "up", "url": up.base_url, "probe_interval_s": 0.05}
         settings = load_settings({"models": [model], "keys_file": "/nonexistent/k.json"})
-        with TestClient(create_app(settings)) as client:
+        with open_client(settings, raise_server_exceptions=True) as client:
             body = {"model": "up", "messages": messages, "tools": [WEATHER], "tool_choice": choice}
             whole = client.post(CHAT, json=body)
             assert whole.status_code == 200, whole.text
@@ -274,8 +259,7 @@ def test_output_masking_masks_tool_call_arguments() -> None:
         '{"tool_call": {"name": "get_weather", "arguments": {"city": "Paris", '
         f'"contact": "{email}", "phone": "call {phone} now"}}}}}}'
     )
-    c = open_client(fake_settings(fake_model("caller", reply=reply), mask_output=True))
-    try:
+    with open_client(fake_settings(fake_model("caller", reply=reply), mask_output=True)) as c:
         whole = chat(c, "caller").json()["choices"][0]
         (call,) = whole["message"]["tool_calls"]
         args = json.loads(call["function"]["arguments"])
@@ -291,5 +275,3 @@ def test_output_masking_masks_tool_call_arguments() -> None:
             for p in choice["delta"].get("tool_calls") or []
         ]
         assert not any("minsu" in p or "1234" in p for p in pieces)
-    finally:
-        c.__exit__(None, None, None)

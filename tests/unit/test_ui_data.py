@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -18,12 +18,12 @@ from llmserver.core.caller import Caller
 from llmserver.core.usage import Usage
 from llmserver.http.context import app_context, attach_context
 from llmserver.http.middleware.browser import wants_html
+from llmserver.jobs.batches import BatchJobs
 from llmserver.observability.logs import AccessRecord
 from llmserver.observability.recent import Recent, percentile
 from llmserver.security.keys import create_key
 from llmserver.ui import MEDIA_TYPES
-from support import fake_model, fake_settings
-from unit.conftest import open_client
+from support import fake_model, fake_settings, open_client
 
 CHAT_PATH = "/v1/chat/completions"
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
@@ -50,11 +50,8 @@ def keyed(keys: dict[str, Any], tmp_path: Path) -> Iterator[TestClient]:
         keys_file=keys["path"],
         usage_db=str(tmp_path / "usage.sqlite3"),
     )
-    c = open_client(settings)
-    try:
+    with open_client(settings) as c:
         yield c
-    finally:
-        c.__exit__(None, None, None)
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -169,16 +166,13 @@ def test_the_event_stream_sends_snapshots(keyed: TestClient, keys: dict[str, Any
 
 
 def test_without_keys_everyone_is_admin_on_the_dashboard(tmp_path: Path) -> None:
-    c = open_client(fake_settings(usage_db=str(tmp_path / "usage.sqlite3")))
-    try:
+    with open_client(fake_settings(usage_db=str(tmp_path / "usage.sqlite3"))) as c:
         assert c.post("/v1/chat/completions", json=CHAT).is_success
         snap = c.get("/dashboard/snapshot").json()
         assert snap["caller"] == {"name": None, "admin": True, "authenticated": False}
         assert [r["key_name"] for r in snap["usage"]["rows"]] == ["anonymous"]
         assert snap["recent"][0]["endpoint"] == "/v1/chat/completions"
         assert snap["recent"][0]["key_name"] is None
-    finally:
-        c.__exit__(None, None, None)
 
 
 # -- the ring and the rolling figures ------------------------------------------------------
@@ -280,7 +274,7 @@ class Jobs:
 def test_batches_appear_once_a_batch_source_exists(keyed: TestClient, keys: dict[str, Any]) -> None:
     jobs = Jobs()
     app: Any = keyed.app
-    attach_context(app, dataclasses.replace(app_context(app), jobs=jobs))
+    attach_context(app, dataclasses.replace(app_context(app), jobs=cast(BatchJobs, jobs)))
     snap = keyed.get("/dashboard/snapshot", headers=_bearer(keys["alice"])).json()
     assert snap["batches"][0]["id"] == "batch_1"
     assert snap["batches"][0]["completed"] == 40

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -14,12 +14,11 @@ import pytest
 from aiohttp import web
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.config.model_configs import UpstreamConfig, choose_backend
 from llmserver.config.settings import load_settings
-from llmserver.http.context import app_context
-from mock_upstream import endless, failing, instant, reporting, serve
-from support import free_port, sse_events
+from support import done_loading, free_port, open_client, sse_events
+from support.fake import replica_states
+from support.mock_upstream import endless, failing, instant, reporting, serve
 
 CHAT = "/v1/chat/completions"
 USER = [{"role": "user", "content": "one two three"}]
@@ -32,24 +31,14 @@ def upstream_model(urls: str | list[str], **extra: Any) -> dict[str, Any]:
 @contextmanager
 def proxy(*models: dict[str, Any], **settings: Any) -> Iterator[TestClient]:
     """Our app in front of upstream models; waits until none is loading."""
-    client = TestClient(create_app(load_settings({"models": list(models), **settings})))
-    with client:
-        deadline = time.monotonic() + 10
-        while any(m["state"] == "loading" for m in client.get("/v1/models").json()["data"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    settings_ = load_settings({"models": list(models), **settings})
+    with open_client(settings_, until=done_loading, raise_server_exceptions=True) as client:
         yield client
 
 
 def posts(upstream: Any) -> list[dict[str, Any]]:
     """The generation requests an upstream received (not its health probes)."""
     return [r for r in upstream.requests if r.get("body") is not None or "path" in r]
-
-
-def replica_states(client: TestClient) -> dict[str, bool]:
-    handle = app_context(client.app).models.lookup("up")  # type: ignore[arg-type]
-    states: dict[str, bool] = handle.backend.replica_states()
-    return states
 
 
 def test_chat_relayed_with_usage_and_our_model_id() -> None:
@@ -198,10 +187,10 @@ def test_down_replica_is_skipped_then_probed_back() -> None:
             body = {"model": "up", "messages": USER, "max_tokens": 2}
             for _ in range(3):
                 assert client.post(CHAT, json=body).status_code == 200
-            assert replica_states(client) == {dead_url: False, live.base_url: True}
+            assert replica_states(client, "up") == {dead_url: False, live.base_url: True}
             with serve(instant(), port=port) as revived:
                 deadline = time.monotonic() + 5
-                while not replica_states(client)[dead_url]:
+                while not replica_states(client, "up")[dead_url]:
                     assert time.monotonic() < deadline, "replica never probed back up"
                     time.sleep(0.02)
                 for _ in range(4):
@@ -218,7 +207,7 @@ def test_failing_replica_retried_on_another_before_any_output() -> None:
         resp = client.post(CHAT, json={"model": "up", "messages": USER, "max_tokens": 2})
         assert resp.status_code == 200
         assert len(bad.requests) == 1
-        assert replica_states(client)[bad.base_url] is False
+        assert replica_states(client, "up")[bad.base_url] is False
 
 
 def test_backend_choice_when_omitted(tmp_path: Any) -> None:
@@ -267,6 +256,7 @@ async def test_consumer_leaving_closes_the_upstream_request() -> None:
         try:
             request = GenerationRequest("r", "", (), SamplingParams(max_tokens=0), messages=USER)
             stream = backend.generate(request)
+            assert isinstance(stream, AsyncGenerator)  # so it can be closed
             for _ in range(3):
                 assert (await anext(stream)).text == "x"
             await stream.aclose()  # what a client disconnect does to the generation

@@ -96,3 +96,4 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
     for _ in range(3):
         client.post(CHAT, content=b"{", headers={"content-type": "application/json"})
     assert client.post(CHAT, json={"model": "fake", "messages": USER}).status_code == 200
+

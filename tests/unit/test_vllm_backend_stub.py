@@ -14,14 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.backends.vllm import VllmBackend, token_logprobs
 from llmserver.config.model_configs import VllmConfig
 from llmserver.config.settings import load_settings
-from support import sse_events
-from unit.conftest import open_client
+from support import open_client, sse_events
 
 REPLY = ["Red", ",", " green", " and", " blue", "."]
 
@@ -184,7 +182,7 @@ async def test_consumer_leaving_aborts_the_request(fake_vllm: list[FakeEngine]) 
     await backend.start()
     request = GenerationRequest("r2", "p", [1], SamplingParams(max_tokens=50))
     stream = backend.generate(request)
-    first = await anext(stream)  # type: ignore[call-overload]
+    first = await anext(stream)
     assert first.text == REPLY[0]
     await stream.aclose()  # type: ignore[attr-defined]
     assert fake_vllm[0].aborted == ["v-r2"]
@@ -192,8 +190,7 @@ async def test_consumer_leaving_aborts_the_request(fake_vllm: list[FakeEngine]) 
 
 def test_chat_through_the_server(fake_vllm: list[FakeEngine]) -> None:
     settings = load_settings({"models": [{"id": "v", "backend": "vllm", "path": "org/model"}]})
-    client: TestClient = open_client(settings)
-    try:
+    with open_client(settings) as client:
         body = {"model": "v", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
         resp = client.post("/v1/chat/completions", json=body).json()
         assert resp["choices"][0]["message"]["content"] == "".join(REPLY)
@@ -203,8 +200,6 @@ def test_chat_through_the_server(fake_vllm: list[FakeEngine]) -> None:
         assert resp["usage"]["completion_tokens"] == len(REPLY)
         card = client.get("/v1/models/v").json()
         assert (card["backend"], card["state"]) == ("vllm", "ready")
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_logprobs_map_to_vllm_and_back(fake_vllm: list[FakeEngine]) -> None:
@@ -212,15 +207,14 @@ def test_logprobs_map_to_vllm_and_back(fake_vllm: list[FakeEngine]) -> None:
     back in OpenAI's shape, streamed and not, the chosen token first among none (ranked by
     logprob), at most k alternatives. (The real engine is not run here: no GPU.)"""
     settings = load_settings({"models": [{"id": "v", "backend": "vllm", "path": "org/model"}]})
-    client: TestClient = open_client(settings)
-    body = {
-        "model": "v",
-        "messages": [{"role": "user", "content": "hi"}],
-        "max_tokens": 50,
-        "logprobs": True,
-        "top_logprobs": 2,
-    }
-    try:
+    with open_client(settings) as client:
+        body = {
+            "model": "v",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 50,
+            "logprobs": True,
+            "top_logprobs": 2,
+        }
         resp = client.post("/v1/chat/completions", json=body).json()
         content = resp["choices"][0]["logprobs"]["content"]
         assert [t["token"] for t in content] == REPLY
@@ -247,8 +241,6 @@ def test_logprobs_map_to_vllm_and_back(fake_vllm: list[FakeEngine]) -> None:
             "/v1/completions", json={"model": "v", "prompt": "hi", "logprobs": 1}
         ).json()
         assert text["choices"][0]["logprobs"]["tokens"] == REPLY
-    finally:
-        client.__exit__(None, None, None)
 
 
 def test_end_of_generation_token_is_not_listed() -> None:

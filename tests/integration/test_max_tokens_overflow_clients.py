@@ -33,7 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 def test_chat_anthropic_with_its_default_max_tokens_gets_an_answer(server: RunningServer) -> None:
-    model = ChatAnthropic(  # type: ignore[call-arg]
+    model = ChatAnthropic(
         model="chat", base_url=server.url, api_key="unused", temperature=0, max_retries=0
     )
     assert model.max_tokens == 4096  # what it sends for a model it has no profile for

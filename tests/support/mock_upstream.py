@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +15,10 @@ from aiohttp import web
 
 from llmserver.bench.mock_server import MockConfig
 from llmserver.bench.mock_server import create_app as mock_app
-from support import free_port
+from support.servers import free_port
 
 REQUESTS = web.AppKey("requests", list)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -71,6 +72,33 @@ def serve(app: web.Application, port: int | None = None) -> Iterator[Upstream]:
         upstream.stop()
 
 
+async def _empty_models(_: web.Request) -> web.Response:
+    """No models: what the backends' health probe asks for."""
+    return web.json_response({"object": "list", "data": []})
+
+
+def _openai_app(answer: Handler, *paths: str) -> web.Application:
+    """An OpenAI-like app that lists no models and answers ``paths`` (by default the chat
+    path) with ``answer``."""
+    app = web.Application()
+    app.router.add_get("/v1/models", _empty_models)
+    for path in paths or ("/v1/chat/completions",):
+        app.router.add_post(path, answer)
+    return app
+
+
+async def _event_stream(request: web.Request) -> web.StreamResponse:
+    """A started server-sent-events answer."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+    return resp
+
+
+async def _event(resp: web.StreamResponse, payload: Any) -> None:
+    """One SSE event with ``payload`` as JSON."""
+    await resp.write(b"data: " + orjson.dumps(payload) + b"\n\n")
+
+
 def instant(delay_ms: float = 0.0) -> web.Application:
     """The bench's mock: ``max_tokens`` chunks of ``"tok "`` each, with usage; it records
     every request's headers and body."""
@@ -98,61 +126,40 @@ def failing(status: int, body: Any, headers: dict[str, str] | None = None) -> we
             headers=headers,
         )
 
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    app.router.add_post("/v1/completions", answer)
-    return app
+    return _openai_app(answer, "/v1/chat/completions", "/v1/completions")
 
 
 def endless() -> web.Application:
     """Streams a chunk every 20 ms for up to 10 s and records ``"cut"`` when the client goes."""
 
     async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
+        resp = await _event_stream(request)
         chunk = {"choices": [{"index": 0, "delta": {"content": "x"}, "finish_reason": None}]}
         try:
             for _ in range(500):
-                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await _event(resp, chunk)
                 await asyncio.sleep(0.02)
         except (ConnectionError, asyncio.CancelledError):
             request.app[REQUESTS].append({"path": request.path, "cut": True})
             raise
         return resp
 
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
+    return _openai_app(answer)
 
 
 def reporting(usage: Any) -> web.Application:
     """An upstream that streams one word and then reports ``usage`` as it pleases."""
 
     async def answer(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
+        resp = await _event_stream(request)
         text = {"choices": [{"index": 0, "delta": {"content": "hello there"}}]}
         end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
         for chunk in (text, end):
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            await _event(resp, chunk)
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
+    return _openai_app(answer)
 
 
 def recorded_ollama(recording: dict[str, Any], model: str = "llama3.2") -> web.Application:
@@ -200,7 +207,7 @@ def recorded_ollama(recording: dict[str, Any], model: str = "llama3.2") -> web.A
 
 def tool_calling() -> web.Application:
     """Answers every chat with one streamed tool call, in OpenAI's pieces; records bodies."""
-    pieces = [
+    pieces: list[dict[str, Any]] = [
         {"role": "assistant", "content": None},
         {
             "tool_calls": [
@@ -218,22 +225,17 @@ def tool_calling() -> web.Application:
 
     async def answer(request: web.Request) -> web.StreamResponse:
         request.app[REQUESTS].append({"body": orjson.loads(await request.read())})
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
+        resp = await _event_stream(request)
         for delta in pieces:
-            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            chunk: dict[str, Any] = {
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}]
+            }
+            await _event(resp, chunk)
         end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}
         usage = {"choices": [], "usage": {"prompt_tokens": 20, "completion_tokens": 9}}
         for chunk in (end, usage):
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            await _event(resp, chunk)
         await resp.write(b"data: [DONE]\n\n")
         return resp
 
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", answer)
-    return app
+    return _openai_app(answer)

@@ -1,4 +1,5 @@
-"""Test helpers: real servers on free ports, fake-backend settings, SSE parsing."""
+"""Real servers for tests: ``python -m llmserver serve`` on a free port, and the default
+model in a started in-process llama.cpp backend."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import yaml
 
 from llmserver.backends.llamacpp import LlamaCppBackend
 from llmserver.config.model_configs import LlamaCppConfig
-from llmserver.config.settings import Settings, default_model_path, load_settings
+from llmserver.config.settings import default_model_path
+from support.settings import NO_KEYS_FILE
 
 
 async def started_llamacpp(slots: int, context_size: int = 1024, **extra: Any) -> LlamaCppBackend:
@@ -40,21 +42,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def fake_model(id: str = "fake", **extra: Any) -> dict[str, Any]:
-    """A fake-backend model entry for a config."""
-    return {"id": id, "backend": "fake", **extra}
-
-
-#: a keys file that does not exist, so tests never pick up the developer's own API keys
-NO_KEYS_FILE = "/nonexistent/llmserver-test/keys.json"
-
-
-def fake_settings(*models: dict[str, Any], **settings: Any) -> Settings:
-    """Settings serving fake models (one called ``fake`` by default), with no API keys."""
-    settings.setdefault("keys_file", NO_KEYS_FILE)
-    return load_settings({"models": list(models) or [fake_model()], **settings})
 
 
 @dataclass
@@ -137,8 +124,3 @@ def run_server(
         yield server
     finally:
         server.stop()
-
-
-def sse_events(body: str) -> list[str]:
-    """The ``data:`` payloads of an SSE body, in order."""
-    return [line[6:] for line in body.splitlines() if line.startswith("data: ")]
