@@ -97,3 +97,12 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
         client.post(CHAT, content=b"{", headers={"content-type": "application/json"})
     assert client.post(CHAT, json={"model": "fake", "messages": USER}).status_code == 200
 
+
+def test_an_unpaired_surrogate_in_an_error_comes_back_escaped_not_as_a_500(
+    client: TestClient,
+) -> None:
+    raw = b'{"model": "\\ud800", "prompt": "hi"}'  # JSON allows it; orjson cannot write it
+    resp = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
+    assert_error(resp, 404, "model", "model_not_found")
+    assert b"\\ud800" in resp.content
+    assert resp.json()["error"]["message"] == "The model '\ud800' does not exist"

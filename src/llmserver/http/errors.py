@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,6 +29,7 @@ from llmserver.errors import (
     NotFoundError,
 )
 from llmserver.http.context import request_context
+from llmserver.http.jsonbytes import dumps
 
 logger = logging.getLogger("llmserver.errors")
 
@@ -91,7 +91,7 @@ def error_response(scope: Scope, err: APIError, shapes: ErrorShapes) -> Response
     record (metrics classify by it)."""
     request_context(scope).access.error_code = err.code
     return Response(
-        orjson.dumps(shapes.for_path(scope.get("path", ""))(err)),
+        dumps(shapes.for_path(scope.get("path", ""))(err)),
         status_code=err.status,
         media_type="application/json",
         headers=err.headers,

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
-import orjson
 from fastapi import Request
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -17,6 +16,7 @@ from llmserver.core.generation import Generation
 from llmserver.core.service import Service
 from llmserver.core.usage import Timing, Usage
 from llmserver.http.context import app_context, request_context
+from llmserver.http.jsonbytes import dumps
 from llmserver.http.streaming import OPENAI_SSE, EventStream, Framing
 from llmserver.observability.logs import AccessRecord
 from llmserver.security.keys import ApiKey
@@ -32,10 +32,8 @@ class ClientDisconnected(Exception):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON response serialised with orjson."""
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    """A JSON response (see :func:`llmserver.http.jsonbytes.dumps`)."""
+    return Response(dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def service(request: HTTPConnection) -> Service:

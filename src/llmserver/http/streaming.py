@@ -17,13 +17,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from llmserver.errors import APIError
 from llmserver.http.errors import ErrorShape, as_api_error, openai_error
+from llmserver.http.jsonbytes import dumps
 
 logger = logging.getLogger("llmserver.streaming")
 
@@ -36,18 +36,18 @@ _QUIET = object()
 
 def frame(chunk: dict[str, Any]) -> bytes:
     """One SSE ``data:`` event."""
-    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+    return b"data: " + dumps(chunk) + b"\n\n"
 
 
 def named_event(chunk: dict[str, Any]) -> bytes:
     """One SSE event named by the chunk's own ``type`` (``event:`` line, then ``data:``), as
     Anthropic's streams are written; an error chunk of type ``error`` is ``event: error``."""
-    return b"event: " + str(chunk["type"]).encode() + b"\ndata: " + orjson.dumps(chunk) + b"\n\n"
+    return b"event: " + str(chunk["type"]).encode() + b"\ndata: " + dumps(chunk) + b"\n\n"
 
 
 def ndjson_line(chunk: dict[str, Any]) -> bytes:
     """One JSON object on a line of its own."""
-    return orjson.dumps(chunk) + b"\n"
+    return dumps(chunk) + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
