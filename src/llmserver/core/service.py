@@ -22,8 +22,17 @@ from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.prompts import ChatPlan, Plan, chat_plan, text_plan
-from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
+from llmserver.core.requests import (
+    ChatRequest,
+    DetokenizeRequest,
+    EmbedRequest,
+    Message,
+    Sampling,
+    TextRequest,
+    TokenizeRequest,
+)
 from llmserver.core.response_cache import ResponseCache
+from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
 from llmserver.errors import InvalidRequestError
 from llmserver.privacy import PIIMasker
@@ -157,6 +166,31 @@ class Service:
                 code="token_counting_unsupported",
             )
         return len(tokenizer.tokenize(ChatPlan.of(req, messages).prompt(handle)))
+
+    async def _loaded(self, caller: Caller, name: str | None) -> ModelHandle:
+        """The model for ``name``, authorised for the caller and loaded (on demand)."""
+        handle = self._manager.resolve(self.admin.authorise(caller, name).id)
+        await self._manager.ensure_loaded(handle)
+        handle.check_ready()
+        return handle
+
+    async def tokenize(self, caller: Caller, req: TokenizeRequest) -> TokenList:
+        """The model's tokens of a prompt, or of a chat as :meth:`chat` renders it (masked
+        where a chat or a completion would be, so the count is the one the model would get)."""
+        handle = await self._loaded(caller, req.model)
+        token_tools(handle)  # an upstream model: a 400 naming it, before any template
+        if req.chat is not None:
+            messages = self._chat_messages(caller, handle, req.chat)
+            text = ChatPlan.of(req.chat, messages).prompt(handle)
+        else:
+            text = req.prompt or ""
+            if self._masks(caller, handle, req.mask_input):
+                text = self.mask(text)
+        return tokenize(handle, text, req.add_special)
+
+    async def detokenize(self, caller: Caller, req: DetokenizeRequest) -> str:
+        """The text of the model's tokens."""
+        return detokenize(await self._loaded(caller, req.model), req.tokens)
 
     def text(self, caller: Caller, req: TextRequest) -> Generation:
         """A plain continuation of each prompt."""
