@@ -251,6 +251,12 @@ def ps_entry(info: ModelDetails, expires_at: float | None) -> dict[str, Any]:
     }
 
 
+#: the capability names Ollama's clients know (it has no ``chat``: ``completion`` covers it)
+OLLAMA_CAPABILITIES = frozenset(
+    {"completion", "tools", "insert", "vision", "embedding", "thinking"}
+)
+
+
 def show_body(info: ModelDetails) -> dict[str, Any]:
     """``/api/show``: the chat template, parameters, details, GGUF metadata, capabilities."""
     params = dict(info.parameters)
@@ -267,6 +273,6 @@ def show_body(info: ModelDetails) -> dict[str, Any]:
         "template": template,
         "details": details_body(info),
         "model_info": meta,
-        "capabilities": list(info.capabilities),
+        "capabilities": [c for c in info.capabilities if c in OLLAMA_CAPABILITIES],
         "modified_at": rfc3339(info.modified_at),
     }

@@ -382,4 +382,7 @@ def model_card(view: ModelView) -> dict[str, Any]:
         "aliases": list(view.aliases),
         "roles": list(view.roles),
         "error": view.error,
+        "context_length": view.context_length,
+        "max_model_len": view.context_length,
+        "capabilities": list(view.capabilities),
     }
