@@ -28,6 +28,7 @@ from llmserver.backends.base import (
 from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
+from llmserver.backends.llamacpp_fim import fim_tokens
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
 from llmserver.errors import EngineError, InvalidRequestError
@@ -174,6 +175,7 @@ class LlamaCppBackend:
             bos_token=self._bos_text,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
             context_length=self._context_length(),
+            fim=fim_tokens(model),
         )
 
     def _context_length(self) -> int:

@@ -6,7 +6,7 @@ Each capability is a fact about the model as it is configured and (where that ma
 - ``completion``, ``chat``: the model generates text (and is not an embedding model);
 - ``tools``: a chat model takes tools, natively where its template teaches a format, else in
   the generic JSON format the server teaches it;
-- ``insert``: a fill-in-the-middle format is known;
+- ``insert``: a fill-in-the-middle format is known (:func:`llmserver.core.fim.fim_format`);
 - ``embedding``: the model serves ``/v1/embeddings``;
 - ``thinking``: the chat template has a reasoning mode (``<think>`` or ``enable_thinking``);
 - ``rerank``, ``vision``: not served by any backend yet.
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
+
+from llmserver.core.fim import fim_format
 
 if TYPE_CHECKING:
     from llmserver.core.manager import ModelHandle
@@ -45,7 +47,7 @@ class Capabilities:
 def capabilities(handle: ModelHandle) -> Capabilities:
     """The model's capabilities now (a model loaded on demand shows what its config and, once
     loaded, its template say)."""
-    inserts = False  # no fill-in-the-middle format is read yet
+    inserts = fim_format(handle) is not None
     abilities = handle.abilities()
     configured = _embedding_config(handle)
     only_embeds = abilities.embedding is not None and abilities.generating is None

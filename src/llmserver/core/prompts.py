@@ -9,6 +9,8 @@ for each kind of work:
 - :class:`ChatPlan`: the model's chat template applied to the messages and tools;
 - :class:`TextPlan`: a plain continuation of each prompt (also a chat under a
   ``chat_prompt_format``: the format around the last message is then the whole prompt);
+- :class:`FimPlan`: code for a hole, in the model's fill-in-the-middle format
+  (:mod:`llmserver.core.fim`);
 - :class:`RelayPlan`: messages or prompts passed on to an upstream engine, which applies its
   own template and tokenizes and counts itself.
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.config.model_configs import SamplingDefaults
+from llmserver.core.fim import Infill, fim_prompt, require_format
 from llmserver.core.requests import ChatRequest, Message, Sampling
 from llmserver.core.tools.plan import ToolPlan, wire_messages, wire_tool, wire_tool_choice
 from llmserver.errors import ContextLengthError, InvalidRequestError
@@ -146,6 +149,32 @@ class TextPlan(_Plan):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FimPlan(_Plan):
+    """Code for a hole, on a model that tokenizes here: the prompt is made once the model is
+    loaded, since a GGUF's FIM tokens are known only then."""
+
+    infill: Infill
+
+    @property
+    def n_choices(self) -> int:
+        """One prompt: ``n`` choices."""
+        return self.n
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The code around the hole and the other files."""
+        return self.infill.texts()
+
+    def prompt(self, handle: ModelHandle) -> str:
+        """The prompt in the model's FIM format (a 400 for a model without one)."""
+        return fim_prompt(require_format(handle), self.infill)
+
+    def requests(self, handle: ModelHandle) -> list[GenerationRequest]:
+        """The prompt's choices."""
+        return _local(handle, self.sampling, self.n, [self.prompt(handle)], self.constraint)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RelayPlan(_Plan):
     """Prompts, or a chat's messages, for an engine that applies its template, tokenizes and
     counts itself (so the context check is its too). Tools and the tool choice go along in
@@ -224,6 +253,17 @@ def text_plan(
     return kind(
         sampling=sampling, n=n, constraint=constraint, prompts=tuple(prompts), inputs=tuple(prompts)
     )
+
+
+def fim_plan(handle: ModelHandle, infill: Infill, sampling: Sampling, n: int) -> Plan:
+    """The plan for code in a hole: :class:`FimPlan` here (a model loaded now is checked for
+    a format now); an upstream's prompt in the FIM format its config gives, else a 400."""
+    if handle.tokenizer() is None:
+        prompt = fim_prompt(require_format(handle), infill)
+        return RelayPlan(sampling=sampling, n=n, prompts=(prompt,), inputs=infill.texts())
+    if handle.state == "ready":
+        require_format(handle)
+    return FimPlan(sampling=sampling, n=n, infill=infill)
 
 
 # -- generation requests -------------------------------------------------------------------------

@@ -165,6 +165,21 @@ class EmbedRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class InfillRequest:
+    """Code for the hole between ``prefix`` and ``suffix`` (fill-in-the-middle), ``n`` choices;
+    ``typed`` is text already written in the hole, ``extra`` other files as (name, text)."""
+
+    model: str | None
+    prefix: str
+    suffix: str
+    sampling: Sampling = field(default_factory=Sampling)
+    n: int = 1
+    typed: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+    mask_input: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class TokenizeRequest:
     """The tokens of a text, or of a chat rendered with the model's chat template.
 

@@ -19,13 +19,15 @@ from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
+from llmserver.core.fim import Infill
 from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
-from llmserver.core.prompts import ChatPlan, Plan, chat_plan, text_plan
+from llmserver.core.prompts import ChatPlan, Plan, chat_plan, fim_plan, text_plan
 from llmserver.core.requests import (
     ChatRequest,
     DetokenizeRequest,
     EmbedRequest,
+    InfillRequest,
     Message,
     Sampling,
     TextRequest,
@@ -206,6 +208,22 @@ class Service:
             prompts = [self.mask(p) for p in prompts]
         self._log_text(" | ".join(prompts))
         plan = text_plan(handle, prompts, self._overflow(req.sampling), req.n, req.constraint)
+        return self._generation(caller, handle, plan, "cmpl", cacheable=True)
+
+    def infill(self, caller: Caller, req: InfillRequest) -> Generation:
+        """Code for the hole between a prefix and a suffix, in the model's fill-in-the-middle
+        format (a 400 for a model without one)."""
+        handle = self._ready(caller, req.model, req.n, req.sampling)
+        infill = Infill(req.prefix, req.suffix, req.typed, req.extra)
+        if self._masks(caller, handle, req.mask_input):
+            infill = Infill(
+                self.mask(req.prefix),
+                self.mask(req.suffix),
+                self.mask(req.typed),
+                tuple((name, self.mask(text)) for name, text in req.extra),
+            )
+        self._log_text(req.prefix)
+        plan = fim_plan(handle, infill, self._overflow(req.sampling), req.n)
         return self._generation(caller, handle, plan, "cmpl", cacheable=True)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:

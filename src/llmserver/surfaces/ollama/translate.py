@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from llmserver.core.generation import Generation
 from llmserver.core.model_info import ModelDetails
-from llmserver.core.requests import ChatRequest, Message, TextRequest
+from llmserver.core.requests import ChatRequest, InfillRequest, Message, TextRequest
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import options, tools
 from llmserver.surfaces.ollama import schemas as wire
@@ -65,14 +65,19 @@ def _refuse(model: str, req: wire._Generating) -> None:
         raise InvalidRequestError("logprobs are not supported by this server", param="logprobs")
 
 
-def generate_request(req: wire.GenerateRequest, model: str) -> ChatRequest | TextRequest:
+def generate_request(
+    req: wire.GenerateRequest, model: str
+) -> ChatRequest | TextRequest | InfillRequest:
     """A non-raw generate is a one-turn chat (the model's template, ``system`` first); a raw
-    one is a plain continuation of the prompt."""
+    one is a plain continuation of the prompt; one with a ``suffix`` is the code for the hole
+    between the prompt and the suffix (fill-in-the-middle, refused by the core with
+    Ollama's "does not support insert" for a model without a FIM format)."""
     _refuse(model, req)
     if req.images:
         raise InvalidRequestError(f'"{model}" does not support images', param="images")
     if req.suffix:
-        raise InvalidRequestError(f'"{model}" does not support insert', param="suffix")
+        sampling = options.sampling(req.options)
+        return InfillRequest(model, req.prompt, req.suffix, sampling)
     if req.raw and (req.template or req.system or req.context):
         raise InvalidRequestError("raw mode does not support template, system, or context")
     if req.template:
