@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 
 from llmserver.app import create_app
 from llmserver.backends.fake import FakeBackend
+from llmserver.core.caller import Caller
 from llmserver.core.fim import FimFormat, Infill, fim_prompt
 from llmserver.http.context import app_context
+from llmserver.surfaces.openai.batch_lines import handlers
 from support import fake_model, fake_settings
 
 #: Qwen2.5-Coder's tokens (repo-level: <|repo_name|>, <|file_sep|>) and CodeLlama's (SPM-able)
@@ -150,3 +152,14 @@ def test_fim_input_is_masked_where_the_model_asks(client: TestClient) -> None:
     assert "bob@example.com" not in prompt
     assert "carol@example.com" not in prompt
     assert prompt.startswith("<PRE># mail ")
+
+
+def test_a_batch_completion_line_with_suffix_fills_the_middle(client: TestClient) -> None:
+    lines = handlers()["/v1/completions"]
+    service = app_context(client.app).service
+    body = {"model": "coder", "prompt": "a = ", "suffix": "\n", "max_tokens": 2, "echo": True}
+    assert lines.check(body) == "coder"
+    assert client.portal is not None
+    answer = client.portal.call(lines.run, service, Caller.anyone(), body)
+    assert _received(client, "coder") == "<PRE>a = <SUF>\n<MID>"
+    assert answer.body["choices"][0]["text"].startswith("a = ")
