@@ -87,6 +87,9 @@ class GenerationRequest:
     messages: Sequence[Mapping[str, Any]] | None = None
     tools: Sequence[Mapping[str, Any]] = ()
     tool_choice: str | Mapping[str, Any] | None = None
+    #: the code after the hole, for an engine that fills the middle itself (``prompt`` is the
+    #: code before it); None: a plain completion
+    suffix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.config.model_configs import SamplingDefaults
-from llmserver.core.fim import Infill, fim_prompt, require_format
+from llmserver.core.fim import Infill, fim_format, fim_prompt, require_format
 from llmserver.core.requests import ChatRequest, Message, Sampling
 from llmserver.core.tools.plan import ToolPlan, wire_messages, wire_tool, wire_tool_choice
 from llmserver.errors import ContextLengthError, InvalidRequestError
@@ -186,6 +186,8 @@ class RelayPlan(_Plan):
     messages: tuple[dict[str, Any], ...] | None = None
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] | None = None
+    #: the code after the hole, for an engine that fills the middle itself
+    suffix: str | None = None
 
     @property
     def n_choices(self) -> int:
@@ -209,6 +211,7 @@ class RelayPlan(_Plan):
                 messages=self.messages,
                 tools=self.tools,
                 tool_choice=self.tool_choice,
+                suffix=self.suffix,
             )
         return out
 
@@ -257,10 +260,22 @@ def text_plan(
 
 def fim_plan(handle: ModelHandle, infill: Infill, sampling: Sampling, n: int) -> Plan:
     """The plan for code in a hole: :class:`FimPlan` here (a model loaded now is checked for
-    a format now); an upstream's prompt in the FIM format its config gives, else a 400."""
+    a format now); upstream, the prompt in the FIM format the model's config gives, else the
+    prefix and the suffix passed on for the engine to fill (its 400 relayed if it cannot)."""
     if handle.tokenizer() is None:
-        prompt = fim_prompt(require_format(handle), infill)
-        return RelayPlan(sampling=sampling, n=n, prompts=(prompt,), inputs=infill.texts())
+        if fim_format(handle) is not None:
+            prompt = fim_prompt(require_format(handle), infill)
+            return RelayPlan(sampling=sampling, n=n, prompts=(prompt,), inputs=infill.texts())
+        if infill.extra:
+            raise InvalidRequestError(
+                f"model '{handle.id}' is served upstream without a fill-in-the-middle format "
+                "in its config, so other files cannot be placed in its prompt",
+                param="input_extra",
+            )
+        prefix = infill.prefix + infill.typed
+        return RelayPlan(
+            sampling=sampling, n=n, prompts=(prefix,), inputs=infill.texts(), suffix=infill.suffix
+        )
     if handle.state == "ready":
         require_format(handle)
     return FimPlan(sampling=sampling, n=n, infill=infill)
@@ -325,6 +340,7 @@ def _choices(
     messages: Sequence[Mapping[str, Any]] | None = None,
     tools: Sequence[Mapping[str, Any]] = (),
     tool_choice: str | Mapping[str, Any] | None = None,
+    suffix: str | None = None,
 ) -> list[GenerationRequest]:
     """One generation per choice (``n``); choice ``i`` samples with ``seed + i``."""
     out = []
@@ -334,7 +350,15 @@ def _choices(
         request_id = uuid.uuid4().hex[:12]
         out.append(
             GenerationRequest(
-                request_id, prompt, tokens, params, constraint, messages, tools, tool_choice
+                request_id,
+                prompt,
+                tokens,
+                params,
+                constraint,
+                messages,
+                tools,
+                tool_choice,
+                suffix,
             )
         )
     return out
