@@ -163,3 +163,16 @@ def test_a_batch_completion_line_with_suffix_fills_the_middle(client: TestClient
     answer = client.portal.call(lines.run, service, Caller.anyone(), body)
     assert _received(client, "coder") == "<PRE>a = <SUF>\n<MID>"
     assert answer.body["choices"][0]["text"].startswith("a = ")
+
+
+def test_a_model_loaded_on_demand_is_checked_for_a_format_once_loaded() -> None:
+    settings = fake_settings(fake_model("lazy", preload=False, load_on_demand=True))
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        body = {"model": "lazy", "prompt": "a", "suffix": "b"}
+        for stream in (False, True):
+            resp = client.post("/v1/completions", json={**body, "stream": stream})
+            assert resp.status_code == 400
+            assert resp.json()["error"]["param"] == "suffix"
+        ollama = client.post("/api/generate", json=body)
+        assert ollama.status_code == 400
+        assert "does not support insert" in ollama.json()["error"]
