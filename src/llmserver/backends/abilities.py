@@ -42,6 +42,20 @@ class Tokenizing(Protocol):
 
 
 @runtime_checkable
+class TokenTools(Protocol):
+    """A tokenizing backend that also shows its tokens (``/tokenize``, ``/detokenize``)."""
+
+    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
+        """Token ids of ``text`` (special tokens parsed); BOS only when ``add_special``."""
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``, special tokens written out."""
+
+    def token_piece(self, token: int) -> str:
+        """One token's text (bytes that are not whole characters replaced)."""
+
+
+@runtime_checkable
 class Embedding(Protocol):
     """A backend that can serve ``/v1/embeddings``."""
 
@@ -76,6 +90,7 @@ class Abilities:
     embedding: Embedding | None
     replicated: Replicated | None
     logprobs: bool
+    token_tools: TokenTools | None = None
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -86,6 +101,7 @@ class Abilities:
             embedding=backend if isinstance(backend, Embedding) else None,
             replicated=backend if isinstance(backend, Replicated) else None,
             logprobs=isinstance(backend, ReportsLogprobs),
+            token_tools=backend if isinstance(backend, TokenTools) else None,
         )
 
     def embedder(self) -> Embedding | None:

@@ -87,6 +87,9 @@ class GenerationRequest:
     messages: Sequence[Mapping[str, Any]] | None = None
     tools: Sequence[Mapping[str, Any]] = ()
     tool_choice: str | Mapping[str, Any] | None = None
+    #: the code after the hole, for an engine that fills the middle itself (``prompt`` is the
+    #: code before it); None: a plain completion
+    suffix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,19 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class FimTokens:
+    """A model's fill-in-the-middle tokens as their text (special tokens: the prompt's
+    tokenization turns them back into their ids); ``repo`` and ``file_sep`` '' where the model
+    has no repo-level format."""
+
+    prefix: str
+    suffix: str
+    middle: str
+    repo: str = ""
+    file_sep: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PromptFormat:
     """What the service needs to build prompts for a model."""
 
@@ -150,6 +166,8 @@ class PromptFormat:
     bos_token: str = ""
     eos_token: str = ""
     context_length: int = 2048
+    #: the model's fill-in-the-middle tokens; None: it has none
+    fim: FimTokens | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -83,6 +83,8 @@ class FakeBackend:
         #: the generation requests this model was given, newest last (warm-ups included, with
         #: ``request_id`` "warmup"), so tests can check the sampling values that reached it
         self.received: deque[GenerationRequest] = deque(maxlen=SEEN)
+        #: token id -> text, for every token this model has made
+        self._pieces: dict[int, str] = {}
 
     async def start(self) -> None:
         """Nothing to load; wait ``load_delay_s`` to act like a real model."""
@@ -97,7 +99,25 @@ class FakeBackend:
 
     def tokenize(self, text: str) -> list[int]:
         """Stable ids for the fake tokens."""
-        return [zlib.crc32(tok.encode()) & 0xFFFF for tok in split_tokens(text)]
+        return self.tokenize_text(text, add_special=True)
+
+    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
+        """Stable ids for the fake tokens (the fake has no BOS); each remembered, so that
+        :meth:`detokenize` can give it back."""
+        out = []
+        for tok in split_tokens(text):
+            token = zlib.crc32(tok.encode()) & 0xFFFF
+            self._pieces[token] = tok
+            out.append(token)
+        return out
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of tokens this fake has made (an unknown id reads as ``<unk>``)."""
+        return "".join(self.token_piece(t) for t in tokens)
+
+    def token_piece(self, token: int) -> str:
+        """One token's text."""
+        return self._pieces.get(token, "<unk>")
 
     def _reply(self, request: GenerationRequest) -> list[str]:
         if request.constraint is not None and not request.constraint.triggers:

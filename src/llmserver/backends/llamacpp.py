@@ -28,6 +28,7 @@ from llmserver.backends.base import (
 from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
+from llmserver.backends.llamacpp_fim import fim_tokens
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
 from llmserver.errors import EngineError, InvalidRequestError
@@ -50,6 +51,21 @@ def load_progress_logger(model_id: str, steps: int = 4) -> Callable[[float, Any]
         return True  # False would abort the load
 
     return report
+
+
+def _piece(vocab: Any, token: int) -> bytes:
+    """One token's bytes, special tokens written out (a fresh buffer: the engine's own is busy
+    on its thread, and llama-cpp-python's ``token_to_piece`` returns the whole buffer)."""
+    import ctypes
+
+    import llama_cpp
+
+    buf = ctypes.create_string_buffer(64)
+    n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+    return buf.raw[:n]
 
 
 class LlamaCppBackend:
@@ -159,6 +175,7 @@ class LlamaCppBackend:
             bos_token=self._bos_text,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
             context_length=self._context_length(),
+            fim=fim_tokens(model),
         )
 
     def _context_length(self) -> int:
@@ -182,6 +199,31 @@ class LlamaCppBackend:
         """Tokens of a rendered prompt; BOS added when the model wants it and it is absent."""
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
+        """Tokens of ``text`` with special tokens parsed; BOS only when ``add_special`` and the
+        model wants one."""
+        add_bos = add_special and self._add_bos
+        return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def detokenize(self, tokens: Inputs[int]) -> str:
+        """The text of ``tokens``, special tokens written out."""
+        return self.token_bytes(tokens).decode("utf-8", errors="replace")
+
+    def token_bytes(self, tokens: Inputs[int]) -> bytes:
+        """The bytes of ``tokens``, piece by piece (llama.cpp's own detokenize drops a leading
+        space after BOS, which would break a round trip)."""
+        model = self._loaded()
+        vocab = model.n_vocab()
+        if any(not 0 <= t < vocab for t in tokens):  # llama.cpp would read past its vocabulary
+            raise InvalidRequestError(
+                f"token ids must be between 0 and {vocab - 1}", param="tokens"
+            )
+        return b"".join(_piece(model.vocab, t) for t in tokens)
+
+    def token_piece(self, token: int) -> str:
+        """One token's text."""
+        return self.token_bytes([token]).decode("utf-8", errors="replace")
 
     def _loaded(self) -> Any:
         if self._model is None:

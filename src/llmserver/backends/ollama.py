@@ -138,7 +138,10 @@ class OllamaBackend(HttpReplicaBackend[OllamaConfig]):
                 body["tools"] = tools
         else:
             body["prompt"] = request.prompt
-            body["raw"] = True  # the core's text requests are plain continuations
+            if request.suffix is not None:  # Ollama fills the middle with the model's template
+                body["suffix"] = request.suffix
+            else:
+                body["raw"] = True  # the core's text requests are plain continuations
         body |= self._common()
         body["options"] = self._options(request.params)
         if request.constraint is not None:

@@ -15,7 +15,7 @@ import asyncio
 import gc
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -88,6 +88,18 @@ def hf_tokenize(tokenizer: Any, text: str) -> list[int]:
     add_special = not (bos and text.startswith(bos))
     ids: list[int] = tokenizer(text, add_special_tokens=add_special)["input_ids"]
     return ids
+
+
+def hf_tokenize_text(tokenizer: Any, text: str, add_special: bool) -> list[int]:
+    """Token ids of ``text``; the tokenizer's special tokens (BOS) only when ``add_special``."""
+    ids: list[int] = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    return ids
+
+
+def hf_detokenize(tokenizer: Any, tokens: Sequence[int]) -> str:
+    """The text of ``tokens``, special tokens written out."""
+    text: str = tokenizer.decode(list(tokens), skip_special_tokens=False)
+    return text
 
 
 class IncrementalDecoder:
@@ -178,6 +190,22 @@ class TransformersBackend:
         if self._tokenizer is None:
             raise EngineError("model is not loaded")
         return hf_tokenize(self._tokenizer, text)
+
+    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
+        """Token ids of ``text``; BOS only when ``add_special``."""
+        if self._tokenizer is None:
+            raise EngineError("model is not loaded")
+        return hf_tokenize_text(self._tokenizer, text, add_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        if self._tokenizer is None:
+            raise EngineError("model is not loaded")
+        return hf_detokenize(self._tokenizer, tokens)
+
+    def token_piece(self, token: int) -> str:
+        """One token's text."""
+        return self.detokenize([token])
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run ``model.generate`` on the worker thread and relay its deltas."""

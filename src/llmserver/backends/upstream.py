@@ -49,6 +49,8 @@ class UpstreamBackend(HttpReplicaBackend[UpstreamConfig]):
             body["messages"] = list(request.messages)
         else:
             body["prompt"] = request.prompt
+            if request.suffix is not None:  # the engine fills the middle (or answers a 400)
+                body["suffix"] = request.suffix
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         body["temperature"] = params.temperature

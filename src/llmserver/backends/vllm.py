@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar, Literal
 
 from llmserver.backends.base import (
@@ -26,7 +26,12 @@ from llmserver.backends.base import (
     TokenLogprob,
     TopLogprob,
 )
-from llmserver.backends.transformers import hf_prompt_format, hf_tokenize
+from llmserver.backends.transformers import (
+    hf_detokenize,
+    hf_prompt_format,
+    hf_tokenize,
+    hf_tokenize_text,
+)
 from llmserver.config.model_configs import ModelConfig, VllmConfig
 from llmserver.errors import EngineError, InvalidRequestError
 
@@ -186,6 +191,22 @@ class VllmBackend:
         if self._tokenizer is None:
             raise EngineError("model is not loaded")
         return hf_tokenize(self._tokenizer, text)
+
+    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
+        """Token ids of ``text``; BOS only when ``add_special``."""
+        if self._tokenizer is None:
+            raise EngineError("model is not loaded")
+        return hf_tokenize_text(self._tokenizer, text, add_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        if self._tokenizer is None:
+            raise EngineError("model is not loaded")
+        return hf_detokenize(self._tokenizer, tokens)
+
+    def token_piece(self, token: int) -> str:
+        """One token's text."""
+        return self.detokenize([token])
 
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams as VllmSamplingParams

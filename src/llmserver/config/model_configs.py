@@ -75,6 +75,21 @@ class ResponseCacheConfig(BaseModel):
     )
 
 
+class FimConfig(BaseModel):
+    """A fill-in-the-middle format given in the config, for models whose metadata lacks one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prefix: str = Field(min_length=1, description="Text before the code before the hole.")
+    suffix: str = Field(min_length=1, description="Text before the code after the hole.")
+    middle: str = Field(min_length=1, description="Text after which the model writes the hole.")
+    order: Literal["psm", "spm"] = Field(
+        "psm", description="`psm`: prefix, suffix, middle; `spm`: suffix, prefix, middle."
+    )
+    repo: str = Field("", description="Repository-name marker (repo-level formats); '': none.")
+    file_sep: str = Field("", description="File separator (repo-level formats); '': none.")
+
+
 class ModelConfig(BaseModel):
     """What every configured model has, whatever its backend."""
 
@@ -116,6 +131,12 @@ class ModelConfig(BaseModel):
         None,
         description="Jinja chat template used instead of the model's own: a file (relative to "
         "the config file) or the template text; None: the model's (an upstream applies its own).",
+    )
+    fim: FimConfig | None = Field(
+        None,
+        description="Fill-in-the-middle format {prefix, suffix, middle, order, repo, file_sep} "
+        "(strings, parsed as the model's special tokens); None: the model's metadata (GGUF FIM "
+        "token ids).",
     )
     response_cache: ResponseCacheConfig | None = Field(
         None,

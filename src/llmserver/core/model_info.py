@@ -171,8 +171,7 @@ class ModelInfo:
         """The details of one model (the file is read off the event loop, once)."""
         path = _gguf_path(config)
         header = await asyncio.to_thread(self._header, path) if path is not None else None
-        # every chat model takes tools: natively, or in the generic JSON format
-        capabilities = ("embedding",) if view.embedding else ("completion", "tools")
+        capabilities = view.capabilities
         d = config.defaults
         parameters: dict[str, Any] = {"temperature": d.temperature, "top_p": d.top_p}
         parameters |= {"top_k": d.top_k, "min_p": d.min_p, "repeat_penalty": d.repeat_penalty}

@@ -9,6 +9,8 @@ for each kind of work:
 - :class:`ChatPlan`: the model's chat template applied to the messages and tools;
 - :class:`TextPlan`: a plain continuation of each prompt (also a chat under a
   ``chat_prompt_format``: the format around the last message is then the whole prompt);
+- :class:`FimPlan`: code for a hole, in the model's fill-in-the-middle format
+  (:mod:`llmserver.core.fim`);
 - :class:`RelayPlan`: messages or prompts passed on to an upstream engine, which applies its
   own template and tokenizes and counts itself.
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
 from llmserver.config.model_configs import SamplingDefaults
+from llmserver.core.fim import Infill, fim_format, fim_prompt, require_format
 from llmserver.core.requests import ChatRequest, Message, Sampling
 from llmserver.core.tools.plan import ToolPlan, wire_messages, wire_tool, wire_tool_choice
 from llmserver.errors import ContextLengthError, InvalidRequestError
@@ -146,6 +149,32 @@ class TextPlan(_Plan):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FimPlan(_Plan):
+    """Code for a hole, on a model that tokenizes here: the prompt is made once the model is
+    loaded, since a GGUF's FIM tokens are known only then."""
+
+    infill: Infill
+
+    @property
+    def n_choices(self) -> int:
+        """One prompt: ``n`` choices."""
+        return self.n
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The code around the hole and the other files."""
+        return self.infill.texts()
+
+    def prompt(self, handle: ModelHandle) -> str:
+        """The prompt in the model's FIM format (a 400 for a model without one)."""
+        return fim_prompt(require_format(handle), self.infill)
+
+    def requests(self, handle: ModelHandle) -> list[GenerationRequest]:
+        """The prompt's choices."""
+        return _local(handle, self.sampling, self.n, [self.prompt(handle)], self.constraint)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RelayPlan(_Plan):
     """Prompts, or a chat's messages, for an engine that applies its template, tokenizes and
     counts itself (so the context check is its too). Tools and the tool choice go along in
@@ -157,6 +186,8 @@ class RelayPlan(_Plan):
     messages: tuple[dict[str, Any], ...] | None = None
     tools: tuple[dict[str, Any], ...] = ()
     tool_choice: str | dict[str, Any] | None = None
+    #: the code after the hole, for an engine that fills the middle itself
+    suffix: str | None = None
 
     @property
     def n_choices(self) -> int:
@@ -180,6 +211,7 @@ class RelayPlan(_Plan):
                 messages=self.messages,
                 tools=self.tools,
                 tool_choice=self.tool_choice,
+                suffix=self.suffix,
             )
         return out
 
@@ -224,6 +256,29 @@ def text_plan(
     return kind(
         sampling=sampling, n=n, constraint=constraint, prompts=tuple(prompts), inputs=tuple(prompts)
     )
+
+
+def fim_plan(handle: ModelHandle, infill: Infill, sampling: Sampling, n: int) -> Plan:
+    """The plan for code in a hole: :class:`FimPlan` here (a model loaded now is checked for
+    a format now); upstream, the prompt in the FIM format the model's config gives, else the
+    prefix and the suffix passed on for the engine to fill (its 400 relayed if it cannot)."""
+    if handle.tokenizer() is None:
+        if fim_format(handle) is not None:
+            prompt = fim_prompt(require_format(handle), infill)
+            return RelayPlan(sampling=sampling, n=n, prompts=(prompt,), inputs=infill.texts())
+        if infill.extra:
+            raise InvalidRequestError(
+                f"model '{handle.id}' is served upstream without a fill-in-the-middle format "
+                "in its config, so other files cannot be placed in its prompt",
+                param="input_extra",
+            )
+        prefix = infill.prefix + infill.typed
+        return RelayPlan(
+            sampling=sampling, n=n, prompts=(prefix,), inputs=infill.texts(), suffix=infill.suffix
+        )
+    if handle.state == "ready":
+        require_format(handle)
+    return FimPlan(sampling=sampling, n=n, infill=infill)
 
 
 # -- generation requests -------------------------------------------------------------------------
@@ -285,6 +340,7 @@ def _choices(
     messages: Sequence[Mapping[str, Any]] | None = None,
     tools: Sequence[Mapping[str, Any]] = (),
     tool_choice: str | Mapping[str, Any] | None = None,
+    suffix: str | None = None,
 ) -> list[GenerationRequest]:
     """One generation per choice (``n``); choice ``i`` samples with ``seed + i``."""
     out = []
@@ -294,7 +350,15 @@ def _choices(
         request_id = uuid.uuid4().hex[:12]
         out.append(
             GenerationRequest(
-                request_id, prompt, tokens, params, constraint, messages, tools, tool_choice
+                request_id,
+                prompt,
+                tokens,
+                params,
+                constraint,
+                messages,
+                tools,
+                tool_choice,
+                suffix,
             )
         )
     return out

@@ -162,3 +162,41 @@ class EmbedRequest:
     inputs: EmbedInputs
     dimensions: int | None = None
     mask_input: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InfillRequest:
+    """Code for the hole between ``prefix`` and ``suffix`` (fill-in-the-middle), ``n`` choices;
+    ``typed`` is text already written in the hole, ``extra`` other files as (name, text)."""
+
+    model: str | None
+    prefix: str
+    suffix: str
+    sampling: Sampling = field(default_factory=Sampling)
+    n: int = 1
+    typed: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
+    mask_input: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizeRequest:
+    """The tokens of a text, or of a chat rendered with the model's chat template.
+
+    ``add_special`` None: as the model generates from it (its BOS where it wants one and the
+    text lacks it); False: no special tokens are added.
+    """
+
+    model: str | None
+    prompt: str | None = None
+    chat: ChatRequest | None = None
+    add_special: bool | None = None
+    mask_input: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DetokenizeRequest:
+    """The text of token ids."""
+
+    model: str | None
+    tokens: tuple[int, ...]

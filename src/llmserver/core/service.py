@@ -19,11 +19,22 @@ from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
+from llmserver.core.fim import Infill
 from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
-from llmserver.core.prompts import ChatPlan, Plan, chat_plan, text_plan
-from llmserver.core.requests import ChatRequest, EmbedRequest, Message, Sampling, TextRequest
+from llmserver.core.prompts import ChatPlan, Plan, chat_plan, fim_plan, text_plan
+from llmserver.core.requests import (
+    ChatRequest,
+    DetokenizeRequest,
+    EmbedRequest,
+    InfillRequest,
+    Message,
+    Sampling,
+    TextRequest,
+    TokenizeRequest,
+)
 from llmserver.core.response_cache import ResponseCache
+from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
 from llmserver.errors import InvalidRequestError
 from llmserver.privacy import PIIMasker
@@ -158,6 +169,31 @@ class Service:
             )
         return len(tokenizer.tokenize(ChatPlan.of(req, messages).prompt(handle)))
 
+    async def _loaded(self, caller: Caller, name: str | None) -> ModelHandle:
+        """The model for ``name``, authorised for the caller and loaded (on demand)."""
+        handle = self._manager.resolve(self.admin.authorise(caller, name).id)
+        await self._manager.ensure_loaded(handle)
+        handle.check_ready()
+        return handle
+
+    async def tokenize(self, caller: Caller, req: TokenizeRequest) -> TokenList:
+        """The model's tokens of a prompt, or of a chat as :meth:`chat` renders it (masked
+        where a chat or a completion would be, so the count is the one the model would get)."""
+        handle = await self._loaded(caller, req.model)
+        token_tools(handle)  # an upstream model: a 400 naming it, before any template
+        if req.chat is not None:
+            messages = self._chat_messages(caller, handle, req.chat)
+            text = ChatPlan.of(req.chat, messages).prompt(handle)
+        else:
+            text = req.prompt or ""
+            if self._masks(caller, handle, req.mask_input):
+                text = self.mask(text)
+        return tokenize(handle, text, req.add_special)
+
+    async def detokenize(self, caller: Caller, req: DetokenizeRequest) -> str:
+        """The text of the model's tokens."""
+        return detokenize(await self._loaded(caller, req.model), req.tokens)
+
     def text(self, caller: Caller, req: TextRequest) -> Generation:
         """A plain continuation of each prompt."""
         if len(req.prompts) > self.settings.max_prompts:
@@ -172,6 +208,22 @@ class Service:
             prompts = [self.mask(p) for p in prompts]
         self._log_text(" | ".join(prompts))
         plan = text_plan(handle, prompts, self._overflow(req.sampling), req.n, req.constraint)
+        return self._generation(caller, handle, plan, "cmpl", cacheable=True)
+
+    def infill(self, caller: Caller, req: InfillRequest) -> Generation:
+        """Code for the hole between a prefix and a suffix, in the model's fill-in-the-middle
+        format (a 400 for a model without one)."""
+        handle = self._ready(caller, req.model, req.n, req.sampling)
+        infill = Infill(req.prefix, req.suffix, req.typed, req.extra)
+        if self._masks(caller, handle, req.mask_input):
+            infill = Infill(
+                self.mask(req.prefix),
+                self.mask(req.suffix),
+                self.mask(req.typed),
+                tuple((name, self.mask(text)) for name, text in req.extra),
+            )
+        self._log_text(req.prefix)
+        plan = fim_plan(handle, infill, self._overflow(req.sampling), req.n)
         return self._generation(caller, handle, plan, "cmpl", cacheable=True)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from llmserver.core.capabilities import capabilities, context_length
 from llmserver.core.manager import ModelHandle, ModelManager, ModelState
 
 logger = logging.getLogger("llmserver.models")
@@ -30,13 +31,14 @@ class ModelView:
     waiting: int
     embedding: bool
     context_length: int | None
+    #: the names of what the model can do (:mod:`llmserver.core.capabilities`)
+    capabilities: tuple[str, ...] = ()
     #: each upstream replica's URL (from the configuration) and whether it is in rotation
     replicas: tuple[tuple[str, bool], ...] = ()
 
     @classmethod
     def of(cls, handle: ModelHandle) -> ModelView:
         """A snapshot of ``handle`` now."""
-        fmt = handle.prompt_format
         replicated = handle.abilities().replicated
         replicas = tuple(replicated.replica_states().items()) if replicated is not None else ()
         return cls(
@@ -51,7 +53,8 @@ class ModelView:
             slots_in_use=handle.limiter.in_use,
             waiting=handle.limiter.waiting,
             embedding=handle.embedder() is not None,
-            context_length=fmt.context_length if fmt is not None else None,
+            context_length=context_length(handle),
+            capabilities=capabilities(handle).names(),
             replicas=replicas,
         )
 

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from llmserver.config.settings import Settings
 from llmserver.http.surface import Surface
-from llmserver.surfaces import admin, anthropic, batches, ollama, openai, simple, ui
+from llmserver.surfaces import (
+    admin,
+    anthropic,
+    batches,
+    llamaserver,
+    ollama,
+    openai,
+    simple,
+    ui,
+)
 
 
 def surfaces(settings: Settings) -> list[Surface]:
@@ -16,6 +25,7 @@ def surfaces(settings: Settings) -> list[Surface]:
             admin.surface,
             openai.surface,
             ollama.surface,
+            llamaserver.surface,
             simple.surface,
             anthropic.surface,
             ui.surface,

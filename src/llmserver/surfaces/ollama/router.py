@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from llmserver.core.caller import Caller
-from llmserver.core.requests import ChatRequest, EmbedRequest
+from llmserver.core.requests import ChatRequest, EmbedRequest, InfillRequest
 from llmserver.core.service import Service
 from llmserver.core.usage import Usage
 from llmserver.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
@@ -98,14 +98,19 @@ async def generate(request: Request, req: GenerateBody) -> Response:
     if not (req.prompt or req.system or req.template or req.images):
         return await _control(request, "generate", req.model, name, seconds)
     core = translate.generate_request(req, name)
-    gen = svc.chat(who, core) if isinstance(core, ChatRequest) else svc.text(who, core)
+    if isinstance(core, ChatRequest):
+        gen = svc.chat(who, core)
+    elif isinstance(core, InfillRequest):
+        gen = svc.infill(who, core)
+    else:
+        gen = svc.text(who, core)
     track(request, gen, req.streams())
     chunks = translate.chunks(
         gen,
         "generate",
         req.model,
         stream=req.streams(),
-        context=not req.raw,
+        context=not req.raw and not isinstance(core, InfillRequest),
         after=_keeper(svc, who, name, seconds),
     )
     return await _answer(request, chunks, req.streams())

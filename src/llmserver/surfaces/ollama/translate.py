@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from llmserver.core.generation import Generation
 from llmserver.core.model_info import ModelDetails
-from llmserver.core.requests import ChatRequest, Message, TextRequest
+from llmserver.core.requests import ChatRequest, InfillRequest, Message, TextRequest
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import options, tools
 from llmserver.surfaces.ollama import schemas as wire
@@ -65,14 +65,19 @@ def _refuse(model: str, req: wire._Generating) -> None:
         raise InvalidRequestError("logprobs are not supported by this server", param="logprobs")
 
 
-def generate_request(req: wire.GenerateRequest, model: str) -> ChatRequest | TextRequest:
+def generate_request(
+    req: wire.GenerateRequest, model: str
+) -> ChatRequest | TextRequest | InfillRequest:
     """A non-raw generate is a one-turn chat (the model's template, ``system`` first); a raw
-    one is a plain continuation of the prompt."""
+    one is a plain continuation of the prompt; one with a ``suffix`` is the code for the hole
+    between the prompt and the suffix (fill-in-the-middle, refused by the core with
+    Ollama's "does not support insert" for a model without a FIM format)."""
     _refuse(model, req)
     if req.images:
         raise InvalidRequestError(f'"{model}" does not support images', param="images")
     if req.suffix:
-        raise InvalidRequestError(f'"{model}" does not support insert', param="suffix")
+        sampling = options.sampling(req.options)
+        return InfillRequest(model, req.prompt, req.suffix, sampling)
     if req.raw and (req.template or req.system or req.context):
         raise InvalidRequestError("raw mode does not support template, system, or context")
     if req.template:
@@ -251,6 +256,12 @@ def ps_entry(info: ModelDetails, expires_at: float | None) -> dict[str, Any]:
     }
 
 
+#: the capability names Ollama's clients know (it has no ``chat``: ``completion`` covers it)
+OLLAMA_CAPABILITIES = frozenset(
+    {"completion", "tools", "insert", "vision", "embedding", "thinking"}
+)
+
+
 def show_body(info: ModelDetails) -> dict[str, Any]:
     """``/api/show``: the chat template, parameters, details, GGUF metadata, capabilities."""
     params = dict(info.parameters)
@@ -267,6 +278,6 @@ def show_body(info: ModelDetails) -> dict[str, Any]:
         "template": template,
         "details": details_body(info),
         "model_info": meta,
-        "capabilities": list(info.capabilities),
+        "capabilities": [c for c in info.capabilities if c in OLLAMA_CAPABILITIES],
         "modified_at": rfc3339(info.modified_at),
     }

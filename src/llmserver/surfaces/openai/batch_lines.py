@@ -66,13 +66,20 @@ class CompletionLines(_Endpoint[CompletionRequest]):
 
     def check(self, body: dict[str, Any]) -> str | None:
         req = self.parse(body)
-        translate.text_request(req)
+        if translate.infill_request(req) is None:
+            translate.text_request(req)
         return req.model
 
     async def run(self, service: Service, caller: Caller, body: dict[str, Any]) -> LineAnswer:
         req = self.parse(body)
-        gen = service.text(caller, translate.text_request(req))
-        return LineAnswer(await translate.completion_response(gen, req.echo), gen.model, gen.usage)
+        if (infill := translate.infill_request(req)) is not None:  # fill-in-the-middle
+            gen = service.infill(caller, infill)
+            echoed: list[str] | None = [infill.prefix] * gen.n_choices
+        else:
+            gen = service.text(caller, translate.text_request(req))
+            echoed = None
+        answer = await translate.completion_response(gen, req.echo, echoed=echoed)
+        return LineAnswer(answer, gen.model, gen.usage)
 
 
 class EmbeddingLines(_Endpoint[EmbeddingRequest]):

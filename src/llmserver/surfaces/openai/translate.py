@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from llmserver.core.embeddings import EmbedResult
@@ -14,6 +14,7 @@ from llmserver.core.generation import Generation, Result
 from llmserver.core.requests import (
     ChatRequest,
     EmbedRequest,
+    InfillRequest,
     JsonConstraint,
     Message,
     Sampling,
@@ -41,7 +42,6 @@ _OFF: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
     "functions": (None, []),
     "function_call": (None, "none"),
-    "suffix": (None, ""),
     "best_of": (None, 1),
 }
 
@@ -146,6 +146,21 @@ def text_request(req: CompletionRequest) -> TextRequest:
     return TextRequest(req.model, tuple(req.prompts()), sampling, req.n)
 
 
+def infill_request(req: CompletionRequest) -> InfillRequest | None:
+    """The core's fill-in-the-middle request when ``suffix`` is given (None: a plain
+    completion): the prompt is the code before the hole, the suffix the code after it."""
+    if req.suffix is None or req.suffix == "":
+        return None
+    _refuse_unsupported(req)
+    if not isinstance(req.suffix, str):
+        raise InvalidRequestError("'suffix' must be a string", param="suffix")
+    prompts = req.prompts()
+    if len(prompts) != 1:
+        raise InvalidRequestError("'suffix' takes a single prompt", param="prompt")
+    sampling = _sampling(req, req.token_limit(), req.logprobs)
+    return InfillRequest(req.model, prompts[0], req.suffix, sampling, req.n)
+
+
 def embed_request(req: EmbeddingRequest) -> EmbedRequest:
     """The core's embedding request."""
     _refuse_unsupported(req)
@@ -240,14 +255,20 @@ def chat_body(gen: Generation, result: Result, logprobs: bool = False) -> dict[s
 
 
 def completion_body(
-    gen: Generation, result: Result, echo: bool, logprobs: bool = False
+    gen: Generation,
+    result: Result,
+    echo: bool,
+    logprobs: bool = False,
+    echoed: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """A non-streaming ``text_completion`` body."""
+    """A non-streaming ``text_completion`` body; ``echoed``: what ``echo`` gives back of each
+    choice's prompt (None: the prompt the model read; a fill-in-the-middle prompt's prefix)."""
+    prompts = gen.prompts if echoed is None else echoed
     choices = [
         {
-            "text": (gen.prompts[i] if echo else "") + text,
+            "text": (prompts[i] if echo else "") + text,
             "index": i,
-            "logprobs": completion_logprobs(result.logprobs[i], len(gen.prompts[i]) if echo else 0)
+            "logprobs": completion_logprobs(result.logprobs[i], len(prompts[i]) if echo else 0)
             if logprobs
             else None,
             "finish_reason": result.finish_reasons[i],
@@ -270,10 +291,10 @@ async def chat_response(gen: Generation, logprobs: bool = False) -> dict[str, An
 
 
 async def completion_response(
-    gen: Generation, echo: bool, logprobs: bool = False
+    gen: Generation, echo: bool, logprobs: bool = False, echoed: Sequence[str] | None = None
 ) -> dict[str, Any]:
     """Run ``gen`` to its end: the ``text_completion`` body."""
-    return completion_body(gen, await gen.collect(), echo, logprobs)
+    return completion_body(gen, await gen.collect(), echo, logprobs, echoed)
 
 
 def tool_call_chunk(piece: ToolCallDelta) -> dict[str, Any]:
@@ -317,19 +338,24 @@ async def chat_chunks(
 
 
 async def completion_chunks(
-    gen: Generation, include_usage: bool, echo: bool, logprobs: bool = False
+    gen: Generation,
+    include_usage: bool,
+    echo: bool,
+    logprobs: bool = False,
+    echoed: Sequence[str] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Streamed ``text_completion`` objects."""
+    """Streamed ``text_completion`` objects (``echoed`` as for :func:`completion_body`)."""
     head = {"id": gen.id, "object": "text_completion", "created": gen.created}
     head["model"] = gen.model
-    echoed: set[int] = set()
+    done: set[int] = set()
     offsets: dict[int, int] = {}
     async for index, delta in gen.events():
         text = delta.text
-        if echo and index not in echoed:
-            echoed.add(index)
-            text = gen.prompts[index] + text
-            offsets[index] = len(gen.prompts[index])
+        if echo and index not in done:
+            done.add(index)
+            prompt = (gen.prompts if echoed is None else echoed)[index]
+            text = prompt + text
+            offsets[index] = len(prompt)
         if text or delta.finish_reason is not None or (logprobs and delta.logprobs):
             lps = None
             if logprobs:
@@ -382,4 +408,7 @@ def model_card(view: ModelView) -> dict[str, Any]:
         "aliases": list(view.aliases),
         "roles": list(view.roles),
         "error": view.error,
+        "context_length": view.context_length,
+        "max_model_len": view.context_length,
+        "capabilities": list(view.capabilities),
     }
