@@ -3,7 +3,6 @@ backend, sentence-transformers, upstreams; ``/v1/models`` and ``/api/show`` both
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.backends.llamacpp import LlamaCppBackend
 from llmserver.backends.ollama import OllamaBackend
 from llmserver.backends.sentence_transformers import SentenceTransformersBackend
@@ -27,7 +25,7 @@ from llmserver.config.settings import default_model_path
 from llmserver.core.capabilities import capabilities, context_length
 from llmserver.core.manager import ModelHandle
 from llmserver.core.scheduling import Limiter
-from support import fake_model, fake_settings
+from support import fake_model, fake_settings, open_client
 
 CHAT = ("completion", "chat", "tools")
 THINKING_TEMPLATE = (
@@ -80,13 +78,6 @@ def test_an_ollama_upstream_says_what_its_config_says(embedding: bool) -> None:
     assert (spec is not None) is embedding
 
 
-def _ready(client: TestClient) -> None:
-    deadline = time.monotonic() + 10
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "fake models never became ready"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     """A fake chat model, a fake embedding model, a fake model with a thinking template."""
@@ -95,8 +86,7 @@ def client() -> Iterator[TestClient]:
         fake_model("emb", embedding_dimensions=8, context_size=256),
         fake_model("thinker", chat_template=THINKING_TEMPLATE),
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        _ready(c)
+    with open_client(settings) as c:
         yield c
 
 

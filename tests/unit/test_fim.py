@@ -5,20 +5,18 @@ model without a format, capabilities and masking."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
-from llmserver.backends.fake import FakeBackend
 from llmserver.core.caller import Caller
 from llmserver.core.fim import FimFormat, Infill, fim_prompt
 from llmserver.http.context import app_context
 from llmserver.surfaces.openai.batch_lines import handlers
-from support import fake_model, fake_settings
+from support import fake_model, fake_settings, open_client
+from support.fake import app_of, fake_backend
 
 #: Qwen2.5-Coder's tokens (repo-level: <|repo_name|>, <|file_sep|>) and CodeLlama's (SPM-able)
 QWEN = FimFormat("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "psm", "<|repo_name|>",
@@ -49,28 +47,18 @@ def test_suffix_prefix_middle_order_and_a_format_without_file_names() -> None:
     assert fim_prompt(CODELLAMA, extra) == "other\n<PRE> a <SUF>b <MID>"
 
 
-def _ready(client: TestClient) -> None:
-    deadline = time.monotonic() + 10
-    while client.get("/ready").status_code != 200:
-        assert time.monotonic() < deadline, "fake models never became ready"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     """``coder`` has a FIM format in its config (masked input), ``plain`` has none."""
     settings = fake_settings(
         fake_model("coder", fim=FIM, mask_pii=True), fake_model("plain", aliases=["p"])
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        _ready(c)
+    with open_client(settings) as c:
         yield c
 
 
 def _received(client: TestClient, model: str) -> str:
-    backend = app_context(client.app).models.lookup(model).backend
-    assert isinstance(backend, FakeBackend)
-    return backend.received[-1].prompt
+    return fake_backend(client, model).received[-1].prompt
 
 
 def test_openai_completion_with_suffix_fills_the_middle(client: TestClient) -> None:
@@ -156,7 +144,7 @@ def test_fim_input_is_masked_where_the_model_asks(client: TestClient) -> None:
 
 def test_a_batch_completion_line_with_suffix_fills_the_middle(client: TestClient) -> None:
     lines = handlers()["/v1/completions"]
-    service = app_context(client.app).service
+    service = app_context(app_of(client)).service
     body = {"model": "coder", "prompt": "a = ", "suffix": "\n", "max_tokens": 2, "echo": True}
     assert lines.check(body) == "coder"
     assert client.portal is not None
@@ -167,7 +155,7 @@ def test_a_batch_completion_line_with_suffix_fills_the_middle(client: TestClient
 
 def test_a_model_loaded_on_demand_is_checked_for_a_format_once_loaded() -> None:
     settings = fake_settings(fake_model("lazy", preload=False, load_on_demand=True))
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with open_client(settings) as client:
         body = {"model": "lazy", "prompt": "a", "suffix": "b"}
         for stream in (False, True):
             resp = client.post("/v1/completions", json={**body, "stream": stream})

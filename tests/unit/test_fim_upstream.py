@@ -5,16 +5,14 @@ configured FIM format relayed as an assembled prompt."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
-from mock_upstream import Upstream, failing, instant, recorded_ollama, serve
-from support import fake_settings
+from support import fake_settings, open_client
+from support.mock_upstream import Upstream, failing, instant, recorded_ollama, serve
 
 RECORDING: dict[str, Any] = json.loads(
     (Path(__file__).parents[1] / "data" / "ollama_recorded.json").read_text()
@@ -22,11 +20,7 @@ RECORDING: dict[str, Any] = json.loads(
 
 
 def _running(*models: dict[str, Any]) -> Iterator[TestClient]:
-    with TestClient(create_app(fake_settings(*models)), raise_server_exceptions=False) as c:
-        deadline = time.monotonic() + 10
-        while c.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, "upstream models never became ready"
-            time.sleep(0.02)
+    with open_client(fake_settings(*models)) as c:
         yield c
 
 

@@ -3,26 +3,14 @@ a chat rendered as a chat is, keys, per-key models, masking, and an upstream mod
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.app import create_app
 from llmserver.security.keys import create_key
-from support import fake_model, fake_settings
-
-
-def _ready(client: TestClient, model: str = "fake") -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        states = {m["id"]: m["state"] for m in client.get("/v1/models").json()["data"]}
-        if states.get(model) == "ready":
-            return
-        assert time.monotonic() < deadline, "the fake model never became ready"
-        time.sleep(0.01)
+from support import fake_model, fake_settings, model_states, open_client
 
 
 @pytest.fixture
@@ -33,10 +21,14 @@ def client() -> Iterator[TestClient]:
         fake_model("private", mask_pii=True),
         {"id": "far", "backend": "upstream", "url": "http://127.0.0.1:9/v1"},
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
-        _ready(c)
-        _ready(c, "private")
+    with open_client(settings, until=_local_models_ready) as c:
         yield c
+
+
+def _local_models_ready(client: TestClient) -> bool:
+    """The two fake models are ready (the upstream one never answers, so /ready never is)."""
+    states = model_states(client)
+    return states.get("fake") == states.get("private") == "ready"
 
 
 def test_tokenize_prompt_answers_vllm_shape_and_detokenize_round_trips(
@@ -107,7 +99,7 @@ def test_tokenize_follows_keys_and_their_models(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     user = create_key(path, "user", models=["fake"])
     settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=path)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    with open_client(settings) as client:
         headers = {"Authorization": f"Bearer {user}"}
         assert client.post("/tokenize", json={"prompt": "hi"}).status_code == 401
         ok = client.post("/tokenize", json={"model": "fake", "prompt": "hi"}, headers=headers)

@@ -102,6 +102,34 @@ def hf_detokenize(tokenizer: Any, tokens: Sequence[int]) -> str:
     return text
 
 
+class HfTokenTools:
+    """Tokenizing and detokenizing with a Hugging Face tokenizer held in ``_tokenizer`` (None
+    until the model loads): the Transformers and vLLM backends share it."""
+
+    _tokenizer: Any
+
+    def _loaded_tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            raise EngineError("model is not loaded")
+        return self._tokenizer
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of a rendered prompt (BOS added unless the text starts with it)."""
+        return hf_tokenize(self._loaded_tokenizer(), text)
+
+    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
+        """Token ids of ``text``; BOS only when ``add_special``."""
+        return hf_tokenize_text(self._loaded_tokenizer(), text, add_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of ``tokens``."""
+        return hf_detokenize(self._loaded_tokenizer(), tokens)
+
+    def token_piece(self, token: int) -> str:
+        """One token's text."""
+        return self.detokenize([token])
+
+
 class IncrementalDecoder:
     """Token ids to text piece by piece, holding back incomplete UTF-8 and merged pieces.
 
@@ -137,7 +165,7 @@ class IncrementalDecoder:
         return after[len(before) :]
 
 
-class TransformersBackend:
+class TransformersBackend(HfTokenTools):
     """A causal language model loaded with ``AutoModelForCausalLM``."""
 
     config_type: ClassVar[type[ModelConfig]] = TransformersConfig
@@ -184,28 +212,6 @@ class TransformersBackend:
             raise EngineError("model is not loaded")
         context = self.config.context_size or _model_context(self._model)
         return hf_prompt_format(self._tokenizer, context)
-
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids of a rendered prompt; the tokenizer's BOS only if the text lacks it."""
-        if self._tokenizer is None:
-            raise EngineError("model is not loaded")
-        return hf_tokenize(self._tokenizer, text)
-
-    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
-        """Token ids of ``text``; BOS only when ``add_special``."""
-        if self._tokenizer is None:
-            raise EngineError("model is not loaded")
-        return hf_tokenize_text(self._tokenizer, text, add_special)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        """The text of ``tokens``."""
-        if self._tokenizer is None:
-            raise EngineError("model is not loaded")
-        return hf_detokenize(self._tokenizer, tokens)
-
-    def token_piece(self, token: int) -> str:
-        """One token's text."""
-        return self.detokenize([token])
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Run ``model.generate`` on the worker thread and relay its deltas."""

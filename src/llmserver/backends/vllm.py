@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
 from llmserver.backends.base import (
@@ -27,10 +27,8 @@ from llmserver.backends.base import (
     TopLogprob,
 )
 from llmserver.backends.transformers import (
-    hf_detokenize,
+    HfTokenTools,
     hf_prompt_format,
-    hf_tokenize,
-    hf_tokenize_text,
 )
 from llmserver.config.model_configs import ModelConfig, VllmConfig
 from llmserver.errors import EngineError, InvalidRequestError
@@ -141,7 +139,7 @@ async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
-class VllmBackend:
+class VllmBackend(HfTokenTools):
     """A model in a vLLM ``AsyncLLMEngine`` (the V1 ``AsyncLLM`` in recent vLLM)."""
 
     config_type: ClassVar[type[ModelConfig]] = VllmConfig
@@ -185,28 +183,6 @@ class VllmBackend:
         if self._tokenizer is None:
             raise EngineError("model is not loaded")
         return hf_prompt_format(self._tokenizer, self._context)
-
-    def tokenize(self, text: str) -> list[int]:
-        """Token ids with vLLM's own tokenizer (the one the engine uses)."""
-        if self._tokenizer is None:
-            raise EngineError("model is not loaded")
-        return hf_tokenize(self._tokenizer, text)
-
-    def tokenize_text(self, text: str, add_special: bool) -> list[int]:
-        """Token ids of ``text``; BOS only when ``add_special``."""
-        if self._tokenizer is None:
-            raise EngineError("model is not loaded")
-        return hf_tokenize_text(self._tokenizer, text, add_special)
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        """The text of ``tokens``."""
-        if self._tokenizer is None:
-            raise EngineError("model is not loaded")
-        return hf_detokenize(self._tokenizer, tokens)
-
-    def token_piece(self, token: int) -> str:
-        """One token's text."""
-        return self.detokenize([token])
 
     def _sampling(self, request: GenerationRequest) -> Any:
         from vllm import SamplingParams as VllmSamplingParams
