@@ -266,7 +266,8 @@ def test_rate_limit_is_429_with_headers(tmp_path: Path) -> None:
     [
         (CHAT, {**SHORT, "n": 9}, "n", "n must be at most 8"),
         (CHAT, {**SHORT, "stop": list("abcde")}, "stop", None),
-        (CHAT, {**SHORT, "max_tokens": 5000}, "max_tokens", None),
+        # a max_tokens past the context is clamped (max_tokens_overflow); a prompt past it is not
+        (CHAT, {"messages": [{"role": "user", "content": "word " * 9000}]}, "messages", None),
         ("/completions", {"prompt": ["p"] * 17}, "prompt", "prompt may hold at most 16 prompts"),
     ],
 )
