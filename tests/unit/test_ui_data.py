@@ -19,7 +19,7 @@ from llmserver.core.usage import Usage
 from llmserver.http.context import app_context, attach_context
 from llmserver.http.middleware.browser import wants_html
 from llmserver.jobs.batches import BatchJobs
-from llmserver.observability.logs import AccessRecord
+from llmserver.observability.logs import AccessRecord, FinishedRequest
 from llmserver.observability.recent import Recent, percentile
 from llmserver.security.keys import create_key
 from llmserver.ui import MEDIA_TYPES
@@ -212,8 +212,8 @@ def test_ring_keeps_work_not_page_traffic_and_filters_by_key() -> None:
         ("/v1/models", 200),
     ):
         record = _record("m", 1, key="a" if path.startswith("/v1/chat") else "b")
-        recent.begin(record)
-        recent.finish(record, "GET", path, path, status, 0.01)
+        recent.request_started(record)
+        recent.request_finished(FinishedRequest(record, "GET", path, path, status, 0.01))
     assert [s.endpoint for s in recent.last()] == ["/v1/models", "/v1/chat/completions"]
     assert [s.endpoint for s in recent.last("a")] == ["/v1/chat/completions"]
     assert recent.last("nobody") == []
@@ -225,9 +225,8 @@ def test_window_counts_429s_and_errors_and_forgets_old_requests() -> None:
     recent = Recent(clock=clock, window_s=60)
     for status, latency in ((200, 0.1), (200, 0.3), (429, 0.0), (500, 0.0), (499, 0.0)):
         record = _record("m", 2)
-        recent.finish(
-            record, "POST", "/v1/chat/completions", "/v1/chat/completions", status, latency
-        )
+        done = FinishedRequest(record, "POST", CHAT_PATH, CHAT_PATH, status, latency)
+        recent.request_finished(done)
     window = recent.window(["m", "idle"])
     assert window["m"].requests == 5
     assert window["m"].rejected == 1
@@ -243,14 +242,14 @@ def test_tokens_per_second_counts_running_streams_and_falls_to_zero_when_idle() 
     clock = Clock()
     recent = Recent(clock=clock, rate_window_s=10)
     running = _record("m", 0)
-    recent.begin(running)
+    recent.request_started(running)
     assert recent.window(["m"])["m"].tokens_per_s == 0
     for _ in range(5):  # 20 tokens a second while it streams
         clock.now += 1
         running.usage.completion_tokens += 20
         rate = recent.window(["m"])["m"].tokens_per_s
     assert rate == 20
-    recent.finish(running, "POST", CHAT_PATH, CHAT_PATH, 200, 5)
+    recent.request_finished(FinishedRequest(running, "POST", CHAT_PATH, CHAT_PATH, 200, 5))
     clock.now += 1
     assert recent.window(["m"])["m"].tokens_per_s > 0  # still within the window
     clock.now += 11

@@ -105,36 +105,29 @@ class Recent:
         self._done_tokens: dict[str, int] = {}
         self._readings: dict[str, deque[tuple[float, int]]] = {}
 
-    def begin(self, record: AccessRecord) -> None:
+    def request_started(self, record: AccessRecord) -> None:
         """A request arrived; its record fills in (model, usage) while it runs."""
         with self._lock:
             self._in_flight[id(record)] = record
 
-    def finish(
-        self,
-        record: AccessRecord,
-        method: str,
-        path: str,
-        endpoint: str,
-        status: int,
-        latency_s: float,
-    ) -> None:
-        """A request's response has been sent (or the client left: ``status`` 499). ``path``
+    def request_finished(self, done: FinishedRequest) -> None:
+        """A request's response has been sent (or the client left: status 499). Its ``path``
         only decides whether the ring keeps it (requests about the server or the page itself,
-        and redirects, are left out); ``endpoint``, the route template, is what it keeps."""
+        and redirects, are left out); its ``endpoint``, the route template, is what it keeps."""
+        record, status = done.record, done.status
         now = self._clock()
         usage = record.usage
         ttft = record.ttft_s
         summary = RequestSummary(
             time=now,
             key_name=record.key_name,
-            method=method,
-            endpoint=endpoint,
+            method=done.method,
+            endpoint=done.endpoint,
             model=record.model,
             status=status,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
-            latency_ms=round(latency_s * 1000, 1),
+            latency_ms=round(done.latency_s * 1000, 1),
             ttft_ms=None if ttft is None else round(ttft * 1000, 1),
             streamed=record.streamed,
             error_code=record.error_code,
@@ -143,20 +136,12 @@ class Recent:
             self._in_flight.pop(id(record), None)
             if record.model:
                 model = record.model
-                done = self._done_tokens.get(model, 0) + max(usage.completion_tokens, 0)
-                self._done_tokens[model] = done
+                tokens = self._done_tokens.get(model, 0) + max(usage.completion_tokens, 0)
+                self._done_tokens[model] = tokens
                 samples = self._samples.setdefault(model, deque(maxlen=MAX_SAMPLES))
                 samples.append(_Sample(now, status, summary.ttft_ms, summary.latency_ms))
-            if not path.startswith(QUIET_PREFIXES) and not 300 <= status < 400:
+            if not done.path.startswith(QUIET_PREFIXES) and not 300 <= status < 400:
                 self._ring.append(summary)
-
-    def request_started(self, record: AccessRecord) -> None:
-        """The access log's observer call: :meth:`begin`."""
-        self.begin(record)
-
-    def request_finished(self, done: FinishedRequest) -> None:
-        """The access log's observer call: :meth:`finish`."""
-        self.finish(done.record, done.method, done.path, done.endpoint, done.status, done.latency_s)
 
     def last(self, key_name: str | None = None, limit: int = 50) -> list[RequestSummary]:
         """The newest requests first; only those of ``key_name`` when it is given."""
