@@ -31,6 +31,7 @@ from llmserver.backends.base import (
     SamplingParams,
     StopMatcher,
 )
+from llmserver.backends.hf_fim import hf_fim_tokens
 from llmserver.backends.transformers_grammar import (
     GrammarProcessor,
     GrammarUnavailableError,
@@ -70,7 +71,7 @@ def model_location(path: str) -> tuple[str, dict[str, Any]]:
 
 
 def hf_prompt_format(tokenizer: Any, context: int) -> PromptFormat:
-    """A Hugging Face tokenizer's chat template and special tokens."""
+    """A Hugging Face tokenizer's chat template and special tokens (its FIM tokens too)."""
     template = tokenizer.chat_template
     if isinstance(template, dict):  # several named templates: the default one
         template = template.get("default")
@@ -79,6 +80,7 @@ def hf_prompt_format(tokenizer: Any, context: int) -> PromptFormat:
         bos_token=tokenizer.bos_token or "",
         eos_token=tokenizer.eos_token or "",
         context_length=context,
+        fim=hf_fim_tokens(tokenizer),
     )
 
 

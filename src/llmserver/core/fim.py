@@ -9,7 +9,8 @@ middle marker. A model without a format is refused, never sent a silently wrong 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -48,6 +49,59 @@ class Infill:
     def texts(self) -> tuple[str, ...]:
         """Every text of the request (what masking and logs see)."""
         return (self.prefix, self.suffix, self.typed, *(text for _, text in self.extra))
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLimits:
+    """llama-server's code-completion limits (0: none). ``n_indent``: once the hole's code has
+    gone to a new line, a line indented less than this ends the completion before the line's
+    text (its indentation is kept), so a completion stops where the block it fills ends.
+    ``time_ms``: once the code has gone to a new line, the completion ends when it has been
+    generating for longer than this."""
+
+    n_indent: int = 0
+    time_ms: int = 0
+
+
+@dataclass(slots=True)
+class LimitCut:
+    """One choice's generated text checked against :class:`CodeLimits` as it streams. A cut
+    always falls in the newest text (a line is decided by its first character past the
+    indentation), so nothing already sent is taken back."""
+
+    limits: CodeLimits
+    clock: Callable[[], float] = time.perf_counter
+    _text: str = ""
+    _started: float | None = None
+    #: where the next undecided line's newline is looked for
+    _scan: int = 0
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        """The part of ``text`` that may go out, and whether the completion ends here."""
+        if self._started is None:
+            self._started = self.clock()
+        start = len(self._text)
+        self._text += text
+        if self.limits.n_indent and (cut := self._indent_cut()) is not None:
+            return text[: cut - start], True
+        late = (self.clock() - self._started) * 1000 > self.limits.time_ms
+        return text, bool(self.limits.time_ms) and "\n" in self._text and late
+
+    def _indent_cut(self) -> int | None:
+        """Where the first line indented less than ``n_indent`` starts its text, if one has.
+        As llama-server counts it: spaces and tabs are indentation, and an empty line ends the
+        completion too."""
+        text = self._text
+        while (newline := text.find("\n", self._scan)) >= 0:
+            pos = newline + 1
+            while pos < len(text) and text[pos] in " \t":
+                pos += 1
+            if pos == len(text):
+                return None  # the line has only indentation so far: undecided
+            if pos - newline - 1 < self.limits.n_indent:
+                return pos
+            self._scan = pos
+        return None
 
 
 def fim_format(handle: ModelHandle) -> FimFormat | None:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmserver.backends.base import Delta, GenerationRequest, TokenLogprob, ToolCallDelta
+from llmserver.core.fim import CodeLimits, LimitCut
 from llmserver.core.requests import ToolCall
 from llmserver.core.response_cache import ResponseCache, is_deterministic, request_key
 from llmserver.core.scheduling import Deadline
@@ -78,6 +80,8 @@ class OutputPolicy:
     #: (None: shared between keys)
     cache: ResponseCache[tuple[Event, ...]] | None = None
     cache_scope: str | None = None
+    #: code-completion limits that end a choice early (llama-server's ``/infill``)
+    limits: CodeLimits | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ class Generation:
             sent: list[Event] = []
             for index, req in enumerate(requests):
                 parser = self.plan.parser(self.handle)
-                async for delta in deadline.bound(self.handle.generator().generate(req)):
+                cut = None if self.policy.limits is None else LimitCut(self.policy.limits)
+                stream = deadline.bound(self.handle.generator().generate(req))
+                async for delta in _cut(stream, cut) if cut is not None else stream:
                     self._account(index in first_of_prompt, delta)
                     if parser is not None:
                         delta = _parsed(parser, delta)
@@ -165,8 +171,8 @@ class Generation:
     def _cache_key(self, requests: list[GenerationRequest]) -> bytes | None:
         """The response cache key of a deterministic call (None: not cacheable; the policy has
         no cache for a call whose replies may hold tool calls)."""
-        if self.policy.cache is None:
-            return None
+        if self.policy.cache is None or self.policy.limits is not None:
+            return None  # a cut depends on more than the requests (and on time)
         if not all(is_deterministic(r.params, tools=bool(r.tools)) for r in requests):
             return None
         self.usage.response_cache = "miss"
@@ -237,6 +243,20 @@ class Generation:
                 reasons[index] = delta.finish_reason
                 stops[index] = delta.stop_sequence
         return Result(texts, reasons, stops, calls, logprobs)
+
+
+async def _cut(stream: AsyncGenerator[Delta, None], cut: LimitCut) -> AsyncIterator[Delta]:
+    """``stream`` until ``cut`` ends it: the last delta then says ``length`` (llama-server's
+    ``limit``) and the backend's generation is closed, which stops it."""
+    async with aclosing(stream):
+        async for delta in stream:
+            text, done = cut.feed(delta.text)
+            if done and delta.finish_reason is None:
+                yield dataclasses.replace(delta, text=text, finish_reason="length")
+                return
+            yield dataclasses.replace(delta, text=text) if done else delta
+            if delta.finish_reason is not None:
+                return
 
 
 def _parsed(parser: ToolStream | ForcedCalls, delta: Delta) -> Delta:

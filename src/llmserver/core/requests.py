@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from llmserver.backends.base import JsonConstraint as JsonConstraint  # for the surfaces
+from llmserver.core.fim import CodeLimits
 
 logger = logging.getLogger("llmserver.core.requests")
 
@@ -177,6 +178,7 @@ class InfillRequest:
     typed: str = ""
     extra: tuple[tuple[str, str], ...] = ()
     mask_input: bool = False
+    limits: CodeLimits | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import asyncio
 import contextvars
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Literal, TypeVar
 
@@ -193,7 +193,7 @@ class Deadline:
         self.timeout_s = timeout_s
         self._at = asyncio.get_running_loop().time() + timeout_s
 
-    async def bound(self, source: AsyncIterator[T]) -> AsyncIterator[T]:
+    async def bound(self, source: AsyncIterator[T]) -> AsyncGenerator[T, None]:
         """Relay ``source``; past the deadline, cancel it and raise :class:`InferenceTimeoutError`.
 
         The timeout is entered and left around each single ``anext`` (never across a ``yield``),

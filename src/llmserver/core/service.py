@@ -19,7 +19,7 @@ from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
 from llmserver.core.caller import Caller
 from llmserver.core.embeddings import EmbedResult, embed
-from llmserver.core.fim import Infill
+from llmserver.core.fim import CodeLimits, Infill
 from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.prompts import ChatPlan, Plan, chat_plan, fim_plan, text_plan
@@ -102,12 +102,18 @@ class Service:
         return handle
 
     def _generation(
-        self, caller: Caller, handle: ModelHandle, plan: Plan, prefix: str, cacheable: bool
+        self,
+        caller: Caller,
+        handle: ModelHandle,
+        plan: Plan,
+        prefix: str,
+        cacheable: bool,
+        limits: CodeLimits | None = None,
     ) -> Generation:
         gen_id = f"{prefix}-{uuid.uuid4().hex}"
-        return Generation(
-            handle, self._manager, plan, gen_id, self._output(caller, handle, cacheable)
-        )
+        policy = self._output(caller, handle, cacheable)
+        policy = dataclasses.replace(policy, limits=limits)
+        return Generation(handle, self._manager, plan, gen_id, policy)
 
     def _output(self, caller: Caller, handle: ModelHandle, cacheable: bool) -> OutputPolicy:
         """Output masking where the server asks for it, and the model's response cache for a
@@ -224,7 +230,7 @@ class Service:
             )
         self._log_text(req.prefix)
         plan = fim_plan(handle, infill, self._overflow(req.sampling), req.n)
-        return self._generation(caller, handle, plan, "cmpl", cacheable=True)
+        return self._generation(caller, handle, plan, "cmpl", cacheable=True, limits=req.limits)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:
         """Vectors for every input, on a model that serves embeddings."""

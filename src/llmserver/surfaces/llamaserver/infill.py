@@ -1,7 +1,9 @@
 """``POST /infill`` in llama-server's shape: ``input_prefix``, ``input_suffix``,
 ``input_extra`` (other files, ``[{filename, text}]``), ``prompt`` (text already typed in the
-hole), ``n_predict`` and the sampling fields; the answer is llama-server's completion object
-(``content``, ``stop``, ``stop_type``, token counts), streamed as SSE with ``stream``."""
+hole), ``n_predict``, the sampling fields and the code-completion limits ``n_indent`` and
+``t_max_predict_ms`` (:class:`llmserver.core.fim.CodeLimits`); the answer is llama-server's
+completion object (``content``, ``stop``, ``stop_type``, token counts), streamed as SSE with
+``stream``."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.responses import Response
 
+from llmserver.core.fim import CodeLimits
 from llmserver.core.generation import Generation
 from llmserver.core.requests import InfillRequest, Sampling
 from llmserver.http.errors import openai_error
@@ -51,6 +54,8 @@ class InfillBody(BaseModel):
     seed: StrictInt | None = None
     stop: list[str] = Field(default_factory=list)
     stream: StrictBool = False
+    n_indent: StrictInt = Field(0, ge=0)
+    t_max_predict_ms: StrictInt = Field(0, ge=0)
 
     def core(self) -> InfillRequest:
         """The core's request; ``n_predict`` -1 (llama-server's "no limit") or absent leaves
@@ -67,6 +72,7 @@ class InfillBody(BaseModel):
             stop=tuple(self.stop),
         )
         extra = tuple((f.filename, f.text) for f in self.input_extra)
+        limited = self.n_indent or self.t_max_predict_ms
         return InfillRequest(
             self.model,
             self.input_prefix,
@@ -74,6 +80,7 @@ class InfillBody(BaseModel):
             sampling,
             typed=self.prompt,
             extra=extra,
+            limits=CodeLimits(self.n_indent, self.t_max_predict_ms) if limited else None,
         )
 
 
