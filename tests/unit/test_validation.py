@@ -98,11 +98,39 @@ def test_server_keeps_serving_after_errors(client: TestClient) -> None:
     assert client.post(CHAT, json={"model": "fake", "messages": USER}).status_code == 200
 
 
-def test_an_unpaired_surrogate_in_an_error_comes_back_escaped_not_as_a_500(
+def test_an_unpaired_surrogate_is_read_as_the_replacement_character_not_a_500(
     client: TestClient,
 ) -> None:
-    raw = b'{"model": "\\ud800", "prompt": "hi"}'  # JSON allows it; orjson cannot write it
+    raw = b'{"model": "\\ud800", "prompt": "hi"}'  # JSON allows it; no UTF-8 encoder takes it
     resp = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
     assert_error(resp, 404, "model", "model_not_found")
-    assert b"\\ud800" in resp.content
-    assert resp.json()["error"]["message"] == "The model '\ud800' does not exist"
+    assert resp.json()["error"]["message"] == "The model '\ufffd' does not exist"
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        (CHAT, {"messages": USER, "temperature": True}, "temperature"),
+        (CHAT, {"messages": USER, "top_p": "0.5"}, "top_p"),
+        (CHAT, {"messages": USER, "max_tokens": 2.0}, "max_tokens"),
+        ("/v1/completions", {"prompt": "hi", "presence_penalty": False}, "presence_penalty"),
+        (
+            "/v1/messages",
+            {"model": "fake", "messages": USER, "max_tokens": 4, "temperature": True},
+            "temperature",
+        ),
+        ("/generate", {"prompt": "hi", "max_tokens": "4"}, "max_tokens"),
+        ("/infer", {"query": "hi", "temperature": True}, "temperature"),
+        ("/infill", {"input_prefix": "x", "temperature": True}, "temperature"),
+    ],
+)
+def test_a_boolean_or_a_string_is_never_a_number(
+    client: TestClient, route: str, body: dict[str, Any], field: str
+) -> None:
+    resp = client.post(route, json=body)
+    assert resp.status_code == 400, resp.text
+    assert field in resp.text
+
+
+def test_an_integer_is_a_number(client: TestClient) -> None:
+    assert client.post(CHAT, json={"messages": USER, "temperature": 1}).status_code == 200

@@ -14,6 +14,7 @@ from llmserver.config.model_configs import ModelConfig
 from llmserver.errors import (
     ContextLengthError,
     EngineError,
+    InvalidRequestError,
     Location,
     OutOfMemoryError,
     ServiceUnavailableError,
@@ -210,6 +211,18 @@ class EmbeddingResult:
 
     vectors: list[list[float]]
     token_counts: list[int]
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8 for an engine. The server replaces unpaired surrogates where JSON
+    arrives, so one here came another way; it is the caller's 400, never an engine's crash."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"The text holds a character that is not valid Unicode (an unpaired surrogate at "
+            f"position {exc.start})."
+        ) from None
 
 
 def check_input_lengths(counts: Sequence[int], limit: int) -> None:

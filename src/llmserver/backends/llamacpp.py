@@ -24,6 +24,7 @@ from llmserver.backends.base import (
     GenerationRequest,
     ModelLoadError,
     PromptFormat,
+    utf8,
 )
 from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
@@ -198,13 +199,13 @@ class LlamaCppBackend:
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a rendered prompt; BOS added when the model wants it and it is absent."""
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return list(self._loaded().tokenize(utf8(text), add_bos=add_bos, special=True))
 
     def tokenize_text(self, text: str, add_special: bool) -> list[int]:
         """Tokens of ``text`` with special tokens parsed; BOS only when ``add_special`` and the
         model wants one."""
         add_bos = add_special and self._add_bos
-        return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return list(self._loaded().tokenize(utf8(text), add_bos=add_bos, special=True))
 
     def detokenize(self, tokens: Inputs[int]) -> str:
         """The text of ``tokens``, special tokens written out."""

@@ -17,6 +17,7 @@ from llmserver.backends.base import (
     EmbeddingSpec,
     ModelLoadError,
     check_input_lengths,
+    utf8,
 )
 from llmserver.config.model_configs import LlamaCppConfig
 from llmserver.errors import InvalidRequestError
@@ -83,7 +84,7 @@ class LlamaEmbedder:
         assert self.llm is not None
         llm = self.llm
         # counted exactly as Llama.embed tokenizes (BOS as the model wants, no special parsing)
-        counts = [len(llm.tokenize(t.encode("utf-8"))) for t in texts]
+        counts = [len(llm.tokenize(utf8(t))) for t in texts]
         check_input_lengths(counts, limit)
         rows: list[Any] = list(llm.embed(texts, normalize=True, truncate=False))
         return EmbeddingResult([[float(x) for x in row] for row in rows], counts)

@@ -23,6 +23,7 @@ from llmserver.backends.base import (
     EmbeddingSpec,
     ModelLoadError,
     check_input_lengths,
+    utf8,
 )
 from llmserver.backends.transformers import auto_device
 from llmserver.config.model_configs import ModelConfig, SentenceTransformersConfig
@@ -122,6 +123,8 @@ class SentenceTransformersBackend:
             raise EngineError("model is not loaded")
         if all(isinstance(i, str) for i in inputs):
             texts = [str(i) for i in inputs]
+            for text in texts:
+                utf8(text)  # an unpaired surrogate is a 400, not the tokenizer's TypeError
             counts = [len(ids) for ids in model.tokenizer(texts)["input_ids"]]
             check_input_lengths(counts, spec.max_input_tokens)
             vectors = model.encode(texts, batch_size=self.config.batch_size, convert_to_numpy=True)

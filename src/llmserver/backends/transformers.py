@@ -30,6 +30,7 @@ from llmserver.backends.base import (
     PromptFormat,
     SamplingParams,
     StopMatcher,
+    utf8,
 )
 from llmserver.backends.hf_fim import hf_fim_tokens
 from llmserver.backends.transformers_grammar import (
@@ -117,10 +118,12 @@ class HfTokenTools:
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of a rendered prompt (BOS added unless the text starts with it)."""
+        utf8(text)  # an unpaired surrogate is a 400, not the tokenizer's TypeError
         return hf_tokenize(self._loaded_tokenizer(), text)
 
     def tokenize_text(self, text: str, add_special: bool) -> list[int]:
         """Token ids of ``text``; BOS only when ``add_special``."""
+        utf8(text)
         return hf_tokenize_text(self._loaded_tokenizer(), text, add_special)
 
     def detokenize(self, tokens: Sequence[int]) -> str:

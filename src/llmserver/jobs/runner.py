@@ -41,6 +41,7 @@ from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.records import BatchRecord, FileRecord, LineOutcome, LineRecord
 from llmserver.jobs.store import Store, now
 from llmserver.observability.logs import request_id_var
+from llmserver.surrogates import lone_surrogates_replaced
 
 logger = logging.getLogger("llmserver.batch")
 access_logger = logging.getLogger("llmserver.access")
@@ -285,7 +286,7 @@ class Runner:
                 "The API key that created this batch was revoked.", code="invalid_api_key"
             )
             return self._error(request_id, err, handler.error_body(err))
-        body = orjson.loads(line.body)
+        body = orjson.loads(lone_surrogates_replaced(line.body.encode()))
         attempt = line.attempts
         while True:
             try:

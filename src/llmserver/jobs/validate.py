@@ -17,6 +17,7 @@ import orjson
 
 from llmserver.errors import APIError
 from llmserver.jobs.lines import LineHandler
+from llmserver.surrogates import lone_surrogates_replaced
 
 #: at most this many errors are reported (the batch fails on the first one anyway)
 MAX_REPORTED = 100
@@ -85,7 +86,7 @@ def _check_line(
     authorise: Callable[[str | None], None],
 ) -> None:
     try:
-        data = orjson.loads(raw)
+        data = orjson.loads(lone_surrogates_replaced(raw))
     except orjson.JSONDecodeError:
         line.fail("invalid_json_line", "This line is not valid JSON.", None)
         return

@@ -4,6 +4,8 @@ A declared ``Content-Length`` over the limit is refused before a byte of the bod
 chunked body is read only until it passes the limit. A body within the limit is buffered (it is
 at most ``max_body_bytes``) and replayed to the app, so the handlers see an ordinary request; the
 request context keeps it, so the rate limiter's token estimate does not read it a second time.
+A JSON body's unpaired surrogate escapes are replaced here (:mod:`llmserver.surrogates`), so no
+part of the server ever holds such a string.
 
 The connection is not closed with the 413: closing a socket with unread data makes the kernel
 send a reset, which can destroy the 413 before the client reads it. uvicorn discards whatever
@@ -17,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmserver.errors import PayloadTooLargeError
 from llmserver.http.context import request_context
 from llmserver.http.errors import ErrorShapes, error_response
+from llmserver.surrogates import lone_surrogates_replaced
 
 
 async def read_body(receive: Receive, limit: int) -> tuple[bytes, Message | None]:
@@ -117,8 +120,18 @@ class BodyLimitMiddleware:
             return
         if stopped is not None:  # the client left while sending its body
             return
+        if _json(scope):
+            body = lone_surrogates_replaced(body)  # the one place every JSON body passes whole
         request_context(scope).body = body  # the rate limiter's token estimate reads it
         await self.app(scope, replay(body, receive), send)
+
+
+def _json(scope: Scope) -> bool:
+    """Whether the body is read as JSON: FastAPI reads a body without a content type as JSON."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return True
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 MAX_STOP_SEQUENCES = 16
 MAX_STOP_LENGTH = 256
@@ -130,8 +130,8 @@ class MessagesRequest(_Conversation):
     """``POST /v1/messages``."""
 
     max_tokens: StrictInt = Field(ge=1)
-    temperature: float | None = Field(None, ge=0, le=1)
-    top_p: float | None = Field(None, gt=0, le=1)
+    temperature: StrictFloat | None = Field(None, ge=0, le=1)
+    top_p: StrictFloat | None = Field(None, gt=0, le=1)
     top_k: StrictInt | None = Field(None, ge=0)
     stop_sequences: list[StopSequence] | None = Field(None, max_length=MAX_STOP_SEQUENCES)
     stream: StrictBool = False

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 from starlette.responses import Response
 
 from llmserver.core.fim import CodeLimits
@@ -46,11 +46,11 @@ class InfillBody(BaseModel):
     input_extra: list[ExtraFile] = Field(default_factory=list)
     prompt: str = ""
     n_predict: StrictInt | None = Field(None, ge=-1)
-    temperature: float | None = Field(None, ge=0)
+    temperature: StrictFloat | None = Field(None, ge=0)
     top_k: StrictInt | None = Field(None, ge=0)
-    top_p: float | None = Field(None, ge=0, le=1)
-    min_p: float | None = Field(None, ge=0, le=1)
-    repeat_penalty: float | None = Field(None, ge=0)
+    top_p: StrictFloat | None = Field(None, ge=0, le=1)
+    min_p: StrictFloat | None = Field(None, ge=0, le=1)
+    repeat_penalty: StrictFloat | None = Field(None, ge=0)
     seed: StrictInt | None = None
     stop: list[str] = Field(default_factory=list)
     stream: StrictBool = False

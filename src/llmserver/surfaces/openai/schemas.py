@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     field_validator,
     model_validator,
@@ -134,7 +135,7 @@ class JsonSchemaFormat(BaseModel):
     name: str = "response"
     description: str | None = None
     schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class ResponseFormat(BaseModel):
@@ -158,23 +159,23 @@ class _Sampling(_Request):
     """Fields shared by chat and text completions."""
 
     model: str | None = None
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: StrictFloat | None = Field(None, ge=-2, le=2)
     max_tokens: StrictInt | None = Field(None, ge=1)
     n: StrictInt = Field(1, ge=1, le=MAX_N)
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: StrictFloat | None = Field(None, ge=-2, le=2)
     seed: StrictInt | None = Field(None, ge=SEED_MIN, le=SEED_MAX)
     stop: Stop | None = None
     stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    temperature: StrictFloat | None = Field(None, ge=0, le=2)
+    top_p: StrictFloat | None = Field(None, gt=0, le=1)
     user: str | None = None
     # OpenAI fields this server does not honour yet: refused by name when set
     logit_bias: Any = None
     # server extras (llama.cpp and vLLM names)
     top_k: StrictInt | None = Field(None, ge=0)
-    min_p: float | None = Field(None, ge=0, le=1)
-    repeat_penalty: float | None = Field(None, gt=0)
+    min_p: StrictFloat | None = Field(None, ge=0, le=1)
+    repeat_penalty: StrictFloat | None = Field(None, gt=0)
     ignore_eos: StrictBool = False
 
     @field_validator("stop")
