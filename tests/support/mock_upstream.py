@@ -239,3 +239,60 @@ def tool_calling() -> web.Application:
         return resp
 
     return _openai_app(answer)
+
+
+def echoing(piece: int = 3) -> web.Application:
+    """An OpenAI-like engine that answers a chat with its last user message, or a completion
+    with its prompt, ``piece`` characters a chunk when streamed; with tools it calls the first
+    one with ``{"text": <that message>}`` instead. Every request body is recorded."""
+
+    def said(body: dict[str, Any]) -> str:
+        if "prompt" in body:
+            return str(body["prompt"])
+        return str([m for m in body["messages"] if m["role"] == "user"][-1]["content"])
+
+    def call(body: dict[str, Any], arguments: str) -> dict[str, Any]:
+        name = body["tools"][0]["function"]["name"]
+        function = {"name": name, "arguments": arguments}
+        return {"id": "call_1", "type": "function", "function": function}
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        body = orjson.loads(await request.read())
+        request.app[REQUESTS].append({"path": request.path, "body": body})
+        text = said(body)
+        chat = request.path.endswith("/chat/completions")
+        tools = chat and bool(body.get("tools"))
+        out = orjson.dumps({"text": text}).decode() if tools else text
+        usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+        if not body.get("stream"):
+            if tools:
+                message: dict[str, Any] = {"role": "assistant", "content": None,
+                                           "tool_calls": [call(body, out)]}  # fmt: skip
+                choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+            elif chat:
+                message = {"role": "assistant", "content": out}
+                choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            else:
+                choice = {"index": 0, "text": out, "finish_reason": "stop"}
+            return web.json_response({"id": "x", "choices": [choice], "usage": usage})
+        resp = await _event_stream(request)
+        for start in range(0, len(out), piece):
+            chunk = out[start : start + piece]
+            if tools:
+                fn = call(body, chunk) if start == 0 else {"function": {"arguments": chunk}}
+                delta: dict[str, Any] = {"tool_calls": [{"index": 0, **fn}]}
+            else:
+                delta = {"content": chunk}
+            key = "delta" if chat else "text"
+            value: Any = delta if chat else chunk
+            await _event(resp, {"choices": [{"index": 0, key: value, "finish_reason": None}]})
+        end: dict[str, Any] = {"index": 0, "finish_reason": "tool_calls" if tools else "stop"}
+        if chat:
+            end["delta"] = {}
+        else:
+            end["text"] = ""
+        await _event(resp, {"choices": [end], "usage": usage})
+        await resp.write(b"data: [DONE]\n\n")
+        return resp
+
+    return _openai_app(answer, "/v1/chat/completions", "/v1/completions")

@@ -122,6 +122,11 @@ class ModelConfig(BaseModel):
     mask_pii: bool = Field(
         False, description="Mask personal data in prompts to this model on every endpoint."
     )
+    pii_restore: bool = Field(
+        False,
+        description="Mask personal data in prompts as numbered placeholders (`[PHONE_1]`) and "
+        "put the values back into the answer (implies `mask_pii`).",
+    )
     chat_prompt_format: ChatPromptFormat | None = Field(
         None,
         description="How `/chat` makes this model's prompt: `template`, `wrap` or a format "

@@ -21,6 +21,8 @@ class Caller:
     models: frozenset[str] = frozenset()
     admin: bool = False
     mask_pii: bool = False
+    #: masked values come back in the answers (numbered placeholders; implies masking)
+    pii_restore: bool = False
     #: a key was presented and checked (False for :meth:`anyone` and for a missing key)
     authenticated: bool = False
 
@@ -37,6 +39,7 @@ class Caller:
             models=frozenset(key.models),
             admin=key.admin,
             mask_pii=key.mask_pii,
+            pii_restore=key.pii_restore,
             authenticated=True,
         )
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from llmserver.core.manager import ModelHandle, ModelManager
     from llmserver.core.prompts import Plan
     from llmserver.core.tools.stream import ForcedCalls, ToolStream
-    from llmserver.security.pii import OutputMasker
+    from llmserver.security.pii import OutputStreams
 
 Event = tuple[int, Delta]
 
@@ -75,11 +75,14 @@ class OutputPolicy:
     """What happens to a generation's output on its way out, as the service decided it."""
 
     #: masks personal data in the generated text, stream-safe (``mask_output``)
-    masker: OutputMasker | None = None
+    masker: OutputStreams | None = None
     #: the model's response cache (None: not cached), and whose answers this call may see
     #: (None: shared between keys)
     cache: ResponseCache[tuple[Event, ...]] | None = None
     cache_scope: str | None = None
+    #: puts the request's masked values back in place of their placeholders (``pii_restore``);
+    #: after the cache, which keeps the placeholders only
+    restorer: OutputStreams | None = None
     #: code-completion limits that end a choice early (llama-server's ``/infill``)
     limits: CodeLimits | None = None
 
@@ -146,8 +149,8 @@ class Generation:
                 self.usage.prompt_tokens = 0  # nothing ran: nothing to count
                 self.usage.response_cache = "hit"
                 self.timing.ttft_s = time.perf_counter() - self.timing.started
-                for event in stored:
-                    yield event
+                for index, delta in stored:
+                    yield index, self._restored(index, delta)
                 return
             sent: list[Event] = []
             for index, req in enumerate(requests):
@@ -164,7 +167,7 @@ class Generation:
                         delta = dataclasses.replace(delta, tool_calls=one_per_call(delta))
                     if key is not None:
                         sent.append((index, delta))
-                    yield index, delta
+                    yield index, self._restored(index, delta)
             if key is not None and cache is not None:
                 cache.put(key, tuple(sent))  # only a call run to its end gets here
 
@@ -205,22 +208,12 @@ class Generation:
             self.usage.cached_tokens += delta.cached_tokens
 
     def _masked(self, index: int, delta: Delta) -> Delta:
-        """The delta with its content and its tool calls' arguments masked (one stream-safe
-        masker each, so a value split across pieces is still caught)."""
-        out = self.policy.masker
-        assert out is not None
-        text = out.feed(index, delta.text)
-        calls = [
-            dataclasses.replace(piece, arguments=out.feed((index, piece.index), piece.arguments))
-            for piece in delta.tool_calls
-        ]
-        calls = [piece for piece in calls if piece.id is not None or piece.arguments]
-        if delta.finish_reason is not None:
-            text += out.flush(index)
-            calls += [
-                ToolCallDelta(i, arguments=rest) for i, rest in out.flush_calls(index) if rest
-            ]
-        return dataclasses.replace(delta, text=text, tool_calls=tuple(calls))
+        assert self.policy.masker is not None
+        return _rewritten(self.policy.masker, index, delta)
+
+    def _restored(self, index: int, delta: Delta) -> Delta:
+        restorer = self.policy.restorer
+        return delta if restorer is None else _rewritten(restorer, index, delta)
 
     def tokens(self, text: str) -> list[int] | None:
         """``text`` as the model's token ids; None for a model without a local tokenizer."""
@@ -257,6 +250,22 @@ async def _cut(stream: AsyncGenerator[Delta, None], cut: LimitCut) -> AsyncItera
             yield dataclasses.replace(delta, text=text) if done else delta
             if delta.finish_reason is not None:
                 return
+
+
+def _rewritten(out: OutputStreams, index: int, delta: Delta) -> Delta:
+    """The delta with its content and its tool calls' arguments rewritten by ``out`` (masked,
+    or placeholders restored), one stateful stream each, so a value split across pieces is
+    still seen whole."""
+    text = out.feed(index, delta.text)
+    calls = [
+        dataclasses.replace(piece, arguments=out.feed((index, piece.index), piece.arguments))
+        for piece in delta.tool_calls
+    ]
+    calls = [piece for piece in calls if piece.id is not None or piece.arguments]
+    if delta.finish_reason is not None:
+        text += out.flush(index)
+        calls += [ToolCallDelta(i, arguments=rest) for i, rest in out.flush_calls(index) if rest]
+    return dataclasses.replace(delta, text=text, tool_calls=tuple(calls))
 
 
 def _parsed(parser: ToolStream | ForcedCalls, delta: Delta) -> Delta:

@@ -22,6 +22,7 @@ from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.fim import CodeLimits, Infill
 from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
+from llmserver.core.masking import InputMasking
 from llmserver.core.prompts import ChatPlan, Plan, chat_plan, fim_plan, text_plan
 from llmserver.core.requests import (
     ChatRequest,
@@ -56,18 +57,17 @@ class Service:
 
     # -- policy ----------------------------------------------------------------------------------
 
-    def _masks(self, caller: Caller, handle: ModelHandle, asked: bool) -> bool:
-        return asked or handle.config.mask_pii or caller.mask_pii
+    def _masking(self, caller: Caller, handle: ModelHandle, asked: bool) -> InputMasking:
+        config = handle.config
+        return InputMasking.of(self._masker, caller, config.mask_pii, config.pii_restore, asked)
 
-    def _chat_messages(
-        self, caller: Caller, handle: ModelHandle, req: ChatRequest
-    ) -> list[Message]:
+    def _chat_messages(self, req: ChatRequest, masking: InputMasking) -> list[Message]:
         """The messages as the model gets them (masked where the model, key or surface asks),
         once the tools, tool choice and tool messages are checked."""
         tools.check(req, self.settings.max_tools, self.settings.max_tool_schema_bytes)
         messages = list(req.messages)
-        if self._masks(caller, handle, req.mask_input):
-            messages = [dataclasses.replace(m, content=self.mask(m.content)) for m in messages]
+        if masking.active:
+            messages = [dataclasses.replace(m, content=masking(m.content)) for m in messages]
         return messages
 
     def mask(self, text: str) -> str:
@@ -108,17 +108,19 @@ class Service:
         plan: Plan,
         prefix: str,
         cacheable: bool,
+        masking: InputMasking,
         limits: CodeLimits | None = None,
     ) -> Generation:
         gen_id = f"{prefix}-{uuid.uuid4().hex}"
         policy = self._output(caller, handle, cacheable)
-        policy = dataclasses.replace(policy, limits=limits)
+        restorer = None if masking.vault is None else pii.output_restorer(masking.vault)
+        policy = dataclasses.replace(policy, restorer=restorer, limits=limits)
         return Generation(handle, self._manager, plan, gen_id, policy)
 
     def _output(self, caller: Caller, handle: ModelHandle, cacheable: bool) -> OutputPolicy:
         """Output masking where the server asks for it, and the model's response cache for a
         call whose output may be stored (a reply that may hold tool calls never is)."""
-        masker = pii.OutputMasker(self._masker) if self.settings.mask_output else None
+        masker = pii.output_masker(self._masker) if self.settings.mask_output else None
         cached = handle.config.response_cache
         if cached is None or not cacheable:
             return OutputPolicy(masker)
@@ -146,14 +148,15 @@ class Service:
         A model without a tokenizer (upstream) gets the messages themselves.
         """
         handle = self._ready(caller, req.model, req.n, req.sampling)
-        messages = self._chat_messages(caller, handle, req)
+        masking = self._masking(caller, handle, req.mask_input)
+        messages = self._chat_messages(req, masking)
         if messages:
             self._log_text(messages[-1].content)
         fmt = self._prompt_format(handle) if req.use_prompt_format else None
         req = dataclasses.replace(req, sampling=self._overflow(req.sampling))
         plan = chat_plan(handle, req, messages, fmt)
         calls = tools.ToolPlan.of(req).active
-        return self._generation(caller, handle, plan, "chatcmpl", cacheable=not calls)
+        return self._generation(caller, handle, plan, "chatcmpl", not calls, masking)
 
     async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
         """How many tokens :meth:`chat` would give the model for ``req``: the chat template
@@ -163,7 +166,7 @@ class Service:
         An upstream model tokenizes on the far side, so it cannot count here (a 400).
         """
         handle = self._ready(caller, req.model, 1)
-        messages = self._chat_messages(caller, handle, req)
+        messages = self._chat_messages(req, self._masking(caller, handle, req.mask_input))
         await self._manager.ensure_loaded(handle)
         handle.check_ready()
         tokenizer = handle.tokenizer()
@@ -188,12 +191,10 @@ class Service:
         handle = await self._loaded(caller, req.model)
         token_tools(handle)  # an upstream model: a 400 naming it, before any template
         if req.chat is not None:
-            messages = self._chat_messages(caller, handle, req.chat)
-            text = ChatPlan.of(req.chat, messages).prompt(handle)
+            masking = self._masking(caller, handle, req.chat.mask_input)
+            text = ChatPlan.of(req.chat, self._chat_messages(req.chat, masking)).prompt(handle)
         else:
-            text = req.prompt or ""
-            if self._masks(caller, handle, req.mask_input):
-                text = self.mask(text)
+            text = self._masking(caller, handle, req.mask_input)(req.prompt or "")
         return tokenize(handle, text, req.add_special)
 
     async def detokenize(self, caller: Caller, req: DetokenizeRequest) -> str:
@@ -209,34 +210,33 @@ class Service:
                 code="too_many_prompts",
             )
         handle = self._ready(caller, req.model, req.n, req.sampling)
-        prompts = list(req.prompts)
-        if self._masks(caller, handle, req.mask_input):
-            prompts = [self.mask(p) for p in prompts]
+        masking = self._masking(caller, handle, req.mask_input)
+        prompts = [masking(p) for p in req.prompts]
         self._log_text(" | ".join(prompts))
         plan = text_plan(handle, prompts, self._overflow(req.sampling), req.n, req.constraint)
-        return self._generation(caller, handle, plan, "cmpl", cacheable=True)
+        return self._generation(caller, handle, plan, "cmpl", True, masking)
 
     def infill(self, caller: Caller, req: InfillRequest) -> Generation:
         """Code for the hole between a prefix and a suffix, in the model's fill-in-the-middle
         format (a 400 for a model without one)."""
         handle = self._ready(caller, req.model, req.n, req.sampling)
-        infill = Infill(req.prefix, req.suffix, req.typed, req.extra)
-        if self._masks(caller, handle, req.mask_input):
-            infill = Infill(
-                self.mask(req.prefix),
-                self.mask(req.suffix),
-                self.mask(req.typed),
-                tuple((name, self.mask(text)) for name, text in req.extra),
-            )
+        masking = self._masking(caller, handle, req.mask_input)
+        infill = Infill(
+            masking(req.prefix),
+            masking(req.suffix),
+            masking(req.typed),
+            tuple((name, masking(text)) for name, text in req.extra),
+        )
         self._log_text(req.prefix)
         plan = fim_plan(handle, infill, self._overflow(req.sampling), req.n)
-        return self._generation(caller, handle, plan, "cmpl", cacheable=True, limits=req.limits)
+        return self._generation(caller, handle, plan, "cmpl", True, masking, req.limits)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:
         """Vectors for every input, on a model that serves embeddings."""
         handle = self.admin.authorise(caller, req.model)
         handle = self._manager.resolve(handle.id)
         inputs = req.inputs
-        if self._masks(caller, handle, req.mask_input) and inputs and isinstance(inputs[0], str):
-            inputs = [self.mask(text) for text in inputs]  # type: ignore[arg-type]
+        masking = self._masking(caller, handle, req.mask_input)
+        if masking.active and inputs and isinstance(inputs[0], str):
+            inputs = [masking(text) for text in inputs]  # type: ignore[arg-type]
         return await embed(handle, inputs, req.dimensions)

@@ -67,6 +67,7 @@ def caller_snapshot(caller: Caller) -> dict[str, Any]:
         "models": sorted(caller.models),
         "admin": caller.admin,
         "mask_pii": caller.mask_pii,
+        "pii_restore": caller.pii_restore,
         "authenticated": caller.authenticated,
     }
 
@@ -78,6 +79,7 @@ def caller_from_snapshot(data: dict[str, Any]) -> Caller:
         models=frozenset(data.get("models") or ()),
         admin=bool(data.get("admin")),
         mask_pii=bool(data.get("mask_pii")),
+        pii_restore=bool(data.get("pii_restore")),
         authenticated=bool(data.get("authenticated")),
     )
 

@@ -32,6 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--rpm", type=_positive, help="requests per minute allowed")
     create.add_argument("--tpm", type=_positive, help="tokens per minute allowed")
     create.add_argument("--mask-pii", action="store_true", help="mask PII in its prompts")
+    create.add_argument(
+        "--pii-restore",
+        action="store_true",
+        help="mask PII in its prompts as numbered placeholders and put the values back into "
+        "the answers",
+    )
     actions.add_parser(
         "list", help="list keys (names and permissions, never key text)", parents=[common]
     )
@@ -64,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 tokens_per_minute=args.tpm,
                 admin=args.admin,
                 mask_pii=args.mask_pii,
+                pii_restore=args.pii_restore,
             )
             print(text)
             print(f"# key '{args.name}' saved (hash only) in {path}; it is not shown again")
@@ -82,9 +89,15 @@ def _list(path: Path) -> None:
     if not keys:
         print(f"no keys in {path}")
         return
-    print("name\tadmin\trevoked\tmodels\trpm\ttpm\tmask_pii\tcreated")
+    print("name\tadmin\trevoked\tmodels\trpm\ttpm\tmask_pii\tpii_restore\tcreated")
     for k in keys:
         created = dt.datetime.fromtimestamp(k.created, dt.UTC).strftime("%Y-%m-%d %H:%M")
         cells = [k.name, k.admin, k.revoked, ",".join(k.models) or "*"]
-        cells += [k.requests_per_minute or "-", k.tokens_per_minute or "-", k.mask_pii, created]
+        cells += [
+            k.requests_per_minute or "-",
+            k.tokens_per_minute or "-",
+            k.mask_pii,
+            k.pii_restore,
+            created,
+        ]
         print("\t".join(str(c) for c in cells))

@@ -43,6 +43,7 @@ class ApiKey:
     admin: bool = False
     revoked: bool = False
     mask_pii: bool = False
+    pii_restore: bool = False
     created: float = 0.0
 
     def allows(self, names: list[str]) -> bool:

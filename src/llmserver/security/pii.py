@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable
+from typing import Protocol
 
 from llmserver.errors import MaskingFailedError
-from llmserver.privacy import MaskingError, PIIMasker, StreamMasker
+from llmserver.privacy import MaskingError, PIIMasker, StreamMasker, Vault
 
 logger = logging.getLogger("llmserver.privacy")
 
 
-def mask(masker: PIIMasker, text: str) -> str:
+def mask(masker: PIIMasker | Vault, text: str) -> str:
     """``text`` masked, or a 500 when masking fails: the raw text is never passed on."""
     try:
         return masker.mask(text)
@@ -20,22 +21,28 @@ def mask(masker: PIIMasker, text: str) -> str:
         raise MaskingFailedError() from None
 
 
-class OutputMasker:
-    """Stream-safe masking of generated text, one :class:`StreamMasker` per stream.
+class _Stream(Protocol):
+    def feed(self, delta: str) -> str: ...
+    def flush(self) -> str: ...
+
+
+class OutputStreams:
+    """Generated text rewritten stream by stream (masked, or its placeholders restored), each
+    stream by its own stateful rewriter so that a value split across deltas is seen whole.
 
     A stream is a choice's content (keyed by the choice index) or the arguments of one of its
     tool calls (keyed ``(choice, call index)``).
     """
 
-    def __init__(self, masker: PIIMasker | None) -> None:
-        self._masker = masker
-        self._streams: dict[Hashable, StreamMasker] = {}
+    def __init__(self, new_stream: Callable[[], _Stream]) -> None:
+        self._new_stream = new_stream
+        self._streams: dict[Hashable, _Stream] = {}
 
     def feed(self, key: Hashable, text: str) -> str:
-        """Masked text of stream ``key`` that is safe to send now."""
-        if self._masker is None:
-            return text
-        stream = self._streams.setdefault(key, StreamMasker(self._masker))
+        """The rewritten text of stream ``key`` that is safe to send now."""
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = self._new_stream()
         return self._run(stream.feed, text)
 
     def flush(self, key: Hashable) -> str:
@@ -58,3 +65,13 @@ class OutputMasker:
             return step(text)
         except MaskingError:
             raise MaskingFailedError() from None
+
+
+def output_masker(masker: PIIMasker) -> OutputStreams:
+    """Generated text masked, stream-safe (``mask_output``)."""
+    return OutputStreams(lambda: StreamMasker(masker))
+
+
+def output_restorer(vault: Vault) -> OutputStreams:
+    """Generated text with the request's placeholders put back (``pii_restore``)."""
+    return OutputStreams(vault.stream)
