@@ -40,6 +40,8 @@ from llmserver.errors import (
 logger = logging.getLogger("llmserver.models")
 T = TypeVar("T")
 
+#: scorers that run here and are warmed up with one pair
+LOCAL_RERANKERS = ("cross-encoder", "rank-pooling")
 ModelState = Literal["loading", "ready", "failed", "unloaded"]
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
@@ -322,11 +324,16 @@ class ModelManager:
         logger.error("model %s failed to load: %s", handle.id, reason)
 
     async def _warm_up(self, handle: ModelHandle) -> None:
-        """One short greedy generation, or one embedding for embedding models, so the first user
-        request pays no first-run cost.
+        """One short greedy generation, one embedding for embedding models or one scored pair
+        for rerankers, so the first user request pays no first-run cost.
 
         Engines without a local tokenizer (upstream) are remote and already warm: skipped.
         """
+        scorer = handle.abilities().scorer()
+        spec = scorer.scoring_spec() if scorer is not None else None
+        if scorer is not None and spec is not None and spec.kind in LOCAL_RERANKERS:
+            await scorer.score([("Hello", "Hello")], truncate=True)
+            return
         if (embedding := handle.embedder()) is not None:
             await embedding.embed(["Hello"])
             return
