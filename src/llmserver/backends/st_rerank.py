@@ -41,8 +41,9 @@ def load_cross_encoder(cfg: SentenceTransformersConfig, device: str) -> Any:
 
 def cross_encoder_limit(model: Any) -> int:
     """The longest pair the cross-encoder reads, in tokens."""
-    limit = getattr(model, "max_length", None) or model.tokenizer.model_max_length
-    return int(limit)
+    # renamed max_seq_length in sentence-transformers 5 (max_length is deprecated there)
+    limit = getattr(model, "max_seq_length", None) or getattr(model, "max_length", None)
+    return int(limit or model.tokenizer.model_max_length)
 
 
 def pair_token_counts(tokenizer: Any, pairs: Sequence[Pair]) -> list[int]:
