@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from llmserver.config.settings import SettingsError
+from llmserver.security.keys import create_key
 from support import fake_model, fake_settings, open_client
 from support.fake import fake_backend
 
@@ -219,3 +221,38 @@ def test_a_default_prompt_applies_when_none_is_named() -> None:
 def test_a_default_prompt_must_be_one_of_the_prompts() -> None:
     with pytest.raises(SettingsError, match="default_prompt_name"):
         fake_settings(fake_model("e", prompts={"query": "q: "}, default_prompt_name="passage"))
+
+
+def test_keys_models_rate_limits_and_usage_apply_to_rerank(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    emb_only = create_key(path, "emb-user", models=["emb"], requests_per_minute=2)
+    chat_only = create_key(path, "chat-user", models=["fake"])
+    admin = create_key(path, "admin", admin=True)
+    settings = fake_settings(
+        fake_model(),
+        fake_model("emb", embedding_dimensions=8),
+        keys_file=path,
+        usage_db=str(tmp_path / "usage.db"),
+    )
+    body = {"model": "emb", "query": "q", "documents": ["a b", "c"]}
+    with open_client(settings) as client:
+        assert client.post("/v1/rerank", json=body).status_code == 401
+        denied = client.post(
+            "/v1/rerank", json=body, headers={"Authorization": f"Bearer {chat_only}"}
+        )
+        assert denied.status_code == 403
+        assert denied.json()["error"]["code"] == "model_not_allowed"
+        mine = {"Authorization": f"Bearer {emb_only}"}
+        first = client.post("/v1/rerank", json=body, headers=mine)
+        assert first.status_code == 200
+        pair = {"model": "emb", "text_1": "q", "text_2": "c"}
+        second = client.post("/v1/score", json=pair, headers=mine)
+        assert second.status_code == 200
+        limited = client.post("/v1/rerank", json=body, headers=mine)
+        assert limited.status_code == 429
+        rows = client.get("/admin/usage", headers={"Authorization": f"Bearer {admin}"})
+        (row,) = [r for r in rows.json()["data"] if r["key_name"] == "emb-user"]
+        assert row["model"] == "emb"
+        assert row["requests"] == 2
+        used = first.json()["usage"]["prompt_tokens"] + second.json()["usage"]["prompt_tokens"]
+        assert row["prompt_tokens"] == used == 6  # q, a b, c; then q, c
