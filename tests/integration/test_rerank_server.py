@@ -145,3 +145,27 @@ def test_bad_input_is_a_clear_4xx_and_nothing_else_is_disturbed(
         {"model": "chat", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
     )
     assert chat.status_code == 200
+
+
+def test_another_llmserver_in_front_relays_rerank(
+    server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    front = {
+        "models": [
+            {
+                "id": "remote-rerank",
+                "url": server.base_url,
+                "upstream_model": EMB,
+                "rerank": True,
+            }
+        ]
+    }
+    with run_server(tmp_path_factory.mktemp("rerank-front"), front) as proxy:
+        body = {"query": QUERY, "documents": DOCS}
+        direct = post(server, "/v1/rerank", {"model": EMB, **body}).json()
+        relayed = post(proxy, "/v1/rerank", {"model": "remote-rerank", **body})
+        assert relayed.status_code == 200, relayed.text
+        answer = relayed.json()
+        assert answer["scorer"] == "upstream"
+        assert answer["results"] == direct["results"]
+        assert answer["usage"] == direct["usage"]
