@@ -1,6 +1,8 @@
 """The scoring paths on real model objects, without a server: a ``CrossEncoder`` built in the
 test (random weights on all-MiniLM-L6-v2's tokenizer) through the sentence-transformers backend
-with ``task: rerank``, and the bundled embedding model as a bi-encoder."""
+with ``task: rerank``; the same model written as a GGUF reranker, rank-pooled by llama.cpp
+(``rerank: true``), which must give the cross-encoder's logits; the bundled embedding model as
+a bi-encoder."""
 
 from __future__ import annotations
 
@@ -11,14 +13,15 @@ from typing import Any
 
 import pytest
 
+from llmserver.backends.llamacpp import LlamaCppBackend
 from llmserver.backends.scoring import Pair
 from llmserver.backends.sentence_transformers import SentenceTransformersBackend
-from llmserver.config.model_configs import SentenceTransformersConfig
+from llmserver.config.model_configs import LlamaCppConfig, SentenceTransformersConfig
 from llmserver.core.capabilities import capabilities
 from llmserver.core.manager import ModelHandle
 from llmserver.core.scheduling import Limiter
 from llmserver.errors import ContextLengthError
-from support.rerankers import tiny_cross_encoder
+from support.rerankers import tiny_cross_encoder, tiny_rerank_gguf
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +135,66 @@ def test_the_embedding_model_as_a_bi_encoder_ranks_the_bread_documents_first() -
     with pytest.raises(ContextLengthError):
         score(backend, [(QUERY, " ".join(["word"] * 600))])
     assert len(score(backend, [(QUERY, " ".join(["word"] * 600))], truncate=True).scores) == 1
+
+
+@pytest.fixture(scope="module")
+def gguf_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """A cross-encoder directory, the same model as a GGUF reranker, and a copy of that GGUF
+    with a ``rerank`` chat template that spells out the default layout."""
+    pytest.importorskip("llama_cpp")
+    tmp = tmp_path_factory.mktemp("gguf-reranker")
+    ce = tiny_cross_encoder(tmp / "ce")
+    plain = tiny_rerank_gguf(ce, tmp / "rerank.gguf")
+    templated = tiny_rerank_gguf(ce, tmp / "templated.gguf", "[CLS]{query}[SEP]{document}[SEP]")
+    return ce, plain, templated
+
+
+def gguf_reranker(path: Path) -> LlamaCppBackend:
+    backend = LlamaCppBackend(LlamaCppConfig(id="rr", path=path, rerank=True, batch_size=64))
+    asyncio.run(backend.start())
+    return backend
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_a_gguf_reranker_rank_pools_to_the_cross_encoders_logits(
+    gguf_pair: tuple[Path, Path, Path],
+) -> None:
+    ce_dir, plain, templated = gguf_pair
+    reference = sentence_transformers.CrossEncoder(str(ce_dir), device="cpu", local_files_only=True)
+    pairs = [(QUERY, d) for d in DOCS] * 3  # 15 pairs: several decode batches of 64 tokens
+    expected = [logit(float(p)) for p in reference.predict(pairs)]
+    for path in (plain, templated):
+        backend = gguf_reranker(path)
+        spec = backend.scoring_spec()
+        assert spec is not None
+        assert (spec.kind, spec.max_input_tokens) == ("rank-pooling", 64)
+        assert backend.embedding_spec() is None
+        result = asyncio.run(backend.score(pairs, False))
+        assert result.scores == pytest.approx(expected, abs=1e-4)
+        one_by_one = [asyncio.run(backend.score([p], False)).scores[0] for p in pairs[:5]]
+        assert one_by_one == pytest.approx(result.scores[:5], abs=1e-5)
+        counts = reference.tokenizer([q for q, _ in pairs], [d for _, d in pairs])["input_ids"]
+        assert result.tokens == sum(len(ids) for ids in counts)
+        asyncio.run(backend.close())
+
+
+def test_a_gguf_reranker_refuses_or_truncates_a_long_pair(
+    gguf_pair: tuple[Path, Path, Path],
+) -> None:
+    backend = gguf_reranker(gguf_pair[1])
+    with pytest.raises(ContextLengthError) as info:
+        asyncio.run(backend.score([(QUERY, DOCS[0]), (QUERY, LONG)], False))
+    assert "document 1" in info.value.message
+    cut = asyncio.run(backend.score([(QUERY, DOCS[0]), (QUERY, LONG)], True))
+    assert len(cut.scores) == 2
+    assert cut.tokens <= 2 * 64
+    with pytest.raises(ContextLengthError):
+        asyncio.run(backend.score([(LONG, "short")], True))  # the query alone does not fit
+    # shown as a reranker only
+    config = LlamaCppConfig(id="rr", path=gguf_pair[1], rerank=True)
+    handle = ModelHandle(config, backend, Limiter(1, 1, None))
+    assert capabilities(handle).names() == ("rerank",)
+    asyncio.run(backend.close())

@@ -12,7 +12,7 @@ import pytest
 
 from llmserver.config.settings import DEFAULT_EMBEDDING_MODEL_ID, default_model_path
 from support import RunningServer, run_server
-from support.rerankers import tiny_cross_encoder
+from support.rerankers import tiny_cross_encoder, tiny_rerank_gguf
 
 pytestmark = pytest.mark.integration
 
@@ -33,14 +33,17 @@ BREAD = 1
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """The default chat GGUF (chat only), the bundled embedding model, a tiny cross-encoder."""
+    """The default chat GGUF (chat only), the bundled embedding model, a tiny cross-encoder and
+    the same model as a GGUF reranker."""
     tmp = tmp_path_factory.mktemp("rerank-server")
     ce = tiny_cross_encoder(tmp / "ce")
+    gguf = tiny_rerank_gguf(ce, tmp / "rerank.gguf")
     config = {
         "models": [
             {"id": "chat", "path": str(default_model_path()), "context_size": 512},
             {"id": EMB, "backend": "sentence_transformers", "path": str(minilm.get_model_path())},
             {"id": "ce", "backend": "sentence_transformers", "path": str(ce), "task": "rerank"},
+            {"id": "gguf-rr", "path": str(gguf), "rerank": True},
         ],
         "rerank_max_documents": 100,
         "rerank_max_document_chars": 2000,
@@ -111,9 +114,28 @@ def test_a_cross_encoder_reranks_by_its_own_scores(server: RunningServer) -> Non
     assert post(server, "/v1/rerank", cut).status_code == 200
 
 
+def test_a_gguf_reranker_scores_what_the_cross_encoder_does(server: RunningServer) -> None:
+    body = {"query": QUERY, "documents": DOCS}
+    ce = post(server, "/v1/rerank", {"model": "ce", **body}).json()
+    resp = post(server, "/v1/rerank", {"model": "gguf-rr", **body})
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    assert answer["scorer"] == "rank-pooling"
+    # the same model: the same order (llama.cpp gives the logit, the cross-encoder its sigmoid)
+    assert [r["index"] for r in answer["results"]] == [r["index"] for r in ce["results"]]
+    chat = post(
+        server,
+        "/v1/chat/completions",
+        {"model": "gguf-rr", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+    assert chat.status_code == 400
+    assert "/v1/rerank" in chat.json()["error"]["message"]
+
+
 def test_capabilities_show_the_reranker(server: RunningServer) -> None:
     cards = {m["id"]: m for m in httpx.get(f"{server.url}/v1/models").json()["data"]}
     assert cards["ce"]["capabilities"] == ["rerank"]
+    assert cards["gguf-rr"]["capabilities"] == ["rerank"]
     assert cards[EMB]["capabilities"] == ["embedding"]
     shown = post(server, "/api/show", {"model": "ce"}).json()
     assert shown["capabilities"] == ["rerank"]
