@@ -136,6 +136,16 @@ def test_capabilities_show_the_reranker(server: RunningServer) -> None:
     cards = {m["id"]: m for m in httpx.get(f"{server.url}/v1/models").json()["data"]}
     assert cards["ce"]["capabilities"] == ["rerank"]
     assert cards["gguf-rr"]["capabilities"] == ["rerank"]
+    assert cards["ce"]["context_length"] == 64
+    chat = post(
+        server,
+        "/v1/chat/completions",
+        {"model": "ce", "messages": [{"role": "user", "content": "Hi"}]},
+    )
+    assert chat.status_code == 400
+    assert "reranker; use /v1/rerank" in chat.json()["error"]["message"]
+    embed = post(server, "/v1/embeddings", {"model": "ce", "input": "Hi"})
+    assert embed.status_code == 400
     assert cards[EMB]["capabilities"] == ["embedding"]
     shown = post(server, "/api/show", {"model": "ce"}).json()
     assert shown["capabilities"] == ["rerank"]

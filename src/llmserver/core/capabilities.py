@@ -73,13 +73,18 @@ def capabilities(handle: ModelHandle) -> Capabilities:
 
 def context_length(handle: ModelHandle) -> int | None:
     """The model's context in tokens: its loaded prompt format's, an embedding model's input
-    limit, else its configured ``context_size``; None when only an upstream engine knows."""
+    limit, a reranker's longest pair, else its configured ``context_size``; None when only an
+    upstream engine knows."""
     if handle.prompt_format is not None:
         return handle.prompt_format.context_length
     embedder = handle.embedder()
     spec = embedder.embedding_spec() if embedder is not None else None
     if spec is not None:
         return spec.max_input_tokens
+    scorer = handle.abilities().scorer()
+    scoring = scorer.scoring_spec() if scorer is not None else None
+    if scoring is not None and scoring.max_input_tokens > 0:
+        return scoring.max_input_tokens
     configured = getattr(handle.config, "context_size", None)
     return configured if isinstance(configured, int) and configured > 0 else None
 

@@ -112,6 +112,11 @@ class ModelHandle:
         generator = self.abilities().generator()
         if generator is not None:
             return generator
+        config = self.config
+        if getattr(config, "rerank", False) is True or getattr(config, "task", None) == "rerank":
+            raise InvalidRequestError(
+                f"model '{self.id}' is a reranker; use /v1/rerank", param="model"
+            )
         if self.abilities().embedding is not None:  # loaded or not: the message is the same
             raise InvalidRequestError(
                 f"model '{self.id}' is an embedding model; use /v1/embeddings", param="model"
