@@ -88,12 +88,12 @@ def test_v2_rerank_and_score_agree_with_v1(server: RunningServer) -> None:
 
 
 def test_cohere_clients_rerank_against_the_server(server: RunningServer) -> None:
-    v1 = cohere.Client(api_key="unused", base_url=server.url, max_retries=0)
+    v1 = cohere.Client(api_key="unused", base_url=server.url)
     answer = v1.rerank(model=EMB, query=QUERY, documents=DOCS, top_n=2, return_documents=True)
     assert answer.results[0].index == BREAD
     assert answer.results[0].document is not None
     assert answer.results[0].document.text == DOCS[BREAD]
-    v2 = cohere.ClientV2(api_key="unused", base_url=server.url, max_retries=0)
+    v2 = cohere.ClientV2(api_key="unused", base_url=server.url)
     second = v2.rerank(model=EMB, query=QUERY, documents=DOCS, top_n=1)
     assert [r.index for r in second.results] == [BREAD]
     assert second.results[0].relevance_score == pytest.approx(answer.results[0].relevance_score)
@@ -201,3 +201,18 @@ def test_another_llmserver_in_front_relays_rerank(
         assert answer["scorer"] == "upstream"
         assert answer["results"] == direct["results"]
         assert answer["usage"] == direct["usage"]
+
+
+def test_langchains_cohere_rerank_compresses_documents_through_the_server(
+    server: RunningServer,
+) -> None:
+    langchain_cohere = pytest.importorskip("langchain_cohere")
+    from langchain_core.documents import Document
+
+    reranker = langchain_cohere.CohereRerank(
+        model=EMB, top_n=2, cohere_api_key="unused", base_url=server.url
+    )
+    kept = reranker.compress_documents([Document(page_content=d) for d in DOCS], QUERY)
+    assert kept[0].page_content == DOCS[BREAD]
+    assert len(kept) == 2
+    assert kept[0].metadata["relevance_score"] > kept[1].metadata["relevance_score"]
