@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmserver.config.settings import SettingsError
+from llmserver.config.model_configs import LlamaCppConfig
+from llmserver.config.settings import SettingsError, default_model_path
 from llmserver.security.keys import create_key
 from support import fake_model, fake_settings, open_client
 from support.fake import fake_backend
@@ -256,3 +257,8 @@ def test_keys_models_rate_limits_and_usage_apply_to_rerank(tmp_path: Path) -> No
         assert row["requests"] == 2
         used = first.json()["usage"]["prompt_tokens"] + second.json()["usage"]["prompt_tokens"]
         assert row["prompt_tokens"] == used == 6  # q, a b, c; then q, c
+
+
+def test_a_gguf_is_an_embedding_model_or_a_reranker_not_both() -> None:
+    with pytest.raises(ValueError, match="embedding or rerank"):
+        LlamaCppConfig(id="x", path=default_model_path(), embedding=True, rerank=True)

@@ -239,6 +239,12 @@ class LlamaCppConfig(ModelConfig):
         "first); None: every free sequence.",
     )
 
+    @model_validator(mode="after")
+    def _one_pooling_role(self) -> LlamaCppConfig:
+        if self.embedding and self.rerank:
+            raise ValueError("a model is an embedding model or a reranker: set embedding or rerank")
+        return self
+
     @field_validator("path")
     @classmethod
     def _file_exists(cls, path: Path) -> Path:

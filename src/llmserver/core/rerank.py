@@ -24,7 +24,7 @@ from llmserver.config.settings import Settings
 from llmserver.core.embed_prompts import document_prompt, query_prompt
 from llmserver.core.manager import ModelHandle
 from llmserver.core.usage import Usage
-from llmserver.errors import InvalidRequestError
+from llmserver.errors import EngineError, InvalidRequestError
 
 
 @dataclass(slots=True)
@@ -104,5 +104,5 @@ async def score(handle: ModelHandle, pairs: Sequence[Pair], truncate: bool) -> S
             code="model_cannot_rerank",
         )
     if len(result.scores) != len(pairs):
-        raise InvalidRequestError("the model gave a different number of scores than pairs")
+        raise EngineError(f"model '{handle.id}' gave {len(result.scores)} scores for {len(pairs)}")
     return Scores(handle.id, result.scores, kind, Usage(prompt_tokens=result.tokens))
