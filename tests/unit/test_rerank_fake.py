@@ -128,6 +128,15 @@ def test_score_one_to_many_and_pairwise(client: TestClient) -> None:
     bad = client.post("/v1/score", json={"model": "emb", "text_1": ["a", "b"], "text_2": DOCS})
     assert bad.status_code == 400
     assert bad.json()["error"]["param"] == "text_2"
+    long = client.post(
+        "/v1/score", json={"model": "emb", "text_1": "q", "text_2": ["a", "x" * 201]}
+    )
+    assert long.status_code == 400
+    assert long.json()["error"]["param"] == "text_2[1]"
+    assert (
+        client.post("/v1/score", json={"text_1": "q", "text_2": "d"}).json()["error"]["param"]
+        == "model"
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from llmserver.core.requests import ScoreRequest
 from llmserver.core.rerank import Scores
 from llmserver.core.usage import Usage
+from llmserver.errors import APIError
 from llmserver.http.respond import caller, respond_json, service, track_usage
 from llmserver.surfaces.rerank import translate
 from llmserver.surfaces.rerank.schemas import RerankBody, RerankV2Body, ScoreBody
@@ -19,13 +20,22 @@ router = APIRouter(tags=["rerank"])
 
 
 async def _answer(
-    request: Request, core: ScoreRequest, shape: Callable[[Scores], dict[str, Any]]
+    request: Request,
+    core: ScoreRequest,
+    shape: Callable[[Scores], dict[str, Any]],
+    pairwise: bool = False,
 ) -> Response:
-    """Score on the core's one path, account the tokens, answer in ``shape``."""
+    """Score on the core's one path, account the tokens, answer in ``shape``; ``pairwise``:
+    errors name vLLM's fields (``text_1`` for the query, ``text_2[i]`` for a document)."""
     track_usage(request, core.model, Usage())
 
     async def body() -> dict[str, Any]:
-        scores = await service(request).score(caller(request), core)
+        try:
+            scores = await service(request).score(caller(request), core)
+        except APIError as err:
+            if pairwise:
+                err.param = translate.score_param(err.param)
+            raise
         track_usage(request, scores.model, scores.usage)
         return shape(scores)
 
@@ -56,4 +66,5 @@ async def rerank_v2(request: Request, body: RerankV2Body) -> Response:
 @router.post("/v1/score")
 async def score(request: Request, body: ScoreBody) -> Response:
     """``POST /v1/score`` (vLLM): a score per (text_1, text_2) pair, in the pairs' order."""
-    return await _answer(request, translate.score_request(body), translate.score_body)
+    core = translate.score_request(body)
+    return await _answer(request, core, translate.score_body, pairwise=True)

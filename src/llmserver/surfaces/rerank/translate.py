@@ -92,6 +92,16 @@ def score_request(body: ScoreBody) -> ScoreRequest:
     return ScoreRequest(body.model, tuple(zip(first, second, strict=True)), truncate=body.truncate)
 
 
+def score_param(param: str | None) -> str | None:
+    """A rerank field's name as vLLM's score names it: the query is ``text_1``, the documents
+    ``text_2``."""
+    if param == "query":
+        return "text_1"
+    if param is not None and param.startswith("documents"):
+        return "text_2" + param.removeprefix("documents")
+    return param
+
+
 def _ranked(scores: Scores, top_n: int | None) -> list[int]:
     """Document indices by score, highest first (ties: the earlier document), cut to top_n
     (None or 0: all)."""
