@@ -246,8 +246,8 @@ def test_keys_models_rate_limits_and_usage_apply_to_rerank(tmp_path: Path) -> No
     )
     body = {"model": "emb", "query": "q", "documents": ["a b", "c"]}
     with open_client(settings) as client:
-        for path in ("/v1/rerank", "/rerank", "/v2/rerank"):
-            assert client.post(path, json=body).status_code == 401
+        for route in ("/v1/rerank", "/rerank", "/v2/rerank"):
+            assert client.post(route, json=body).status_code == 401
         assert client.post("/v1/score", json=body).status_code == 401
         denied = client.post(
             "/v1/rerank", json=body, headers={"Authorization": f"Bearer {chat_only}"}
