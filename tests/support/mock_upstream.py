@@ -296,3 +296,15 @@ def echoing(piece: int = 3) -> web.Application:
         return resp
 
     return _openai_app(answer, "/v1/chat/completions", "/v1/completions")
+
+
+def reranking(answer: Callable[[dict[str, Any]], Any]) -> web.Application:
+    """An upstream reranker (vLLM's, llama-server's shape) at ``/v1/rerank``: ``answer`` makes
+    the JSON answer from the request body; every request body is recorded."""
+
+    async def rerank(request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        request.app[REQUESTS].append({"path": request.path, "body": body})
+        return web.json_response(answer(body))
+
+    return _openai_app(rerank, "/v1/rerank")

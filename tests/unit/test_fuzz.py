@@ -47,7 +47,7 @@ def fuzz_client() -> Iterator[TestClient]:
 def test_no_body_makes_a_route_answer_5xx(
     fuzz_client: TestClient, route: str, data: st.DataObject
 ) -> None:
-    text = data.draw(body({**ROUTES, **ADMIN}[route], ["fake", "f"]), label="body")
+    text = data.draw(body({**ROUTES, **ADMIN}[route], ["fake", "f", "emb"]), label="body")
     method = "PUT" if route == "/admin/log-level" else "POST"
     resp = fuzz_client.request(
         method, route, content=text.encode("utf-8", "surrogatepass"),

@@ -20,6 +20,7 @@ from llmserver.backends.base import (
     GenerationRequest,
     PromptFormat,
 )
+from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 
 
 @runtime_checkable
@@ -67,6 +68,18 @@ class Embedding(Protocol):
 
 
 @runtime_checkable
+class Scoring(Protocol):
+    """A backend that scores (query, document) pairs (``/v1/rerank``, ``/v1/score``)."""
+
+    def scoring_spec(self) -> ScoringSpec | None:
+        """How this model scores; None when it does not (as configured and loaded)."""
+
+    async def score(self, pairs: Sequence[Pair], truncate: bool) -> ScoreResult:
+        """One score per pair. A pair too long for the model is a ContextLengthError unless
+        ``truncate``, which cuts the document to fit."""
+
+
+@runtime_checkable
 class ReportsLogprobs(Protocol):
     """A backend that fills :attr:`Delta.logprobs` when ``SamplingParams.logprobs`` asks."""
 
@@ -91,6 +104,7 @@ class Abilities:
     replicated: Replicated | None
     logprobs: bool
     token_tools: TokenTools | None = None
+    scoring: Scoring | None = None
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -102,6 +116,7 @@ class Abilities:
             replicated=backend if isinstance(backend, Replicated) else None,
             logprobs=isinstance(backend, ReportsLogprobs),
             token_tools=backend if isinstance(backend, TokenTools) else None,
+            scoring=backend if isinstance(backend, Scoring) else None,
         )
 
     def embedder(self) -> Embedding | None:
@@ -110,13 +125,26 @@ class Abilities:
             return self.embedding
         return None
 
+    def scorer(self) -> Scoring | None:
+        """The backend when its model scores pairs itself now (a spec may come with the load)."""
+        if self.scoring is not None and self.scoring.scoring_spec() is not None:
+            return self.scoring
+        return None
+
     def generator(self) -> Generating | None:
         """The backend when its model generates text; None for an embedding model.
 
-        A backend class that both generates and embeds serves an embedding model when it
-        embeds and has no tokenizer of its own (an upstream one configured with
-        ``embedding: true``): its engine would not take the text.
+        A backend class that both generates and embeds (or scores) serves an embedding model
+        (or a reranker) when it does so and has no tokenizer of its own (an upstream one
+        configured with ``embedding: true`` or ``rerank: true``): its engine would not take
+        the text.
         """
-        if self.generating is None or (self.tokenizing is None and self.embedder() is not None):
+        if self.generating is None:
+            return None
+        if self.tokenizing is None and (self.embedder() or self._reranker()) is not None:
             return None
         return self.generating
+
+    def _reranker(self) -> Scoring | None:
+        spec = self.scoring.scoring_spec() if self.scoring is not None else None
+        return self.scoring if spec is not None and spec.kind != "bi-encoder" else None

@@ -31,6 +31,7 @@ from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_fim import fim_tokens
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
+from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
 from llmserver.errors import EngineError, InvalidRequestError
 
@@ -87,7 +88,8 @@ class LlamaCppBackend:
         self._add_bos = False
         #: test hook: set to receive each sequence's next-token logits
         self.logits_hook: LogitsHook | None = None
-        self._embedder = LlamaEmbedder(config) if config.embedding else None
+        pools = config.embedding or config.rerank
+        self._embedder = LlamaEmbedder(config) if pools else None
 
     @property
     def engine(self) -> BatchEngine:
@@ -196,6 +198,16 @@ class LlamaCppBackend:
             )
         return await self._embedder.embed(inputs)
 
+    def scoring_spec(self) -> ScoringSpec | None:
+        """Rank pooling (``rerank: true``) or a bi-encoder (``embedding: true``); else None."""
+        return self._embedder.scoring_spec() if self._embedder is not None else None
+
+    async def score(self, pairs: Inputs[Pair], truncate: bool) -> ScoreResult:
+        """One relevance score per (query, document) pair."""
+        if self._embedder is None:
+            raise InvalidRequestError(f"model '{self.config.id}' does not rerank", param="model")
+        return await self._embedder.score(pairs, truncate)
+
     def tokenize(self, text: str) -> list[int]:
         """Tokens of a rendered prompt; BOS added when the model wants it and it is absent."""
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
@@ -234,9 +246,16 @@ class LlamaCppBackend:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Delta]:
         """Join the running batch and relay this sequence's deltas."""
         if self._embedder is not None:
+            kind, path = (
+                ("a reranker", "/v1/rerank")
+                if self.config.rerank
+                else (
+                    "an embedding model",
+                    "/v1/embeddings",
+                )
+            )
             raise InvalidRequestError(
-                f"model '{self.config.id}' is an embedding model; use /v1/embeddings",
-                param="model",
+                f"model '{self.config.id}' is {kind}; use {path}", param="model"
             )
         engine = self.engine
         if not request.prompt_tokens:
@@ -277,7 +296,7 @@ class LlamaCppBackend:
 
     async def health(self) -> bool:
         """Healthy while loaded."""
-        return self._engine is not None or self.embedding_spec() is not None
+        return self._engine is not None or self.scoring_spec() is not None
 
     async def close(self) -> None:
         """Stop the engine, then free the context and the weights."""

@@ -1,7 +1,9 @@
-"""Embeddings from a GGUF embedding model (``embedding: true``), through ``Llama.embed``.
+"""Embeddings from a GGUF embedding model (``embedding: true``), through ``Llama.embed``, and
+scores from it (a bi-encoder) or from a GGUF reranker (``rerank: true``, rank pooling; see
+:mod:`llmserver.backends.llamacpp_rank`).
 
-Generation uses the batch engine; an embedding model is a separate ``Llama`` object that only
-pools, on its own worker thread.
+Generation uses the batch engine; an embedding model or a reranker is a separate ``Llama``
+object that only pools, on its own worker thread.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from llmserver.backends.base import (
     check_input_lengths,
     utf8,
 )
+from llmserver.backends.llamacpp_rank import bi_encoder_llama, rank_scores
+from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig
 from llmserver.errors import InvalidRequestError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
 
-POOLING = {"model": -1, "none": 0, "mean": 1, "cls": 2, "last": 3}  # LLAMA_POOLING_TYPE_*
+#: LLAMA_POOLING_TYPE_*
+POOLING = {"model": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 
 
 class LlamaEmbedder:
@@ -49,11 +54,14 @@ class LlamaEmbedder:
                 n_batch=min(cfg.batch_size, cfg.ubatch_size),  # a whole input in one pass
                 n_gpu_layers=cfg.gpu_layers,
                 embedding=True,
-                pooling_type=POOLING[cfg.pooling],
+                pooling_type=POOLING["rank" if cfg.rerank else cfg.pooling],
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
+        if cfg.rerank and int(llm.pooling_type()) != POOLING["rank"]:
+            llm.close()
+            raise ModelLoadError(f"{cfg.path} cannot rank-pool: it is not a reranker GGUF")
         if int(llm.pooling_type()) == POOLING["none"]:
             llm.close()
             raise ModelLoadError(
@@ -62,11 +70,36 @@ class LlamaEmbedder:
         self.llm = llm
         return llm
 
+    def _limit(self, llm: Llama) -> int:
+        return min(llm.n_ctx(), llm.n_batch)
+
     def spec(self) -> EmbeddingSpec | None:
-        """Vector size and input limit, once loaded."""
+        """Vector size and input limit, once loaded (None for a reranker)."""
+        if self.llm is None or self.config.rerank:
+            return None
+        return EmbeddingSpec(self.llm.n_embd(), self._limit(self.llm))
+
+    def scoring_spec(self) -> ScoringSpec | None:
+        """Rank pooling for a reranker, else a bi-encoder, once loaded."""
         if self.llm is None:
             return None
-        return EmbeddingSpec(self.llm.n_embd(), min(self.llm.n_ctx(), self.llm.n_batch))
+        if self.config.rerank:
+            return ScoringSpec("rank-pooling", self._limit(self.llm))
+        return ScoringSpec("bi-encoder", self._limit(self.llm))
+
+    async def score(self, pairs: Sequence[Pair], truncate: bool) -> ScoreResult:
+        """One score per pair, on the worker thread."""
+        if self.llm is None:
+            raise InvalidRequestError(f"model '{self.config.id}' is not loaded", param="model")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._score, list(pairs), truncate
+        )
+
+    def _score(self, pairs: list[Pair], truncate: bool) -> ScoreResult:
+        assert self.llm is not None
+        if self.config.rerank:
+            return rank_scores(self.llm, pairs, self._limit(self.llm), truncate)
+        return bi_encoder_llama(self.llm, pairs, self._limit(self.llm), truncate)
 
     async def embed(self, inputs: Sequence[EmbeddingInput]) -> EmbeddingResult:
         """Embed text inputs on the worker thread."""

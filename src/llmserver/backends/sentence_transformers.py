@@ -1,4 +1,6 @@
-"""Embedding models run by sentence-transformers: serves ``/v1/embeddings``, not chat.
+"""Models run by sentence-transformers: an embedding model (``SentenceTransformer``) serves
+``/v1/embeddings`` and reranks as a bi-encoder; a reranker (``task: rerank``, a
+``CrossEncoder``) serves ``/v1/rerank`` (:mod:`llmserver.backends.st_rerank`). Neither chats.
 
 The model loads offline (``local_files_only`` for a directory, ``HF_HUB_OFFLINE=1`` around the
 load) so a missing file is an error at start-up, never a download attempt. Encoding runs on one
@@ -24,6 +26,13 @@ from llmserver.backends.base import (
     ModelLoadError,
     check_input_lengths,
     utf8,
+)
+from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
+from llmserver.backends.st_rerank import (
+    bi_encoder,
+    cross_encoder_limit,
+    cross_encoder_scores,
+    load_cross_encoder,
 )
 from llmserver.backends.transformers import auto_device
 from llmserver.config.model_configs import ModelConfig, SentenceTransformersConfig
@@ -62,6 +71,7 @@ class SentenceTransformersBackend:
         self.config = config
         self._model: Any = None
         self._spec: EmbeddingSpec | None = None
+        self._scoring: ScoringSpec | None = None
         self._wrap: tuple[list[int], list[int]] | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"st-{config.id}")
 
@@ -86,6 +96,10 @@ class SentenceTransformersBackend:
                 raise ModelLoadError(
                     "sentence-transformers is not installed: pip install 'llmserver[embeddings]'"
                 ) from exc
+            if cfg.task == "rerank":
+                self._model = load_cross_encoder(cfg, auto_device(cfg.device))
+                self._scoring = ScoringSpec("cross-encoder", cross_encoder_limit(self._model))
+                return
             try:
                 self._model = SentenceTransformer(
                     str(local) if local.is_dir() else cfg.path,
@@ -107,6 +121,7 @@ class SentenceTransformersBackend:
             token_input=self._wrap is not None,
             matryoshka=cfg.matryoshka,
         )
+        self._scoring = ScoringSpec("bi-encoder", int(model.max_seq_length))
 
     def embedding_spec(self) -> EmbeddingSpec | None:
         """Dimensions and input limit (known once loaded)."""
@@ -160,6 +175,23 @@ class SentenceTransformersBackend:
             out += vectors.float().cpu().tolist()
         return EmbeddingResult(out, counts)
 
+    def scoring_spec(self) -> ScoringSpec | None:
+        """A cross-encoder, or a bi-encoder for an embedding model (known once loaded)."""
+        return self._scoring
+
+    async def score(self, pairs: Sequence[Pair], truncate: bool) -> ScoreResult:
+        """One score per pair, on the worker thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._score, list(pairs), truncate)
+
+    def _score(self, pairs: list[Pair], truncate: bool) -> ScoreResult:
+        model, spec = self._model, self._scoring
+        if model is None or spec is None:
+            raise EngineError("model is not loaded")
+        if spec.kind == "cross-encoder":
+            return cross_encoder_scores(model, pairs, truncate, self.config.batch_size)
+        return bi_encoder(model, pairs, truncate, self.config.batch_size)
+
     async def health(self) -> bool:
         """Healthy while loaded."""
         return self._model is not None
@@ -168,6 +200,7 @@ class SentenceTransformersBackend:
         """Drop the model."""
         self._model = None
         self._spec = None
+        self._scoring = None
         gc.collect()  # the weights are freed now, not at some later collection
         self._executor.shutdown(wait=False)
 

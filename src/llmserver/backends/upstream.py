@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import aiohttp
@@ -21,6 +21,9 @@ import orjson
 
 from llmserver.backends.base import Delta, FinishReason, GenerationRequest, ToolCallDelta
 from llmserver.backends.http_replicas import JSON_HEADERS, HttpReplicaBackend, lines
+from llmserver.backends.replicas import Replica
+from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
+from llmserver.backends.upstream_rerank import RERANK_PATH, by_query, read_scores, rerank_body
 from llmserver.backends.usage_check import credible_usage
 from llmserver.config.model_configs import ModelConfig, UpstreamConfig
 from llmserver.errors import UpstreamError
@@ -94,6 +97,29 @@ class UpstreamBackend(HttpReplicaBackend[UpstreamConfig]):
     ) -> AsyncIterator[Delta]:
         """Deltas from the SSE answer (see :func:`_deltas`)."""
         return _deltas(resp, chat, request_bytes)
+
+    def scoring_spec(self) -> ScoringSpec | None:
+        """A reranker upstream (``rerank: true``); else None."""
+        return ScoringSpec("upstream") if self.config.rerank else None
+
+    async def score(self, pairs: Sequence[Pair], truncate: bool) -> ScoreResult:
+        """The upstream's scores, one ``/rerank`` request per distinct query."""
+        scores = [0.0] * len(pairs)
+        tokens = 0
+        for query, positions in by_query(pairs):
+            documents = [pairs[p][1] for p in positions]
+            body = rerank_body(self.model_name, query, documents, truncate)
+
+            async def answer(replica: Replica, body: bytes = body) -> AsyncIterator[bytes]:
+                async with self._request(replica, RERANK_PATH, body) as resp:
+                    yield await resp.read()
+
+            raws = [raw async for raw in self._failover("rerank", answer)]
+            got, used = read_scores(raws[0], len(documents), len(body))
+            for position, score in zip(positions, got, strict=True):
+                scores[position] = score
+            tokens += used
+        return ScoreResult(scores, tokens)
 
 
 async def _drain(resp: aiohttp.ClientResponse) -> None:

@@ -148,6 +148,17 @@ class ModelConfig(BaseModel):
         description="Answer identical deterministic requests (temperature 0 or a seed, no "
         "tools) from stored responses: {max_entries, ttl_s}; None: off.",
     )
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="Embedding prompts by name, put before the text: `query` (a search query, "
+        "a rerank query), `document` (a passage, a rerank document) and any named ones a request "
+        "asks for with `prompt_name` (e5: `query: ` / `passage: `).",
+    )
+    default_prompt_name: str | None = Field(
+        None,
+        description="The prompt an embedding request gets when it names none (`input_type`, "
+        "`prompt_name`); None: no prompt.",
+    )
     # model management
     preload: bool = Field(True, description="Load this model at start-up.")
     load_on_demand: bool = Field(
@@ -158,6 +169,13 @@ class ModelConfig(BaseModel):
     @classmethod
     def _template_text(cls, value: str | None) -> str | None:
         return read_chat_template(value)
+
+    @model_validator(mode="after")
+    def _default_prompt_known(self) -> ModelConfig:
+        name = self.default_prompt_name
+        if name is not None and name not in self.prompts:
+            raise ValueError(f"default_prompt_name '{name}' is not one of the model's prompts")
+        return self
 
 
 def read_chat_template(value: str | None) -> str | None:
@@ -200,6 +218,11 @@ class LlamaCppConfig(ModelConfig):
     pooling: Literal["model", "mean", "cls", "last"] = Field(
         "model", description="Embedding pooling; model: the GGUF's own (chat models have none)."
     )
+    rerank: bool = Field(
+        False,
+        description="Load as a reranker (llama.cpp rank pooling, as llama-server's --rerank): "
+        "serves /v1/rerank, not chat.",
+    )
     # continuous batching: max_concurrent (default 8) sequences share one context
     flash_attn: bool = Field(
         False, description="Flash attention (faster on some GPUs; changes numerics slightly)."
@@ -220,6 +243,12 @@ class LlamaCppConfig(ModelConfig):
         description="Idle sequences whose KV cache is kept for reuse (least recently used go "
         "first); None: every free sequence.",
     )
+
+    @model_validator(mode="after")
+    def _one_pooling_role(self) -> LlamaCppConfig:
+        if self.embedding and self.rerank:
+            raise ValueError("a model is an embedding model or a reranker: set embedding or rerank")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -309,6 +338,11 @@ class UpstreamConfig(RemoteConfig):
         min_length=1,
         description="Base URL ending in /v1 (for example http://127.0.0.1:11434/v1), or a list "
         "of replicas serving the same model.",
+    )
+    rerank: bool = Field(
+        False,
+        description="A reranker: /v1/rerank and /v1/score go to the upstream's /rerank "
+        "(vLLM, llama-server --rerank, llmserver), not chat.",
     )
 
 
@@ -468,4 +502,9 @@ class SentenceTransformersConfig(_PathOrHubIdConfig):
     matryoshka: bool = Field(
         False,
         description="Trained for truncated vectors: honour `dimensions` (truncate, renormalise).",
+    )
+    task: Literal["embed", "rerank"] = Field(
+        "embed",
+        description="`embed`: a SentenceTransformer (embeddings; reranks as a bi-encoder); "
+        "`rerank`: a CrossEncoder reranker (bge-reranker, ms-marco), serving /v1/rerank only.",
     )

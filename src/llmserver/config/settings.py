@@ -317,6 +317,17 @@ class Settings(BaseSettings):
         16, ge=1, description="Largest number of prompts in one /v1/completions prompt list."
     )
     max_tools: int = Field(64, ge=1, description="Largest number of tools in one chat request.")
+    rerank_max_documents: int = Field(
+        1000,
+        ge=1,
+        description="Largest number of documents (or pairs) in one rerank or score request.",
+    )
+    rerank_max_document_chars: int = Field(
+        32_768,
+        ge=1,
+        description="Longest query or document of a rerank or score request, in characters "
+        "(what fits the model's context is checked in tokens as well).",
+    )
     max_tool_schema_bytes: int = Field(
         16_384, ge=2, description="Largest JSON size of one tool's parameters schema, in bytes."
     )

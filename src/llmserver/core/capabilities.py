@@ -9,7 +9,10 @@ Each capability is a fact about the model as it is configured and (where that ma
 - ``insert``: a fill-in-the-middle format is known (:func:`llmserver.core.fim.fim_format`);
 - ``embedding``: the model serves ``/v1/embeddings``;
 - ``thinking``: the chat template has a reasoning mode (``<think>`` or ``enable_thinking``);
-- ``rerank``, ``vision``: not served by any backend yet.
+- ``rerank``: the model is a reranker (a cross-encoder, a GGUF reranker, an upstream's), shown
+  as a reranker only; an embedding model reranks too (as a bi-encoder) but is shown as what
+  it is, an embedding model;
+- ``vision``: not served by any backend yet.
 """
 
 from __future__ import annotations
@@ -49,11 +52,12 @@ def capabilities(handle: ModelHandle) -> Capabilities:
     loaded, its template say)."""
     inserts = fim_format(handle) is not None
     abilities = handle.abilities()
+    reranker = _rerank_config(handle)
     configured = _embedding_config(handle)
     only_embeds = abilities.embedding is not None and abilities.generating is None
-    embeds = handle.embedder() is not None or configured or only_embeds
-    # a model that embeds is shown as an embedding model only (as Ollama shows them)
-    generates = abilities.generator() is not None and not embeds
+    embeds = not reranker and (handle.embedder() is not None or configured or only_embeds)
+    # a model that embeds (or reranks) is shown as such only (as Ollama shows them)
+    generates = abilities.generator() is not None and not embeds and not reranker
     template = handle.template.source if handle.template is not None else ""
     thinking = generates and any(marker in template for marker in THINKING_MARKERS)
     return Capabilities(
@@ -63,18 +67,24 @@ def capabilities(handle: ModelHandle) -> Capabilities:
         insert=generates and inserts,
         embedding=embeds,
         thinking=thinking,
+        rerank=reranker,
     )
 
 
 def context_length(handle: ModelHandle) -> int | None:
     """The model's context in tokens: its loaded prompt format's, an embedding model's input
-    limit, else its configured ``context_size``; None when only an upstream engine knows."""
+    limit, a reranker's longest pair, else its configured ``context_size``; None when only an
+    upstream engine knows."""
     if handle.prompt_format is not None:
         return handle.prompt_format.context_length
     embedder = handle.embedder()
     spec = embedder.embedding_spec() if embedder is not None else None
     if spec is not None:
         return spec.max_input_tokens
+    scorer = handle.abilities().scorer()
+    scoring = scorer.scoring_spec() if scorer is not None else None
+    if scoring is not None and scoring.max_input_tokens > 0:
+        return scoring.max_input_tokens
     configured = getattr(handle.config, "context_size", None)
     return configured if isinstance(configured, int) and configured > 0 else None
 
@@ -83,3 +93,10 @@ def _embedding_config(handle: ModelHandle) -> bool:
     """The config makes this model an embedding model (llama.cpp's, an upstream's
     ``embedding: true``), loaded or not."""
     return getattr(handle.config, "embedding", False) is True
+
+
+def _rerank_config(handle: ModelHandle) -> bool:
+    """The config makes this model a reranker (llama.cpp's or an upstream's ``rerank: true``,
+    sentence-transformers' ``task: rerank``), loaded or not."""
+    config = handle.config
+    return getattr(config, "rerank", False) is True or getattr(config, "task", None) == "rerank"

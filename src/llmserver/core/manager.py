@@ -40,6 +40,8 @@ from llmserver.errors import (
 logger = logging.getLogger("llmserver.models")
 T = TypeVar("T")
 
+#: scorers that run here and are warmed up with one pair
+LOCAL_RERANKERS = ("cross-encoder", "rank-pooling")
 ModelState = Literal["loading", "ready", "failed", "unloaded"]
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
@@ -110,6 +112,11 @@ class ModelHandle:
         generator = self.abilities().generator()
         if generator is not None:
             return generator
+        config = self.config
+        if getattr(config, "rerank", False) is True or getattr(config, "task", None) == "rerank":
+            raise InvalidRequestError(
+                f"model '{self.id}' is a reranker; use /v1/rerank", param="model"
+            )
         if self.abilities().embedding is not None:  # loaded or not: the message is the same
             raise InvalidRequestError(
                 f"model '{self.id}' is an embedding model; use /v1/embeddings", param="model"
@@ -322,11 +329,16 @@ class ModelManager:
         logger.error("model %s failed to load: %s", handle.id, reason)
 
     async def _warm_up(self, handle: ModelHandle) -> None:
-        """One short greedy generation, or one embedding for embedding models, so the first user
-        request pays no first-run cost.
+        """One short greedy generation, one embedding for embedding models or one scored pair
+        for rerankers, so the first user request pays no first-run cost.
 
         Engines without a local tokenizer (upstream) are remote and already warm: skipped.
         """
+        scorer = handle.abilities().scorer()
+        spec = scorer.scoring_spec() if scorer is not None else None
+        if scorer is not None and spec is not None and spec.kind in LOCAL_RERANKERS:
+            await scorer.score([("Hello", "Hello")], truncate=True)
+            return
         if (embedding := handle.embedder()) is not None:
             await embedding.embed(["Hello"])
             return

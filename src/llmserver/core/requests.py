@@ -163,6 +163,23 @@ class EmbedRequest:
     inputs: EmbedInputs
     dimensions: int | None = None
     mask_input: bool = False
+    #: Cohere's and Voyage's kind of input (``search_query``, ``document``...): the model's
+    #: prompt for it (:mod:`llmserver.core.embed_prompts`)
+    input_type: str | None = None
+    #: one of the model's prompts by name (sentence-transformers' ``prompt_name``)
+    prompt_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRequest:
+    """Relevance scores of (query, document) pairs: a rerank (one query, many documents) or
+    vLLM's pairwise score. ``truncate`` cuts a document that does not fit the model instead of
+    refusing it."""
+
+    model: str | None
+    pairs: tuple[tuple[str, str], ...]
+    truncate: bool = False
+    mask_input: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from llmserver.config.model_configs import prompt_format_string
 from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
 from llmserver.core.caller import Caller
+from llmserver.core.embed_prompts import embedding_prompt
 from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.fim import CodeLimits, Infill
 from llmserver.core.generation import Event, Generation, OutputPolicy
@@ -31,9 +32,11 @@ from llmserver.core.requests import (
     InfillRequest,
     Message,
     Sampling,
+    ScoreRequest,
     TextRequest,
     TokenizeRequest,
 )
+from llmserver.core.rerank import Scores, check_limits, score
 from llmserver.core.response_cache import ResponseCache
 from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
@@ -239,4 +242,31 @@ class Service:
         masking = self._masking(caller, handle, req.mask_input)
         if masking.active and inputs and isinstance(inputs[0], str):
             inputs = [masking(text) for text in inputs]  # type: ignore[arg-type]
+        prompt = embedding_prompt(handle.config, req.input_type, req.prompt_name)
+        if prompt and inputs and isinstance(inputs[0], str):
+            inputs = [prompt + text for text in inputs]  # type: ignore[operator]
+        elif prompt and (req.input_type is not None or req.prompt_name is not None):
+            raise InvalidRequestError(
+                "a prompt goes before text inputs, not token arrays",
+                param="prompt_name" if req.prompt_name is not None else "input_type",
+            )
         return await embed(handle, inputs, req.dimensions)
+
+    async def score(self, caller: Caller, req: ScoreRequest) -> Scores:
+        """Relevance scores of (query, document) pairs (rerank, score), on a reranker or an
+        embedding model (a bi-encoder); query and documents masked as embedding inputs are."""
+        check_limits(req.pairs, self.settings)
+        handle = await self._loaded(caller, req.model)
+        pairs = list(req.pairs)
+        masking = self._masking(caller, handle, req.mask_input)
+        if masking.active:
+            masked: dict[str, str] = {}  # a query shared by many pairs is masked once
+
+            def once(text: str) -> str:
+                if text not in masked:
+                    masked[text] = masking(text)
+                return masked[text]
+
+            pairs = [(once(q), once(d)) for q, d in pairs]
+        self._log_text(pairs[0][0])
+        return await score(handle, pairs, req.truncate)

@@ -11,6 +11,7 @@ from llmserver.surfaces import (
     llamaserver,
     ollama,
     openai,
+    rerank,
     simple,
     ui,
 )
@@ -26,6 +27,7 @@ def surfaces(settings: Settings) -> list[Surface]:
             openai.surface,
             ollama.surface,
             llamaserver.surface,
+            rerank.surface,
             simple.surface,
             anthropic.surface,
             ui.surface,

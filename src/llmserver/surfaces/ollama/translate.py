@@ -256,9 +256,10 @@ def ps_entry(info: ModelDetails, expires_at: float | None) -> dict[str, Any]:
     }
 
 
-#: the capability names Ollama's clients know (it has no ``chat``: ``completion`` covers it)
+#: the capability names Ollama's clients know (it has no ``chat``: ``completion`` covers it),
+#: and ``rerank``, which Ollama's users have asked for under that name (its issue 3368)
 OLLAMA_CAPABILITIES = frozenset(
-    {"completion", "tools", "insert", "vision", "embedding", "thinking"}
+    {"completion", "tools", "insert", "vision", "embedding", "thinking", "rerank"}
 )
 
 

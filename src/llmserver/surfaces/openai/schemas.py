@@ -256,6 +256,10 @@ class EmbeddingRequest(_Request):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(None, ge=1)
     user: str | None = None
+    #: server extras: the model's embedding prompt by kind of input (Cohere's and Voyage's
+    #: ``search_query``, ``document``...) or by name (sentence-transformers' ``prompt_name``)
+    input_type: str | None = None
+    prompt_name: str | None = None
 
     @field_validator("input")
     @classmethod

@@ -164,7 +164,13 @@ def infill_request(req: CompletionRequest) -> InfillRequest | None:
 def embed_request(req: EmbeddingRequest) -> EmbedRequest:
     """The core's embedding request."""
     _refuse_unsupported(req)
-    return EmbedRequest(req.model, req.inputs(), req.dimensions)
+    return EmbedRequest(
+        req.model,
+        req.inputs(),
+        req.dimensions,
+        input_type=req.input_type,
+        prompt_name=req.prompt_name,
+    )
 
 
 # -- responses ---------------------------------------------------------------------------------
