@@ -1,0 +1,68 @@
+"""Korean phone numbers, in the forms people type them.
+
+Besides ``010-1234-5678`` this covers an area code closed by a parenthesis alone
+(``02)123-4567``), dots, spaces and wrapped lines between the groups, ``+82`` and ``82-``
+without the leading zero, and groups spelt in Hangul numerals (``공일공-1234-5678``), which
+people use to slip a number past filters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from llmserver.privacy.patterns import GAP, NOT_DIGIT_AFTER, NOT_DIGIT_BEFORE
+from llmserver.privacy.types import PIIMatch, PIIType
+
+# Sino-Korean numerals; a group is either all digits or all numerals, so a particle such as
+# 이 ("is") after the last digit is never taken as a 2.
+_NUMERAL = "[공영일이삼사오육륙칠팔구]"
+_MOBILE = r"(?:01[016789]|[공영]일[공영일육륙칠팔구])"
+_LAND = r"0(?:2|[3-6][1-5]|70|50[2-8])"
+_AREA = r"(?:1[016789]|2|[3-6][1-5]|70)"  # after +82, without the leading zero
+
+
+def _group(sizes: str) -> str:
+    return rf"(?:\d{{{sizes}}}|{_NUMERAL}{{{sizes}}})"
+
+
+_REST = _group("3,4") + f"{GAP}?" + _group("4")  # exchange and line number
+
+_PHONE = re.compile(
+    NOT_DIGIT_BEFORE
+    + r"(?:"
+    # +82 10-1234-5678, +82 (0)10 1234 5678, (+82) 10..., +82 010..., %2B82 in a URL
+    + r"(?P<intl>(?:\+|%2B|\(\+)82\)?[ -]?(?:\(0\)\s?|0)?"
+    + rf"{_AREA}{GAP}?"
+    # 82-10-1234-5678: the plus left out, so a separator and a mobile code must follow
+    + rf"|(?<![+A-Za-z])82{GAP}0?1[016789]{GAP})"
+    + _REST
+    # 010-1234-5678, 010 1234 5678, 01012345678, 공일공-1234-5678
+    + rf"|(?P<mobile>{_MOBILE}{GAP}?{_REST})"
+    # landlines and 070 / 050x numbers need a separator: 02-123-4567, 031.123.4567
+    + rf"|(?P<land>{_LAND}{GAP}{_REST})"
+    # (02) 123-4567, 02)123-4567, 031)123-4567: the opening parenthesis is often left out
+    + rf"|(?P<paren>\(?{_LAND}\)[ ]?{_REST})"
+    # 0212345678, 0311234567: landlines typed without separators
+    + r"|(?P<bare>0(?:2|[3-6][1-5]|70)[2-9]\d{6,7})"
+    + r")"
+    + NOT_DIGIT_AFTER
+)
+
+
+def find_phones(text: str) -> Iterator[PIIMatch]:
+    """Yield Korean mobile, landline and +82 numbers.
+
+    Service numbers (``1588-1234``) and toll-free ``080`` numbers belong to businesses and are
+    not matched.
+    """
+    for m in _PHONE.finditer(text):
+        if m.group("intl"):
+            score = 0.95
+        elif m.group("mobile"):
+            score = 0.85 if m.group().isdigit() else 0.9
+        elif m.group("bare"):
+            score = 0.7
+        else:
+            score = 0.8
+        yield PIIMatch(PIIType.PHONE, m.start(), m.end(), m.group(), score)
