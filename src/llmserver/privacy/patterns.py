@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 from llmserver.privacy.types import PIIMatch, PIIType
 
-# Hyphen and the dashes people paste from word processors; NFKC leaves these alone.
-DASH = "[-\u2010-\u2015\u2212]"
+# Hyphen and the dashes people paste from word processors (NFKC leaves these alone), and the
+# Hangul vowel ㅡ that Korean keyboards type in place of a dash (NFKC makes it U+1173).
+DASH = "[-\u2010-\u2015\u2212\u1173\u3161]"
 NOT_DIGIT_BEFORE = r"(?<!\d)(?<!\d-)"
 NOT_DIGIT_AFTER = r"(?!\d)(?!-\d)"
 # A line break inside a value, where a chat window or an e-mail client wrapped it.

@@ -16,7 +16,8 @@ from llmserver.privacy.types import PIIMatch, PIIType
 
 # Sino-Korean numerals; a group is either all digits or all numerals, so a particle such as
 # 이 ("is") after the last digit is never taken as a 2.
-_NUMERAL = "[공영일이삼사오육륙칠팔구]"
+NUMERALS = "공영일이삼사오육륙칠팔구"
+_NUMERAL = f"[{NUMERALS}]"
 _MOBILE = r"(?:01[016789]|[공영]일[공영일육륙칠팔구])"
 _LAND = r"0(?:2|[3-6][1-5]|70|50[2-8])"
 _AREA = r"(?:1[016789]|2|[3-6][1-5]|70)"  # after +82, without the leading zero
@@ -26,21 +27,24 @@ def _group(sizes: str) -> str:
     return rf"(?:\d{{{sizes}}}|{_NUMERAL}{{{sizes}}})"
 
 
-_REST = _group("3,4") + f"{GAP}?" + _group("4")  # exchange and line number
+# The exchange and line number: a landline needs a separator between them (so that
+# ``3333 02 1234567``, an account, is not read as ``02 1234567``), a mobile number does not.
+_REST = _group("3,4") + f"{GAP}?" + _group("4")
+_LAND_REST = _group("3,4") + GAP + _group("4")
 
 _PHONE = re.compile(
     NOT_DIGIT_BEFORE
     + r"(?:"
     # +82 10-1234-5678, +82 (0)10 1234 5678, (+82) 10..., +82 010..., %2B82 in a URL
-    + r"(?P<intl>(?:\+|%2B|\(\+)82\)?[ -]?(?:\(0\)\s?|0)?"
+    + rf"(?P<intl>(?:\+|%2B|\(\+)82\)?{GAP}?(?:\(0\)\s?|0)?"
     + rf"{_AREA}{GAP}?"
-    # 82-10-1234-5678: the plus left out, so a separator and a mobile code must follow
-    + rf"|(?<![+A-Za-z])82{GAP}0?1[016789]{GAP})"
+    # 82-10-1234-5678: the plus left out, so a separator and an area code must follow
+    + rf"|(?<![+A-Za-z])82{GAP}0?{_AREA}{GAP})"
     + _REST
     # 010-1234-5678, 010 1234 5678, 01012345678, 공일공-1234-5678
     + rf"|(?P<mobile>{_MOBILE}{GAP}?{_REST})"
     # landlines and 070 / 050x numbers need a separator: 02-123-4567, 031.123.4567
-    + rf"|(?P<land>{_LAND}{GAP}{_REST})"
+    + rf"|(?P<land>{_LAND}{GAP}{_LAND_REST})"
     # (02) 123-4567, 02)123-4567, 031)123-4567: the opening parenthesis is often left out
     + rf"|(?P<paren>\(?{_LAND}\)[ ]?{_REST})"
     # 0212345678, 0311234567: landlines typed without separators
