@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from llmserver.privacy.patterns import GAP, NOT_DIGIT_AFTER, NOT_DIGIT_BEFORE
+from llmserver.privacy.patterns import GAP, NOT_DIGIT_AFTER, NOT_DIGIT_BEFORE, context
 from llmserver.privacy.types import PIIMatch, PIIType
 
 # Sino-Korean numerals; a group is either all digits or all numerals, so a particle such as
@@ -52,6 +52,12 @@ _PHONE = re.compile(
     + r")"
     + NOT_DIGIT_AFTER
 )
+# (010)1234-5678: a mobile code in parentheses is also how people cite a number they reject
+# ("(010)2345-6789 말고 010-2345-6780"), so it needs a word such as 휴대폰 near it.
+_PAREN_MOBILE = re.compile(NOT_DIGIT_BEFORE + rf"\(01[016789]\)[ ]?{_REST}" + NOT_DIGIT_AFTER)
+_PHONE_CONTEXT = re.compile(
+    r"전화|휴대폰|핸드폰|연락처|문자|\b(?:HP|tel|phone|mobile|cell)\b", re.IGNORECASE
+)
 
 
 def find_phones(text: str) -> Iterator[PIIMatch]:
@@ -70,3 +76,6 @@ def find_phones(text: str) -> Iterator[PIIMatch]:
         else:
             score = 0.8
         yield PIIMatch(PIIType.PHONE, m.start(), m.end(), m.group(), score)
+    for m in _PAREN_MOBILE.finditer(text):
+        if context(text, m.start(), m.end(), _PHONE_CONTEXT):
+            yield PIIMatch(PIIType.PHONE, m.start(), m.end(), m.group(), 0.85)

@@ -187,9 +187,9 @@ _ACCOUNT_CONTEXT = re.compile(
 # followed by one short word such as a carrier's name (배송 조회 CJ 5678-1234-9012).
 _REFERENCE_LABEL = re.compile(
     r"(?:(?:예매|주문|예약|접수|승인|거래|회원|문서|관리|티켓|영수증|일련|결제|신청|조회)\s*번호"
-    r"|(?:배송|택배|송장|운송장)(?:\s*(?:조회|번호))?"
-    r"|(?:order|invoice|tracking|booking|ticket|reference|receipt|serial|transaction)"
-    r"(?:\s*(?:no\.?|number|#|id))?)\s*[:#]?(?:\s*[A-Za-z가-힣]{1,6})?\s*$",
+    r"|(?:배송|택배|송장|운송장)(?:\s*(?:조회|번호))?|확인증"
+    r"|order|invoice|tracking|booking|ticket|reference|receipt|serial|transaction|confirmation)"
+    r"(?:\s*(?:no\.?|number|#|id))?\s*[:#]?(?:\s*[A-Za-z가-힣]{1,6})?\s*$",
     re.IGNORECASE,
 )
 
