@@ -111,20 +111,22 @@ def find_registration_numbers(text: str) -> Iterator[PIIMatch]:
 # --- business registration numbers ------------------------------------------------------------
 
 _BRN = re.compile(NOT_DIGIT_BEFORE + rf"\d{{3}}{GAP}?\d{{2}}{GAP}?\d{{5}}" + NOT_DIGIT_AFTER)
+_BRN_DASHED = re.compile(rf"\d{{3}}{DASH}\d{{2}}{DASH}\d{{5}}")
 _BRN_CONTEXT = re.compile(r"사업자|법인|business|BRN|tax\s*id", re.IGNORECASE)
 
 
 def find_business_numbers(text: str) -> Iterator[PIIMatch]:
     """Yield business registration numbers (``NNN-NN-NNNNN``) with a valid check digit.
 
-    Ten bare digits need a context word such as 사업자. Near an account word (계좌) and with no
-    business word, the score drops below that of an account number.
+    Only ``NNN-NN-NNNNN`` stands alone; bare digits, spaces or dots need a context word such
+    as 사업자, since three numbers in a row pass the check one time in ten. Near an account
+    word (계좌) and with no business word, the score drops below that of an account number.
     """
     for m in _BRN.finditer(text):
         if not brn_checksum_valid(digits(m.group())):
             continue
         business = context(text, m.start(), m.end(), _BRN_CONTEXT)
-        if m.group().isdigit() and not business:
+        if not business and not _BRN_DASHED.fullmatch(m.group()):
             continue
         score = 0.9
         if not business and context(text, m.start(), m.end(), _ACCOUNT_CONTEXT):

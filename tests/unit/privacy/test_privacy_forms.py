@@ -191,6 +191,7 @@ def test_card_with_spaces_or_dots(text: str, expected: list[tuple[PIIType, str]]
         ("사업자번호 214 87 09130 입니다", [(BRN, "214 87 09130")]),
         ("사업자 등록번호: 101.81.11115", [(BRN, "101.81.11115")]),
         ("사업자번호 214 87 09131", []),  # check digit wrong
+        ("점수 214 87 09130", []),  # passes the check, but spaced and no business word
         ("계좌 개설일 2024.01.15, 잔액 1,234,567원", []),
         ("이체 서버 주소 192.168.123.254 점검", []),
         ("예약번호 8123-4567-8901 입금 대기", []),
