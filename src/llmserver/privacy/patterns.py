@@ -17,8 +17,9 @@ from llmserver.privacy.types import PIIMatch, PIIType
 DASH = "[-\u2010-\u2015\u2212\u1173\u3161]"
 NOT_DIGIT_BEFORE = r"(?<!\d)(?<!\d-)"
 NOT_DIGIT_AFTER = r"(?!\d)(?!-\d)"
-# A line break inside a value, where a chat window or an e-mail client wrapped it.
-_WRAP = r"(?:[ \t]*\r?\n[ \t]*)"
+# A line break inside a value, where a chat window or an e-mail client wrapped it; ``\n`` is
+# the same break inside a JSON string (tool-call arguments), ``\\n`` inside JSON in JSON.
+_WRAP = r"(?:[ \t]*(?:\r?\n|(?:\\{1,2}r)?\\{1,2}n)[ \t]*)"
 # Between two digit groups: a dash or dot (spaces around it allowed), a space, or a wrap.
 GAP = rf"(?:[ \t]?(?:{DASH}|\.)[ \t]?{_WRAP}?|[ ]?{_WRAP}|[ ])"
 

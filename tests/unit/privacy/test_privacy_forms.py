@@ -6,6 +6,8 @@ sentences here are separate, one form at a time.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmserver.privacy import PIIMasker, PIIType, normalize
@@ -130,6 +132,7 @@ def test_values_inside_urls(text: str, expected: list[tuple[PIIType, str]]) -> N
         ('{\\"phone\\":\\"010-8765-4321\\"}', [(PHONE, "010-8765-4321")]),
         ('{"text": "메일은\\nhana_kim@naver.com 입니다"}', [(EMAIL, "hana_kim@naver.com")]),
         ('{"msg":"연락처\\n010-2468-1357"}', [(PHONE, "010-2468-1357")]),
+        ('{"memo":"010-1234-\\n5678"}', [(PHONE, "010-1234-\\n5678")]),
         ('{"version":"10.0.19045","build":"22631","price":"12,345"}', []),
     ],
 )
@@ -217,3 +220,9 @@ def test_account_and_business_number_with_spaces_or_dots(
 )
 def test_partial_masks_of_the_new_forms(text: str, masked: str) -> None:
     assert PIIMasker(mode="partial").mask(text) == masked
+
+
+def test_masked_json_with_escaped_line_breaks_stays_json() -> None:
+    arguments = json.dumps({"memo": "연락처 010-1234-\n5678\nkim@naver.com", "n": 3})
+    masked = PIIMasker().mask(arguments)
+    assert json.loads(masked) == {"memo": "연락처 [PHONE]\n[EMAIL]", "n": 3}
