@@ -9,7 +9,8 @@ from typing import Literal
 
 from llmserver.privacy.normalize import normalize
 from llmserver.privacy.partial import partial_mask
-from llmserver.privacy.recognizers import RecognizerSpec, default_recognizers
+from llmserver.privacy.patterns import RecognizerSpec
+from llmserver.privacy.recognizers import default_recognizers
 from llmserver.privacy.types import MaskingError, PIIMatch, PIIType
 
 logger = logging.getLogger(__name__)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import re
 
+from llmserver.privacy.phones import NUMERALS
 from llmserver.privacy.types import PIIMatch, PIIType
 
-_SEPARATOR = re.compile(r"[^0-9A-Za-z]+")
+# Hangul numerals (공일공-1234-5678) count as digits, so that they are starred like digits.
+_SEPARATOR = re.compile(rf"[^0-9A-Za-z{NUMERALS}]+")
+
+
+def _is_digit(char: str) -> bool:
+    return char.isdigit() or char in NUMERALS
 
 
 def _star_digits(text: str, keep: set[int]) -> str:
@@ -14,7 +20,7 @@ def _star_digits(text: str, keep: set[int]) -> str:
     out: list[str] = []
     index = 0
     for char in text:
-        if char.isdigit():
+        if _is_digit(char):
             out.append(char if index in keep else "*")
             index += 1
         else:
@@ -23,13 +29,14 @@ def _star_digits(text: str, keep: set[int]) -> str:
 
 
 def _keep_last_digits(text: str, count: int) -> str:
-    total = sum(c.isdigit() for c in text)
+    total = sum(_is_digit(c) for c in text)
     return _star_digits(text, set(range(total - count, total)))
 
 
 def _mask_email(text: str) -> str:
-    local, _, domain = text.partition("@")
-    return f"{local[:1]}***@{domain}"
+    at = "@" if "@" in text else "%40"  # an address in a URL: kim%40naver.com
+    local, _, domain = text.partition(at)
+    return f"{local[:1]}***{at}{domain}"
 
 
 def _mask_phone(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -62,3 +64,16 @@ def test_stream_failure_raises_masking_error() -> None:
     streamer = StreamMasker(PIIMasker(), holdback=1)
     with pytest.raises(MaskingError):
         streamer.feed(cast(str, None))
+
+
+def test_hard_set_streamed_one_character_at_a_time_equals_masking_the_whole() -> None:
+    masker = PIIMasker()
+    path = Path(__file__).resolve().parents[2] / "data" / "pii_cases_hard.jsonl"
+    cases = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    text = "\n".join(case["text"] for case in cases)
+    for size in (1, 5):
+        _, joined = stream(masker, text, size)
+        assert joined == masker.mask(text)
+        for case in cases:
+            for entity in case["entities"]:
+                assert entity["text"] not in joined
