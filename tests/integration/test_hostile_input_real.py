@@ -4,12 +4,14 @@ bundled embedding model through sentence-transformers, on a real server.
 An unpaired UTF-16 surrogate (``"\\ud800"``, which JSON allows) is read as U+FFFD wherever JSON
 arrives, so no tokenizer, store or log line ever sees one; every route, streamed and not, and a
 batch line serve it. The fuzz target throws the fake-backend fuzz test's bodies at the real
-models, a few per route (generation is real, so the count is kept small for CI).
+models, a few per route (generation is real, so the count is kept small for CI;
+``LLMSERVER_FUZZ_EXAMPLES=80`` runs more).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -120,7 +122,7 @@ def test_a_batch_line_with_an_unpaired_surrogate_is_answered(server: RunningServ
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
 @settings(
-    max_examples=10,
+    max_examples=int(os.environ.get("LLMSERVER_FUZZ_EXAMPLES", "10")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
