@@ -11,6 +11,7 @@ from llmserver.surfaces import (
     llamaserver,
     ollama,
     openai,
+    responses,
     simple,
     ui,
 )
@@ -24,6 +25,7 @@ def surfaces(settings: Settings) -> list[Surface]:
         for make in (
             admin.surface,
             openai.surface,
+            responses.surface,
             ollama.surface,
             llamaserver.surface,
             simple.surface,
