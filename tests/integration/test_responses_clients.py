@@ -7,6 +7,9 @@ the cancel of a background run; every stream accumulated as the ``openai`` packa
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any, Literal
 
 import agents
@@ -264,3 +267,39 @@ def test_agents_sdk_runs_a_function_tool(default_server: RunningServer) -> None:
     assert called
     assert isinstance(result.final_output, str)
     assert len(result.raw_responses) >= 2  # the call, then the answer that read its output
+
+
+#: the Codex CLI's binary (``npm install @openai/codex`` puts it in ``node_modules/.bin``);
+#: the test is opt-in because the package is not a Python dependency (docs/responses.md)
+CODEX = os.environ.get("LLMSERVER_TEST_CODEX")
+CODEX_CONFIG = """
+model = "{model}"
+model_provider = "llmserver"
+# tools this server does not serve: the built-in web search, the sub-agent tool namespace
+web_search = "disabled"
+
+[features]
+multi_agent = false
+
+[model_providers.llmserver]
+name = "llmserver"
+base_url = "{base_url}"
+wire_api = "responses"
+"""
+
+
+@pytest.mark.skipif(CODEX is None, reason="set LLMSERVER_TEST_CODEX to the codex binary")
+def test_codex_cli_runs_a_task(default_server: RunningServer, tmp_path: Path) -> None:
+    home, work = tmp_path / "codex-home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    config = CODEX_CONFIG.format(model=DEFAULT_MODEL_ID, base_url=default_server.base_url)
+    (home / "config.toml").write_text(config, encoding="utf-8")
+    env = {**os.environ, "CODEX_HOME": str(home)}
+    command = [str(CODEX), "exec", "--skip-git-repo-check", "Say hello."]
+    done = subprocess.run(
+        command, cwd=work, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"POST /v1/responses" 200' in default_server.log()
+    assert "tokens used" in done.stdout + done.stderr
