@@ -46,7 +46,8 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     """The Responses API's ``usage``: input and output tokens with their details."""
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        # a prefix cache here is filled as a side effect: nothing is written on purpose
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": usage.total_tokens,

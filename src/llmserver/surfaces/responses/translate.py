@@ -320,7 +320,8 @@ def in_responses_terms(err: InvalidRequestError) -> InvalidRequestError:
         case ("messages", *_):
             where = "input"
         case _:
-            if err.param != "response_format":
+            renamed = {"response_format": "text.format", "logprobs": "include"}
+            if err.param not in renamed:
                 return err
-            where = "text.format"
+            where = renamed[err.param]
     return InvalidRequestError(err.message, param=where, code=err.code)

@@ -1,0 +1,321 @@
+"""The Responses API through the whole server stack on the deterministic fake backend: the
+response object as the ``openai`` package types it, the stream's events in OpenAI's order
+accumulated by the package's own stream state into the stored response, replay, function
+calls and their round trip, stored conversations, keys, background runs, refusals by name."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from openai import omit
+from openai._models import construct_type
+from openai.lib.streaming.responses._responses import ResponseStreamState
+from openai.types.responses import Response, ResponseStreamEvent
+
+from llmserver.jobs.response_store import ResponseStore, StoredResponse
+from llmserver.security.keys import create_key
+from support import fake_model, fake_settings, open_client, sse_events
+from support.fake import fake_backend
+from support.tools import CITY_SCHEMA, GENERIC_CALL
+
+RESPONSES = "/v1/responses"
+WEATHER = {"type": "function", "name": "get_weather", "parameters": CITY_SCHEMA}
+
+
+def create(client: TestClient, **body: Any) -> dict[str, Any]:
+    resp = client.post(RESPONSES, json={"model": "fake", "input": "hello there", **body})
+    assert resp.status_code == 200, resp.text
+    answer: dict[str, Any] = resp.json()
+    return answer
+
+
+def streamed(client: TestClient, path: str = RESPONSES, **body: Any) -> list[dict[str, Any]]:
+    if body:
+        resp = client.post(path, json={"model": "fake", "input": "hello there", **body})
+    else:
+        resp = client.get(path)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    return [json.loads(data) for data in sse_events(resp.text)]
+
+
+def _plain(value: Any) -> Any:
+    """A dumped response without the client-side fields of a parsed response."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k not in ("parsed", "parsed_arguments")}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def accumulated(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The events as the ``openai`` package's ``responses.stream`` accumulates them
+    (``get_final_response``), dumped."""
+    state: ResponseStreamState[Any] = ResponseStreamState(input_tools=omit, text_format=omit)
+    for event in events:
+        state.handle_event(construct_type(type_=ResponseStreamEvent, value=event))  # type: ignore[arg-type]
+    final = state._completed_response
+    assert final is not None
+    dumped: dict[str, Any] = _plain(final.model_dump(mode="json"))
+    return dumped
+
+
+def typed(body: dict[str, Any]) -> dict[str, Any]:
+    """A response body as the ``openai`` package reads it, dumped."""
+    dumped: dict[str, Any] = Response.model_validate(body).model_dump(mode="json")
+    return dumped
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with open_client(fake_settings(fake_model("fake"))) as c:
+        yield c
+
+
+@pytest.fixture
+def caller() -> Iterator[TestClient]:
+    """A fake model that answers with one call of the weather tool."""
+    with open_client(fake_settings(fake_model("fake", reply=GENERIC_CALL))) as c:
+        yield c
+
+
+def test_a_response_is_an_openai_response_object_and_is_stored(client: TestClient) -> None:
+    body = create(client, instructions="Be brief.", metadata={"k": "v"}, user="u1")
+    resp = Response.model_validate(body)
+    assert resp.status == "completed"
+    assert resp.output_text
+    assert resp.output[0].type == "message"
+    assert resp.usage is not None
+    assert resp.usage.input_tokens > 0
+    assert resp.usage.total_tokens == resp.usage.input_tokens + resp.usage.output_tokens
+    assert (resp.instructions, resp.metadata, resp.user, body["store"]) == (
+        "Be brief.",
+        {"k": "v"},
+        "u1",
+        True,
+    )
+    assert client.get(f"{RESPONSES}/{resp.id}").json() == body
+
+
+def test_a_response_cut_by_max_output_tokens_is_incomplete(client: TestClient) -> None:
+    body = create(client, max_output_tokens=3)
+    assert body["status"] == "incomplete"
+    assert body["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert body["output"][0]["status"] == "incomplete"
+    assert body["usage"]["output_tokens"] == 3
+
+
+def test_stream_events_come_in_order_and_accumulate_to_the_stored_response(
+    client: TestClient,
+) -> None:
+    events = streamed(client, stream=True)
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    kinds = [e["type"] for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert set(kinds[4:-4]) == {"response.output_text.delta"}
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    final = accumulated(events)
+    assert final == typed(client.get(f"{RESPONSES}/{final['id']}").json())
+    text = final["output"][0]["content"][0]["text"]
+    assert text == "".join(e["delta"] for e in events if "delta" in e)
+
+
+def test_a_stored_stream_is_replayed_after_a_sequence_number(client: TestClient) -> None:
+    events = streamed(client, stream=True)
+    rid = events[0]["response"]["id"]
+    assert streamed(client, f"{RESPONSES}/{rid}?stream=true") == events
+    assert streamed(client, f"{RESPONSES}/{rid}?stream=true&starting_after=3") == events[4:]
+
+
+def test_a_function_call_is_an_output_item_with_a_call_id(caller: TestClient) -> None:
+    body = create(caller, tools=[WEATHER])
+    (call,) = body["output"]
+    assert call["type"] == "function_call"
+    assert call["name"] == "get_weather"
+    assert call["call_id"]
+    assert json.loads(call["arguments"]) == {"city": "Paris"}
+    Response.model_validate(body)
+
+
+def test_a_streamed_function_call_accumulates_to_the_stored_response(caller: TestClient) -> None:
+    events = streamed(caller, stream=True, tools=[WEATHER])
+    kinds = [e["type"] for e in events]
+    assert "response.function_call_arguments.delta" in kinds
+    assert kinds[-3:] == [
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    final = accumulated(events)
+    assert final == typed(caller.get(f"{RESPONSES}/{final['id']}").json())
+
+
+def test_the_round_trip_shows_the_model_the_call_and_its_output(caller: TestClient) -> None:
+    first = create(caller, input="Weather in Paris?", tools=[WEATHER])
+    call = first["output"][0]
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny"}
+    create(caller, previous_response_id=first["id"], input=[output], tool_choice="none")
+    prompt = fake_backend(caller).seen[-1]
+    assert "Weather in Paris?" in prompt
+    assert "<|im_start|>tool\nSunny<|im_end|>" in prompt
+    listed = caller.get(f"{RESPONSES}/{first['id']}/input_items").json()
+    assert [(i["type"], i["role"]) for i in listed["data"]] == [("message", "user")]
+
+
+def test_input_tokens_count_the_prompt_a_response_reads(client: TestClient) -> None:
+    body = {"model": "fake", "input": "hello there", "instructions": "Be brief."}
+    counted = client.post(f"{RESPONSES}/input_tokens", json=body).json()
+    assert counted["object"] == "response.input_tokens"
+    assert (
+        counted["input_tokens"] == create(client, instructions="Be brief.")["usage"]["input_tokens"]
+    )
+
+
+def test_nothing_is_stored_with_store_false_and_deleted_is_gone(client: TestClient) -> None:
+    unstored = create(client, store=False)
+    assert client.get(f"{RESPONSES}/{unstored['id']}").status_code == 404
+    stored = create(client)
+    deleted = client.delete(f"{RESPONSES}/{stored['id']}")
+    assert deleted.json() == {"id": stored["id"], "object": "response", "deleted": True}
+    missing = client.get(f"{RESPONSES}/{stored['id']}")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    gone = client.post(
+        RESPONSES, json={"model": "fake", "input": "x", "previous_response_id": stored["id"]}
+    )
+    assert gone.status_code == 404
+    assert gone.json()["error"]["param"] == "previous_response_id"
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"tools": [{"type": "mcp", "server_label": "x"}]}, "tools[0].type"),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
+            "input[0].content[0].type",
+        ),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
+        ({"include": ["file_search_call.results"]}, "include[0]"),
+        ({"conversation": "conv_1"}, "conversation"),
+        ({"truncation": "auto"}, "truncation"),
+        ({"tool_choice": {"type": "web_search"}, "tools": [WEATHER]}, "tool_choice.type"),
+        ({"max_tool_calls": 2}, "max_tool_calls"),
+        ({"text": {"verbosity": "low"}}, "text.verbosity"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
+        ({"background": True, "store": False}, "background"),
+    ],
+)
+def test_what_is_not_served_is_refused_by_name(
+    client: TestClient, extra: dict[str, Any], param: str
+) -> None:
+    resp = client.post(RESPONSES, json={"model": "fake", "input": "hi", **extra})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["param"] == param
+    assert error["type"] == "invalid_request_error"
+
+
+def test_logprobs_on_a_model_without_them_name_the_include(client: TestClient) -> None:
+    asked = {"model": "fake", "input": "hi", "include": ["message.output_text.logprobs"]}
+    resp = client.post(RESPONSES, json=asked)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "include"
+
+
+# -- keys, background runs, the store ------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    path = tmp_path / "keys.json"
+    keys = {
+        name: create_key(path, name, **opts)
+        for name, opts in (("a", {}), ("b", {}), ("other-only", {"models": ["other"]}))
+    }
+    settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=path)
+    with open_client(settings) as c:
+        yield c, {name: {"Authorization": f"Bearer {k}"} for name, k in keys.items()}
+
+
+def test_a_response_belongs_to_the_key_that_created_it(
+    keyed: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    client, keys = keyed
+    made = client.post(RESPONSES, json={"model": "fake", "input": "hi"}, headers=keys["a"])
+    rid = made.json()["id"]
+    assert client.get(f"{RESPONSES}/{rid}", headers=keys["a"]).status_code == 200
+    for path in (f"{RESPONSES}/{rid}", f"{RESPONSES}/{rid}/input_items"):
+        assert client.get(path, headers=keys["b"]).status_code == 404
+    assert client.delete(f"{RESPONSES}/{rid}", headers=keys["b"]).status_code == 404
+    follow = {"model": "fake", "input": "more", "previous_response_id": rid}
+    assert client.post(RESPONSES, json=follow, headers=keys["b"]).status_code == 404
+    assert client.get(f"{RESPONSES}/{rid}", headers=keys["a"]).status_code == 200
+    assert client.post(RESPONSES, json={"model": "fake", "input": "hi"}).status_code == 401
+    denied = client.post(
+        RESPONSES, json={"model": "fake", "input": "hi"}, headers=keys["other-only"]
+    )
+    assert denied.status_code == 403
+
+
+def _until(check: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.02)
+    return value
+
+
+def test_a_background_run_completes_and_is_followed_by_stream() -> None:
+    with open_client(fake_settings(fake_model("fake", token_delay_s=0.01))) as client:
+        queued = create(client, background=True)
+        assert queued["status"] in ("queued", "in_progress")
+        assert queued["background"] is True
+        path = f"{RESPONSES}/{queued['id']}"
+        events = streamed(client, f"{path}?stream=true")
+        assert events[-1]["type"] == "response.completed"
+        done = _until(lambda: (b := client.get(path).json())["status"] == "completed" and b)
+        assert accumulated(events) == typed(done)
+
+
+def test_a_background_run_is_cancelled() -> None:
+    with open_client(fake_settings(fake_model("fake", token_delay_s=0.5))) as client:
+        queued = create(client, background=True)
+        cancelled = client.post(f"{RESPONSES}/{queued['id']}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled"
+        assert client.get(f"{RESPONSES}/{queued['id']}").json()["status"] == "cancelled"
+        again = client.post(f"{RESPONSES}/{queued['id']}/cancel")
+        assert again.json()["status"] == "cancelled"
+        foreground = create(client, max_output_tokens=1, store=True)
+        refused = client.post(f"{RESPONSES}/{foreground['id']}/cancel")
+        assert refused.status_code == 400
+
+
+def test_the_store_forgets_responses_past_their_retention(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "db.sqlite3")
+    body = {"id": "resp_1", "status": "completed", "output": []}
+    store.put(StoredResponse("resp_1", "a", 100, 200, body, [], []))
+    assert store.get("resp_1", "a", 150) is not None
+    assert store.get("resp_1", "b", 150) is None
+    assert store.get("resp_1", "a", 200) is None
+    assert store.purge(199) == 0
+    assert store.purge(200) == 1
