@@ -67,6 +67,8 @@ def lifespan(
         jobs = create_jobs(settings, service, handlers, keys, count)
         # one table more in the batch store's database
         store = ResponseStore(settings.data_file(None, "batches") / "batches.sqlite3")
+        if lost := store.interrupted():
+            logger.warning("%d background responses were cut short by a restart", lost)
         responses = ResponseRuns(store, settings.responses_retention_s, count)
         await jobs.runner.start(after=loading)
         observers[:] = [metrics, recent, usage]

@@ -319,3 +319,14 @@ def test_the_store_forgets_responses_past_their_retention(tmp_path: Path) -> Non
     assert store.get("resp_1", "a", 200) is None
     assert store.purge(199) == 0
     assert store.purge(200) == 1
+
+
+def test_a_background_run_cut_by_a_restart_is_failed(tmp_path: Path) -> None:
+    store = ResponseStore(tmp_path / "db.sqlite3")
+    running = {"id": "resp_2", "status": "in_progress", "output": []}
+    store.put(StoredResponse("resp_2", "a", 100, 10**12, running, [], []))
+    assert ResponseStore(tmp_path / "db.sqlite3").interrupted() == 1
+    found = store.get("resp_2", "a", 150)
+    assert found is not None
+    assert found.status == "failed"
+    assert found.body["error"]["code"] == "server_error"

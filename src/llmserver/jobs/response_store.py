@@ -119,6 +119,26 @@ class ResponseStore:
             events,
         )
 
+    def interrupted(self) -> int:
+        """After a restart: every response whose background run was still going is
+        ``failed`` (its run died with the old process); how many."""
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT id, body FROM responses WHERE status IN ('queued', 'in_progress')"
+            ).fetchall()
+            for response_id, raw in rows:
+                body = orjson.loads(raw)
+                body["status"] = "failed"
+                body["error"] = {
+                    "code": "server_error",
+                    "message": "The server restarted while this response was running.",
+                }
+                conn.execute(
+                    "UPDATE responses SET status = 'failed', body = ? WHERE id = ?",
+                    (orjson.dumps(body).decode(), response_id),
+                )
+        return len(rows)
+
     def delete(self, response_id: str, owner: str) -> bool:
         """Remove ``owner``'s response; False when there was none."""
         with self._connect() as conn:

@@ -21,6 +21,7 @@ from llmserver.core.generation import Generation
 from llmserver.errors import InvalidRequestError, NotFoundError
 from llmserver.http.context import app_context
 from llmserver.http.respond import (
+    access,
     caller,
     json_response,
     respond_json,
@@ -146,6 +147,8 @@ async def _background(
     """Start the run in a task of the app's and answer at once: the queued response, or a
     stream that follows the run (the run goes on if the client leaves)."""
     all_runs, who = runs(request), caller(request)
+    record_of = access(request)  # the log names the model; the run's usage is charged at its end
+    record_of.model, record_of.backend = gen.model, gen.backend
     record.body = dict(builder.body)
     await asyncio.to_thread(all_runs.store.put, record)
     live = LiveRun(builder.body)
