@@ -247,10 +247,13 @@ def test_logprobs_on_a_model_without_them_name_the_include(client: TestClient) -
 @pytest.fixture
 def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
     path = tmp_path / "keys.json"
-    keys = {
-        name: create_key(path, name, **opts)
-        for name, opts in (("a", {}), ("b", {}), ("other-only", {"models": ["other"]}))
+    options: dict[str, dict[str, Any]] = {
+        "a": {},
+        "b": {},
+        "other-only": {"models": ["other"]},
+        "masked": {"mask_pii": True},
     }
+    keys = {name: create_key(path, name, **opts) for name, opts in options.items()}
     settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=path)
     with open_client(settings) as c:
         yield c, {name: {"Authorization": f"Bearer {k}"} for name, k in keys.items()}
@@ -274,6 +277,22 @@ def test_a_response_belongs_to_the_key_that_created_it(
         RESPONSES, json={"model": "fake", "input": "hi"}, headers=keys["other-only"]
     )
     assert denied.status_code == 403
+
+
+def test_a_masked_key_is_masked_in_responses_and_their_continuations(
+    keyed: tuple[TestClient, dict[str, dict[str, str]]],
+) -> None:
+    client, keys = keyed
+    email = "jane.doe@example.com"
+    asked = {"model": "fake", "input": f"mail {email} now"}
+    first = client.post(RESPONSES, json=asked, headers=keys["masked"]).json()
+    seen = fake_backend(client).seen
+    assert email not in seen[-1]
+    assert "[EMAIL]" in seen[-1]
+    follow = {"model": "fake", "input": "and?", "previous_response_id": first["id"]}
+    assert client.post(RESPONSES, json=follow, headers=keys["masked"]).is_success
+    assert email not in seen[-1]
+    assert "[EMAIL]" in seen[-1]
 
 
 def _until(check: Any, timeout: float = 30.0) -> Any:

@@ -21,6 +21,9 @@ from llmserver.jobs.response_store import ResponseStore
 
 logger = logging.getLogger("llmserver.responses")
 
+#: seconds between two deletions of expired responses
+PURGE_EVERY_S = 60
+
 #: charges a finished background run's usage to its key (usage records, token rate limits)
 Count = Callable[[Caller, str, Usage], Awaitable[None]]
 
@@ -75,6 +78,16 @@ class ResponseRuns:
     retention_s: float
     count: Count
     live: dict[str, LiveRun] = field(default_factory=dict)
+    #: when expired responses were last deleted (Unix seconds)
+    purged_at: int = 0
+
+    def purge_due(self, now: int) -> bool:
+        """Whether to delete expired responses now: at most once a minute, so a busy server
+        does not pay a write for it on every request."""
+        if now - self.purged_at < PURGE_EVERY_S:
+            return False
+        self.purged_at = now
+        return True
 
     def start(self, response_id: str, run: LiveRun, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` (which feeds ``run``) in the background as ``response_id``."""

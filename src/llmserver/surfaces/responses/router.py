@@ -112,7 +112,8 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
             translated.inputs,
             translated.conversation,
         )
-        await asyncio.to_thread(runs(request).store.purge, now)
+        if runs(request).purge_due(now):
+            await asyncio.to_thread(runs(request).store.purge, now)
     if req.background:
         assert record is not None
         return await _background(request, gen, builder, record, bool(req.stream))

@@ -146,10 +146,9 @@ def _item(item: InputItem, where: str) -> Item | None:
                 param=f"{where}.role",
             )
         parts = _parts(item.content, where, "output_text" if role == "assistant" else "input_text")
-        prefix = "msg"
         return {
             "type": "message",
-            "id": item.id or item_id(prefix),
+            "id": item.id or item_id("msg"),
             "role": role,
             "content": parts,
             "status": item.status or "completed",
@@ -305,6 +304,7 @@ def chat_request(req: Conversation, earlier: Sequence[Item] = ()) -> Translated:
         tools=tools,
         tool_choice=choice,
         parallel_tool_calls=req.parallel_tool_calls is not False,
+        # seam: reasoning_effort(req) goes here once ChatRequest has the reasoning controls
     )
     return Translated(chat, inputs, conversation)
 
