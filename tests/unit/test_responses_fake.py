@@ -349,3 +349,41 @@ def test_a_background_run_cut_by_a_restart_is_failed(tmp_path: Path) -> None:
     assert found is not None
     assert found.status == "failed"
     assert found.body["error"]["code"] == "server_error"
+
+
+def _batch(client: TestClient, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    upload = client.post("/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"})
+    assert upload.status_code == 200, upload.text
+    asked = {"input_file_id": upload.json()["id"], "endpoint": RESPONSES}
+    made = client.post("/v1/batches", json={**asked, "completion_window": "24h"})
+    assert made.status_code == 200, made.text
+    batch: dict[str, Any] = made.json()
+    return batch
+
+
+def _line(custom_id: str, **body: Any) -> dict[str, Any]:
+    body = {"model": "fake", "input": "hello there", "max_output_tokens": 3, **body}
+    return {"custom_id": custom_id, "method": "POST", "url": RESPONSES, "body": body}
+
+
+def test_batch_lines_answer_as_the_route_does(client: TestClient) -> None:
+    batch = _batch(client, [_line("a"), _line("b", instructions="Be brief.")])
+    path = f"/v1/batches/{batch['id']}"
+    done = _until(lambda: (b := client.get(path).json())["status"] == "completed" and b)
+    output = client.get(f"/v1/files/{done['output_file_id']}/content").text
+    answers = {line["custom_id"]: line["response"] for line in map(json.loads, output.splitlines())}
+    for answer in answers.values():
+        assert answer["status_code"] == 200
+        body = answer["body"]
+        Response.model_validate(body)
+        assert body["status"] == "incomplete"
+        assert body["store"] is False
+    assert answers["b"]["body"]["instructions"] == "Be brief."
+
+
+def test_batch_lines_that_need_the_store_fail_validation(client: TestClient) -> None:
+    batch = _batch(client, [_line("a", previous_response_id="resp_1")])
+    assert batch["status"] == "failed"
+    (error,) = batch["errors"]["data"]
+    assert error["param"] == "body.previous_response_id"
