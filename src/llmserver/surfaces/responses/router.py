@@ -42,8 +42,6 @@ from llmserver.surfaces.responses.stream import Event, ResponseBuilder, events, 
 
 router = APIRouter(prefix="/v1/responses")
 
-_TERMINAL = ("completed", "incomplete", "failed", "cancelled")
-
 
 def runs(request: Request) -> ResponseRuns:
     """The app's stored responses and background runs."""
@@ -218,9 +216,9 @@ async def cancel_response(request: Request, response_id: str) -> Response:
         raise InvalidRequestError(
             "Only responses created with background: true can be cancelled.", param=None
         )
-    if await runs(request).cancel(record.id):
-        record = await _stored(request, response_id)
-    elif record.status not in ("cancelled", "queued", "in_progress"):
+    await runs(request).cancel(record.id)
+    record = await _stored(request, response_id)  # as the run left it (it may just have ended)
+    if record.status != "cancelled":
         raise InvalidRequestError(
             f"Cannot cancel a response with status '{record.status}'.", param=None
         )
