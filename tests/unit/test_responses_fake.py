@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,12 @@ from openai._models import construct_type
 from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 
+from llmserver.core.events import Delta
+from llmserver.core.usage import Usage
+from llmserver.errors import EngineError
 from llmserver.jobs.response_store import ResponseStore, StoredResponse
 from llmserver.security.keys import create_key
+from llmserver.surfaces.responses.stream import Failures, ResponseBuilder, events
 from support import fake_model, fake_settings, open_client, sse_events
 from support.fake import fake_backend
 from support.tools import CITY_SCHEMA, GENERIC_CALL
@@ -387,3 +391,31 @@ def test_batch_lines_that_need_the_store_fail_validation(client: TestClient) -> 
     assert batch["status"] == "failed"
     (error,) = batch["errors"]["data"]
     assert error["param"] == "body.previous_response_id"
+
+
+class _Failing:
+    """A generation that fails after its first piece of text."""
+
+    usage = Usage()
+
+    async def events(self) -> AsyncIterator[tuple[int, Delta]]:
+        yield 0, Delta("Hel")
+        raise EngineError("the engine broke")
+
+
+async def _events_of(failures: Failures) -> list[dict[str, Any]]:
+    builder = ResponseBuilder("resp_x", "fake", {}, 0)
+    gen: Any = _Failing()
+    return [event async for event in events(gen, builder, failures)]
+
+
+async def test_a_failure_after_the_stream_began_is_a_failed_response() -> None:
+    got = await _events_of("after_start")
+    assert [e["sequence_number"] for e in got] == list(range(len(got)))
+    assert got[-1]["type"] == "response.failed"
+    failed = got[-1]["response"]
+    assert failed["status"] == "failed"
+    assert failed["error"] == {"code": "engine_error", "message": "the engine broke"}
+    assert failed["output"][0]["content"][0]["text"] == "Hel"
+    with pytest.raises(EngineError):
+        await _events_of("raise")

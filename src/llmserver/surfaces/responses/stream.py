@@ -18,6 +18,7 @@ item (``response.reasoning_summary_text.delta`` events) opens before the message
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
@@ -26,7 +27,10 @@ from llmserver.core.events import Delta, TokenLogprob, ToolCallDelta
 from llmserver.core.generation import Generation
 from llmserver.core.usage import Usage
 from llmserver.errors import APIError
+from llmserver.http.errors import as_api_error
 from llmserver.surfaces.responses.translate import Item, item_id
+
+logger = logging.getLogger("llmserver.responses")
 
 Event = dict[str, Any]
 
@@ -299,9 +303,12 @@ async def events(
                 yield event
             if delta.finish_reason is not None:
                 finish = delta.finish_reason
-    except APIError as err:
+    except Exception as exc:
         if failures == "raise" or (failures == "after_start" and not started):
             raise
+        err = as_api_error(exc)
+        if not isinstance(exc, APIError):
+            logger.exception("response %s failed", builder.body["id"])
         if not started:
             for event in builder.start():
                 yield event
