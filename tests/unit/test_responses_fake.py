@@ -77,15 +77,17 @@ def typed(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
-    with open_client(fake_settings(fake_model("fake"))) as c:
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    """The fake model; stored responses and batches in a data directory of its own."""
+    with open_client(fake_settings(fake_model("fake"), data_dir=tmp_path)) as c:
         yield c
 
 
 @pytest.fixture
-def caller() -> Iterator[TestClient]:
+def caller(tmp_path: Path) -> Iterator[TestClient]:
     """A fake model that answers with one call of the weather tool."""
-    with open_client(fake_settings(fake_model("fake", reply=GENERIC_CALL))) as c:
+    settings = fake_settings(fake_model("fake", reply=GENERIC_CALL), data_dir=tmp_path)
+    with open_client(settings) as c:
         yield c
 
 
@@ -258,7 +260,8 @@ def keyed(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]
         "masked": {"mask_pii": True},
     }
     keys = {name: create_key(path, name, **opts) for name, opts in options.items()}
-    settings = fake_settings(fake_model("fake"), fake_model("other"), keys_file=path)
+    models = (fake_model("fake"), fake_model("other"))
+    settings = fake_settings(*models, keys_file=path, data_dir=tmp_path)
     with open_client(settings) as c:
         yield c, {name: {"Authorization": f"Bearer {k}"} for name, k in keys.items()}
 
@@ -307,8 +310,9 @@ def _until(check: Any, timeout: float = 30.0) -> Any:
     return value
 
 
-def test_a_background_run_completes_and_is_followed_by_stream() -> None:
-    with open_client(fake_settings(fake_model("fake", token_delay_s=0.01))) as client:
+def test_a_background_run_completes_and_is_followed_by_stream(tmp_path: Path) -> None:
+    settings = fake_settings(fake_model("fake", token_delay_s=0.01), data_dir=tmp_path)
+    with open_client(settings) as client:
         queued = create(client, background=True)
         assert queued["status"] in ("queued", "in_progress")
         assert queued["background"] is True
@@ -319,8 +323,9 @@ def test_a_background_run_completes_and_is_followed_by_stream() -> None:
         assert accumulated(events) == typed(done)
 
 
-def test_a_background_run_is_cancelled() -> None:
-    with open_client(fake_settings(fake_model("fake", token_delay_s=0.5))) as client:
+def test_a_background_run_is_cancelled(tmp_path: Path) -> None:
+    settings = fake_settings(fake_model("fake", token_delay_s=0.5), data_dir=tmp_path)
+    with open_client(settings) as client:
         queued = create(client, background=True)
         cancelled = client.post(f"{RESPONSES}/{queued['id']}/cancel")
         assert cancelled.status_code == 200, cancelled.text
