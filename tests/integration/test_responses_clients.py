@@ -242,9 +242,10 @@ def test_built_in_tools_are_refused_by_name(client: openai.OpenAI) -> None:
     assert body["param"] == "tools[0].type"
 
 
-def test_agents_sdk_runs_a_function_tool(default_server: RunningServer) -> None:
+def _weather_agent(server: RunningServer, called: list[str]) -> Any:
+    """An agent on the Agents SDK's default (Responses) model whose first turn must call its
+    weather tool (the SDK resets the tool choice after the call, so the second turn answers)."""
     agents.set_tracing_disabled(True)  # traces would be sent to OpenAI
-    called: list[str] = []
 
     @agents.function_tool
     def get_weather(city: str) -> str:
@@ -254,19 +255,34 @@ def test_agents_sdk_runs_a_function_tool(default_server: RunningServer) -> None:
 
     model = agents.OpenAIResponsesModel(
         DEFAULT_MODEL_ID,
-        openai.AsyncOpenAI(base_url=default_server.base_url, api_key="unused", max_retries=0),
+        openai.AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0),
     )
-    agent = agents.Agent(
+    return agents.Agent(
         name="weather",
         instructions="Answer with the weather tool.",
         tools=[get_weather],
         model=model,
         model_settings=agents.ModelSettings(tool_choice="get_weather", max_tokens=48),
     )
-    result = agents.Runner.run_sync(agent, QUESTION, max_turns=3)
+
+
+def test_agents_sdk_runs_a_function_tool(default_server: RunningServer) -> None:
+    called: list[str] = []
+    result = agents.Runner.run_sync(_weather_agent(default_server, called), QUESTION, max_turns=3)
     assert called
     assert isinstance(result.final_output, str)
     assert len(result.raw_responses) >= 2  # the call, then the answer that read its output
+
+
+async def test_agents_sdk_streams_a_run_with_a_function_tool(default_server: RunningServer) -> None:
+    called: list[str] = []
+    agent = _weather_agent(default_server, called)
+    run = agents.Runner.run_streamed(agent, QUESTION, max_turns=3)
+    kinds = [event.type async for event in run.stream_events()]
+    assert called
+    assert "raw_response_event" in kinds
+    assert isinstance(run.final_output, str)
+    assert len(run.raw_responses) >= 2
 
 
 #: the Codex CLI's binary (``npm install @openai/codex`` puts it in ``node_modules/.bin``);
