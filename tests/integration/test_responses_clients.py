@@ -291,11 +291,8 @@ CODEX = os.environ.get("LLMSERVER_TEST_CODEX")
 CODEX_CONFIG = """
 model = "{model}"
 model_provider = "llmserver"
-# tools this server does not serve: the built-in web search, the sub-agent tool namespace
+# a built-in tool, which this server does not serve
 web_search = "disabled"
-
-[features]
-multi_agent = false
 
 [model_providers.llmserver]
 name = "llmserver"

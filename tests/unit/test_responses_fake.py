@@ -424,3 +424,28 @@ async def test_a_failure_after_the_stream_began_is_a_failed_response() -> None:
     assert failed["output"][0]["content"][0]["text"] == "Hel"
     with pytest.raises(EngineError):
         await _events_of("raise")
+
+
+def test_a_namespace_tool_is_flattened_and_its_calls_name_it(caller: TestClient) -> None:
+    grouped = {"type": "namespace", "name": "weather", "description": "d", "tools": [WEATHER]}
+    body = create(caller, tools=[grouped])
+    (call,) = body["output"]
+    assert (call["name"], call["namespace"]) == ("get_weather", "weather")
+    assert body["tools"][0]["tools"][0]["name"] == "get_weather"
+    Response.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("inner", "param"),
+    [
+        ({"type": "custom", "name": "patch"}, "tools[0].tools[0].type"),
+        ({**WEATHER, "parameters": {"type": "string"}}, "tools[0].tools[0].parameters"),
+    ],
+)
+def test_a_namespace_tool_that_cannot_be_served_is_named(
+    client: TestClient, inner: dict[str, Any], param: str
+) -> None:
+    grouped = {"type": "namespace", "name": "ns", "description": "d", "tools": [inner]}
+    resp = client.post(RESPONSES, json={"model": "fake", "input": "hi", "tools": [grouped]})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == param

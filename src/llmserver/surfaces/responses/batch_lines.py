@@ -50,12 +50,14 @@ class ResponseLines:
 
     async def run(self, service: Service, caller: Caller, body: dict[str, Any]) -> LineAnswer:
         req = self.parse(body)
+        translated = translate.chat_request(req)
         try:
-            gen = service.chat(caller, translate.chat_request(req).chat)
+            gen = service.chat(caller, translated.chat)
         except InvalidRequestError as exc:
-            raise translate.in_responses_terms(exc) from None
+            raise translate.in_responses_terms(exc, translated.tools.paths) from None
         echoed = head(req) | {"store": False}
-        builder = ResponseBuilder(response_id(gen), gen.model, echoed, gen.created)
+        namespaces = translated.tools.namespaces
+        builder = ResponseBuilder(response_id(gen), gen.model, echoed, gen.created, namespaces)
         return LineAnswer(await final(events(gen, builder)), gen.model, gen.usage)
 
     def error_body(self, error: APIError) -> dict[str, Any]:

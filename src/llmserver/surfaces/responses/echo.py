@@ -6,7 +6,7 @@ from typing import Any
 
 from llmserver.errors import APIError
 from llmserver.http.streaming import KEEPALIVE, Framing, named_event
-from llmserver.surfaces.responses.schemas import CreateResponseRequest
+from llmserver.surfaces.responses.schemas import CreateResponseRequest, ToolParam
 from llmserver.surfaces.responses.translate import reasoning_effort
 
 
@@ -27,7 +27,14 @@ def error_event(err: APIError) -> dict[str, Any]:
 RESPONSES_SSE = Framing("text/event-stream", named_event, b"", KEEPALIVE, error_event)
 
 
-def _tool(tool: Any) -> dict[str, Any]:
+def _tool(tool: ToolParam) -> dict[str, Any]:
+    if tool.type == "namespace":
+        return {
+            "type": "namespace",
+            "name": tool.name,
+            "description": tool.description,
+            "tools": [_tool(inner) for inner in tool.tools or ()],
+        }
     return {
         "type": "function",
         "name": tool.name,

@@ -86,7 +86,7 @@ def _generation(
     try:
         gen = service(request).chat(caller(request), translated.chat)
     except InvalidRequestError as exc:
-        raise translate.in_responses_terms(exc) from None
+        raise translate.in_responses_terms(exc, translated.tools.paths) from None
     return gen, translated
 
 
@@ -96,7 +96,8 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
     if req.background and req.store is False:
         raise InvalidRequestError("background responses need store: true", param="background")
     gen, translated = _generation(request, req, await _earlier(request, req))
-    builder = ResponseBuilder(response_id(gen), gen.model, head(req), gen.created)
+    namespaces = translated.tools.namespaces
+    builder = ResponseBuilder(response_id(gen), gen.model, head(req), gen.created, namespaces)
     record = None
     if req.store is not False:
         now = int(time.time())
@@ -268,7 +269,7 @@ async def input_tokens(request: Request, req: InputTokensRequest) -> Response:
         try:
             tokens = await service(request).count_tokens(caller(request), translated.chat)
         except InvalidRequestError as exc:
-            raise translate.in_responses_terms(exc) from None
+            raise translate.in_responses_terms(exc, translated.tools.paths) from None
         return {"object": "response.input_tokens", "input_tokens": tokens}
 
     return await respond_json(request, body())

@@ -50,10 +50,12 @@ class InputItem(_Loose):
 
 
 class ToolParam(_Loose):
-    """``tools[]``: function tools are served; built-in and MCP tools are refused by name."""
+    """``tools[]``: function tools (and ``namespace`` tools grouping them) are served;
+    built-in and MCP tools are refused by name."""
 
     type: str
     name: str | None = None
+    tools: list[ToolParam] | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: StrictBool | None = None

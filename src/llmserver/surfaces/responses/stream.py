@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Literal
 
 from llmserver.core.events import Delta, TokenLogprob, ToolCallDelta
@@ -92,7 +92,14 @@ class ResponseBuilder:
     ``text``, ``metadata``, ...); the builder adds the id, status, output and usage.
     """
 
-    def __init__(self, rid: str, model: str, head: dict[str, Any], created_at: int) -> None:
+    def __init__(
+        self,
+        rid: str,
+        model: str,
+        head: dict[str, Any],
+        created_at: int,
+        namespaces: Mapping[str, str] | None = None,
+    ) -> None:
         self.body: dict[str, Any] = {
             "id": rid,
             "object": "response",
@@ -107,6 +114,8 @@ class ResponseBuilder:
             "usage": None,
         }
         self._seq = 0
+        #: the namespace of each namespaced tool, by name (a call of one names it)
+        self._namespaces = namespaces or {}
         self._text: dict[str, Any] | None = None  # the open message's output_text part
         self._message: dict[str, Any] | None = None  # the open message item
         #: the output index of each function call, by the core's call index
@@ -222,7 +231,7 @@ class ResponseBuilder:
         if piece.id is not None or piece.index not in self._calls:
             yield from self._close_message("completed")
             yield from self._close_call("completed")
-            call = {
+            call: Item = {
                 "id": item_id("fc"),
                 "type": "function_call",
                 "status": "in_progress",
@@ -230,6 +239,8 @@ class ResponseBuilder:
                 "call_id": piece.id or item_id("call"),
                 "name": piece.name or "",
             }
+            if call["name"] in self._namespaces:
+                call["namespace"] = self._namespaces[call["name"]]
             index, event = self._add(call)
             self._calls[piece.index] = self._open_call = index
             yield event

@@ -12,10 +12,11 @@ to the model again (a model's earlier thoughts are not part of its prompt).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmserver.core.requests import (
@@ -33,6 +34,7 @@ from llmserver.surfaces.responses.schemas import (
     Conversation,
     CreateResponseRequest,
     InputItem,
+    ToolParam,
 )
 
 logger = logging.getLogger("llmserver.responses")
@@ -220,23 +222,47 @@ def messages(instructions: str | None, items: Sequence[Item]) -> tuple[Message, 
 # -- tools, format, sampling -------------------------------------------------------------------
 
 
-def _tools(req: Conversation) -> tuple[tuple[Tool, ...], ToolChoice]:
-    tools = []
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """The request's function tools as the core's, a ``namespace`` tool's flattened into them
+    (the model sees each by its own name; a call of one names its namespace again)."""
+
+    tools: tuple[Tool, ...] = ()
+    choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
+    #: the namespace of each namespaced tool, by tool name
+    namespaces: Mapping[str, str] = field(default_factory=dict)
+    #: where each of ``tools`` is in the request (``tools[2].tools[0]``), for errors
+    paths: tuple[str, ...] = ()
+
+
+def _function(tool: ToolParam, where: str) -> Tool:
+    if tool.type != "function":
+        raise _refuse(
+            f"tools of type '{tool.type}' are not supported by this server; send function tools",
+            f"{where}.type",
+        )
+    if not tool.name:
+        raise InvalidRequestError(f"{where}.name: Field required", param=f"{where}.name")
+    return Tool(tool.name, tool.description, tool.parameters, tool.strict)
+
+
+def _tools(req: Conversation) -> Tools:
+    tools, paths, namespaces = [], [], {}
     for i, tool in enumerate(req.tools or ()):
-        if tool.type != "function":
-            raise _refuse(
-                f"tools of type '{tool.type}' are not supported by this server; send function "
-                "tools",
-                f"tools[{i}].type",
-            )
-        if not tool.name:
-            raise InvalidRequestError(f"tools[{i}].name: Field required", param=f"tools[{i}].name")
-        tools.append(Tool(tool.name, tool.description, tool.parameters, tool.strict))
+        if tool.type != "namespace":
+            tools.append(_function(tool, f"tools[{i}]"))
+            paths.append(f"tools[{i}]")
+            continue
+        for j, inner in enumerate(tool.tools or ()):
+            tools.append(_function(inner, f"tools[{i}].tools[{j}]"))
+            paths.append(f"tools[{i}].tools[{j}]")
+            namespaces[tools[-1].name] = tool.name or ""
+    made = Tools(tuple(tools), ToolChoice("auto" if tools else "none"), namespaces, tuple(paths))
     choice = req.tool_choice
     if choice is None:
-        return tuple(tools), ToolChoice("auto" if tools else "none")
+        return made
     if isinstance(choice, str):
-        return tuple(tools), ToolChoice(choice)
+        return dataclasses.replace(made, choice=ToolChoice(choice))
     if choice.type != "function":
         raise _refuse(
             f"tool_choice of type '{choice.type}' is not supported by this server",
@@ -244,7 +270,7 @@ def _tools(req: Conversation) -> tuple[tuple[Tool, ...], ToolChoice]:
         )
     if not choice.name:
         raise InvalidRequestError("tool_choice.name: Field required", param="tool_choice.name")
-    return tuple(tools), ToolChoice("function", choice.name)
+    return dataclasses.replace(made, choice=ToolChoice("function", choice.name))
 
 
 def _constraint(req: Conversation) -> JsonConstraint | None:
@@ -278,6 +304,7 @@ class Translated:
     inputs: list[Item]
     #: the whole conversation up to this response's output (earlier responses' included)
     conversation: list[Item]
+    tools: Tools = field(default_factory=Tools)
 
 
 def chat_request(req: Conversation, earlier: Sequence[Item] = ()) -> Translated:
@@ -286,7 +313,7 @@ def chat_request(req: Conversation, earlier: Sequence[Item] = ()) -> Translated:
     refuse_unsupported(req)
     inputs = input_items(req)
     conversation = [*earlier, *inputs]
-    tools, choice = _tools(req)
+    tools = _tools(req)
     sampling = Sampling()
     if isinstance(req, CreateResponseRequest):
         sampling = Sampling(
@@ -301,20 +328,21 @@ def chat_request(req: Conversation, earlier: Sequence[Item] = ()) -> Translated:
         sampling,
         1,
         _constraint(req),
-        tools=tools,
-        tool_choice=choice,
+        tools=tools.tools,
+        tool_choice=tools.choice,
         parallel_tool_calls=req.parallel_tool_calls is not False,
         # seam: reasoning_effort(req) goes here once ChatRequest has the reasoning controls
     )
-    return Translated(chat, inputs, conversation)
+    return Translated(chat, inputs, conversation, tools)
 
 
-def in_responses_terms(err: InvalidRequestError) -> InvalidRequestError:
+def in_responses_terms(err: InvalidRequestError, paths: Sequence[str] = ()) -> InvalidRequestError:
     """A core error naming a field in the Responses API's words (``tools[0].parameters``,
-    ``text.format``, ``input``); other errors as they are."""
+    ``tools[2].tools[0].parameters`` for a namespace's tool, ``text.format``, ``input``);
+    other errors as they are. ``paths`` is where each of the core's tools came from."""
     match err.location:
         case ("tools", int(i), str(name)):
-            where = f"tools[{i}].{name}"
+            where = f"{paths[i] if i < len(paths) else f'tools[{i}]'}.{name}"
         case ("constraint",):
             where = "text.format.schema"
         case ("messages", *_):
