@@ -294,6 +294,11 @@ model_provider = "llmserver"
 # a built-in tool, which this server does not serve
 web_search = "disabled"
 
+# the sub-agent tools (served as a namespace) would take the prompt past the default model's
+# 8,192-token context
+[features]
+multi_agent = false
+
 [model_providers.llmserver]
 name = "llmserver"
 base_url = "{base_url}"
