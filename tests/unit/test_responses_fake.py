@@ -221,7 +221,6 @@ def test_nothing_is_stored_with_store_false_and_deleted_is_gone(client: TestClie
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         ({"include": ["file_search_call.results"]}, "include[0]"),
         ({"conversation": "conv_1"}, "conversation"),
-        ({"truncation": "auto"}, "truncation"),
         ({"tool_choice": {"type": "web_search"}, "tools": [WEATHER]}, "tool_choice.type"),
         ({"max_tool_calls": 2}, "max_tool_calls"),
         ({"text": {"verbosity": "low"}}, "text.verbosity"),
@@ -449,3 +448,42 @@ def test_a_namespace_tool_that_cannot_be_served_is_named(
     resp = client.post(RESPONSES, json={"model": "fake", "input": "hi", "tools": [grouped]})
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["param"] == param
+
+
+def _long_conversation() -> list[dict[str, Any]]:
+    words = " ".join(["word"] * 12)
+    call = {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": "{}"}
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": f"oldest {words}"},
+        call,
+        {"type": "function_call_output", "call_id": "c1", "output": f"sunny {words}"},
+    ]
+    items += [{"role": "user", "content": f"turn{i} {words}"} for i in range(6)]
+    return [*items, {"role": "user", "content": "newest question"}]
+
+
+def test_truncation_auto_drops_the_oldest_items_until_the_prompt_fits(tmp_path: Path) -> None:
+    settings = fake_settings(fake_model("fake", context_size=64), data_dir=tmp_path)
+    with open_client(settings) as client:
+        asked: dict[str, Any] = {
+            "model": "fake",
+            "input": _long_conversation(),
+            "instructions": "Be brief.",
+            "tools": [WEATHER],
+            "max_output_tokens": 4,
+        }
+        refused = client.post(RESPONSES, json=asked)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["code"] == "context_length_exceeded"
+        body = create(client, **asked, truncation="auto")
+        assert body["truncation"] == "auto"
+        prompt = fake_backend(client).seen[-1]
+        assert "Be brief." in prompt
+        assert "newest question" in prompt
+        assert "oldest" not in prompt
+        assert "sunny" not in prompt  # the tool output went with its call
+        assert body["usage"]["input_tokens"] < 64
+        counted = client.post(f"{RESPONSES}/input_tokens", json={**asked, "truncation": "auto"})
+        assert counted.json()["input_tokens"] == body["usage"]["input_tokens"]
+        listed = client.get(f"{RESPONSES}/{body['id']}/input_items?order=asc").json()
+        assert len(listed["data"]) == len(asked["input"])  # what was sent is kept whole

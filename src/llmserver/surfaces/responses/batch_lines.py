@@ -23,6 +23,7 @@ from llmserver.surfaces.responses import translate
 from llmserver.surfaces.responses.echo import head
 from llmserver.surfaces.responses.schemas import CreateResponseRequest
 from llmserver.surfaces.responses.stream import ResponseBuilder, events, final, response_id
+from llmserver.surfaces.responses.truncation import fit
 
 
 class ResponseLines:
@@ -52,6 +53,8 @@ class ResponseLines:
         req = self.parse(body)
         translated = translate.chat_request(req)
         try:
+            if req.truncation == "auto":
+                translated = await fit(service, caller, req.instructions, translated)
             gen = service.chat(caller, translated.chat)
         except InvalidRequestError as exc:
             raise translate.in_responses_terms(exc, translated.tools.paths) from None

@@ -77,6 +77,6 @@ def head(req: CreateResponseRequest) -> dict[str, Any]:
         "tools": [_tool(tool) for tool in req.tools or ()],
         "top_logprobs": req.top_logprobs or 0,
         "top_p": req.top_p,
-        "truncation": "disabled",
+        "truncation": req.truncation or "disabled",
         "user": req.user,
     }

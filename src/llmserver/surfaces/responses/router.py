@@ -39,6 +39,7 @@ from llmserver.surfaces.responses.schemas import (
     InputTokensRequest,
 )
 from llmserver.surfaces.responses.stream import Event, ResponseBuilder, events, final, response_id
+from llmserver.surfaces.responses.truncation import fit
 
 router = APIRouter(prefix="/v1/responses")
 
@@ -79,10 +80,23 @@ async def _earlier(request: Request, req: Conversation) -> list[translate.Item]:
     return [*prev.conversation, *prev.body["output"]]
 
 
-def _generation(
+async def _translated(
+    request: Request, req: Conversation, earlier: list[translate.Item]
+) -> translate.Translated:
+    """The core's request for ``req``, cut to the model's context with ``truncation: auto``."""
+    translated = translate.chat_request(req, earlier)
+    if req.truncation != "auto":
+        return translated
+    try:
+        return await fit(service(request), caller(request), req.instructions, translated)
+    except InvalidRequestError as exc:
+        raise translate.in_responses_terms(exc, translated.tools.paths) from None
+
+
+async def _generation(
     request: Request, req: Conversation, earlier: list[translate.Item]
 ) -> tuple[Generation, translate.Translated]:
-    translated = translate.chat_request(req, earlier)
+    translated = await _translated(request, req, earlier)
     try:
         gen = service(request).chat(caller(request), translated.chat)
     except InvalidRequestError as exc:
@@ -95,7 +109,7 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
     """``POST /v1/responses``."""
     if req.background and req.store is False:
         raise InvalidRequestError("background responses need store: true", param="background")
-    gen, translated = _generation(request, req, await _earlier(request, req))
+    gen, translated = await _generation(request, req, await _earlier(request, req))
     namespaces = translated.tools.namespaces
     builder = ResponseBuilder(response_id(gen), gen.model, head(req), gen.created, namespaces)
     record = None
@@ -265,7 +279,7 @@ async def input_tokens(request: Request, req: InputTokensRequest) -> Response:
     tokens (the chat template applied to the input, instructions and tools)."""
 
     async def body() -> dict[str, Any]:
-        translated = translate.chat_request(req, await _earlier(request, req))
+        translated = await _translated(request, req, await _earlier(request, req))
         try:
             tokens = await service(request).count_tokens(caller(request), translated.chat)
         except InvalidRequestError as exc:

@@ -82,12 +82,6 @@ def refuse_unsupported(req: Conversation) -> None:
         raise InvalidRequestError(
             f"reasoning.effort must be one of {', '.join(EFFORTS)}", param="reasoning.effort"
         )
-    if req.truncation == "auto":
-        raise _refuse(
-            "truncation 'auto' is not supported by this server; a conversation past the "
-            "context is a 400 (truncation 'disabled')",
-            "truncation",
-        )
     if unknown := req.unknown_fields():
         logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
 
