@@ -227,6 +227,8 @@ def test_nothing_is_stored_with_store_false_and_deleted_is_gone(client: TestClie
         ({"tool_choice": "required"}, "tool_choice"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema"),
         ({"background": True, "store": False}, "background"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"top_p": True}, "top_p"),
     ],
 )
 def test_what_is_not_served_is_refused_by_name(

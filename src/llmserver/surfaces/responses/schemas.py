@@ -3,15 +3,16 @@
 Requests accept unknown fields (clients send them) and the surface logs them. Input items and
 tools are kept loose here (``type`` plus the fields this server reads) so that
 :mod:`.translate` can refuse what it does not serve by name (``input[2].content[0].type``)
-instead of answering with a union's validation noise. Booleans are strict and integers keep
-OpenAI's ranges. Responses are plain dicts built in :mod:`.items` and :mod:`.stream`.
+instead of answering with a union's validation noise. Booleans and numbers are strict (a
+string or a boolean is never a number) and keep OpenAI's ranges. Responses are plain dicts
+built in :mod:`.stream` and :mod:`.echo`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 MAX_TOP_LOGPROBS = 20
 #: OpenAI's limits on ``metadata``: 16 pairs, keys up to 64 and values up to 512 characters
@@ -118,8 +119,8 @@ class CreateResponseRequest(Conversation):
     store: StrictBool | None = True
     background: StrictBool | None = False
     max_output_tokens: StrictInt | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
+    temperature: StrictFloat | None = Field(None, ge=0, le=2)
+    top_p: StrictFloat | None = Field(None, gt=0, le=1)
     top_logprobs: StrictInt | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     include: list[str] | None = None
     metadata: dict[str, str] | None = Field(None, max_length=MAX_METADATA)
