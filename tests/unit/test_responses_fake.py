@@ -489,3 +489,14 @@ def test_truncation_auto_drops_the_oldest_items_until_the_prompt_fits(tmp_path: 
         assert counted.json()["input_tokens"] == body["usage"]["input_tokens"]
         listed = client.get(f"{RESPONSES}/{body['id']}/input_items?order=asc").json()
         assert len(listed["data"]) == len(asked["input"])  # what was sent is kept whole
+
+
+def test_a_background_run_may_be_streamed_as_it_is_created(tmp_path: Path) -> None:
+    settings = fake_settings(fake_model("fake", token_delay_s=0.01), data_dir=tmp_path)
+    with open_client(settings) as client:
+        events = streamed(client, stream=True, background=True)
+        assert [e["sequence_number"] for e in events] == list(range(len(events)))
+        assert events[-1]["type"] == "response.completed"
+        stored = client.get(f"{RESPONSES}/{events[0]['response']['id']}").json()
+        assert accumulated(events) == typed(stored)
+        assert stored["background"] is True
