@@ -195,8 +195,10 @@ async def get_response(
 ) -> Response:
     """``GET /v1/responses/{id}``; with ``stream=true`` its events after ``starting_after``
     (a background run's as they come)."""
-    record = await _stored(request, response_id)
+    # the live run first: it leaves the registry only once its end is stored, so either it
+    # is found here or the stored record read next is its last version
     live = runs(request).live.get(response_id)
+    record = await _stored(request, response_id)  # and the caller's (another key: 404)
     after = -1 if starting_after is None else starting_after
     if stream:
         if live is not None:
