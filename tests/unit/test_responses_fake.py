@@ -21,6 +21,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from llmserver.core.events import Delta
 from llmserver.core.usage import Usage
 from llmserver.errors import EngineError
+from llmserver.jobs.response_runs import LiveRun, ResponseRuns
 from llmserver.jobs.response_store import ResponseStore, StoredResponse
 from llmserver.security.keys import create_key
 from llmserver.surfaces.responses.stream import Failures, ResponseBuilder, events
@@ -500,3 +501,23 @@ def test_a_background_run_may_be_streamed_as_it_is_created(tmp_path: Path) -> No
         stored = client.get(f"{RESPONSES}/{events[0]['response']['id']}").json()
         assert accumulated(events) == typed(stored)
         assert stored["background"] is True
+
+
+async def test_a_background_run_cancelled_before_it_ever_ran_ends(tmp_path: Path) -> None:
+    async def count(caller: Any, model: str, used: Usage) -> None:
+        return None
+
+    runs = ResponseRuns(ResponseStore(tmp_path / "db.sqlite3"), 60.0, count)
+    ran: list[bool] = []
+
+    async def work() -> None:
+        ran.append(True)
+
+    run = LiveRun({"id": "resp_3", "status": "queued"})
+    runs.start("resp_3", run, work())
+    assert await runs.cancel("resp_3")  # at once: the task has not taken a step yet
+    assert not ran
+    assert run.done
+    assert run.body["status"] == "cancelled"
+    assert [event async for event in run.follow(-1)] == []  # a follower is not left waiting
+    assert "resp_3" not in runs.live

@@ -111,6 +111,9 @@ class ResponseRuns:
         run.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await run.task
+        if not run.done:  # cancelled before it ever ran: its own ending never happened
+            run.body["status"] = "cancelled"
+            run.end()
         return True
 
     async def close(self) -> None:

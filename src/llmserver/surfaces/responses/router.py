@@ -233,7 +233,12 @@ async def cancel_response(request: Request, response_id: str) -> Response:
         raise InvalidRequestError(
             "Only responses created with background: true can be cancelled.", param=None
         )
+    live = runs(request).live.get(record.id)
     await runs(request).cancel(record.id)
+    if live is not None and live.body["status"] == "cancelled" and not live.events:
+        # cancelled before it ever ran: nothing stored its end
+        record.body = live.body
+        await asyncio.to_thread(runs(request).store.put, record)
     record = await _stored(request, response_id)  # as the run left it (it may just have ended)
     if record.status != "cancelled":
         raise InvalidRequestError(
