@@ -230,7 +230,9 @@ def test_logprobs_are_included_when_asked(client: openai.OpenAI) -> None:
     assert part.type == "output_text"
     assert part.logprobs
     assert all(len(lp.top_logprobs) == 2 for lp in part.logprobs)
-    assert "".join(lp.token for lp in part.logprobs) == part.text
+    # a token may hold part of a character (its text is then U+FFFD): the bytes add up
+    raw = b"".join(bytes(lp.bytes) for lp in part.logprobs)
+    assert raw.decode(errors="replace") == part.text
 
 
 def test_built_in_tools_are_refused_by_name(client: openai.OpenAI) -> None:
@@ -262,7 +264,10 @@ def _weather_agent(server: RunningServer, called: list[str]) -> Any:
         instructions="Answer with the weather tool.",
         tools=[get_weather],
         model=model,
-        model_settings=agents.ModelSettings(tool_choice="get_weather", max_tokens=48),
+        # greedy, and room to finish: the SDK takes a reply cut by max_tokens as an error
+        model_settings=agents.ModelSettings(
+            tool_choice="get_weather", temperature=0, max_tokens=1024
+        ),
     )
 
 
