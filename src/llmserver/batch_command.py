@@ -17,7 +17,7 @@ import orjson
 
 DEFAULT_URL = "http://127.0.0.1:8000/v1"
 FINAL = {"completed", "failed", "expired", "cancelled"}
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
 
 
 class BatchCommandError(Exception):

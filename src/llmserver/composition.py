@@ -23,6 +23,8 @@ from llmserver.http.middleware.rate_limit import RateLimits
 from llmserver.http.surface import Surface, line_handlers
 from llmserver.jobs.batches import BatchJobs
 from llmserver.jobs.lines import LineHandlers
+from llmserver.jobs.response_runs import Count, ResponseRuns
+from llmserver.jobs.response_store import ResponseStore
 from llmserver.jobs.runner import Runner, caller_from_snapshot
 from llmserver.jobs.sqlite_store import SQLiteStore
 from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
@@ -61,17 +63,34 @@ def lifespan(
         usage.start()
         loading = asyncio.create_task(service.admin.load_all())
         handlers = line_handlers(surfaces)
-        jobs = create_jobs(settings, service, handlers, keys, usage, rate_limits)
+        count = usage_counter(keys, usage, rate_limits)
+        jobs = create_jobs(settings, service, handlers, keys, count)
+        # one table more in the batch store's database
+        store = ResponseStore(settings.data_file(None, "batches") / "batches.sqlite3")
+        if lost := store.interrupted():
+            logger.warning("%d background responses were cut short by a restart", lost)
+        responses = ResponseRuns(store, settings.responses_retention_s, count)
         await jobs.runner.start(after=loading)
         observers[:] = [metrics, recent, usage]
         context = AppContext(
-            settings, service, models, keys, started, metrics, recent, usage, jobs, loading
+            settings,
+            service,
+            models,
+            keys,
+            started,
+            metrics,
+            recent,
+            usage,
+            jobs,
+            loading,
+            responses,
         )
         attach_context(app, context)
         try:
             yield
         finally:
             observers.clear()
+            await responses.close()
             await jobs.runner.stop()
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -83,24 +102,31 @@ def lifespan(
     return run
 
 
-def create_jobs(
-    settings: Settings,
-    service: Service,
-    handlers: LineHandlers,
-    keys: KeyStore,
-    usage: UsageRecorder,
-    rate_limits: RateLimits,
-) -> BatchJobs:
-    """Batch jobs for one app (start its runner in the lifespan): the SQLite store under
-    ``data_dir``, the runner with the surfaces' line handlers, usage and rate-limit accounting,
-    and the creating key looked up anew for every line (a revoked key's lines fail with 401)."""
-    store = SQLiteStore(settings.data_file(None, "batches"))
+def usage_counter(keys: KeyStore, usage: UsageRecorder, rate_limits: RateLimits) -> Count:
+    """Charges work that runs after its request was answered (batch lines, background
+    responses) to its key: the usage records and the key's token rate limits."""
 
     async def count(caller: Caller, model: str, used: Usage) -> None:
         usage.record(caller.name, model, used.prompt_tokens, used.completion_tokens)
         key = keys.named(caller.name) if caller.name else None
         limits = key.rate_limits() if key is not None else None
         await rate_limits.charge(caller.name, limits, used.total_tokens)
+
+    return count
+
+
+def create_jobs(
+    settings: Settings,
+    service: Service,
+    handlers: LineHandlers,
+    keys: KeyStore,
+    count: Count,
+) -> BatchJobs:
+    """Batch jobs for one app (start its runner in the lifespan): the SQLite store under
+    ``data_dir``, the runner with the surfaces' line handlers, usage and rate-limit accounting
+    (``count``), and the creating key looked up anew for every line (a revoked key's lines
+    fail with 401)."""
+    store = SQLiteStore(settings.data_file(None, "batches"))
 
     def lookup(snapshot: dict[str, object]) -> Caller | None:
         stored = caller_from_snapshot(dict(snapshot))

@@ -32,6 +32,11 @@ ROUTES: dict[str, list[str]] = {
     "/tokenize": ["model", "prompt", "messages", "add_special_tokens", "content"],
     "/detokenize": ["model", "tokens"],
     "/infill": ["model", "input_prefix", "input_suffix", "input_extra", "n_predict", "stream"],
+    "/v1/responses": [
+        "model", "input", "instructions", "tools", "tool_choice", "max_output_tokens", "stream",
+        "text", "store", "previous_response_id", "include", "top_logprobs", "reasoning",
+    ],
+    "/v1/responses/input_tokens": ["model", "input", "instructions", "tools"],
     "/v1/rerank": ["model", "query", "documents", "top_n", "return_documents", "rank_fields"],
     "/rerank": ["model", "query", "documents", "top_n", "truncate"],
     "/v2/rerank": ["model", "query", "documents", "top_n", "max_tokens_per_doc", "priority"],

@@ -128,6 +128,8 @@ def test_estimate_and_duration() -> None:
     body = b'{"prompt": ["a", "b"], "max_tokens": 10, "n": 2}'
     assert estimate_tokens(body) == -(-len(body) // 4) + 40
     assert estimate_tokens(b"not json") == 2
+    responses = b'{"input": "hi", "max_output_tokens": 30}'
+    assert estimate_tokens(responses) == -(-len(responses) // 4) + 30
     assert (duration(0.02), duration(1.5), duration(360)) == ("20ms", "1.5s", "6m0s")
 
 

@@ -37,4 +37,5 @@ def test_error_shapes_and_batch_lines_come_from_the_descriptors() -> None:
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/embeddings",
+        "/v1/responses",
     }

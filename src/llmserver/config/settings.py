@@ -374,6 +374,13 @@ class Settings(BaseSettings):
         description="Test only: batches expire this many seconds after creation instead of "
         "after their completion window.",
     )
+    # -- the Responses API's stored responses (issue 27) --
+    responses_retention_s: float = Field(
+        30 * 24 * 3600.0,
+        gt=0,
+        description="How long a stored response of /v1/responses (store: true, OpenAI's "
+        "default) is kept for retrieval and previous_response_id, in seconds; then deleted.",
+    )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model, "

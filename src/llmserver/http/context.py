@@ -17,6 +17,7 @@ from llmserver.config.settings import Settings
 from llmserver.core.manager import ModelManager
 from llmserver.core.service import Service
 from llmserver.jobs.batches import BatchJobs
+from llmserver.jobs.response_runs import ResponseRuns
 from llmserver.observability.accounting import UsageRecorder
 from llmserver.observability.logs import AccessRecord
 from llmserver.observability.metrics import Metrics
@@ -45,6 +46,8 @@ class AppContext:
     jobs: BatchJobs
     #: loading the preloaded models; the server reports (or exits) when it is done
     loading: asyncio.Task[None]
+    #: the Responses API's stored responses and background runs
+    responses: ResponseRuns
 
 
 def attach_context(app: Starlette, context: AppContext) -> None:

@@ -12,6 +12,7 @@ from llmserver.surfaces import (
     ollama,
     openai,
     rerank,
+    responses,
     simple,
     ui,
 )
@@ -25,6 +26,7 @@ def surfaces(settings: Settings) -> list[Surface]:
         for make in (
             admin.surface,
             openai.surface,
+            responses.surface,
             ollama.surface,
             llamaserver.surface,
             rerank.surface,

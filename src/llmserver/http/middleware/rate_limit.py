@@ -175,7 +175,11 @@ def estimate_tokens(body: bytes) -> int:
         return prompt
     if not isinstance(data, dict):
         return prompt
-    wanted = data.get("max_completion_tokens") or data.get("max_tokens")
+    wanted = (
+        data.get("max_completion_tokens")
+        or data.get("max_tokens")
+        or data.get("max_output_tokens")  # the Responses API's
+    )
     n = data.get("n")
     prompts = data.get("prompt")
     if not isinstance(wanted, int) or wanted < 1:

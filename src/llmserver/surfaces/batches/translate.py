@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmserver.jobs.records import BatchRecord, FileRecord
 
-Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+Endpoint = Literal["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"]
 
 
 class BatchCreateRequest(BaseModel):

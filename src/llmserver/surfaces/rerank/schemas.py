@@ -11,7 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from llmserver.surfaces.openai.schemas import _Request
+
+class RequestBody(BaseModel):
+    """A request body: fields this server does not know are kept, to be refused by name."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    def unknown_fields(self) -> list[str]:
+        """Names of fields this server does not know."""
+        return sorted(self.model_extra or {})
 
 
 class RerankDocument(BaseModel):
@@ -27,7 +35,7 @@ class RerankDocument(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
-class RerankBody(_Request):
+class RerankBody(RequestBody):
     """``POST /v1/rerank`` and ``/rerank`` (Jina, Cohere v1, vLLM, llama-server)."""
 
     model: str | None = None
@@ -52,7 +60,7 @@ class RerankV2Body(RerankBody):
     priority: StrictInt | None = None
 
 
-class ScoreBody(_Request):
+class ScoreBody(RequestBody):
     """``POST /v1/score`` (vLLM): ``text_1`` against each ``text_2`` (one to many), or pairwise
     (two lists of one length)."""
 

@@ -12,8 +12,13 @@ from typing import Any
 from llmserver.core.requests import ScoreRequest
 from llmserver.core.rerank import Scores
 from llmserver.errors import InvalidRequestError
-from llmserver.surfaces.openai.schemas import _Request
-from llmserver.surfaces.rerank.schemas import RerankBody, RerankDocument, RerankV2Body, ScoreBody
+from llmserver.surfaces.rerank.schemas import (
+    RequestBody,
+    RerankBody,
+    RerankDocument,
+    RerankV2Body,
+    ScoreBody,
+)
 
 logger = logging.getLogger("llmserver.rerank")
 
@@ -28,7 +33,7 @@ _OFF: dict[str, tuple[Any, ...]] = {
 }
 
 
-def _refuse_unsupported(body: _Request) -> None:
+def _refuse_unsupported(body: RequestBody) -> None:
     for name, off in _OFF.items():
         if name in type(body).model_fields and getattr(body, name) not in off:
             hint = ' (send "truncate": true to cut documents to the model\'s input)'
