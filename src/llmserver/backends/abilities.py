@@ -74,6 +74,14 @@ class ReportsLogprobs(Protocol):
 
 
 @runtime_checkable
+class FollowsThoughts(Protocol):
+    """A backend that follows :attr:`GenerationRequest.thought`: ends a thought at its budget
+    and applies the request's constraint only after the thought (llama.cpp)."""
+
+    follows_thoughts: ClassVar[Literal[True]]
+
+
+@runtime_checkable
 class Replicated(Protocol):
     """A backend that spreads its model over several replicas (upstream engines)."""
 
@@ -91,6 +99,8 @@ class Abilities:
     replicated: Replicated | None
     logprobs: bool
     token_tools: TokenTools | None = None
+    #: budgets thoughts and constrains only the answer (:class:`FollowsThoughts`)
+    thoughts: bool = False
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -102,6 +112,7 @@ class Abilities:
             replicated=backend if isinstance(backend, Replicated) else None,
             logprobs=isinstance(backend, ReportsLogprobs),
             token_tools=backend if isinstance(backend, TokenTools) else None,
+            thoughts=isinstance(backend, FollowsThoughts),
         )
 
     def embedder(self) -> Embedding | None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from llmserver.backends.thought import ThoughtSpec
 from llmserver.config.model_configs import ModelConfig
 from llmserver.errors import (
     ContextLengthError,
@@ -90,6 +91,9 @@ class GenerationRequest:
     #: the code after the hole, for an engine that fills the middle itself (``prompt`` is the
     #: code before it); None: a plain completion
     suffix: str | None = None
+    #: how the output holds a reasoning model's thought (None: it holds none); an engine that
+    #: can budgets it and applies ``constraint`` only after it
+    thought: ThoughtSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,9 @@ class Delta:
     logprobs: tuple[TokenLogprob, ...] = ()
     stop_sequence: str | None = None
     cached_tokens: int | None = None
+    #: a reasoning model's thought (the core splits it out of ``text``; an upstream engine that
+    #: separates it sends it here)
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmserver.backends.base import Delta, GenerationRequest, TokenLogprob, ToolCallDelta
+from llmserver.backends.thought import ThoughtSplitter
 from llmserver.core.requests import ToolCall
 from llmserver.core.response_cache import ResponseCache, is_deterministic, request_key
 from llmserver.core.scheduling import Deadline
@@ -38,6 +39,8 @@ class Result:
     stop_sequences: list[str | None] = field(default_factory=list)
     tool_calls: list[list[ToolCall]] = field(default_factory=list)
     logprobs: list[list[TokenLogprob]] = field(default_factory=list)
+    #: each choice's thought (a reasoning model's; '' for none)
+    reasonings: list[str] = field(default_factory=list)
 
 
 def add_call_delta(calls: list[ToolCall], piece: ToolCallDelta) -> None:
@@ -148,8 +151,14 @@ class Generation:
             sent: list[Event] = []
             for index, req in enumerate(requests):
                 parser = self.plan.parser(self.handle)
+                spec = req.thought
+                splitter = ThoughtSplitter(spec) if spec is not None else None
                 async for delta in deadline.bound(self.handle.generator().generate(req)):
                     self._account(index in first_of_prompt, delta)
+                    if splitter is not None:
+                        delta = self._split(splitter, delta)
+                    if spec is not None and spec.drop:
+                        delta = dataclasses.replace(delta, reasoning="")
                     if parser is not None:
                         delta = _parsed(parser, delta)
                     if self.policy.masker is not None:
@@ -185,6 +194,18 @@ class Generation:
             self.prompts.append(req.prompt)
         return first_of_prompt
 
+    def _split(self, splitter: ThoughtSplitter, delta: Delta) -> Delta:
+        """The delta's text split into its thought and its answer; the tokens of a delta that
+        is all thought (or ends inside it) count as reasoning tokens."""
+        thinking = splitter.thinking
+        thought, answer = splitter.feed(delta.text)
+        if delta.finish_reason is not None:
+            more_thought, more_answer = splitter.finish()
+            thought, answer = thought + more_thought, answer + more_answer
+        if splitter.thinking or (thinking and not answer):
+            self.usage.reasoning_tokens += delta.tokens
+        return dataclasses.replace(delta, text=answer, reasoning=delta.reasoning + thought)
+
     def _account(self, counts_prompt: bool, delta: Delta) -> None:
         self.usage.completion_tokens += delta.tokens
         now = time.perf_counter()
@@ -204,6 +225,8 @@ class Generation:
         out = self.policy.masker
         assert out is not None
         text = out.feed(index, delta.text)
+        # the thought has a masker stream of its own (a key unlike a call's)
+        reasoning = out.feed(("thought", index), delta.reasoning) if delta.reasoning else ""
         calls = [
             dataclasses.replace(piece, arguments=out.feed((index, piece.index), piece.arguments))
             for piece in delta.tool_calls
@@ -214,7 +237,8 @@ class Generation:
             calls += [
                 ToolCallDelta(i, arguments=rest) for i, rest in out.flush_calls(index) if rest
             ]
-        return dataclasses.replace(delta, text=text, tool_calls=tuple(calls))
+            reasoning += out.flush(("thought", index))
+        return dataclasses.replace(delta, text=text, tool_calls=tuple(calls), reasoning=reasoning)
 
     def tokens(self, text: str) -> list[int] | None:
         """``text`` as the model's token ids; None for a model without a local tokenizer."""
@@ -228,15 +252,17 @@ class Generation:
         stops: list[str | None] = [None] * self.n_choices
         calls: list[list[ToolCall]] = [[] for _ in range(self.n_choices)]
         logprobs: list[list[TokenLogprob]] = [[] for _ in range(self.n_choices)]
+        reasonings = [""] * self.n_choices
         async for index, delta in self.events():
             texts[index] += delta.text
+            reasonings[index] += delta.reasoning
             for piece in delta.tool_calls:
                 add_call_delta(calls[index], piece)
             logprobs[index] += delta.logprobs
             if delta.finish_reason is not None:
                 reasons[index] = delta.finish_reason
                 stops[index] = delta.stop_sequence
-        return Result(texts, reasons, stops, calls, logprobs)
+        return Result(texts, reasons, stops, calls, logprobs, reasonings)
 
 
 def _parsed(parser: ToolStream | ForcedCalls, delta: Delta) -> Delta:

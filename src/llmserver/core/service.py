@@ -23,6 +23,7 @@ from llmserver.core.fim import Infill
 from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.prompts import ChatPlan, Plan, chat_plan, fim_plan, text_plan
+from llmserver.core.reasoning import reasoning_format
 from llmserver.core.requests import (
     ChatRequest,
     DetokenizeRequest,
@@ -31,6 +32,7 @@ from llmserver.core.requests import (
     Message,
     Sampling,
     TextRequest,
+    Thinking,
     TokenizeRequest,
 )
 from llmserver.core.response_cache import ResponseCache
@@ -144,10 +146,27 @@ class Service:
         if messages:
             self._log_text(messages[-1].content)
         fmt = self._prompt_format(handle) if req.use_prompt_format else None
-        req = dataclasses.replace(req, sampling=self._overflow(req.sampling))
+        req = dataclasses.replace(
+            req, sampling=self._overflow(req.sampling), thinking=self._thinking(handle, req)
+        )
         plan = chat_plan(handle, req, messages, fmt)
         calls = tools.ToolPlan.of(req).active
         return self._generation(caller, handle, plan, "chatcmpl", cacheable=not calls)
+
+    def _thinking(self, handle: ModelHandle, req: ChatRequest) -> Thinking:
+        """The request's thinking control, checked against the model: asking a model that
+        cannot think to think is a 400 where the surface is strict (Ollama), else ignored with
+        a log line (OpenAI). A model not loaded yet is not known: its request goes on."""
+        asked = req.thinking
+        known = handle.state == "ready" or handle.config.reasoning.format != "auto"
+        if not asked.enabled or not known or reasoning_format(handle) is not None:
+            return asked
+        if asked.strict:
+            raise InvalidRequestError(f'"{handle.id}" does not support thinking', param="think")
+        logger.info(
+            "model '%s' does not think: the request's thinking control is ignored", handle.id
+        )
+        return Thinking()
 
     async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
         """How many tokens :meth:`chat` would give the model for ``req``: the chat template
