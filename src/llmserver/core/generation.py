@@ -98,6 +98,9 @@ class Generation:
     #: the rendered prompt of each choice, filled in once the generation has its slot
     prompts: list[str] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
+    #: where OpenAI's chat surface puts a thought (``reasoning_content``, ``reasoning``,
+    #: ``both`` or ``inline``), as the model's config or the server's settings say
+    reasoning_field: str = "reasoning_content"
 
     @property
     def n_choices(self) -> int:

@@ -116,12 +116,15 @@ class Thinking:
     """Whether a reasoning model thinks for this request, and how long.
 
     ``enabled`` None: the model's default. ``budget``: thought tokens before the thought is
-    ended (None: the model's configured budget). ``strict``: asking a model that cannot think
-    to think is a 400 (Ollama's answer); otherwise it is ignored with a log line (OpenAI's).
+    ended; ``effort`` (``low``, ``medium``, ``high``) stands for the server's budget of that
+    name when ``budget`` is None; neither: the model's configured budget. ``strict``: asking a
+    model that cannot think to think is a 400 (Ollama's answer); otherwise it is ignored with
+    a log line (OpenAI's).
     """
 
     enabled: bool | None = None
     budget: int | None = None
+    effort: Literal["low", "medium", "high"] | None = None
     strict: bool = False
 
 

@@ -107,9 +107,9 @@ class Service:
         self, caller: Caller, handle: ModelHandle, plan: Plan, prefix: str, cacheable: bool
     ) -> Generation:
         gen_id = f"{prefix}-{uuid.uuid4().hex}"
-        return Generation(
-            handle, self._manager, plan, gen_id, self._output(caller, handle, cacheable)
-        )
+        field = handle.config.reasoning.field or self.settings.reasoning_field
+        output = self._output(caller, handle, cacheable)
+        return Generation(handle, self._manager, plan, gen_id, output, reasoning_field=field)
 
     def _output(self, caller: Caller, handle: ModelHandle, cacheable: bool) -> OutputPolicy:
         """Output masking where the server asks for it, and the model's response cache for a
@@ -158,6 +158,9 @@ class Service:
         cannot think to think is a 400 where the surface is strict (Ollama), else ignored with
         a log line (OpenAI). A model not loaded yet is not known: its request goes on."""
         asked = req.thinking
+        if asked.budget is None and asked.effort is not None:
+            budget = self.settings.reasoning_budgets.get(asked.effort)
+            asked = dataclasses.replace(asked, budget=budget)
         known = handle.state == "ready" or handle.config.reasoning.format != "auto"
         if not asked.enabled or not known or reasoning_format(handle) is not None:
             return asked
