@@ -74,8 +74,13 @@ def thinking(req: wire._Generating) -> Thinking:
         return Thinking(enabled=think, strict=True)
     if think == "max":
         return Thinking(enabled=True, strict=True)
-    if think == "low" or think == "medium" or think == "high":
-        return Thinking(enabled=True, effort=think, strict=True)
+    levels: dict[str, Literal["low", "medium", "high"]] = {
+        "low": "low",
+        "medium": "medium",
+        "high": "high",
+    }
+    if think in levels:
+        return Thinking(enabled=True, effort=levels[think], strict=True)
     raise InvalidRequestError(
         f"invalid think value: {think!r} (true, false, low, medium, high or max)", param="think"
     )
