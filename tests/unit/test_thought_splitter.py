@@ -62,7 +62,8 @@ def test_a_thought_cut_short_is_all_thought() -> None:
     cut = raw[: raw.index("</think>") + 3]  # ends inside the end marker
     thought, answer = split(ThoughtSpec(), cut)
     assert answer == ""
-    assert thought.startswith("Okay, the user") and thought.endswith("</t")
+    assert thought.startswith("Okay, the user")
+    assert thought.endswith("</t")
 
 
 def test_a_reply_without_a_thought_is_left_as_written() -> None:
