@@ -149,6 +149,8 @@ class MessagesRequest(_Conversation):
     #: ``user_id`` and the like: accepted and ignored
     metadata: dict[str, Any] | None = None
     output_config: OutputConfig | None = None
+    #: a server extra, as on /v1: generate past the end-of-text token (tests, benchmarks)
+    ignore_eos: StrictBool = False
 
 
 class CountTokensRequest(_Conversation):

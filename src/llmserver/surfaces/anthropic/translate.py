@@ -144,6 +144,7 @@ def chat_request(req: MessagesRequest) -> ChatRequest:
         top_p=req.top_p,
         top_k=req.top_k,
         stop=tuple(s for s in req.stop_sequences or () if s),
+        ignore_eos=req.ignore_eos,
     )
     fmt = req.output_config.format if req.output_config is not None else None
     constraint = JsonConstraint(fmt.schema_ or None) if fmt is not None else None

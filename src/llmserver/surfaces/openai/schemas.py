@@ -217,7 +217,9 @@ class ChatCompletionRequest(_Sampling):
     chat_template_kwargs: dict[str, Any] | None = None
     documents: list[dict[str, Any]] | None = None
     # reasoning models: OpenAI's effort, and Ollama's ``think`` as Ollama users send it to /v1
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        None
+    )
     think: StrictBool | Literal["low", "medium", "high"] | None = None
 
     def token_limit(self) -> int | None:
