@@ -87,6 +87,9 @@ class UpstreamBackend(HttpReplicaBackend[UpstreamConfig]):
             )
         if self.config.context_size is not None:
             body["options"] = {"num_ctx": self.config.context_size}
+        if request.thought is not None and request.thought.asked is not None and request.messages:
+            # the switch vLLM, SGLang and llama-server read from Qwen3-style templates
+            body["chat_template_kwargs"] = {"enable_thinking": request.thought.asked}
         return body
 
     def deltas(
@@ -138,12 +141,16 @@ async def _deltas(
                 delta = (choice.get("delta") or {}) if chat else {}
                 text = delta.get("content") if chat else choice.get("text")
                 calls = _tool_call_deltas(delta.get("tool_calls"))
-                if (isinstance(text, str) and text) or calls:
+                # llama-server, SGLang and DeepSeek name the thought reasoning_content, vLLM
+                # and Ollama's /v1 reasoning
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                thought = thought if isinstance(thought, str) else ""
+                if (isinstance(text, str) and text) or calls or thought:
                     text = text if isinstance(text, str) else ""
                     chunks += 1
-                    pieces = [text, *(c.arguments + (c.name or "") for c in calls)]
+                    pieces = [text, thought, *(c.arguments + (c.name or "") for c in calls)]
                     text_bytes += sum(len(p.encode("utf-8", "surrogatepass")) for p in pieces)
-                    yield Delta(text, 0, tool_calls=calls)
+                    yield Delta(text, 0, tool_calls=calls, reasoning=thought)
                 if reason := choice.get("finish_reason"):
                     finish = (
                         "length"

@@ -156,12 +156,15 @@ class Service:
     def _thinking(self, handle: ModelHandle, req: ChatRequest) -> Thinking:
         """The request's thinking control, checked against the model: asking a model that
         cannot think to think is a 400 where the surface is strict (Ollama), else ignored with
-        a log line (OpenAI). A model not loaded yet is not known: its request goes on."""
+        a log line (OpenAI). A model not loaded yet, or served upstream, is not known here: its
+        request goes on."""
         asked = req.thinking
         if asked.budget is None and asked.effort is not None:
             budget = self.settings.reasoning_budgets.get(asked.effort)
             asked = dataclasses.replace(asked, budget=budget)
-        known = handle.state == "ready" or handle.config.reasoning.format != "auto"
+        # a model loaded on demand shows its template once loaded; an upstream engine decides
+        # itself (it is told what the caller asked)
+        known = handle.template is not None or handle.config.reasoning.format != "auto"
         if not asked.enabled or not known or reasoning_format(handle) is not None:
             return asked
         if asked.strict:
