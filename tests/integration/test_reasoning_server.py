@@ -10,6 +10,7 @@ thought of exactly the budget and then an answer. One server for the module.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,6 +123,30 @@ def test_a_thought_cut_by_max_tokens_is_all_thought(server: RunningServer) -> No
     assert out.usage is not None
     assert out.usage.completion_tokens_details is not None
     assert out.usage.completion_tokens_details.reasoning_tokens == 4
+
+
+def test_a_client_that_disconnects_mid_thought_frees_the_slot(server: RunningServer) -> None:
+    body = {"model": "r1", "messages": USER, "max_tokens": 800, "stream": True,
+            "reasoning_effort": "max", **NO_EOS}  # fmt: skip
+    thought = 0
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream("POST", f"{server.base_url}/chat/completions", json=body) as resp,
+    ):
+        for line in resp.iter_lines():
+            if '"reasoning_content"' in line:
+                thought += 1
+            if thought >= 3:
+                break  # gone while the model thinks
+    assert thought >= 3
+    in_use = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        in_use = httpx.get(server.url).json()["models"][0]["slots_in_use"]
+        if in_use == 0:
+            break
+        time.sleep(0.05)
+    assert in_use == 0
 
 
 def test_n_choices_each_split(server: RunningServer, end_tokens: int) -> None:
