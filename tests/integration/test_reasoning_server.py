@@ -2,7 +2,8 @@
 
 SmolLM2 has no thinking template, so the config gives it one in DeepSeek-R1's style: the
 generation prompt ends with ``<think>\\n``, so whatever the model writes is its thought until
-the server's budget ends it (the engine feeds ``</think>``), and the model then answers.
+the server's budget ends it (the engine feeds ``</think>``), and the model then answers. The
+transformers backend gets one test of its own (a second server, started for it only).
 ``ignore_eos`` keeps this small model from ending its reply right away, so each test sees a
 thought of exactly the budget and then an answer. One server for the module.
 """
@@ -229,3 +230,45 @@ def test_a_batch_line_carries_the_thought(server: RunningServer, end_tokens: int
     message = result["response"]["body"]["choices"][0]["message"]
     assert message["reasoning_content"]
     assert message["content"]
+
+
+@pytest.fixture(scope="module")
+def hf_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The same model and template run by the transformers backend."""
+    pytest.importorskip("transformers")
+    model = {
+        "id": "r1-hf",
+        "backend": "transformers",
+        "path": str(default_model_path()),
+        "chat_template": R1_TEMPLATE,
+        "reasoning": {"budget": BUDGET},
+    }
+    config = {"models": [model]}
+    with run_server(tmp_path_factory.mktemp("hf"), config, ready_timeout=600) as running:
+        yield running
+
+
+def test_transformers_budgets_the_thought_and_constrains_only_the_answer(
+    hf_server: RunningServer, end_tokens: int
+) -> None:
+    client = _openai(hf_server)
+    out = client.chat.completions.create(
+        model="r1-hf", messages=USER, max_tokens=_limit(end_tokens), extra_body=NO_EOS
+    )
+    message = out.choices[0].message.model_dump()
+    assert message["reasoning_content"]
+    assert message["content"]
+    assert out.usage is not None
+    assert out.usage.completion_tokens_details is not None
+    # the same tokenizer: the same end marker tokens as the GGUF's
+    assert out.usage.completion_tokens_details.reasoning_tokens == BUDGET + end_tokens
+    constrained = client.chat.completions.create(
+        model="r1-hf",
+        messages=USER,
+        max_tokens=40,
+        temperature=0,
+        response_format={"type": "json_object"},
+    )
+    message = constrained.choices[0].message.model_dump()
+    assert message["reasoning_content"]
+    assert isinstance(json.loads(message["content"]), dict)

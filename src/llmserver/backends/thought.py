@@ -9,6 +9,8 @@ know when the thought has ended.
 
 from __future__ import annotations
 
+import codecs
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -123,3 +125,75 @@ def split(spec: ThoughtSpec, text: str) -> tuple[str, str]:
     thought, answer = splitter.feed(text)
     more_thought, more_answer = splitter.finish()
     return thought + more_thought, answer + more_answer
+
+
+class ThoughtFollower:
+    """An engine's view of one sequence's thought: it reads each generated token's text
+    (special tokens written out) with the same splitter the core uses, counts the thought's
+    tokens and, once the budget is spent, hands out the end marker's tokens to feed instead of
+    sampled ones, so the model goes on to answer."""
+
+    __slots__ = ("_decoder", "_forced", "_spent", "budget", "end_tokens", "splitter", "thought")
+
+    def __init__(self, spec: ThoughtSpec, end_tokens: list[int]) -> None:
+        self.splitter = ThoughtSplitter(spec)
+        self.budget = spec.budget
+        self.end_tokens = end_tokens
+        #: tokens generated inside the thought
+        self.thought = 0
+        self._forced: deque[int] = deque()
+        #: the end marker was scheduled (once: never again)
+        self._spent = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        if spec.open and self.budget is not None and self.budget <= 0:
+            self._spend()
+
+    def _spend(self) -> None:
+        self._spent = True
+        self._forced.extend(self.end_tokens)
+
+    @property
+    def done(self) -> bool:
+        """The thought has ended (or there was none)."""
+        return self.splitter.state == "answer"
+
+    def forced(self) -> int | None:
+        """The next end-marker token to feed instead of sampling (None: sample)."""
+        return self._forced.popleft() if self._forced else None
+
+    @property
+    def instead_of_end_allowed(self) -> bool:
+        """Whether an end of reply now would still be turned into the end marker."""
+        return not self.done and not self._spent and bool(self.end_tokens)
+
+    def instead_of_end(self) -> int | None:
+        """The model ended its reply inside the thought: the end marker's first token to feed
+        instead (the thought is closed and the model answers), once; None: let it end."""
+        if not self.instead_of_end_allowed:
+            return None
+        self._spend()
+        return self.forced()
+
+    def complete_marker(self) -> None:
+        """The model wrote the end marker's first token where it would have ended its reply
+        (an engine that cannot swap a sampled token moves the end's chance onto it): the
+        rest of the marker follows, once."""
+        if not self.done and not self._spent:
+            self._spent = True
+            self._forced.extend(self.end_tokens[1:])
+
+    def observe(self, piece: bytes) -> bool:
+        """Read one generated token; True when the thought ended with it. Schedules the end
+        marker once the budget is spent."""
+        if self.done:
+            return False
+        inside = self.splitter.state == "thought"
+        self.splitter.feed(self._decoder.decode(piece))
+        if self.done:
+            self._forced.clear()
+            return True
+        if inside and self.splitter.state == "thought":
+            self.thought += 1
+            if self.budget is not None and self.thought >= self.budget and not self._spent:
+                self._spend()
+        return False
