@@ -75,6 +75,8 @@ def test_openai_gives_the_thought_in_reasoning_content_and_counts_its_tokens(
     # " I", " should", " greet", " them.", " </think>": thought tokens, marker included
     assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 5}
     assert body["usage"]["completion_tokens"] == 7
+    metrics = client.get("/metrics").text
+    assert 'llmserver_reasoning_tokens_total{model="r1"}' in metrics
 
 
 def test_openai_stream_sends_the_thought_before_the_answer(client: TestClient) -> None:
