@@ -33,6 +33,18 @@ QWEN_TEMPLATE = (
 REPLY = " I should greet them. </think> Hello there"
 THOUGHT, ANSWER = "I should greet them.", "Hello there"
 USER = [{"role": "user", "content": "Hi"}]
+#: a thought that spells out a call it does not make, then the call in the answer
+CALL_REPLY = (
+    ' Maybe {"tool_call": {"name": "get_weather", "arguments": {"city": "Rome"}}} first? No.'
+    ' </think> {"tool_call": {"name": "get_weather", "arguments": {"city": "Seoul"}}}'
+)
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
 def _client(**settings: Any) -> Iterator[TestClient]:
@@ -40,6 +52,7 @@ def _client(**settings: Any) -> Iterator[TestClient]:
         fake_model("r1", chat_template=R1_TEMPLATE, reply=REPLY),
         fake_model("qwen", chat_template=QWEN_TEMPLATE, reply=" <think>" + REPLY),
         fake_model("plain", reply="Hello"),
+        fake_model("caller", chat_template=R1_TEMPLATE, reply=CALL_REPLY),
         fake_model(
             "field", chat_template=R1_TEMPLATE, reply=REPLY, reasoning={"field": "reasoning"}
         ),
@@ -195,3 +208,10 @@ def test_a_thought_sent_back_reaches_the_template_under_either_name(client: Test
     body = {"model": "qwen", "messages": ollama, "stream": False}
     assert client.post("/api/chat", json=body).status_code == 200
     assert "<think>o</think>Hello" in fake_backend(client, "qwen").received[-1].prompt
+
+
+def test_tool_calls_are_parsed_from_the_answer_never_from_the_thought(client: TestClient) -> None:
+    message = _chat(client, "caller", tools=[WEATHER_TOOL])["choices"][0]["message"]
+    calls = message["tool_calls"]
+    assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Seoul"}]
+    assert "Rome" in message["reasoning_content"]

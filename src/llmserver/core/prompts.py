@@ -120,7 +120,9 @@ class ChatPlan(_Plan):
         fmt = reasoning.reasoning_format(handle)
         kwargs = self.template_kwargs
         decision = None
-        constrained = (self.constraint or self.tools.constraint(template)) is not None
+        constraint = self.constraint or self.tools.constraint(template)
+        # a lazy constraint (tools in auto mode) leaves the output free until a call starts
+        constrained = constraint is not None and not constraint.triggers
         if fmt is not None:
             blind = constrained and not handle.abilities().thoughts
             decision = reasoning.decide(fmt, self.thinking, kwargs, blind)
