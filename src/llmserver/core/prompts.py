@@ -117,25 +117,16 @@ class ChatPlan(_Plan):
     def _rendered(self, handle: ModelHandle) -> tuple[str, ThoughtSpec | None]:
         """The prompt and, for a reasoning model, how its output holds the thought."""
         template = _template(handle)
-        fmt = reasoning.reasoning_format(handle)
-        kwargs = self.template_kwargs
-        decision = None
         constraint = self.constraint or self.tools.constraint(template)
         # a lazy constraint (tools in auto mode) leaves the output free until a call starts
         constrained = constraint is not None and not constraint.triggers
-        if fmt is not None:
-            blind = constrained and not handle.abilities().thoughts
-            decision = reasoning.decide(fmt, self.thinking, kwargs, blind)
-            kwargs = decision.kwargs
-        prompt = template.render(
-            self.tools.messages(self.messages, template),
-            tools=self.tools.template_tools(template),
-            documents=self.documents,
-            kwargs=kwargs,
-        )
-        if fmt is None or decision is None:
-            return prompt, None
-        return reasoning.thought_spec(fmt, decision, prompt, constrained)
+        messages = self.tools.messages(self.messages, template)
+        tools = self.tools.template_tools(template)
+
+        def render(kwargs: Mapping[str, Any]) -> str:
+            return template.render(messages, tools=tools, documents=self.documents, kwargs=kwargs)
+
+        return reasoning.render(handle, self.thinking, self.template_kwargs, constrained, render)
 
     def requests(self, handle: ModelHandle) -> list[GenerationRequest]:
         """The rendered prompt's choices, constrained to a call where the tool choice says."""

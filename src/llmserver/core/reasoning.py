@@ -13,7 +13,7 @@ open thought in the prompt, and is stripped from the output otherwise.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +122,24 @@ def thought_spec(
     if constrained and not opened:
         prompt, opened = f"{prompt}{fmt.start}\n", True
     return prompt, ThoughtSpec(fmt.start, fmt.end, open=opened, budget=decision.budget)
+
+
+def render(
+    handle: ModelHandle,
+    thinking: Thinking,
+    kwargs: Mapping[str, Any],
+    constrained: bool,
+    render_with: Callable[[Mapping[str, Any]], str],
+) -> tuple[str, ThoughtSpec | None]:
+    """A chat's prompt (``render_with`` the template variables) and, for a reasoning model,
+    how its output holds the thought. ``constrained``: the answer must be JSON; an engine
+    that cannot apply a constraint after the thought gets thinking switched off."""
+    fmt = reasoning_format(handle)
+    if fmt is None:
+        return render_with(kwargs), None
+    blind = constrained and not handle.abilities().thoughts
+    decision = decide(fmt, thinking, kwargs, blind)
+    return thought_spec(fmt, decision, render_with(decision.kwargs), constrained)
 
 
 def relay_spec(handle: ModelHandle, thinking: Thinking) -> ThoughtSpec | None:
