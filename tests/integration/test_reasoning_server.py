@@ -49,7 +49,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         "chat_template": R1_TEMPLATE,
         "reasoning": {"budget": BUDGET},
     }
-    with run_server(tmp_path_factory.mktemp("reasoning"), {"models": [model]}) as running:
+    # markers that are control tokens (SmolLM2's <repo_name> and <file_sep>), as some models'
+    # thinking tokens are: the engine must still write them out for the split
+    control = {
+        **model,
+        "id": "ctl",
+        "max_concurrent": 1,
+        "chat_template": R1_TEMPLATE.replace("<think>", "<repo_name>"),
+        "reasoning": {"format": "tags", "start": "<repo_name>", "end": "<file_sep>", "budget": 4},
+    }
+    config = {"models": [model, control]}
+    with run_server(tmp_path_factory.mktemp("reasoning"), config) as running:
         yield running
 
 
@@ -98,6 +108,19 @@ def test_openai_stream_joins_to_the_collected_reply(server: RunningServer, end_t
             thought += delta.get("reasoning_content") or ""
             answer += delta.get("content") or ""
     assert (thought, answer) == (whole.model_dump()["reasoning_content"], whole.content)
+
+
+def test_markers_that_are_control_tokens_still_split(server: RunningServer) -> None:
+    out = _openai(server).chat.completions.create(
+        model="ctl", messages=USER, max_tokens=10, extra_body=NO_EOS
+    )
+    message = out.choices[0].message.model_dump()
+    assert message["reasoning_content"]
+    assert message["content"]
+    assert "<file_sep>" not in message["content"] + message["reasoning_content"]
+    assert out.usage is not None
+    assert out.usage.completion_tokens_details is not None
+    assert out.usage.completion_tokens_details.reasoning_tokens == 4 + 1  # one marker token
 
 
 def test_json_mode_applies_after_the_thought(server: RunningServer) -> None:

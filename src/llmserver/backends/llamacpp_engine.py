@@ -493,7 +493,7 @@ class BatchEngine:
             return
         piece = b"" if eog else self._piece(token, params.special_text)
         if seq.thought is not None and not seq.thought.done:
-            self._follow(seq, token, piece)
+            piece = self._follow(seq, token, piece)
         text, stopped = seq.stops.feed(seq.decoder.decode(piece))
         if stopped:
             self._outbox.append(
@@ -515,14 +515,16 @@ class BatchEngine:
         eog = bool(self._lib.llama_vocab_is_eog(self.vocab, token))
         return eog and not seq.params.ignore_eos
 
-    def _follow(self, seq: Sequence, token: int, piece: bytes) -> None:
+    def _follow(self, seq: Sequence, token: int, piece: bytes) -> bytes:
         """Read a token of the thought; where it ends the thought, the answer's constrained
-        sampler chain replaces the free one."""
+        sampler chain replaces the free one. The thought's tokens are written with special
+        tokens as their text, so markers that are control tokens reach the core's splitter."""
         assert seq.thought is not None
         marker = piece if seq.params.special_text else self._piece(token, True)
         if seq.thought.observe(marker) and (after := seq.thought.take_after()) is not None:
             free_sampler(seq.sampler)
             seq.sampler = after
+        return marker
 
     def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
