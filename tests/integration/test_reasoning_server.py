@@ -147,6 +147,28 @@ def test_a_thought_cut_by_max_tokens_is_all_thought(server: RunningServer) -> No
     assert out.usage is not None
     assert out.usage.completion_tokens_details is not None
     assert out.usage.completion_tokens_details.reasoning_tokens == 4
+    streamed = _openai(server).chat.completions.create(
+        model="r1",
+        messages=USER,
+        max_tokens=4,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body=NO_EOS,
+    )
+    thought = answer = ""
+    finish = None
+    details = None
+    for chunk in streamed:
+        if chunk.usage is not None:
+            details = chunk.usage.completion_tokens_details
+        for choice in chunk.choices:
+            delta = choice.delta.model_dump()
+            thought += delta.get("reasoning_content") or ""
+            answer += delta.get("content") or ""
+            finish = choice.finish_reason or finish
+    assert (thought, answer, finish) == (message["reasoning_content"], "", "length")
+    assert details is not None
+    assert details.reasoning_tokens == 4
 
 
 def test_a_client_that_disconnects_mid_thought_frees_the_slot(server: RunningServer) -> None:
