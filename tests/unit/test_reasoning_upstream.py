@@ -36,7 +36,11 @@ def _thinking_upstream(field: str) -> web.Application:
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
         end = {
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 6},
+            "usage": {
+                "prompt_tokens": 9,
+                "completion_tokens": 6,
+                "completion_tokens_details": {"reasoning_tokens": 4},
+            },
         }
         await resp.write(b"data: " + orjson.dumps(end) + b"\n\ndata: [DONE]\n\n")
         return resp
@@ -56,7 +60,9 @@ def test_an_openai_upstreams_thought_is_relayed_in_the_configured_field(field: s
         entry = {"id": "up", "backend": "upstream", "url": up.base_url, "max_concurrent": 1}
         with open_client(fake_settings(entry, reasoning_field="reasoning")) as c:
             body = {"model": "up", "messages": USER}
-            message = c.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]
+            answer = c.post("/v1/chat/completions", json=body).json()
+            assert answer["usage"]["completion_tokens_details"] == {"reasoning_tokens": 4}
+            message = answer["choices"][0]["message"]
             assert message == {
                 "role": "assistant",
                 "content": "Blue light scatters.",

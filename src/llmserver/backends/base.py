@@ -150,6 +150,9 @@ class Delta:
     #: a reasoning model's thought (the core splits it out of ``text``; an upstream engine that
     #: separates it sends it here)
     reasoning: str = ""
+    #: on the last delta of an upstream engine that counts them: how many of ``tokens`` were
+    #: its thought's (None: not said; the core counts locally generated thoughts itself)
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

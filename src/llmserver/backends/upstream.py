@@ -167,9 +167,24 @@ async def _deltas(
                 raise UpstreamError("upstream response ended before it finished")
     prompt_tokens, completion_tokens = credible_usage(usage, text_bytes, chunks, request_bytes)
     yield Delta(
-        "", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens, stop_sequence=stop
+        "",
+        completion_tokens,
+        finish or "stop",
+        prompt_tokens=prompt_tokens,
+        stop_sequence=stop,
+        reasoning_tokens=_reasoning_tokens(usage, completion_tokens),
     )
     await _drain(resp)
+
+
+def _reasoning_tokens(usage: dict[str, Any], completion_tokens: int) -> int | None:
+    """The thought's part of the completion as the engine reports it (vLLM, DeepSeek, OpenAI:
+    ``completion_tokens_details.reasoning_tokens``), when it is credible."""
+    details = usage.get("completion_tokens_details")
+    count = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= completion_tokens:
+        return count
+    return None
 
 
 def _tool_call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:

@@ -221,6 +221,8 @@ class Generation:
             self.usage.prompt_tokens += delta.prompt_tokens
         if delta.cached_tokens is not None and counts_prompt:
             self.usage.cached_tokens += delta.cached_tokens
+        if delta.reasoning_tokens is not None:
+            self.usage.reasoning_tokens += delta.reasoning_tokens
 
     def _masked(self, index: int, delta: Delta) -> Delta:
         """The delta with its content and its tool calls' arguments masked (one stream-safe
