@@ -52,6 +52,7 @@ def _client(**settings: Any) -> Iterator[TestClient]:
         fake_model("r1", chat_template=R1_TEMPLATE, reply=REPLY),
         fake_model("qwen", chat_template=QWEN_TEMPLATE, reply=" <think>" + REPLY),
         fake_model("plain", reply="Hello"),
+        fake_model("distill", reply=REPLY, reasoning={"format": "open"}),
         fake_model("caller", chat_template=R1_TEMPLATE, reply=CALL_REPLY),
         fake_model(
             "field", chat_template=R1_TEMPLATE, reply=REPLY, reasoning={"field": "reasoning"}
@@ -215,3 +216,14 @@ def test_tool_calls_are_parsed_from_the_answer_never_from_the_thought(client: Te
     calls = message["tool_calls"]
     assert [json.loads(c["function"]["arguments"]) for c in calls] == [{"city": "Seoul"}]
     assert "Rome" in message["reasoning_content"]
+
+
+def test_a_model_whose_reply_starts_inside_the_thought_is_split_by_config(
+    client: TestClient,
+) -> None:
+    # format "open": no <think> in the prompt or the reply, only the end marker
+    message = _chat(client, "distill")["choices"][0]["message"]
+    assert (message["reasoning_content"], message["content"]) == (THOUGHT, ANSWER)
+    _chat(client, "distill", reasoning_effort="none")
+    prompt = fake_backend(client, "distill").received[-1].prompt
+    assert prompt.endswith("<|im_start|>assistant\n<think>\n</think>\n\n")

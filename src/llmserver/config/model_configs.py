@@ -100,10 +100,12 @@ class ReasoningConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["auto", "tags", "none"] = Field(
+    format: Literal["auto", "tags", "open", "none"] = Field(
         "auto",
         description="`auto`: detected from the chat template; `tags`: the thought is between "
-        "`start` and `end`; `none`: the model does not think.",
+        "`start` and `end`; `open`: as `tags`, but the reply starts inside the thought even "
+        "when the prompt does not open it (DeepSeek-R1 distills that omit `<think>`); `none`: "
+        "the model does not think.",
     )
     start: str = Field("<think>", min_length=1, description="Text that opens a thought.")
     end: str = Field("</think>", min_length=1, description="Text that ends a thought.")

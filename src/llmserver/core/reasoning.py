@@ -40,6 +40,8 @@ class ReasoningFormat:
     default_on: bool = True
     budget: int | None = None
     source: str = "template"
+    #: the reply starts inside the thought whatever the prompt (``format: open``)
+    opens: bool = False
 
     def describe(self) -> str:
         """One line for the load log."""
@@ -63,9 +65,9 @@ def reasoning_format(handle: ModelHandle) -> ReasoningFormat | None:
         found = "detected from the chat template"
     else:
         found = "from the config"
-    return ReasoningFormat(
-        config.start, config.end, switch, config.default == "on", config.budget, found
-    )
+    on = config.default == "on"
+    opens = config.format == "open"
+    return ReasoningFormat(config.start, config.end, switch, on, config.budget, found, opens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +114,12 @@ def thought_spec(
     """
     tail = prompt.rstrip()
     closed = tail.endswith(fmt.end)
-    opened = tail.endswith(fmt.start)
+    opened = tail.endswith(fmt.start) or (fmt.opens and not closed)
     if not decision.enabled:
         if opened:
-            return f"{prompt}{fmt.end}\n\n", ThoughtSpec(fmt.start, fmt.end, drop=True)
+            opener = "" if tail.endswith(fmt.start) else f"{fmt.start}\n"
+            closing = f"{prompt}{opener}{fmt.end}\n\n"
+            return closing, ThoughtSpec(fmt.start, fmt.end, drop=True)
         return prompt, ThoughtSpec(fmt.start, fmt.end, drop=True)
     if closed:  # the template closed it (a switch we do not know of): nothing to split
         return prompt, ThoughtSpec(fmt.start, fmt.end, drop=True)
