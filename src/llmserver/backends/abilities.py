@@ -87,6 +87,14 @@ class ReportsLogprobs(Protocol):
 
 
 @runtime_checkable
+class FollowsThoughts(Protocol):
+    """A backend that follows :attr:`GenerationRequest.thought`: ends a thought at its budget
+    and applies the request's constraint only after the thought (llama.cpp)."""
+
+    follows_thoughts: ClassVar[Literal[True]]
+
+
+@runtime_checkable
 class Replicated(Protocol):
     """A backend that spreads its model over several replicas (upstream engines)."""
 
@@ -105,6 +113,8 @@ class Abilities:
     logprobs: bool
     token_tools: TokenTools | None = None
     scoring: Scoring | None = None
+    #: budgets thoughts and constrains only the answer (:class:`FollowsThoughts`)
+    thoughts: bool = False
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -117,6 +127,7 @@ class Abilities:
             logprobs=isinstance(backend, ReportsLogprobs),
             token_tools=backend if isinstance(backend, TokenTools) else None,
             scoring=backend if isinstance(backend, Scoring) else None,
+            thoughts=isinstance(backend, FollowsThoughts),
         )
 
     def embedder(self) -> Embedding | None:

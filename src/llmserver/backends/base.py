@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from llmserver.backends.thought import ThoughtSpec
 from llmserver.config.model_configs import ModelConfig
 from llmserver.errors import (
     ContextLengthError,
@@ -91,6 +92,9 @@ class GenerationRequest:
     #: the code after the hole, for an engine that fills the middle itself (``prompt`` is the
     #: code before it); None: a plain completion
     suffix: str | None = None
+    #: how the output holds a reasoning model's thought (None: it holds none); an engine that
+    #: can budgets it and applies ``constraint`` only after it
+    thought: ThoughtSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +148,12 @@ class Delta:
     logprobs: tuple[TokenLogprob, ...] = ()
     stop_sequence: str | None = None
     cached_tokens: int | None = None
+    #: a reasoning model's thought (the core splits it out of ``text``; an upstream engine that
+    #: separates it sends it here)
+    reasoning: str = ""
+    #: on the last delta of an upstream engine that counts them: how many of ``tokens`` were
+    #: its thought's (None: not said; the core counts locally generated thoughts itself)
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

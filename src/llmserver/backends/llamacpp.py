@@ -31,6 +31,7 @@ from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_fim import fim_tokens
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
+from llmserver.backends.llamacpp_thought import ThoughtTracker
 from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
 from llmserver.errors import EngineError, InvalidRequestError
@@ -77,6 +78,8 @@ class LlamaCppBackend:
     max_parallel: ClassVar[int] = DEFAULT_PARALLEL
     #: reports token log probabilities (``logprobs``)
     logprobs: ClassVar[Literal[True]] = True
+    #: budgets thoughts and applies a constraint only after the thought
+    follows_thoughts: ClassVar[Literal[True]] = True
 
     def __init__(self, config: LlamaCppConfig) -> None:
         self.config = config
@@ -260,12 +263,7 @@ class LlamaCppBackend:
         engine = self.engine
         if not request.prompt_tokens:
             raise InvalidRequestError("the prompt is empty", param="prompt")
-        grammar = build_grammar(engine.vocab, request.constraint)
-        try:
-            sampler = build_sampler(engine.vocab, engine.n_vocab, request.params, grammar)
-        except BaseException:
-            free_sampler(grammar)
-            raise
+        sampler, thought = self._samplers(request)
         seq = Sequence(
             prompt=list(request.prompt_tokens),
             params=request.params,
@@ -273,11 +271,14 @@ class LlamaCppBackend:
             loop=asyncio.get_running_loop(),
             on_logits=self.logits_hook,
             name=request.request_id,
+            thought=thought,
         )
         try:
             engine.submit(seq)
         except BaseException:
             free_sampler(sampler)
+            if thought is not None:
+                thought.close()
             raise
         finished = False
         try:
@@ -293,6 +294,34 @@ class LlamaCppBackend:
             # the slot is not free until the engine has dropped the sequence's cache
             assert seq.released is not None
             await asyncio.shield(seq.released)
+
+    def _samplers(self, request: GenerationRequest) -> tuple[Any, ThoughtTracker | None]:
+        """The sequence's sampler chain and, for a thought, its tracker: the constraint's
+        grammar goes on a second chain that replaces the first when the thought ends."""
+        engine = self.engine
+        spec = request.thought
+        follows = spec is not None and not spec.drop
+        grammar = build_grammar(engine.vocab, request.constraint)
+        deferred = follows and grammar is not None
+        try:
+            sampler = build_sampler(
+                engine.vocab, engine.n_vocab, request.params, None if deferred else grammar
+            )
+        except BaseException:
+            free_sampler(grammar)
+            raise
+        if not follows or spec is None:
+            return sampler, None
+        after = None
+        try:
+            if deferred:
+                after = build_sampler(engine.vocab, engine.n_vocab, request.params, grammar)
+            end = self.tokenize_text(spec.end, add_special=False)
+        except BaseException:
+            free_sampler(sampler)
+            free_sampler(after if after is not None else grammar)
+            raise
+        return sampler, ThoughtTracker(spec, end, after)
 
     async def health(self) -> bool:
         """Healthy while loaded."""

@@ -45,6 +45,7 @@ from llmserver.backends.base import (
 )
 from llmserver.backends.llamacpp_logprobs import token_logprob
 from llmserver.backends.llamacpp_sampling import free_sampler
+from llmserver.backends.llamacpp_thought import ThoughtTracker
 from llmserver.errors import EngineError
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
@@ -82,6 +83,8 @@ class Sequence:
     on_logits: LogitsHook | None = None
     name: str = ""
     cancelled: bool = False
+    #: the reasoning model's thought, followed here (budget, constraint after it)
+    thought: ThoughtTracker | None = None
     # engine-thread state
     seq_id: int = -1
     cursor: int = 0  # prompt tokens already decoded (or found in the cache)
@@ -422,7 +425,15 @@ class BatchEngine:
         for seq, index in outputs:
             if seq.on_logits is not None:
                 seq.on_logits(seq.name, seq.generated, self._logits(index))
-            token = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
+            forced = seq.thought.forced() if seq.thought is not None else None
+            if forced is not None:  # the thought's budget is spent: its end marker goes in
+                token = forced
+                lib.llama_sampler_accept(seq.sampler, token)
+            else:
+                token = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
+                if seq.thought is not None and self._ends_reply(seq, token):
+                    # a reply is never a thought alone: the thought is closed instead
+                    token = seq.thought.instead_of_end() or token
             self._accept(seq, token)
             if seq.params.logprobs is not None:
                 self._add_logprob(seq, index, token)
@@ -481,6 +492,8 @@ class BatchEngine:
             self._end(seq, "", 0, "stop")
             return
         piece = b"" if eog else self._piece(token, params.special_text)
+        if seq.thought is not None and not seq.thought.done:
+            piece = self._follow(seq, token, piece)
         text, stopped = seq.stops.feed(seq.decoder.decode(piece))
         if stopped:
             self._outbox.append(
@@ -497,6 +510,21 @@ class BatchEngine:
         else:
             seq.next_token = token
             self._outbox.append((seq, Delta(text, 1)))
+
+    def _ends_reply(self, seq: Sequence, token: int) -> bool:
+        eog = bool(self._lib.llama_vocab_is_eog(self.vocab, token))
+        return eog and not seq.params.ignore_eos
+
+    def _follow(self, seq: Sequence, token: int, piece: bytes) -> bytes:
+        """Read a token of the thought; where it ends the thought, the answer's constrained
+        sampler chain replaces the free one. The thought's tokens are written with special
+        tokens as their text, so markers that are control tokens reach the core's splitter."""
+        assert seq.thought is not None
+        marker = piece if seq.params.special_text else self._piece(token, True)
+        if seq.thought.observe(marker) and (after := seq.thought.take_after()) is not None:
+            free_sampler(seq.sampler)
+            seq.sampler = after
+        return marker
 
     def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
@@ -530,6 +558,8 @@ class BatchEngine:
             self._release(seq, keep=error is None)
         free_sampler(seq.sampler)
         seq.sampler = None
+        if seq.thought is not None:
+            seq.thought.close()
         if error is not None:
             self._outbox.append((seq, error))
         self._outbox.append((seq, None))

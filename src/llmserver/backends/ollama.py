@@ -147,6 +147,8 @@ class OllamaBackend(HttpReplicaBackend[OllamaConfig]):
         if request.constraint is not None:
             schema = request.constraint.schema
             body["format"] = "json" if schema is None else schema
+        if request.thought is not None and request.thought.asked is not None:
+            body["think"] = request.thought.asked
         return body
 
     def deltas(
@@ -229,10 +231,13 @@ async def _deltas(
                 raise UpstreamError(f"Ollama failed mid-stream: {obj['error']}")
             message = obj.get("message") or {}
             piece = message.get("content") if chat else obj.get("response")
-            if isinstance(piece, str) and piece:
+            thought = message.get("thinking") if chat else obj.get("thinking")
+            piece = piece if isinstance(piece, str) else ""
+            thought = thought if isinstance(thought, str) else ""
+            if piece or thought:
                 chunks += 1
-                text_bytes += len(piece.encode("utf-8", "surrogatepass"))
-                yield Delta(piece, 0)
+                text_bytes += len((piece + thought).encode("utf-8", "surrogatepass"))
+                yield Delta(piece, 0, reasoning=thought)
             if chat and (calls := relayed_calls(message, called)):
                 called += len(calls)
                 chunks += 1

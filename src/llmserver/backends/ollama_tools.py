@@ -27,6 +27,8 @@ def ollama_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any
         item = dict(message)
         if item.get("content") is None:
             item["content"] = ""
+        if thought := item.pop("reasoning_content", None):
+            item["thinking"] = thought  # an earlier turn's thought, under Ollama's name
         if calls := item.get("tool_calls"):
             item["tool_calls"] = [_ollama_call(call) for call in calls]
             names |= {call["id"]: call["function"]["name"] for call in calls}

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from llmserver.backends.base import (
     Delta,
@@ -33,11 +33,13 @@ from llmserver.backends.base import (
     utf8,
 )
 from llmserver.backends.hf_fim import hf_fim_tokens
+from llmserver.backends.thought import ThoughtFollower
 from llmserver.backends.transformers_grammar import (
     GrammarProcessor,
     GrammarUnavailableError,
     SchemaGrammars,
 )
+from llmserver.backends.transformers_thought import ThoughtProcessor
 from llmserver.config.model_configs import ModelConfig, TransformersConfig
 from llmserver.errors import EngineError, InvalidRequestError
 
@@ -175,6 +177,8 @@ class TransformersBackend(HfTokenTools):
 
     config_type: ClassVar[type[ModelConfig]] = TransformersConfig
     max_parallel: ClassVar[int] = 1
+    #: budgets thoughts and applies a JSON constraint only after the thought
+    follows_thoughts: ClassVar[Literal[True]] = True
 
     def __init__(self, config: TransformersConfig) -> None:
         self.config = config
@@ -281,7 +285,14 @@ class TransformersBackend(HfTokenTools):
             params = replace(params, ignore_eos=False)
         tracker = _TokenTracker(self._tokenizer, params, self._eos_ids(), emit)
         stopping, streamer, logits = _hooks(tracker, cancelled, params)
-        if grammar is not None:
+        thought = request.thought
+        if thought is not None and not thought.drop:
+            # follow the thought: its budget, and the grammar only after it
+            end = hf_tokenize_text(self._tokenizer, thought.end, add_special=False)
+            follower = ThoughtFollower(thought, end)
+            eos = () if params.ignore_eos else self._eos_ids()
+            logits.append(ThoughtProcessor(follower, self._piece, grammar, eos))
+        elif grammar is not None:
             logits.append(grammar)
         if params.seed is not None:
             torch.manual_seed(params.seed)
@@ -297,6 +308,11 @@ class TransformersBackend(HfTokenTools):
             )
         if not cancelled.is_set():
             tracker.end()
+
+    def _piece(self, token: int) -> bytes:
+        """One token's text with special tokens written out (a thought's markers)."""
+        text = self._tokenizer.decode([token], skip_special_tokens=False)
+        return str(text).encode("utf-8")
 
     def _eos_ids(self) -> set[int]:
         eos = self._model.generation_config.eos_token_id

@@ -90,6 +90,9 @@ class UpstreamBackend(HttpReplicaBackend[UpstreamConfig]):
             )
         if self.config.context_size is not None:
             body["options"] = {"num_ctx": self.config.context_size}
+        if request.thought is not None and request.thought.asked is not None and request.messages:
+            # the switch vLLM, SGLang and llama-server read from Qwen3-style templates
+            body["chat_template_kwargs"] = {"enable_thinking": request.thought.asked}
         return body
 
     def deltas(
@@ -164,12 +167,16 @@ async def _deltas(
                 delta = (choice.get("delta") or {}) if chat else {}
                 text = delta.get("content") if chat else choice.get("text")
                 calls = _tool_call_deltas(delta.get("tool_calls"))
-                if (isinstance(text, str) and text) or calls:
+                # llama-server, SGLang and DeepSeek name the thought reasoning_content, vLLM
+                # and Ollama's /v1 reasoning
+                thought = delta.get("reasoning_content") or delta.get("reasoning")
+                thought = thought if isinstance(thought, str) else ""
+                if (isinstance(text, str) and text) or calls or thought:
                     text = text if isinstance(text, str) else ""
                     chunks += 1
-                    pieces = [text, *(c.arguments + (c.name or "") for c in calls)]
+                    pieces = [text, thought, *(c.arguments + (c.name or "") for c in calls)]
                     text_bytes += sum(len(p.encode("utf-8", "surrogatepass")) for p in pieces)
-                    yield Delta(text, 0, tool_calls=calls)
+                    yield Delta(text, 0, tool_calls=calls, reasoning=thought)
                 if reason := choice.get("finish_reason"):
                     finish = (
                         "length"
@@ -186,9 +193,24 @@ async def _deltas(
                 raise UpstreamError("upstream response ended before it finished")
     prompt_tokens, completion_tokens = credible_usage(usage, text_bytes, chunks, request_bytes)
     yield Delta(
-        "", completion_tokens, finish or "stop", prompt_tokens=prompt_tokens, stop_sequence=stop
+        "",
+        completion_tokens,
+        finish or "stop",
+        prompt_tokens=prompt_tokens,
+        stop_sequence=stop,
+        reasoning_tokens=_reasoning_tokens(usage, completion_tokens),
     )
     await _drain(resp)
+
+
+def _reasoning_tokens(usage: dict[str, Any], completion_tokens: int) -> int | None:
+    """The thought's part of the completion as the engine reports it (vLLM, DeepSeek, OpenAI:
+    ``completion_tokens_details.reasoning_tokens``), when it is credible."""
+    details = usage.get("completion_tokens_details")
+    count = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= completion_tokens:
+        return count
+    return None
 
 
 def _tool_call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:

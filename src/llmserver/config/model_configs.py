@@ -90,6 +90,36 @@ class FimConfig(BaseModel):
     file_sep: str = Field("", description="File separator (repo-level formats); '': none.")
 
 
+#: where a reasoning model's thought goes on OpenAI's chat surface: one field, both, or left
+#: in ``content`` between its markers
+ReasoningField = Literal["reasoning_content", "reasoning", "both", "inline"]
+
+
+class ReasoningConfig(BaseModel):
+    """A reasoning model's thought format, for templates detection reads wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["auto", "tags", "open", "none"] = Field(
+        "auto",
+        description="`auto`: detected from the chat template; `tags`: the thought is between "
+        "`start` and `end`; `open`: as `tags`, but the reply starts inside the thought even "
+        "when the prompt does not open it (DeepSeek-R1 distills that omit `<think>`); `none`: "
+        "the model does not think.",
+    )
+    start: str = Field("<think>", min_length=1, description="Text that opens a thought.")
+    end: str = Field("</think>", min_length=1, description="Text that ends a thought.")
+    default: Literal["on", "off"] = Field(
+        "on", description="Whether the model thinks when a request does not say."
+    )
+    budget: int | None = Field(
+        None, ge=0, description="Thought tokens before the thought is ended; None: no limit."
+    )
+    field: ReasoningField | None = Field(
+        None, description="OpenAI chat field of the thought; None: the server's reasoning_field."
+    )
+
+
 class ModelConfig(BaseModel):
     """What every configured model has, whatever its backend."""
 
@@ -142,6 +172,11 @@ class ModelConfig(BaseModel):
         description="Fill-in-the-middle format {prefix, suffix, middle, order, repo, file_sep} "
         "(strings, parsed as the model's special tokens); None: the model's metadata (GGUF FIM "
         "token ids).",
+    )
+    reasoning: ReasoningConfig = Field(
+        default_factory=ReasoningConfig,
+        description="Thought format {format, start, end, default, budget, field} of a reasoning "
+        "model (detected from the chat template when `format` is `auto`).",
     )
     response_cache: ResponseCacheConfig | None = Field(
         None,

@@ -38,6 +38,7 @@ from llmserver.config.model_configs import (
     FakeConfig,
     LlamaCppConfig,
     ModelConfig,
+    ReasoningField,
     SamplingDefaults,
     SentenceTransformersConfig,
     choose_backend,
@@ -111,6 +112,14 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         if not path:
             return {}
         return read_config_file(Path(path))
+
+
+#: ``reasoning_effort`` levels that map to a thought budget
+Effort = Literal["low", "medium", "high"]
+
+
+def _default_budgets() -> dict[Effort, int]:
+    return {"low": 512, "medium": 2048, "high": 8192}
 
 
 class Settings(BaseSettings):
@@ -269,6 +278,18 @@ class Settings(BaseSettings):
         description="How `/chat` makes its prompt: `template` (the model's chat template), "
         "`wrap` (`[QUESTION]`...`[/QUESTION]` then `[ANSWER]`), or a format string with "
         "`{prompt}`; a model's own `chat_prompt_format` wins.",
+    )
+    reasoning_field: ReasoningField = Field(
+        "reasoning_content",
+        description="Where OpenAI's chat surface puts a reasoning model's thought: "
+        "`reasoning_content` (llama-server, DeepSeek), `reasoning` (vLLM, Ollama's /v1), "
+        "`both`, or `inline` (left in `content` between its markers); a model's "
+        "`reasoning.field` wins.",
+    )
+    reasoning_budgets: dict[Effort, int] = Field(
+        default_factory=_default_budgets,
+        description="Thought tokens for `reasoning_effort` (and Ollama's `think` levels) "
+        "`low`, `medium` and `high`.",
     )
     error_language: Literal["en", "ko"] = Field(
         "en",

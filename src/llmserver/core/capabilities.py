@@ -8,7 +8,8 @@ Each capability is a fact about the model as it is configured and (where that ma
   the generic JSON format the server teaches it;
 - ``insert``: a fill-in-the-middle format is known (:func:`llmserver.core.fim.fim_format`);
 - ``embedding``: the model serves ``/v1/embeddings``;
-- ``thinking``: the chat template has a reasoning mode (``<think>`` or ``enable_thinking``);
+- ``thinking``: the model has a thought format, from its config's ``reasoning`` or detected
+  from its chat template (:func:`llmserver.core.reasoning.reasoning_format`);
 - ``rerank``: the model is a reranker (a cross-encoder, a GGUF reranker, an upstream's), shown
   as a reranker only; an embedding model reranks too (as a bi-encoder) but is shown as what
   it is, an embedding model;
@@ -21,12 +22,10 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from llmserver.core.fim import fim_format
+from llmserver.core.reasoning import reasoning_format
 
 if TYPE_CHECKING:
     from llmserver.core.manager import ModelHandle
-
-#: what in a chat template shows a reasoning mode (Qwen3's, DeepSeek-R1's, SmolLM3's)
-THINKING_MARKERS = ("<think>", "enable_thinking")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +57,7 @@ def capabilities(handle: ModelHandle) -> Capabilities:
     embeds = not reranker and (handle.embedder() is not None or configured or only_embeds)
     # a model that embeds (or reranks) is shown as such only (as Ollama shows them)
     generates = abilities.generator() is not None and not embeds and not reranker
-    template = handle.template.source if handle.template is not None else ""
-    thinking = generates and any(marker in template for marker in THINKING_MARKERS)
+    thinking = generates and reasoning_format(handle) is not None
     return Capabilities(
         completion=generates,
         chat=generates,

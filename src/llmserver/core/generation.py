@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from llmserver.backends.base import Delta, GenerationRequest, TokenLogprob, ToolCallDelta
+from llmserver.backends.thought import ThoughtSplitter
 from llmserver.core.fim import CodeLimits, LimitCut
 from llmserver.core.requests import ToolCall
 from llmserver.core.response_cache import ResponseCache, is_deterministic, request_key
@@ -40,6 +41,8 @@ class Result:
     stop_sequences: list[str | None] = field(default_factory=list)
     tool_calls: list[list[ToolCall]] = field(default_factory=list)
     logprobs: list[list[TokenLogprob]] = field(default_factory=list)
+    #: each choice's thought (a reasoning model's; '' for none)
+    reasonings: list[str] = field(default_factory=list)
 
 
 def add_call_delta(calls: list[ToolCall], piece: ToolCallDelta) -> None:
@@ -102,6 +105,9 @@ class Generation:
     #: the rendered prompt of each choice, filled in once the generation has its slot
     prompts: list[str] = field(default_factory=list)
     timing: Timing = field(default_factory=Timing)
+    #: where OpenAI's chat surface puts a thought (``reasoning_content``, ``reasoning``,
+    #: ``both`` or ``inline``), as the model's config or the server's settings say
+    reasoning_field: str = "reasoning_content"
 
     @property
     def n_choices(self) -> int:
@@ -156,9 +162,15 @@ class Generation:
             for index, req in enumerate(requests):
                 parser = self.plan.parser(self.handle)
                 cut = None if self.policy.limits is None else LimitCut(self.policy.limits)
+                spec = req.thought
+                splitter = ThoughtSplitter(spec) if spec is not None else None
                 stream = deadline.bound(self.handle.generator().generate(req))
                 async for delta in _cut(stream, cut) if cut is not None else stream:
                     self._account(index in first_of_prompt, delta)
+                    if splitter is not None:
+                        delta = self._split(splitter, delta)
+                    if spec is not None and spec.drop:
+                        delta = dataclasses.replace(delta, reasoning="")
                     if parser is not None:
                         delta = _parsed(parser, delta)
                     if self.policy.masker is not None:
@@ -194,6 +206,18 @@ class Generation:
             self.prompts.append(req.prompt)
         return first_of_prompt
 
+    def _split(self, splitter: ThoughtSplitter, delta: Delta) -> Delta:
+        """The delta's text split into its thought and its answer; the tokens of a delta that
+        is all thought (or ends inside it) count as reasoning tokens."""
+        thinking = splitter.thinking
+        thought, answer = splitter.feed(delta.text)
+        if delta.finish_reason is not None:
+            more_thought, more_answer = splitter.finish()
+            thought, answer = thought + more_thought, answer + more_answer
+        if splitter.thinking or (thinking and not answer):
+            self.usage.reasoning_tokens += delta.tokens
+        return dataclasses.replace(delta, text=answer, reasoning=delta.reasoning + thought)
+
     def _account(self, counts_prompt: bool, delta: Delta) -> None:
         self.usage.completion_tokens += delta.tokens
         now = time.perf_counter()
@@ -206,6 +230,8 @@ class Generation:
             self.usage.prompt_tokens += delta.prompt_tokens
         if delta.cached_tokens is not None and counts_prompt:
             self.usage.cached_tokens += delta.cached_tokens
+        if delta.reasoning_tokens is not None:
+            self.usage.reasoning_tokens += delta.reasoning_tokens
 
     def _masked(self, index: int, delta: Delta) -> Delta:
         assert self.policy.masker is not None
@@ -227,15 +253,17 @@ class Generation:
         stops: list[str | None] = [None] * self.n_choices
         calls: list[list[ToolCall]] = [[] for _ in range(self.n_choices)]
         logprobs: list[list[TokenLogprob]] = [[] for _ in range(self.n_choices)]
+        reasonings = [""] * self.n_choices
         async for index, delta in self.events():
             texts[index] += delta.text
+            reasonings[index] += delta.reasoning
             for piece in delta.tool_calls:
                 add_call_delta(calls[index], piece)
             logprobs[index] += delta.logprobs
             if delta.finish_reason is not None:
                 reasons[index] = delta.finish_reason
                 stops[index] = delta.stop_sequence
-        return Result(texts, reasons, stops, calls, logprobs)
+        return Result(texts, reasons, stops, calls, logprobs, reasonings)
 
 
 async def _cut(stream: AsyncGenerator[Delta, None], cut: LimitCut) -> AsyncIterator[Delta]:
@@ -253,10 +281,12 @@ async def _cut(stream: AsyncGenerator[Delta, None], cut: LimitCut) -> AsyncItera
 
 
 def _rewritten(out: OutputStreams, index: int, delta: Delta) -> Delta:
-    """The delta with its content and its tool calls' arguments rewritten by ``out`` (masked,
-    or placeholders restored), one stateful stream each, so a value split across pieces is
-    still seen whole."""
+    """The delta with its content, its thought and its tool calls' arguments rewritten by
+    ``out`` (masked, or placeholders restored), one stateful stream each, so a value split
+    across pieces is still seen whole."""
     text = out.feed(index, delta.text)
+    # the thought has a stream of its own (a key unlike a call's)
+    reasoning = out.feed(("thought", index), delta.reasoning) if delta.reasoning else ""
     calls = [
         dataclasses.replace(piece, arguments=out.feed((index, piece.index), piece.arguments))
         for piece in delta.tool_calls
@@ -265,7 +295,8 @@ def _rewritten(out: OutputStreams, index: int, delta: Delta) -> Delta:
     if delta.finish_reason is not None:
         text += out.flush(index)
         calls += [ToolCallDelta(i, arguments=rest) for i, rest in out.flush_calls(index) if rest]
-    return dataclasses.replace(delta, text=text, tool_calls=tuple(calls))
+        reasoning += out.flush(("thought", index))
+    return dataclasses.replace(delta, text=text, tool_calls=tuple(calls), reasoning=reasoning)
 
 
 def _parsed(parser: ToolStream | ForcedCalls, delta: Delta) -> Delta:

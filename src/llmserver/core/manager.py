@@ -25,6 +25,7 @@ from llmserver.backends.base import (
 from llmserver.config import registry
 from llmserver.config.model_configs import ModelConfig
 from llmserver.config.settings import Settings
+from llmserver.core.reasoning import reasoning_format
 from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
@@ -310,6 +311,8 @@ class ModelManager:
                         "its config if the model expects another format",
                         handle.id,
                     )
+            if (thought := reasoning_format(handle)) is not None:
+                logger.info("model %s thinks: %s", handle.id, thought.describe())
             await self._warm_up(handle)
         except (ModelLoadError, TemplateLoadError, UnsafeTemplateError) as exc:
             self._failed(handle, str(exc))

@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from llmserver.backends.base import GenerationRequest, JsonConstraint, SamplingParams
+from llmserver.backends.thought import ThoughtSpec
 from llmserver.config.model_configs import SamplingDefaults
+from llmserver.core import reasoning
 from llmserver.core.fim import Infill, fim_format, fim_prompt, require_format
-from llmserver.core.requests import ChatRequest, Message, Sampling
+from llmserver.core.requests import ChatRequest, Message, Sampling, Thinking
 from llmserver.core.tools.plan import ToolPlan, wire_messages, wire_tool, wire_tool_choice
 from llmserver.errors import ContextLengthError, InvalidRequestError
 
@@ -81,6 +83,7 @@ class ChatPlan(_Plan):
     tools: ToolPlan = field(default_factory=ToolPlan)
     documents: tuple[Mapping[str, Any], ...] = ()
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    thinking: Thinking = field(default_factory=Thinking)
 
     @classmethod
     def of(cls, req: ChatRequest, messages: Sequence[Message]) -> ChatPlan:
@@ -93,6 +96,7 @@ class ChatPlan(_Plan):
             tools=ToolPlan.of(req),
             documents=req.documents,
             template_kwargs=req.template_kwargs,
+            thinking=req.thinking,
         )
 
     @property
@@ -108,13 +112,21 @@ class ChatPlan(_Plan):
     def prompt(self, handle: ModelHandle) -> str:
         """The prompt: the model's chat template applied to the messages, tools, calls and
         tool results (what a chat generates from and what a token count counts)."""
+        return self._rendered(handle)[0]
+
+    def _rendered(self, handle: ModelHandle) -> tuple[str, ThoughtSpec | None]:
+        """The prompt and, for a reasoning model, how its output holds the thought."""
         template = _template(handle)
-        return template.render(
-            self.tools.messages(self.messages, template),
-            tools=self.tools.template_tools(template),
-            documents=self.documents,
-            kwargs=self.template_kwargs,
-        )
+        constraint = self.constraint or self.tools.constraint(template)
+        # a lazy constraint (tools in auto mode) leaves the output free until a call starts
+        constrained = constraint is not None and not constraint.triggers
+        messages = self.tools.messages(self.messages, template)
+        tools = self.tools.template_tools(template)
+
+        def render(kwargs: Mapping[str, Any]) -> str:
+            return template.render(messages, tools=tools, documents=self.documents, kwargs=kwargs)
+
+        return reasoning.render(handle, self.thinking, self.template_kwargs, constrained, render)
 
     def requests(self, handle: ModelHandle) -> list[GenerationRequest]:
         """The rendered prompt's choices, constrained to a call where the tool choice says."""
@@ -124,7 +136,9 @@ class ChatPlan(_Plan):
         if self.tools.active and template.takes_tools:
             # native tool markup is often made of special tokens: let them through as text
             sampling = dataclasses.replace(sampling, special_text=True)
-        return _local(handle, sampling, self.n, [self.prompt(handle)], constraint)
+        prompt, thought = self._rendered(handle)
+        out = _local(handle, sampling, self.n, [prompt], constraint)
+        return [dataclasses.replace(r, thought=thought) for r in out] if thought else out
 
     def parser(self, handle: ModelHandle) -> ToolStream | ForcedCalls | None:
         """A parser for calls in the format the model's template teaches."""
@@ -188,6 +202,8 @@ class RelayPlan(_Plan):
     tool_choice: str | dict[str, Any] | None = None
     #: the code after the hole, for an engine that fills the middle itself
     suffix: str | None = None
+    #: a chat's thought as the caller asked for it and the model's config shows it
+    thought: ThoughtSpec | None = None
 
     @property
     def n_choices(self) -> int:
@@ -213,7 +229,7 @@ class RelayPlan(_Plan):
                 tool_choice=self.tool_choice,
                 suffix=self.suffix,
             )
-        return out
+        return [dataclasses.replace(r, thought=self.thought) for r in out] if self.thought else out
 
 
 def chat_plan(
@@ -240,6 +256,7 @@ def chat_plan(
             messages=tuple(wire_messages(messages)),
             tools=tuple(wire_tool(t) for t in req.tools),
             tool_choice=wire_tool_choice(req),
+            thought=reasoning.relay_spec(handle, req.thinking),
         )
     return ChatPlan.of(req, messages)
 

@@ -100,8 +100,8 @@ class ToolChoice:
 class Message:
     """One chat turn as plain text (``developer`` is already ``system``).
 
-    An assistant turn may carry ``tool_calls``; a ``tool`` turn answers the call
-    ``tool_call_id``.
+    An assistant turn may carry ``tool_calls`` and the ``reasoning`` (thought) it was sent
+    back with; a ``tool`` turn answers the call ``tool_call_id``.
     """
 
     role: str
@@ -109,6 +109,24 @@ class Message:
     name: str | None = None
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    reasoning: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Thinking:
+    """Whether a reasoning model thinks for this request, and how long.
+
+    ``enabled`` None: the model's default. ``budget``: thought tokens before the thought is
+    ended; ``effort`` (``low``, ``medium``, ``high``) stands for the server's budget of that
+    name when ``budget`` is None; neither: the model's configured budget. ``strict``: asking a
+    model that cannot think to think is a 400 (Ollama's answer); otherwise it is ignored with
+    a log line (OpenAI's).
+    """
+
+    enabled: bool | None = None
+    budget: int | None = None
+    effort: Literal["low", "medium", "high"] | None = None
+    strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +155,7 @@ class ChatRequest:
     documents: tuple[Mapping[str, Any], ...] = ()
     template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     use_prompt_format: bool = False
+    thinking: Thinking = field(default_factory=Thinking)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from llmserver.core.generation import Event, Generation, OutputPolicy
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.masking import InputMasking
 from llmserver.core.prompts import ChatPlan, Plan, chat_plan, fim_plan, text_plan
+from llmserver.core.reasoning import reasoning_format
 from llmserver.core.requests import (
     ChatRequest,
     DetokenizeRequest,
@@ -34,6 +35,7 @@ from llmserver.core.requests import (
     Sampling,
     ScoreRequest,
     TextRequest,
+    Thinking,
     TokenizeRequest,
 )
 from llmserver.core.rerank import Scores, check_limits, score
@@ -115,10 +117,11 @@ class Service:
         limits: CodeLimits | None = None,
     ) -> Generation:
         gen_id = f"{prefix}-{uuid.uuid4().hex}"
+        field = handle.config.reasoning.field or self.settings.reasoning_field
         policy = self._output(caller, handle, cacheable)
         restorer = None if masking.vault is None else pii.output_restorer(masking.vault)
         policy = dataclasses.replace(policy, restorer=restorer, limits=limits)
-        return Generation(handle, self._manager, plan, gen_id, policy)
+        return Generation(handle, self._manager, plan, gen_id, policy, reasoning_field=field)
 
     def _output(self, caller: Caller, handle: ModelHandle, cacheable: bool) -> OutputPolicy:
         """Output masking where the server asks for it, and the model's response cache for a
@@ -156,10 +159,33 @@ class Service:
         if messages:
             self._log_text(messages[-1].content)
         fmt = self._prompt_format(handle) if req.use_prompt_format else None
-        req = dataclasses.replace(req, sampling=self._overflow(req.sampling))
+        req = dataclasses.replace(
+            req, sampling=self._overflow(req.sampling), thinking=self._thinking(handle, req)
+        )
         plan = chat_plan(handle, req, messages, fmt)
         calls = tools.ToolPlan.of(req).active
         return self._generation(caller, handle, plan, "chatcmpl", not calls, masking)
+
+    def _thinking(self, handle: ModelHandle, req: ChatRequest) -> Thinking:
+        """The request's thinking control, checked against the model: asking a model that
+        cannot think to think is a 400 where the surface is strict (Ollama), else ignored with
+        a log line (OpenAI). A model not loaded yet, or served upstream, is not known here: its
+        request goes on."""
+        asked = req.thinking
+        if asked.budget is None and asked.effort is not None:
+            budget = self.settings.reasoning_budgets.get(asked.effort)
+            asked = dataclasses.replace(asked, budget=budget)
+        # a model loaded on demand shows its template once loaded; an upstream engine decides
+        # itself (it is told what the caller asked)
+        known = handle.template is not None or handle.config.reasoning.format != "auto"
+        if not asked.enabled or not known or reasoning_format(handle) is not None:
+            return asked
+        if asked.strict:
+            raise InvalidRequestError(f'"{handle.id}" does not support thinking', param="think")
+        logger.info(
+            "model '%s' does not think: the request's thinking control is ignored", handle.id
+        )
+        return Thinking()
 
     async def count_tokens(self, caller: Caller, req: ChatRequest) -> int:
         """How many tokens :meth:`chat` would give the model for ``req``: the chat template

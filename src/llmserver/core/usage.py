@@ -19,6 +19,8 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    #: the part of ``completion_tokens`` a reasoning model spent on its thought
+    reasoning_tokens: int = 0
     response_cache: Literal["hit", "miss"] | None = None
 
     @property

@@ -107,6 +107,12 @@ class Metrics:
         self.completion_tokens = Counter(
             "llmserver_completion_tokens", "Completion tokens generated", ["model"], registry=reg
         )
+        self.reasoning_tokens = Counter(
+            "llmserver_reasoning_tokens",
+            "Completion tokens a reasoning model spent on its thought",
+            ["model"],
+            registry=reg,
+        )
         self.ttft = Histogram(
             "llmserver_time_to_first_token_seconds",
             "Seconds from the start of a generation (queue wait included) to its first token",
@@ -172,6 +178,8 @@ class Metrics:
             )
         if usage.completion_tokens:
             self._child(self.completion_tokens, model).inc(usage.completion_tokens)
+        if usage.reasoning_tokens:
+            self._child(self.reasoning_tokens, model).inc(usage.reasoning_tokens)
         timing = record.timing
         if timing is None or status >= 400:
             return

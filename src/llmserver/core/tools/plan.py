@@ -148,6 +148,9 @@ def wire_message(message: Message, names: Mapping[str, str] | None = None) -> di
         out["content"] = None  # as the client sent it
     if message.name is not None:
         out["name"] = message.name
+    if message.reasoning:
+        # the name Qwen3's and DeepSeek's templates read (most drop it from earlier turns)
+        out["reasoning_content"] = message.reasoning
     if message.tool_calls:
         out["tool_calls"] = [
             {

@@ -22,7 +22,8 @@ errors_logger = logging.getLogger("llmserver.errors")
 TEXT = (
     '%(client)s key=%(key_name)s "%(method)s %(path)s" %(status)d model=%(model)s '
     "backend=%(backend)s prompt_tokens=%(prompt_tokens)d completion_tokens=%(completion_tokens)d "
-    "cached_tokens=%(cached_tokens)d ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f "
+    "cached_tokens=%(cached_tokens)d reasoning_tokens=%(reasoning_tokens)d "
+    "ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f "
     "tokens_per_s=%(tokens_per_s)s stream=%(streamed)s response_cache=%(response_cache)s"
 )
 
@@ -50,6 +51,7 @@ def access_fields(
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
         "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
         "latency_ms": round(latency_s * 1000, 1),
         "tokens_per_s": None if rate is None else round(rate, 1),

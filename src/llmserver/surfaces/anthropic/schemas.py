@@ -59,6 +59,8 @@ class ContentBlock(BaseModel):
     tool_use_id: str | None = None
     content: str | list[ResultBlock] | None = None
     is_error: StrictBool | None = None
+    #: ``thinking``: an assistant turn's thought sent back
+    thinking: str | None = None
 
 
 class InputMessage(BaseModel):
@@ -109,6 +111,16 @@ class ToolChoice(BaseModel):
     disable_parallel_tool_use: StrictBool | None = None
 
 
+class ThinkingConfig(BaseModel):
+    """``thinking``: extended thinking on (``enabled``, with a budget; ``adaptive``: the
+    model's own budget) or ``disabled``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: StrictInt | None = Field(None, ge=0)
+
+
 class _Conversation(_Request):
     """What a message and a token count share: the model, the system prompt and the turns."""
 
@@ -119,8 +131,7 @@ class _Conversation(_Request):
     tool_choice: ToolChoice | None = None
     # refused by name when set
     mcp_servers: Any = None
-    # accepted and ignored: extended thinking needs a model that thinks in Anthropic's format
-    thinking: Any = None
+    thinking: ThinkingConfig | None = None
 
 
 StopSequence = Annotated[str, Field(max_length=MAX_STOP_LENGTH)]
@@ -138,6 +149,8 @@ class MessagesRequest(_Conversation):
     #: ``user_id`` and the like: accepted and ignored
     metadata: dict[str, Any] | None = None
     output_config: OutputConfig | None = None
+    #: a server extra, as on /v1: generate past the end-of-text token (tests, benchmarks)
+    ignore_eos: StrictBool = False
 
 
 class CountTokensRequest(_Conversation):

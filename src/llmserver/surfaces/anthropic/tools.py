@@ -76,20 +76,25 @@ def _refuse(block: ContentBlock, where: str, served: str) -> InvalidRequestError
 
 def assistant_turn(
     content: str | list[ContentBlock], where: str
-) -> tuple[str, tuple[ToolCall, ...]]:
-    """An assistant turn's text and its ``tool_use`` calls."""
+) -> tuple[str, tuple[ToolCall, ...], str]:
+    """An assistant turn's text, its ``tool_use`` calls and its thought (``thinking``
+    blocks; ``redacted_thinking`` ones hold nothing this server can read)."""
     if isinstance(content, str):
-        return content, ()
-    texts, calls = [], []
+        return content, (), ""
+    texts, calls, thoughts = [], [], []
     for j, block in enumerate(content):
         at = f"{where}.{j}"
         if block.type == "text" and block.text is not None:
             texts.append(block.text)
+        elif block.type == "thinking":
+            thoughts.append(block.thinking or "")
+        elif block.type == "redacted_thinking":
+            continue
         elif block.type == "tool_use":
             calls.append(_call(block, at))
         else:
-            raise _refuse(block, at, "text and tool_use")
-    return BLOCK_SEPARATOR.join(texts), tuple(calls)
+            raise _refuse(block, at, "text, thinking and tool_use")
+    return BLOCK_SEPARATOR.join(texts), tuple(calls), "".join(thoughts)
 
 
 def _call(block: ContentBlock, where: str) -> ToolCall:
@@ -208,6 +213,13 @@ class StreamBlocks:
         if self._kind is not None:
             yield {"type": "content_block_stop", "index": self.index}
             self._kind = None
+
+    def thinking(self, text: str) -> Iterator[dict[str, Any]]:
+        """Events for a piece of the thought (a ``thinking`` block, before the text)."""
+        if self._kind != "thinking":
+            yield from self._open({"type": "thinking", "thinking": "", "signature": ""})
+        delta = {"type": "thinking_delta", "thinking": text}
+        yield {"type": "content_block_delta", "index": self.index, "delta": delta}
 
     def text(self, text: str) -> Iterator[dict[str, Any]]:
         """Events for a piece of text."""

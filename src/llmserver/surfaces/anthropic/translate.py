@@ -8,7 +8,7 @@ from typing import Any
 
 from llmserver.core.events import Delta
 from llmserver.core.generation import Generation
-from llmserver.core.requests import ChatRequest, JsonConstraint, Message, Sampling
+from llmserver.core.requests import ChatRequest, JsonConstraint, Message, Sampling, Thinking
 from llmserver.core.usage import Usage
 from llmserver.errors import APIError, InvalidRequestError
 from llmserver.http.streaming import Framing, named_event
@@ -94,7 +94,10 @@ def _join(turns: list[Message], message: Message) -> None:
         turns.append(message)
         return
     text = BLOCK_SEPARATOR.join(t for t in (last.content, message.content) if t)
-    turns[-1] = Message(last.role, text, tool_calls=last.tool_calls + message.tool_calls)
+    calls = last.tool_calls + message.tool_calls
+    turns[-1] = Message(
+        last.role, text, tool_calls=calls, reasoning=last.reasoning + message.reasoning
+    )
 
 
 def _messages(req: _Conversation) -> tuple[Message, ...]:
@@ -111,9 +114,9 @@ def _messages(req: _Conversation) -> tuple[Message, ...]:
             logger.warning("messages.%d has role '%s'; treated as 'user'", i, role)
             role = "user"
         if role == "assistant":
-            text, made = tools.assistant_turn(message.content, where)
+            text, made, thought = tools.assistant_turn(message.content, where)
             calls.update(call.id for call in made)
-            _join(turns, Message("assistant", text, tool_calls=made))
+            _join(turns, Message("assistant", text, tool_calls=made, reasoning=thought))
             continue
         results, user_text = tools.user_turn(message.content, where, calls)
         for result in results:
@@ -141,6 +144,7 @@ def chat_request(req: MessagesRequest) -> ChatRequest:
         top_p=req.top_p,
         top_k=req.top_k,
         stop=tuple(s for s in req.stop_sequences or () if s),
+        ignore_eos=req.ignore_eos,
     )
     fmt = req.output_config.format if req.output_config is not None else None
     constraint = JsonConstraint(fmt.schema_ or None) if fmt is not None else None
@@ -153,7 +157,19 @@ def chat_request(req: MessagesRequest) -> ChatRequest:
         tools=tool_list,
         tool_choice=choice,
         parallel_tool_calls=parallel,
+        thinking=_thinking(req),
     )
+
+
+def _thinking(req: MessagesRequest) -> Thinking:
+    """``thinking``: ``enabled`` with its ``budget_tokens``, ``adaptive`` (the model's own
+    budget) or ``disabled``; absent: the model's default."""
+    config = req.thinking
+    if config is None:
+        return Thinking()
+    if config.type == "disabled":
+        return Thinking(enabled=False)
+    return Thinking(enabled=True, budget=config.budget_tokens)
 
 
 def count_request(req: CountTokensRequest) -> ChatRequest:
@@ -208,7 +224,11 @@ async def message_response(gen: Generation) -> dict[str, Any]:
     """Run ``gen`` to its end: the ``message`` object."""
     result = await gen.collect()
     text, calls = result.texts[0], result.tool_calls[0] if result.tool_calls else []
-    content = [{"type": "text", "text": text}] if text or not calls else []
+    thought = result.reasonings[0] if result.reasonings else ""
+    content: list[dict[str, Any]] = []
+    if thought:
+        content.append({"type": "thinking", "thinking": thought, "signature": ""})
+    content += [{"type": "text", "text": text}] if text or not calls else []
     content += [tools.tool_use_block(call) for call in calls]
     body = _message(gen, content)
     stop = result.stop_sequences[0] if result.stop_sequences else None
@@ -236,6 +256,9 @@ async def message_events(gen: Generation) -> AsyncIterator[dict[str, Any]]:
             yield _start(gen)
         if delta.finish_reason is not None:
             end = delta
+        if delta.reasoning:
+            for event in blocks.thinking(delta.reasoning):
+                yield event
         if delta.text:
             for event in blocks.text(delta.text):
                 yield event

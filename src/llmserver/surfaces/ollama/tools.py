@@ -106,7 +106,8 @@ def messages(model: str, req: wire.ChatRequest) -> tuple[Message, ...]:
         calls = _calls(i, message)
         if calls:
             seen.made(calls)
-        turns.append(Message(message.role, message.content, tool_calls=calls))
+        thought = message.thinking or ""
+        turns.append(Message(message.role, message.content, tool_calls=calls, reasoning=thought))
     return tuple(turns)
 
 

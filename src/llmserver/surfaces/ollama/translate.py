@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from llmserver.core.generation import Generation
 from llmserver.core.model_info import ModelDetails
-from llmserver.core.requests import ChatRequest, InfillRequest, Message, TextRequest
+from llmserver.core.requests import ChatRequest, InfillRequest, Message, TextRequest, Thinking
 from llmserver.errors import InvalidRequestError
 from llmserver.surfaces.ollama import options, tools
 from llmserver.surfaces.ollama import schemas as wire
@@ -59,10 +59,31 @@ def _ns(seconds: float) -> int:
 def _refuse(model: str, req: wire._Generating) -> None:
     if unknown := req.unknown_fields():
         logger.debug("ignoring unknown request fields: %s", ", ".join(unknown))
-    if req.think not in (None, False, ""):
-        raise InvalidRequestError(f'"{model}" does not support thinking', param="think")
     if req.logprobs or req.top_logprobs:
         raise InvalidRequestError("logprobs are not supported by this server", param="logprobs")
+
+
+def thinking(req: wire._Generating) -> Thinking:
+    """Ollama's ``think``: a boolean, or a level (``low``, ``medium``, ``high`` are the
+    server's budgets; ``max`` thinks without one). Asking a model that cannot think is
+    Ollama's 400 (``strict``)."""
+    think = req.think
+    if think is None or think == "":
+        return Thinking(strict=True)
+    if isinstance(think, bool):
+        return Thinking(enabled=think, strict=True)
+    if think == "max":
+        return Thinking(enabled=True, strict=True)
+    levels: dict[str, Literal["low", "medium", "high"]] = {
+        "low": "low",
+        "medium": "medium",
+        "high": "high",
+    }
+    if think in levels:
+        return Thinking(enabled=True, effort=levels[think], strict=True)
+    raise InvalidRequestError(
+        f"invalid think value: {think!r} (true, false, low, medium, high or max)", param="think"
+    )
 
 
 def generate_request(
@@ -96,7 +117,7 @@ def generate_request(
         return TextRequest(model, (req.prompt,), sampling, constraint=constraint)
     turns = [Message("system", req.system)] if req.system else []
     turns.append(Message("user", req.prompt))
-    return ChatRequest(model, tuple(turns), sampling, constraint=constraint)
+    return ChatRequest(model, tuple(turns), sampling, constraint=constraint, thinking=thinking(req))
 
 
 def chat_request(req: wire.ChatRequest, model: str) -> ChatRequest:
@@ -112,6 +133,7 @@ def chat_request(req: wire.ChatRequest, model: str) -> ChatRequest:
         constraint=options.constraint(req.format),
         tools=tool_list,
         tool_choice=choice,
+        thinking=thinking(req),
     )
 
 
@@ -137,15 +159,24 @@ def metrics(gen: Generation) -> dict[str, int]:
 
 
 def _piece(
-    kind: Kind, name: str, text: str, calls: list[dict[str, Any]] | None = None
+    kind: Kind,
+    name: str,
+    text: str,
+    calls: list[dict[str, Any]] | None = None,
+    thought: str = "",
+    when: str | None = None,
 ) -> dict[str, Any]:
-    head: dict[str, Any] = {"model": name, "created_at": rfc3339()}
+    head: dict[str, Any] = {"model": name, "created_at": when or rfc3339()}
     if kind == "chat":
         head["message"] = {"role": "assistant", "content": text}
+        if thought:
+            head["message"]["thinking"] = thought
         if calls:
             head["message"]["tool_calls"] = calls
     else:
         head["response"] = text
+        if thought:
+            head["thinking"] = thought
     return head
 
 
@@ -167,23 +198,18 @@ async def chunks(
     with ``done_reason``, the metrics and, for a non-raw generate, ``context``. Without
     ``stream`` the final object carries the whole text. ``after`` runs once it is done."""
     text: list[str] = []
+    thoughts: list[str] = []
     reason = "stop"
     chat = kind == "chat"
     clock = _Clock()
     calls = tools.CallAssembler()
     async for _, delta in gen.events():
-        if delta.text:
+        thoughts.append(delta.reasoning)
+        if delta.text or delta.reasoning:
             text.append(delta.text)
-            if stream and chat:
-                message = {"role": "assistant", "content": delta.text}
-                yield {"model": name, "created_at": clock.now(), "message": message, "done": False}
-            elif stream:
-                yield {
-                    "model": name,
-                    "created_at": rfc3339(),
-                    "response": delta.text,
-                    "done": False,
-                }
+            if stream:
+                piece = _piece(kind, name, delta.text, None, delta.reasoning, clock.now())
+                yield {**piece, "done": False}
         finished = delta.finish_reason is not None
         calls.add(delta.tool_calls)
         if stream and chat and (done := calls.complete(finished)):
@@ -193,7 +219,12 @@ async def chunks(
             # Ollama ends a reply that called tools with "stop"
             reason = "stop" if delta.finish_reason == "tool_calls" else str(delta.finish_reason)
     whole = "".join(text)
-    body = _piece(kind, name, "", None) if stream else _piece(kind, name, whole, calls.bodies())
+    thought = "".join(thoughts)
+    body = (
+        _piece(kind, name, "", None)
+        if stream
+        else _piece(kind, name, whole, calls.bodies(), thought)
+    )
     final = {**body, "done": True, "done_reason": reason}
     final |= metrics(gen)
     if context and gen.prompts and (tokens := gen.tokens(gen.prompts[0] + whole)) is not None:

@@ -111,6 +111,9 @@ class ChatMessage(BaseModel):
     name: str | None = None
     tool_calls: list[MessageToolCall] | None = None
     tool_call_id: str | None = None
+    # an assistant turn's thought sent back, under either name peers use
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
     def text(self) -> str:
         """The content as one string (every part is a text part: checked in translation)."""
@@ -214,6 +217,11 @@ class ChatCompletionRequest(_Sampling):
     # server extras (vLLM's names): template variables and documents for RAG templates
     chat_template_kwargs: dict[str, Any] | None = None
     documents: list[dict[str, Any]] | None = None
+    # reasoning models: OpenAI's effort, and Ollama's ``think`` as Ollama users send it to /v1
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = (
+        None
+    )
+    think: StrictBool | Literal["low", "medium", "high"] | None = None
 
     def token_limit(self) -> int | None:
         """``max_completion_tokens`` wins over the older ``max_tokens``."""

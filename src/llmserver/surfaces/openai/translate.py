@@ -26,6 +26,7 @@ from llmserver.core.requests import (
 from llmserver.core.usage import Usage
 from llmserver.core.views import ModelView
 from llmserver.errors import InvalidRequestError
+from llmserver.surfaces.openai import reasoning
 from llmserver.surfaces.openai.schemas import (
     ChatCompletionRequest,
     ChatMessage,
@@ -101,7 +102,8 @@ def _message(message: ChatMessage) -> Message:
         ToolCall(c.id, c.function.name, c.function.arguments) for c in message.tool_calls or []
     )
     role = "system" if message.role == "developer" else message.role
-    return Message(role, message.text(), message.name, calls, message.tool_call_id)
+    thought = reasoning.sent_back(message.reasoning_content, message.reasoning)
+    return Message(role, message.text(), message.name, calls, message.tool_call_id, thought)
 
 
 def _constraint(req: ChatCompletionRequest) -> JsonConstraint | None:
@@ -136,6 +138,7 @@ def chat_request(req: ChatCompletionRequest) -> ChatRequest:
         parallel_tool_calls=req.parallel_tool_calls is not False,
         documents=tuple(req.documents or ()),
         template_kwargs=req.chat_template_kwargs or {},
+        thinking=reasoning.thinking(req),
     )
 
 
@@ -185,6 +188,8 @@ def usage_body(usage: Usage) -> dict[str, Any]:
     }
     if usage.cached_tokens:
         body["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     return body
 
 
@@ -230,10 +235,14 @@ def tool_calls_body(calls: list[ToolCall]) -> list[dict[str, Any]]:
     ]
 
 
-def _chat_message(text: str, calls: list[ToolCall]) -> dict[str, Any]:
+def _chat_message(
+    text: str, calls: list[ToolCall], thought: str = "", field: str = "reasoning_content"
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": text}
+    if thought:
+        message.update(reasoning.message_fields(field, thought, text))
     if calls:
-        message["content"] = text or None
+        message["content"] = message["content"] or None
         message["tool_calls"] = tool_calls_body(calls)
     return message
 
@@ -243,7 +252,12 @@ def chat_body(gen: Generation, result: Result, logprobs: bool = False) -> dict[s
     choices = [
         {
             "index": i,
-            "message": _chat_message(text, result.tool_calls[i] if result.tool_calls else []),
+            "message": _chat_message(
+                text,
+                result.tool_calls[i] if result.tool_calls else [],
+                result.reasonings[i] if result.reasonings else "",
+                gen.reasoning_field,
+            ),
             "logprobs": chat_logprobs(result.logprobs[i]) if logprobs else None,
             "finish_reason": result.finish_reasons[i],
         }
@@ -320,6 +334,7 @@ async def chat_chunks(
     head = {"id": gen.id, "object": "chat.completion.chunk", "created": gen.created}
     head["model"] = gen.model
     started: set[int] = set()
+    fields: dict[int, reasoning.DeltaFields] = {}
 
     def chunk(
         index: int, delta: dict[str, Any], finish: str | None, lps: Any = None
@@ -330,10 +345,12 @@ async def chat_chunks(
     async for index, delta in gen.events():
         if index not in started:
             started.add(index)
+            fields[index] = reasoning.DeltaFields(gen.reasoning_field)
             yield chunk(index, {"role": "assistant", "content": ""}, None)
-        if delta.text or (logprobs and delta.logprobs):
+        body = fields[index](delta.reasoning, delta.text)
+        if body or (logprobs and delta.logprobs):
             lps = chat_logprobs(list(delta.logprobs)) if logprobs else None
-            yield chunk(index, {"content": delta.text}, None, lps)
+            yield chunk(index, body or {"content": ""}, None, lps)
         if delta.tool_calls:
             calls = [tool_call_chunk(piece) for piece in delta.tool_calls]
             yield chunk(index, {"tool_calls": calls}, None)

@@ -70,9 +70,14 @@ export function requestBody(extra = []) {
 
 function turn(role, content, extraClass = "") {
   const text = h("div", {class: "text"}, content);
-  const node = h("div", {class: `turn ${role} ${extraClass}`.trim()}, h("div", {class: "role"}, role), text);
+  // a reasoning model's thought: collapsed above the answer, shown once some arrives
+  const thought = h("div", {class: "thought"});
+  const thinking = h("details", {class: "thinking"}, h("summary", {}, "Thinking"), thought);
+  thinking.hidden = true;
+  const node = h("div", {class: `turn ${role} ${extraClass}`.trim()}, h("div", {class: "role"}, role),
+    thinking, text);
   byId("conversation").appendChild(node);
-  return {node, text};
+  return {node, text, thinking, thought};
 }
 
 function setRunning(controller) {
@@ -126,6 +131,7 @@ async function send(event) {
   let firstAt = null;
   let usage = null;
   let content = "";
+  let reasoning = "";
   let stopped = false;
   try {
     const response = await fetch("/v1/chat/completions", {
@@ -141,7 +147,15 @@ async function send(event) {
       if (chunk.error) throw new Error(chunk.error.message || "the stream failed");
       if (chunk.usage) usage = chunk.usage;
       for (const choice of chunk.choices || []) {
-        const delta = choice.delta && choice.delta.content;
+        const said = choice.delta || {};
+        const thought = said.reasoning_content || said.reasoning;
+        if (thought) {
+          if (firstAt === null) firstAt = performance.now();
+          reasoning += thought;
+          reply.thinking.hidden = false;
+          reply.thought.textContent = reasoning;
+        }
+        const delta = said.content;
         if (delta) {
           if (firstAt === null) firstAt = performance.now();
           content += delta;
