@@ -110,6 +110,31 @@ def test_openai_stream_joins_to_the_collected_reply(server: RunningServer, end_t
     assert (thought, answer) == (whole.model_dump()["reasoning_content"], whole.content)
 
 
+def test_responses_api_gives_the_thought_as_a_reasoning_item(
+    server: RunningServer, end_tokens: int
+) -> None:
+    """The Responses API through the ``openai`` package: the thought is a ``reasoning`` item
+    before the message, its tokens counted; the stream accumulates to the stored response."""
+    client = _openai(server)
+    args: dict[str, Any] = {
+        "model": "r1",
+        "input": USER[0]["content"],
+        "max_output_tokens": _limit(end_tokens),
+        "temperature": 0,
+    }
+    done = client.responses.create(**args)
+    assert done.output[0].type == "reasoning"
+    assert done.output[0].summary[0].text
+    assert done.usage is not None
+    assert done.usage.output_tokens_details.reasoning_tokens >= BUDGET
+    with client.responses.stream(**args) as stream:
+        final = stream.get_final_response()
+    assert final.output[0].type == "reasoning"
+    assert client.responses.retrieve(final.id).output == final.output
+    off = client.responses.create(**args, reasoning={"effort": "none"})
+    assert [item.type for item in off.output] == ["message"]
+
+
 def test_markers_that_are_control_tokens_still_split(server: RunningServer) -> None:
     out = _openai(server).chat.completions.create(
         model="ctl", messages=USER, max_tokens=10, extra_body=NO_EOS

@@ -521,3 +521,53 @@ async def test_a_background_run_cancelled_before_it_ever_ran_ends(tmp_path: Path
     assert run.body["status"] == "cancelled"
     assert [event async for event in run.follow(-1)] == []  # a follower is not left waiting
     assert "resp_3" not in runs.live
+
+
+#: a fake reasoning model: the template opens the thought (DeepSeek-R1's style), the reply
+#: thinks, closes the thought and answers
+R1_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}"
+)
+
+
+@pytest.fixture
+def thinker(tmp_path: Path) -> Iterator[TestClient]:
+    model = fake_model("r1", chat_template=R1_TEMPLATE, reply=" I should greet. </think> Hello")
+    with open_client(fake_settings(model, data_dir=tmp_path)) as c:
+        yield c
+
+
+def test_a_thought_is_a_reasoning_item_before_the_message(thinker: TestClient) -> None:
+    body = create(thinker, model="r1", input="Hi")
+    reasoning, message = body["output"]
+    assert reasoning["type"] == "reasoning"
+    assert reasoning["summary"] == [{"type": "summary_text", "text": "I should greet."}]
+    assert message["content"][0]["text"] == "Hello"
+    assert body["usage"]["output_tokens_details"]["reasoning_tokens"] > 0
+    typed(body)  # the openai package reads it
+
+
+def test_a_streamed_thought_accumulates_to_the_stored_response(thinker: TestClient) -> None:
+    events = streamed(thinker, model="r1", input="Hi", stream=True)
+    kinds = [e["type"] for e in events]
+    assert kinds[2:5] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+    ]
+    done = kinds.index("response.reasoning_summary_text.done")
+    assert kinds[done : done + 3] == [
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+        "response.output_item.done",
+    ]
+    assert kinds.index("response.output_text.delta") > done
+    final = accumulated(events)
+    assert final == typed(thinker.get(f"{RESPONSES}/{final['id']}").json())
+
+
+def test_reasoning_effort_none_switches_the_thought_off(thinker: TestClient) -> None:
+    body = create(thinker, model="r1", input="Hi", reasoning={"effort": "none"})
+    assert [item["type"] for item in body["output"]] == ["message"]
+    assert fake_backend(thinker, "r1").seen[-1].endswith("<think>\n</think>\n\n")  # closed

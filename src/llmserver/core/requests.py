@@ -128,6 +128,22 @@ class Thinking:
     effort: Literal["low", "medium", "high"] | None = None
     strict: bool = False
 
+    @classmethod
+    def of_effort(cls, effort: str | None) -> Thinking:
+        """OpenAI's ``reasoning_effort`` (``reasoning.effort`` in the Responses API): ``none``
+        switches thinking off, ``minimal`` is ``low``, ``xhigh`` is ``high``, ``max`` has no
+        budget; None: the model's default."""
+        if effort is None:
+            return cls()
+        if effort == "none":
+            return cls(enabled=False)
+        if effort == "max":
+            return cls(enabled=True)
+        level = {"minimal": "low", "xhigh": "high"}.get(effort, effort)
+        if level not in ("low", "medium", "high"):
+            raise ValueError(f"unknown reasoning effort: {effort!r}")
+        return cls(enabled=True, effort=level)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:

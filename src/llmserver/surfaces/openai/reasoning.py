@@ -10,33 +10,20 @@ it themselves.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from llmserver.core.requests import Thinking
 from llmserver.surfaces.openai.schemas import ChatCompletionRequest
-
-_LEVELS: dict[str, Literal["low", "medium", "high"]] = {
-    "low": "low",
-    "medium": "medium",
-    "high": "high",
-}
 
 #: the markers an ``inline`` thought is written between
 INLINE_START, INLINE_END = "<think>", "</think>"
 
 
 def thinking(req: ChatCompletionRequest) -> Thinking:
-    """The request's thinking control: ``reasoning_effort`` (``none`` switches thinking off,
-    ``minimal`` is ``low``, ``xhigh`` is ``high``, ``max`` has no budget), else Ollama's
-    ``think`` (a boolean or a level)."""
-    effort = req.reasoning_effort
-    if effort == "none":
-        return Thinking(enabled=False)
-    if effort == "max":
-        return Thinking(enabled=True)
-    if effort is not None:
-        level = {"minimal": "low", "xhigh": "high"}.get(effort, effort)
-        return Thinking(enabled=True, effort=_LEVELS[level])
+    """The request's thinking control: ``reasoning_effort`` (:meth:`Thinking.of_effort`), else
+    Ollama's ``think`` (a boolean or a level)."""
+    if req.reasoning_effort is not None:
+        return Thinking.of_effort(req.reasoning_effort)
     think = req.think
     if isinstance(think, bool):
         return Thinking(enabled=think)

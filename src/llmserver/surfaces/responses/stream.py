@@ -10,9 +10,10 @@ events come in OpenAI's order, each with the next ``sequence_number``: ``respons
 then ``response.completed`` (or ``response.incomplete`` when cut by ``max_output_tokens``,
 ``response.failed`` when the model failed after the stream began).
 
-Seam for the reasoning issue: when the core's deltas carry reasoning text, a ``reasoning``
-item (``response.reasoning_summary_text.delta`` events) opens before the message; see
-:meth:`ResponseBuilder.feed`.
+A reasoning model's thought comes first, as a ``reasoning`` item whose summary is the thought's
+text: ``response.output_item.added``, ``response.reasoning_summary_part.added``,
+``response.reasoning_summary_text.delta``\\ s, ``response.reasoning_summary_text.done``,
+``response.reasoning_summary_part.done``, ``response.output_item.done``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def usage_body(usage: Usage) -> dict[str, Any]:
         # a prefix cache here is filled as a side effect: nothing is written on purpose
         "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
     }
 
@@ -116,6 +117,7 @@ class ResponseBuilder:
         self._seq = 0
         #: the namespace of each namespaced tool, by name (a call of one names it)
         self._namespaces = namespaces or {}
+        self._thought: dict[str, Any] | None = None  # the open reasoning item
         self._text: dict[str, Any] | None = None  # the open message's output_text part
         self._message: dict[str, Any] | None = None  # the open message item
         #: the output index of each function call, by the core's call index
@@ -155,7 +157,53 @@ class ResponseBuilder:
             "response.output_item.added", output_index=index, item=copy.deepcopy(item)
         )
 
+    def _thought_delta(self, text: str) -> Iterator[Event]:
+        if self._thought is None:
+            yield from self._close_message("completed")
+            yield from self._close_call("completed")
+            item: Item = {
+                "id": item_id("rs"),
+                "type": "reasoning",
+                "status": "in_progress",
+                "summary": [],
+                "encrypted_content": None,
+            }
+            index, event = self._add(item)
+            self._thought = item
+            yield event
+            part: Item = {"type": "summary_text", "text": ""}
+            item["summary"].append(part)
+            yield self._event(
+                "response.reasoning_summary_part.added",
+                item_id=item["id"],
+                output_index=index,
+                summary_index=0,
+                part=copy.deepcopy(part),
+            )
+        item = self._thought
+        item["summary"][0]["text"] += text
+        yield self._event(
+            "response.reasoning_summary_text.delta",
+            item_id=item["id"],
+            output_index=self.output.index(item),
+            summary_index=0,
+            delta=text,
+        )
+
+    def _close_thought(self, status: str) -> Iterator[Event]:
+        item, self._thought = self._thought, None
+        if item is None:
+            return
+        index = self.output.index(item)
+        part = item["summary"][0]
+        where = {"item_id": item["id"], "output_index": index, "summary_index": 0}
+        yield self._event("response.reasoning_summary_text.done", **where, text=part["text"])
+        yield self._event("response.reasoning_summary_part.done", **where, part=copy.deepcopy(part))
+        item["status"] = status
+        yield self._event("response.output_item.done", output_index=index, item=copy.deepcopy(item))
+
     def _open_message(self) -> Iterator[Event]:
+        yield from self._close_thought("completed")
         yield from self._close_call("completed")
         message: Item = {
             "id": item_id("msg"),
@@ -229,6 +277,7 @@ class ResponseBuilder:
 
     def _call_delta(self, piece: ToolCallDelta) -> Iterator[Event]:
         if piece.id is not None or piece.index not in self._calls:
+            yield from self._close_thought("completed")
             yield from self._close_message("completed")
             yield from self._close_call("completed")
             call: Item = {
@@ -256,8 +305,9 @@ class ResponseBuilder:
             )
 
     def feed(self, delta: Delta) -> Iterator[Event]:
-        """The events of one delta of the generation. (Reasoning text, once the core's
-        deltas carry it, goes into a ``reasoning`` item opened here before the message.)"""
+        """The events of one delta of the generation: its thought, its text, its calls."""
+        if delta.reasoning:
+            yield from self._thought_delta(delta.reasoning)
         if delta.text or delta.logprobs:
             yield from self._text_delta(delta.text, delta.logprobs)
         for piece in delta.tool_calls:
@@ -272,6 +322,7 @@ class ResponseBuilder:
         status = "incomplete" if cut else "completed"
         if not self.output:
             yield from self._open_message()
+        yield from self._close_thought(status)
         yield from self._close_message(status)
         yield from self._close_call(status)
         self.body["status"] = status

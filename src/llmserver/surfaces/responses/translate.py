@@ -24,6 +24,7 @@ from llmserver.core.requests import (
     JsonConstraint,
     Message,
     Sampling,
+    Thinking,
     Tool,
     ToolCall,
     ToolChoice,
@@ -87,9 +88,8 @@ def refuse_unsupported(req: Conversation) -> None:
 
 
 def reasoning_effort(req: Conversation) -> str | None:
-    """The asked ``reasoning.effort`` (None: the model's default). The seam for the reasoning
-    controls: until the core has them, every effort is accepted and a model that thinks does
-    so as it always does."""
+    """The asked ``reasoning.effort`` (None: the model's default); ``none`` switches a
+    reasoning model's thinking off, the levels budget it (:meth:`Thinking.of_effort`)."""
     return req.reasoning.effort if req.reasoning is not None else None
 
 
@@ -325,7 +325,7 @@ def chat_request(req: Conversation, earlier: Sequence[Item] = ()) -> Translated:
         tools=tools.tools,
         tool_choice=tools.choice,
         parallel_tool_calls=req.parallel_tool_calls is not False,
-        # seam: reasoning_effort(req) goes here once ChatRequest has the reasoning controls
+        thinking=Thinking.of_effort(reasoning_effort(req)),
     )
     return Translated(chat, inputs, conversation, tools)
 
