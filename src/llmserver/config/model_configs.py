@@ -164,6 +164,10 @@ class ModelConfig(BaseModel):
     load_on_demand: bool = Field(
         False, description="Load on the first request when unloaded (else such requests get 503)."
     )
+    pinned: bool = Field(
+        False,
+        description="Never evicted to make room for another model (a router, the embedder).",
+    )
 
     @field_validator("chat_template")
     @classmethod
@@ -272,6 +276,9 @@ class FakeConfig(ModelConfig):
     load_delay_s: float = Field(0.0, ge=0, description="Seconds the fake model takes to load.")
     reply: str | None = Field(None, description="Fixed reply text; None: text derived from input.")
     fail_load: str | None = Field(None, description="Fail to load with this reason (for tests).")
+    memory_bytes: int = Field(
+        0, ge=0, description="Host memory the fake model says it takes (tests of residency)."
+    )
     embedding_dimensions: int = Field(
         0, ge=0, description="Serve deterministic (Matryoshka) embeddings of this size; 0: none."
     )

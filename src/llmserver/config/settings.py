@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    ByteSize,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -390,6 +391,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Most models loaded at once; loading another evicts the least recently "
         "used idle one. None: no cap.",
+    )
+    memory_budget: dict[str, ByteSize | None] = Field(
+        default_factory=dict,
+        description="Memory the loaded models may take, per device (config file only): `host` "
+        "(RAM) and `cuda:0`, `cuda:1`... (GPUs), as bytes or `12GiB`; null: no limit. A device "
+        "left out: what the machine reports (available RAM at start-up, a GPU's total memory) "
+        "minus memory_reserve. A load that does not fit evicts idle models, least recently "
+        "used first.",
+    )
+    memory_reserve: ByteSize = Field(
+        ByteSize(2**30),
+        description="Bytes kept free on each device whose memory_budget is taken from what the "
+        "machine reports.",
     )
 
     _lists = field_validator(

@@ -11,6 +11,7 @@ from llmserver.core.caller import Caller
 from llmserver.core.keep_alive import KeepAlive
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.model_info import ModelDetails, ModelInfo
+from llmserver.core.residency import DeviceUse, budget_use
 from llmserver.core.views import ModelView, Readiness, readiness
 from llmserver.errors import ModelNotFoundError, PermissionDeniedError
 
@@ -59,6 +60,10 @@ class Admin:
         """Free a model once its running requests end (admin)."""
         caller.check_admin()
         return ModelView.of(await self._manager.unload(name))
+
+    def memory(self) -> list[DeviceUse]:
+        """Each device's memory budget and the bytes loaded models hold on it."""
+        return budget_use(self._manager.budgets, self._manager.residents())
 
     async def details(self, caller: Caller, name: str) -> ModelDetails:
         """What the model's file says about it (architecture, size, digest...); 404 when

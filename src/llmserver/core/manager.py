@@ -1,39 +1,41 @@
 """The model manager: names, aliases and roles, loading and warm-up, load/unload at run time,
-eviction under ``max_loaded_models``, per-model limiters and state."""
+eviction under the memory budgets and ``max_loaded_models`` (:mod:`llmserver.core.residency`),
+per-model limiters and state."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, TypeVar
+from dataclasses import replace
+from typing import TypeVar
 
-from llmserver.backends.abilities import Abilities, Embedding, Generating, Tokenizing
 from llmserver.backends.base import (
     Backend,
     BackendFactory,
     GenerationRequest,
     ModelLoadError,
-    PromptFormat,
     SamplingParams,
 )
 from llmserver.config import registry
 from llmserver.config.model_configs import ModelConfig
 from llmserver.config.settings import Settings
+from llmserver.core.footprint import (
+    MEASURED_BACKENDS,
+    Meter,
+    describe_source,
+    measured,
+    release_memory,
+)
+from llmserver.core.handle import ModelHandle as ModelHandle
+from llmserver.core.handle import ModelState as ModelState
+from llmserver.core.residency import Budgets, NoRoomError, Resident, estimate_for, plan_room
 from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
     APIError,
-    InvalidRequestError,
-    ModelLoadFailedError,
     ModelNotFoundError,
-    ModelNotReadyError,
-    ServiceUnavailableError,
     ShuttingDownError,
 )
 
@@ -42,86 +44,8 @@ T = TypeVar("T")
 
 #: scorers that run here and are warmed up with one pair
 LOCAL_RERANKERS = ("cross-encoder", "rank-pooling")
-ModelState = Literal["loading", "ready", "failed", "unloaded"]
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
-
-
-@dataclass
-class ModelHandle:
-    """One configured model and everything the server keeps for it."""
-
-    config: ModelConfig
-    backend: Backend
-    limiter: Limiter
-    timeout_s: float = 120.0
-    state: ModelState = "loading"
-    error: str | None = None
-    prompt_format: PromptFormat | None = None
-    template: ChatTemplate | None = None
-    loaded_at: float = field(default=0.0)
-    #: monotonic time of the last request that took a slot (least recently used goes first)
-    last_used: float = field(default=0.0)
-    #: the backend was closed; loading again builds a fresh one
-    closed: bool = False
-    roles: list[str] = field(default_factory=list)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: (backend, its abilities), found once per backend object
-    _abilities: tuple[Backend, Abilities] | None = field(default=None, repr=False)
-
-    @property
-    def id(self) -> str:
-        """The model's id."""
-        return self.config.id
-
-    def busy(self) -> bool:
-        """True while a generation holds or waits for one of its slots."""
-        return self.limiter.in_use > 0 or self.limiter.waiting > 0
-
-    def touch(self) -> None:
-        """Mark the model as just used."""
-        self.last_used = time.monotonic()
-
-    def check_ready(self) -> None:
-        """Raise 503 (with the failure reason, if any) unless the model is loaded and warm."""
-        if self.state == "ready":
-            return
-        failed = self.state == "failed"
-        reason = "model load failed" if failed else f"model is {self.state}"
-        detail = f": {self.error}" if self.error else ""
-        error = ModelLoadFailedError if failed else ModelNotReadyError
-        raise error(f"{reason}{detail}", param="model", headers={"Retry-After": "5"})
-
-    def abilities(self) -> Abilities:
-        """What the backend can do besides start, health and close."""
-        backend = self.backend
-        if self._abilities is None or self._abilities[0] is not backend:
-            self._abilities = (backend, Abilities.of(backend))
-        return self._abilities[1]
-
-    def tokenizer(self) -> Tokenizing | None:
-        """The backend's tokenizer, when it has one."""
-        return self.abilities().tokenizing
-
-    def embedder(self) -> Embedding | None:
-        """The backend, when its model serves embeddings."""
-        return self.abilities().embedder()
-
-    def generator(self) -> Generating:
-        """The backend, when its model generates text; else 400 (an embedding model)."""
-        generator = self.abilities().generator()
-        if generator is not None:
-            return generator
-        config = self.config
-        if getattr(config, "rerank", False) is True or getattr(config, "task", None) == "rerank":
-            raise InvalidRequestError(
-                f"model '{self.id}' is a reranker; use /v1/rerank", param="model"
-            )
-        if self.abilities().embedding is not None:  # loaded or not: the message is the same
-            raise InvalidRequestError(
-                f"model '{self.id}' is an embedding model; use /v1/embeddings", param="model"
-            )
-        raise InvalidRequestError(f"model '{self.id}' does not generate text", param="model")
 
 
 class ModelManager:
@@ -133,6 +57,8 @@ class ModelManager:
         self.max_loaded = settings.max_loaded_models
         # one load or eviction decision at a time, so two loads cannot both take the last place
         self._room = asyncio.Lock()
+        self.budgets = Budgets.from_settings(settings)
+        self._meter = Meter()
         #: set when the server begins to shut down: no new generations, ``/ready`` is 503
         self.draining = False
         for config in settings.models:
@@ -149,6 +75,9 @@ class ModelManager:
             self._handles[config.id] = ModelHandle(
                 config, backend, limiter, timeout_s=timeout, state=state
             )
+            # shown before the first load; estimated again then (the context may depend on
+            # the memory available at that time)
+            self._handles[config.id].footprint = estimate_for(config, self.budgets)
             for name in (config.id, *config.aliases):
                 self._names[name] = config.id
         for role, target in settings.roles.items():
@@ -226,10 +155,10 @@ class ModelManager:
                 handle.state = "unloaded"
                 continue
             with contextlib.suppress(APIError):  # the handle keeps its state and reason
-                await self.load(handle.id)
+                await self.load(handle.id, evict=False)
             loaded += handle.state == "ready"
 
-    async def load(self, name: str) -> ModelHandle:
+    async def load(self, name: str, evict: bool = True) -> ModelHandle:
         """Load a model (a no-op when it is ready), evicting the least recently used idle model
         if the cap is reached. Raises 503 with the reason when the model fails to load."""
         handle = self.lookup(name)
@@ -238,7 +167,12 @@ class ModelManager:
                 if handle.state == "failed":
                     await self._close(handle)  # a failed start may hold half a model
                 async with self._room:
-                    await self._make_room(handle)
+                    try:
+                        await self._make_room(handle, evict)
+                    except NoRoomError as exc:
+                        if handle.state == "loading":  # a preload that does not fit
+                            handle.state, handle.error = "unloaded", exc.message
+                        raise
                     handle.state = "loading"
                 if handle.closed:
                     handle.backend = _build(handle.config)
@@ -247,21 +181,27 @@ class ModelManager:
         handle.check_ready()
         return handle
 
-    async def _make_room(self, handle: ModelHandle) -> None:
-        if self.max_loaded is None:
-            return
-        others = [h for h in self._handles.values() if h is not handle]
-        while sum(1 for h in others if h.state in ("ready", "loading")) >= self.max_loaded:
-            idle = [h for h in others if h.state == "ready" and not h.busy()]
-            if not idle:
-                raise ServiceUnavailableError(
-                    f"cannot load '{handle.id}': max_loaded_models ({self.max_loaded}) reached "
-                    "and every loaded model is busy",
-                    headers={"Retry-After": "5"},
-                )
-            victim = min(idle, key=lambda h: h.last_used)
+    def residents(self, but: ModelHandle | None = None) -> list[Resident]:
+        """The models loaded or loading (except ``but``), as the residency planner sees them."""
+        return [
+            Resident(h.id, h.footprint, h.last_used, h.kept_because())
+            for h in self._handles.values()
+            # a preload not begun yet is "loading" too, but holds nothing until its lock is taken
+            if h is not but and (h.state == "ready" or (h.state == "loading" and h.lock.locked()))
+        ]
+
+    async def _make_room(self, handle: ModelHandle, evict: bool) -> None:
+        """Evict what the memory budgets and ``max_loaded_models`` require; 503 when even
+        evicting every idle model would not make room (then nothing is evicted)."""
+        if not handle.measured:
+            handle.footprint = await asyncio.to_thread(estimate_for, handle.config, self.budgets)
+        residents = self.residents(handle)
+        if not evict:  # start-up: the models listed first keep their place
+            residents = [replace(r, kept_because=r.kept_because or "preloaded") for r in residents]
+        plan = plan_room(handle.id, handle.footprint, residents, self.budgets, self.max_loaded)
+        for victim in plan:
             logger.info("evicting model %s (least recently used) for %s", victim.id, handle.id)
-            await self._unload(victim)
+            await self._unload(self._handles[victim.id])
 
     async def unload(self, name: str) -> ModelHandle:
         """Free a model at run time; its running generations finish first, new ones get 503."""
@@ -281,7 +221,7 @@ class ModelManager:
         await self._close(handle)
         handle.template = None
         handle.prompt_format = None
-        _release_memory()
+        release_memory()
         logger.info("model %s unloaded", handle.id)
 
     async def _close(self, handle: ModelHandle) -> None:
@@ -296,6 +236,7 @@ class ModelManager:
         handle.error = None
         logger.info("loading model %s: %s", handle.id, describe_source(handle.config))
         started = time.perf_counter()
+        metering = self._meter.start()
         try:
             await handle.backend.start()
             tokenizer = handle.tokenizer()
@@ -318,10 +259,26 @@ class ModelManager:
             logger.exception("model %s failed to load", handle.id)
             self._failed(handle, f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            growth = self._meter.finish(metering)
+        self._measured(handle, growth)
         handle.state = "ready"
         handle.loaded_at = time.time()
         handle.touch()
         logger.info("model %s ready in %.2f s", handle.id, time.perf_counter() - started)
+
+    def _measured(self, handle: ModelHandle, growth: int | None) -> None:
+        """Keep what the load took, for the budgets and the next load of this model."""
+        if growth is None or handle.config.backend not in MEASURED_BACKENDS:
+            return
+        estimated = handle.footprint
+        handle.footprint, handle.measured = measured(estimated, growth), True
+        logger.info(
+            "model %s takes %s (estimated %s)",
+            handle.id,
+            handle.footprint.describe(),
+            estimated.describe(),
+        )
 
     def _failed(self, handle: ModelHandle, reason: str) -> None:
         handle.state = "failed"
@@ -365,39 +322,6 @@ def _build(config: ModelConfig) -> Backend:
     """A fresh backend for ``config``, from the plugin registered under its backend name."""
     factory: BackendFactory = registry.load(config.backend)
     return factory(config)
-
-
-def describe_source(config: ModelConfig) -> str:
-    """Backend, file or URL and size of a model, for the line logged before it loads."""
-    parts = [f"backend {config.backend}"]
-    source = getattr(config, "path", None) or getattr(config, "url", None)
-    if isinstance(source, list):
-        parts.append(", ".join(source))
-    elif source is not None:
-        parts.append(str(source))
-        size = _size_on_disk(Path(str(source)))
-        if size is not None:
-            parts.append(f"{size / 1e6:.1f} MB")
-    return ", ".join(parts)
-
-
-def _size_on_disk(path: Path) -> int | None:
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        if path.is_dir():
-            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    except OSError:
-        pass
-    return None
-
-
-def _release_memory() -> None:
-    """Collect cycles and hand freed heap pages back to the OS, so an unload shows in RSS."""
-    gc.collect()
-    # not glibc: the memory is still free for reuse, just not returned to the OS
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _pick(value: T | None, default: T) -> T:

@@ -247,11 +247,12 @@ def ps_entry(info: ModelDetails, expires_at: float | None) -> dict[str, Any]:
     return {
         "name": name,
         "model": name,
-        "size": info.size,
+        # what the model holds in memory (measured over its load), as Ollama reports it
+        "size": sum(bytes_ for _, bytes_ in info.view.memory) or info.size,
         "digest": info.digest,
         "details": details_body(info),
         "expires_at": rfc3339(when),
-        "size_vram": 0,
+        "size_vram": sum(bytes_ for device, bytes_ in info.view.memory if device != "host"),
         "context_length": info.context_length or 0,
     }
 

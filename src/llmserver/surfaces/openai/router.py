@@ -77,8 +77,11 @@ async def embeddings(request: Request, req: EmbeddingRequest) -> Response:
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``: the models the caller may use."""
-    cards = [translate.model_card(v) for v in service(request).admin.models(caller(request))]
-    return json_response({"object": "list", "data": cards})
+    admin = service(request).admin
+    cards = [translate.model_card(v) for v in admin.models(caller(request))]
+    return json_response(
+        {"object": "list", "data": cards, "memory": translate.memory_use(admin.memory())}
+    )
 
 
 @router.post("/models/{model_id:path}/load", dependencies=[Depends(require_admin)])
