@@ -94,6 +94,14 @@ class Replicated(Protocol):
         """Replica URL -> whether it is in rotation (for metrics and status pages)."""
 
 
+@runtime_checkable
+class ReportsMemory(Protocol):
+    """A backend whose engine says how much memory its loaded model holds (torch tensors)."""
+
+    def loaded_memory(self) -> dict[str, int] | None:
+        """Bytes by device (``host``, ``cuda:N``) the loaded model holds; None: not loaded."""
+
+
 @dataclass(frozen=True, slots=True)
 class Abilities:
     """One backend object's optional abilities, each the backend itself or None."""
@@ -105,6 +113,7 @@ class Abilities:
     logprobs: bool
     token_tools: TokenTools | None = None
     scoring: Scoring | None = None
+    memory: ReportsMemory | None = None
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -117,6 +126,7 @@ class Abilities:
             logprobs=isinstance(backend, ReportsLogprobs),
             token_tools=backend if isinstance(backend, TokenTools) else None,
             scoring=backend if isinstance(backend, Scoring) else None,
+            memory=backend if isinstance(backend, ReportsMemory) else None,
         )
 
     def embedder(self) -> Embedding | None:

@@ -30,6 +30,7 @@ from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_fim import fim_tokens
+from llmserver.backends.llamacpp_memory import buffer_sizes
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
 from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
@@ -90,6 +91,8 @@ class LlamaCppBackend:
         self.logits_hook: LogitsHook | None = None
         pools = config.embedding or config.rerank
         self._embedder = LlamaEmbedder(config) if pools else None
+        #: bytes by device llama.cpp allocated for the loaded model (its buffers)
+        self._memory: dict[str, int] | None = None
 
     @property
     def engine(self) -> BatchEngine:
@@ -101,11 +104,13 @@ class LlamaCppBackend:
     async def start(self) -> None:
         """Load the GGUF file and create the context off the event loop."""
         loop = asyncio.get_running_loop()
-        if self._embedder is not None:
-            llm = await loop.run_in_executor(None, self._embedder.load)
-            self._model = llm._model
-        else:
-            await loop.run_in_executor(None, self._load)
+        with buffer_sizes() as sizes:
+            if self._embedder is not None:
+                llm = await loop.run_in_executor(None, self._embedder.load)
+                self._model = llm._model
+            else:
+                await loop.run_in_executor(None, self._load)
+        self._memory = sizes or None
         model = self._model
         bos = model.token_bos()
         self._bos_text = model.token_get_text(bos) if bos != -1 else ""
@@ -293,6 +298,10 @@ class LlamaCppBackend:
             # the slot is not free until the engine has dropped the sequence's cache
             assert seq.released is not None
             await asyncio.shield(seq.released)
+
+    def loaded_memory(self) -> dict[str, int] | None:
+        """Bytes by device of the buffers llama.cpp allocated (weights, KV cache, compute)."""
+        return self._memory if self._model is not None else None
 
     async def health(self) -> bool:
         """Healthy while loaded."""

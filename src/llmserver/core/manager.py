@@ -23,6 +23,7 @@ from llmserver.config.model_configs import ModelConfig
 from llmserver.config.settings import Settings
 from llmserver.core.footprint import (
     MEASURED_BACKENDS,
+    Footprint,
     Meter,
     describe_source,
     measured,
@@ -261,18 +262,24 @@ class ModelManager:
             return
         finally:
             growth = self._meter.finish(metering)
-        self._measured(handle, growth)
+        memory = handle.abilities().memory
+        reported = memory.loaded_memory() if memory is not None and growth is not None else None
+        self._measured(handle, Footprint(reported) if reported else growth)
         handle.state = "ready"
         handle.loaded_at = time.time()
         handle.touch()
         logger.info("model %s ready in %.2f s", handle.id, time.perf_counter() - started)
 
-    def _measured(self, handle: ModelHandle, growth: int | None) -> None:
-        """Keep what the load took, for the budgets and the next load of this model."""
-        if growth is None or handle.config.backend not in MEASURED_BACKENDS:
+    def _measured(self, handle: ModelHandle, taken: Footprint | int | None) -> None:
+        """Keep what the load took (as the engine reports it, else the process's memory
+        growth), for the budgets and the next load of this model. A load that overlapped
+        another is not measured (``growth`` None): llama.cpp's reports and the growth would
+        mix the two."""
+        if taken is None or handle.config.backend not in MEASURED_BACKENDS:
             return
         estimated = handle.footprint
-        handle.footprint, handle.measured = measured(estimated, growth), True
+        now = taken if isinstance(taken, Footprint) else measured(estimated, taken)
+        handle.footprint, handle.measured = now, True
         logger.info(
             "model %s takes %s (estimated %s)",
             handle.id,
