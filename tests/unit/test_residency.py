@@ -49,7 +49,8 @@ def test_on_demand_load_evicts_least_recently_used(two_fit: TestClient) -> None:
     assert chat(two_fit, "a").status_code == 200  # b is now the least recently used
     resp = chat(two_fit, "c")
     assert resp.status_code == 200, resp.text
-    assert model_states(two_fit) == {"a": "ready", "b": "unloaded", "c": "ready", "huge": "unloaded"}
+    expected = {"a": "ready", "b": "unloaded", "c": "ready", "huge": "unloaded"}
+    assert model_states(two_fit) == expected
 
 
 def test_model_larger_than_the_budget_is_503_and_disturbs_nothing(two_fit: TestClient) -> None:
@@ -57,9 +58,11 @@ def test_model_larger_than_the_budget_is_503_and_disturbs_nothing(two_fit: TestC
     assert resp.status_code == 503
     error = resp.json()["error"]
     assert error["code"] == "insufficient_memory"
-    assert "'huge'" in error["message"] and "300 MiB of host memory" in error["message"]
+    assert "'huge'" in error["message"]
+    assert "300 MiB of host memory" in error["message"]
     assert "250 MiB" in error["message"]
-    assert model_states(two_fit) == {"a": "ready", "b": "ready", "c": "unloaded", "huge": "unloaded"}
+    expected = {"a": "ready", "b": "ready", "c": "unloaded", "huge": "unloaded"}
+    assert model_states(two_fit) == expected
     assert chat(two_fit, "a").status_code == 200
     assert chat(two_fit, "b").status_code == 200
 
@@ -67,10 +70,12 @@ def test_model_larger_than_the_budget_is_503_and_disturbs_nothing(two_fit: TestC
 def test_models_list_shows_footprints_and_budget_use(two_fit: TestClient) -> None:
     body = two_fit.get("/v1/models").json()
     cards = {m["id"]: m for m in body["data"]}
-    assert cards["a"]["memory"] == {"bytes": {HOST: 100 * MIB}, "measured": False}
+    memory = {"bytes": {HOST: 100 * MIB}, "measured": False, "estimate": {HOST: 100 * MIB}}
+    assert cards["a"]["memory"] == memory
     assert body["memory"][HOST] == {"budget": 250 * MIB, "used": 200 * MIB}
     ps = {m["name"]: m for m in two_fit.get("/api/ps").json()["models"]}
-    assert ps["a:latest"]["size"] == 100 * MIB and ps["a:latest"]["size_vram"] == 0
+    assert ps["a:latest"]["size"] == 100 * MIB
+    assert ps["a:latest"]["size_vram"] == 0
     metrics = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(two_fit.get("/metrics").text)
@@ -117,7 +122,8 @@ def test_busy_and_pinned_models_are_kept_and_the_load_is_503() -> None:
         resp = client.post("/v1/models/new/load")
         assert resp.status_code == 503
         message = resp.json()["error"]["message"]
-        assert "router (pinned)" in message and "slow (busy)" in message
+        assert "router (pinned)" in message
+        assert "slow (busy)" in message
         assert model_states(client) == {"router": "ready", "slow": "ready", "new": "unloaded"}
         worker.join(10)
 

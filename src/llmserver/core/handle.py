@@ -38,6 +38,8 @@ class ModelHandle:
     roles: list[str] = field(default_factory=list)
     #: memory the model holds once loaded: estimated before its first load, then measured
     footprint: Footprint = field(default_factory=Footprint)
+    #: what the model's files say it will take (estimated before each load)
+    estimate: Footprint = field(default_factory=Footprint)
     #: ``footprint`` was measured over a load (and is what the next load reserves)
     measured: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

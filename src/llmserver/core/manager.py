@@ -78,7 +78,8 @@ class ModelManager:
             )
             # shown before the first load; estimated again then (the context may depend on
             # the memory available at that time)
-            self._handles[config.id].footprint = estimate_for(config, self.budgets)
+            handle = self._handles[config.id]
+            handle.estimate = handle.footprint = estimate_for(config, self.budgets)
             for name in (config.id, *config.aliases):
                 self._names[name] = config.id
         for role, target in settings.roles.items():
@@ -194,8 +195,9 @@ class ModelManager:
     async def _make_room(self, handle: ModelHandle, evict: bool) -> None:
         """Evict what the memory budgets and ``max_loaded_models`` require; 503 when even
         evicting every idle model would not make room (then nothing is evicted)."""
+        handle.estimate = await asyncio.to_thread(estimate_for, handle.config, self.budgets)
         if not handle.measured:
-            handle.footprint = await asyncio.to_thread(estimate_for, handle.config, self.budgets)
+            handle.footprint = handle.estimate
         residents = self.residents(handle)
         if not evict:  # start-up: the models listed first keep their place
             residents = [replace(r, kept_because=r.kept_because or "preloaded") for r in residents]
@@ -277,7 +279,7 @@ class ModelManager:
         mix the two."""
         if taken is None or handle.config.backend not in MEASURED_BACKENDS:
             return
-        estimated = handle.footprint
+        estimated = handle.estimate
         now = taken if isinstance(taken, Footprint) else measured(estimated, taken)
         handle.footprint, handle.measured = now, True
         logger.info(

@@ -39,6 +39,8 @@ class ModelView:
     memory: tuple[tuple[str, int], ...] = ()
     #: ``memory`` was measured over the model's last load (else it is the estimate)
     memory_measured: bool = False
+    #: bytes by device the model's files say it takes (estimated before each load)
+    memory_estimate: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, handle: ModelHandle) -> ModelView:
@@ -62,6 +64,7 @@ class ModelView:
             replicas=replicas,
             memory=tuple(sorted(handle.footprint.by_device.items())),
             memory_measured=handle.measured,
+            memory_estimate=tuple(sorted(handle.estimate.by_device.items())),
         )
 
 

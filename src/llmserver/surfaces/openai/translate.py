@@ -423,5 +423,9 @@ def model_card(view: ModelView) -> dict[str, Any]:
         "context_length": view.context_length,
         "max_model_len": view.context_length,
         "capabilities": list(view.capabilities),
-        "memory": {"bytes": dict(view.memory), "measured": view.memory_measured},
+        "memory": {
+            "bytes": dict(view.memory),
+            "measured": view.memory_measured,
+            "estimate": dict(view.memory_estimate),
+        },
     }
