@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("residency")
     models: list[dict[str, Any]] = [
         {"id": "embed", "backend": "sentence_transformers", "pinned": True,
-         "path": str(embedders[0].path)},
+         "path": embedders[0].model_dump()["path"]},
     ]  # fmt: skip
     for index, name in enumerate(COPIES):
         copy = shutil.copyfile(source, tmp / f"{name}.gguf")
