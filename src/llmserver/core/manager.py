@@ -36,6 +36,7 @@ from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
     APIError,
+    InvalidRequestError,
     ModelNotFoundError,
     ShuttingDownError,
 )
@@ -62,26 +63,9 @@ class ModelManager:
         self._meter = Meter()
         #: set when the server begins to shut down: no new generations, ``/ready`` is 503
         self.draining = False
+        self._settings = settings
         for config in settings.models:
-            backend = _build(config)
-            limiter = Limiter(
-                _slots(config, settings, backend.max_parallel),
-                _pick(config.max_queue, settings.max_queue),
-                _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
-                reserved=settings.batch_reserved_slots,
-                background_max=settings.batch_max_concurrency,
-            )
-            timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
-            state: ModelState = "loading" if config.preload else "unloaded"
-            self._handles[config.id] = ModelHandle(
-                config, backend, limiter, timeout_s=timeout, state=state
-            )
-            # shown before the first load; estimated again then (the context may depend on
-            # the memory available at that time)
-            handle = self._handles[config.id]
-            handle.estimate = handle.footprint = estimate_for(config, self.budgets)
-            for name in (config.id, *config.aliases):
-                self._names[name] = config.id
+            self.add(config)
         for role, target in settings.roles.items():
             if target not in self._names:
                 raise ValueError(f"role '{role}' points at '{target}', which is not configured")
@@ -92,6 +76,43 @@ class ModelManager:
         if default not in self._names:
             raise ValueError(f"default_model '{default}' is not a configured model or alias")
         self.default_id = self._names[default]
+
+    def add(self, config: ModelConfig) -> ModelHandle:
+        """Take on a model (at start-up, or one created at run time); its names must be new."""
+        settings = self._settings
+        taken = [n for n in (config.id, *config.aliases) if n in self._names]
+        if taken:
+            raise InvalidRequestError(f"model name '{taken[0]}' is already used", param="model")
+        backend = _build(config)
+        limiter = Limiter(
+            _slots(config, settings, backend.max_parallel),
+            _pick(config.max_queue, settings.max_queue),
+            _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
+            reserved=settings.batch_reserved_slots,
+            background_max=settings.batch_max_concurrency,
+        )
+        timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
+        state: ModelState = "loading" if config.preload else "unloaded"
+        handle = ModelHandle(config, backend, limiter, timeout_s=timeout, state=state)
+        # shown before the first load; estimated again then (the context may depend on the
+        # memory available at that time)
+        handle.estimate = handle.footprint = estimate_for(config, self.budgets)
+        self._handles[config.id] = handle
+        for name in (config.id, *config.aliases):
+            self._names[name] = config.id
+        return handle
+
+    async def remove(self, name: str) -> None:
+        """Unload a model and forget it (a model created at run time, deleted)."""
+        handle = self.lookup(name)
+        if handle.roles or handle.id == self.default_id:
+            raise InvalidRequestError(f"model '{handle.id}' has a role or is the default")
+        if any(h.config.derived_from == handle.id for h in self._handles.values()):
+            raise InvalidRequestError(f"other models are derived from '{handle.id}'")
+        await self.unload(handle.id)
+        del self._handles[handle.id]
+        for alias in (handle.id, *handle.config.aliases):
+            self._names.pop(alias, None)
 
     def handles(self) -> list[ModelHandle]:
         """Every configured model, in config order."""
@@ -166,6 +187,7 @@ class ModelManager:
         handle = self.lookup(name)
         async with handle.lock:
             if handle.state != "ready":
+                base = await self._load_base(handle)
                 if handle.state == "failed":
                     await self._close(handle)  # a failed start may hold half a model
                 async with self._room:
@@ -179,14 +201,36 @@ class ModelManager:
                 if handle.closed:
                     handle.backend = _build(handle.config)
                     handle.closed = False
+                if base is not None and (sharing := handle.abilities().sharing) is not None:
+                    sharing.share_weights(base.backend)
                 await self._load(handle)
         handle.check_ready()
         return handle
 
+    async def _load_base(self, handle: ModelHandle) -> ModelHandle | None:
+        """The loaded base of a derived model (loaded now if need be); None for other models."""
+        base_id = handle.config.derived_from
+        if base_id is None:
+            return None
+        try:
+            return await self.load(base_id)
+        except APIError as exc:
+            handle.state = "failed"
+            handle.error = f"its base model '{base_id}' cannot load: {exc.message}"
+            raise
+
+    def variants(self, handle: ModelHandle) -> list[ModelHandle]:
+        """The loaded (or loading) models derived from ``handle``, which use its weights."""
+        return [
+            h
+            for h in self._handles.values()
+            if h.config.derived_from == handle.id and h.state in ("ready", "loading")
+        ]
+
     def residents(self, but: ModelHandle | None = None) -> list[Resident]:
         """The models loaded or loading (except ``but``), as the residency planner sees them."""
         return [
-            Resident(h.id, h.footprint, h.last_used, h.kept_because())
+            Resident(h.id, h.footprint, h.last_used, h.kept_because() or _shared(self, h))
             for h in self._handles.values()
             # a preload not begun yet is "loading" too, but holds nothing until its lock is taken
             if h is not but and (h.state == "ready" or (h.state == "loading" and h.lock.locked()))
@@ -209,6 +253,9 @@ class ModelManager:
     async def unload(self, name: str) -> ModelHandle:
         """Free a model at run time; its running generations finish first, new ones get 503."""
         handle = self.lookup(name)
+        for variant in self.variants(handle):  # they use its weights: they go first
+            async with variant.lock:
+                await self._unload(variant)
         async with handle.lock:
             await self._unload(handle)
         return handle
@@ -322,7 +369,8 @@ class ModelManager:
 
     async def close_all(self) -> None:
         """Free every model."""
-        for handle in self._handles.values():
+        # derived models first: their contexts use their bases' weights
+        for handle in sorted(self._handles.values(), key=lambda h: h.config.derived_from is None):
             await self._close(handle)
             handle.state = "unloaded"
 
@@ -331,6 +379,12 @@ def _build(config: ModelConfig) -> Backend:
     """A fresh backend for ``config``, from the plugin registered under its backend name."""
     factory: BackendFactory = registry.load(config.backend)
     return factory(config)
+
+
+def _shared(manager: ModelManager, handle: ModelHandle) -> str | None:
+    """Why a base model stays: a loaded variant uses its weights."""
+    variants = manager.variants(handle)
+    return f"weights used by {variants[0].id}" if variants else None
 
 
 def _pick(value: T | None, default: T) -> T:

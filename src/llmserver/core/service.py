@@ -18,6 +18,7 @@ from llmserver.config.model_configs import prompt_format_string
 from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
 from llmserver.core.caller import Caller
+from llmserver.core.created import CreatedModels
 from llmserver.core.embed_prompts import embedding_prompt
 from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.fim import CodeLimits, Infill
@@ -40,6 +41,7 @@ from llmserver.core.rerank import Scores, check_limits, score
 from llmserver.core.response_cache import ResponseCache
 from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
+from llmserver.core.variants import chat_variant, with_stops
 from llmserver.errors import InvalidRequestError
 from llmserver.privacy import PIIMasker
 from llmserver.security import pii
@@ -55,7 +57,7 @@ class Service:
         self.settings = settings
         self._masker = masker
         #: the models as callers see and manage them (listing, loading, idle timers, shutdown)
-        self.admin = Admin(manager)
+        self.admin = Admin(manager, CreatedModels(settings.data_file(None, "models.json")))
         self._response_caches: dict[str, ResponseCache[tuple[Event, ...]]] = {}
 
     # -- policy ----------------------------------------------------------------------------------
@@ -151,6 +153,7 @@ class Service:
         A model without a tokenizer (upstream) gets the messages themselves.
         """
         handle = self._ready(caller, req.model, req.n, req.sampling)
+        req = chat_variant(handle.config, req)
         masking = self._masking(caller, handle, req.mask_input)
         messages = self._chat_messages(req, masking)
         if messages:
@@ -169,6 +172,7 @@ class Service:
         An upstream model tokenizes on the far side, so it cannot count here (a 400).
         """
         handle = self._ready(caller, req.model, 1)
+        req = chat_variant(handle.config, req)
         messages = self._chat_messages(req, self._masking(caller, handle, req.mask_input))
         await self._manager.ensure_loaded(handle)
         handle.check_ready()
@@ -216,7 +220,8 @@ class Service:
         masking = self._masking(caller, handle, req.mask_input)
         prompts = [masking(p) for p in req.prompts]
         self._log_text(" | ".join(prompts))
-        plan = text_plan(handle, prompts, self._overflow(req.sampling), req.n, req.constraint)
+        sampling = self._overflow(with_stops(handle.config, req.sampling))
+        plan = text_plan(handle, prompts, sampling, req.n, req.constraint)
         return self._generation(caller, handle, plan, "cmpl", True, masking)
 
     def infill(self, caller: Caller, req: InfillRequest) -> Generation:
@@ -231,7 +236,9 @@ class Service:
             tuple((name, masking(text)) for name, text in req.extra),
         )
         self._log_text(req.prefix)
-        plan = fim_plan(handle, infill, self._overflow(req.sampling), req.n)
+        plan = fim_plan(
+            handle, infill, self._overflow(with_stops(handle.config, req.sampling)), req.n
+        )
         return self._generation(caller, handle, plan, "cmpl", True, masking, req.limits)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:

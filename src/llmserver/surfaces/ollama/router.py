@@ -4,6 +4,7 @@ configured model, with Ollama's success stream)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from llmserver.http.respond import (
     track_usage,
 )
 from llmserver.http.streaming import Framing, ndjson_line
-from llmserver.surfaces.ollama import options, translate
+from llmserver.surfaces.ollama import modelfile, options, translate
 from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama.errors import ollama_error
 
@@ -42,6 +43,9 @@ EmbedBody = Annotated[wire.EmbedRequest, Depends(wire.body(wire.EmbedRequest))]
 EmbeddingsBody = Annotated[wire.EmbeddingsRequest, Depends(wire.body(wire.EmbeddingsRequest))]
 ShowBody = Annotated[wire.ShowRequest, Depends(wire.body(wire.ShowRequest))]
 PullBody = Annotated[wire.PullRequest, Depends(wire.body(wire.PullRequest))]
+CreateBody = Annotated[wire.CreateRequest, Depends(wire.body(wire.CreateRequest))]
+CopyBody = Annotated[wire.CopyRequest, Depends(wire.body(wire.CopyRequest))]
+DeleteBody = Annotated[wire.DeleteRequest, Depends(wire.body(wire.DeleteRequest))]
 
 
 def model_name(svc: Service, who: Caller, name: str) -> str:
@@ -214,7 +218,8 @@ async def show(request: Request, req: ShowBody) -> Response:
     """``POST /api/show``: template, parameters, details, GGUF metadata and capabilities."""
     svc, who = service(request), caller(request)
     name = model_name(svc, who, req.model or req.name)
-    return json_response(translate.show_body(await svc.admin.details(who, name)))
+    info = await svc.admin.details(who, name)
+    return json_response(translate.show_body(info, svc.admin.recipe(who, name)))
 
 
 @router.get("/version")
@@ -258,22 +263,55 @@ def _unsupported(what: str) -> InvalidRequestError:
     )
 
 
+async def _statuses(*statuses: str) -> AsyncIterator[dict[str, Any]]:
+    for status in statuses:
+        yield {"status": status}
+
+
 @router.post("/create")
-async def create() -> Response:
-    """``POST /api/create``: not supported."""
-    raise _unsupported("creating models")
+async def create(request: Request, req: CreateBody) -> Response:
+    """``POST /api/create`` (admin): a model derived from another (a Modelfile or its JSON
+    form), kept in the data directory; see :mod:`llmserver.surfaces.ollama.modelfile`."""
+    svc, who = service(request), caller(request)
+    name = (req.model or req.name).removesuffix(_LATEST)
+    if not name:
+        raise InvalidRequestError("model is required", param="model")
+    for field in ("files", "license", "quantize", "adapters"):
+        if getattr(req, field):
+            raise InvalidRequestError(
+                f"'{field}' is not supported: create models from a configured one ('from'); "
+                "give LoRA adapters as ADAPTER lines (a file on the server) in a modelfile",
+                param=field,
+            )
+    if req.modelfile:
+        made = modelfile.parse(req.modelfile)
+    else:
+        turns = [(m.role, m.content) for m in req.messages or []]
+        made = modelfile.recipe(req.from_ or "", req.system, req.template, req.parameters, turns)
+    base = model_name(svc, who, made.base)
+    await svc.admin.create(who, name, dataclasses.replace(made, base=base))
+    if req.stream is False:
+        return json_response({"status": "success"})
+    return await respond_stream(request, _statuses("creating model", "success"), NDJSON)
 
 
 @router.post("/copy")
-async def copy() -> Response:
-    """``POST /api/copy``: not supported."""
-    raise _unsupported("copying models")
+async def copy(request: Request, req: CopyBody) -> Response:
+    """``POST /api/copy`` (admin): a new name for a model, sharing its weights."""
+    svc, who = service(request), caller(request)
+    if not req.source or not req.destination:
+        raise InvalidRequestError("source and destination are required")
+    source = model_name(svc, who, req.source)
+    await svc.admin.copy(who, source, req.destination.removesuffix(_LATEST))
+    return Response(status_code=200)
 
 
 @router.delete("/delete")
-async def delete() -> Response:
-    """``DELETE /api/delete``: not supported."""
-    raise _unsupported("deleting models")
+async def delete(request: Request, req: DeleteBody) -> Response:
+    """``DELETE /api/delete`` (admin): forget a model created with ``/api/create``."""
+    svc, who = service(request), caller(request)
+    await svc.admin.delete(who, model_name(svc, who, req.model or req.name))
+    return Response(status_code=200)
 
 
 @router.post("/push")
