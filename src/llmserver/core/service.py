@@ -17,6 +17,7 @@ import uuid
 from llmserver.config.model_configs import prompt_format_string
 from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
+from llmserver.core.auto import choose
 from llmserver.core.caller import Caller
 from llmserver.core.created import CreatedModels
 from llmserver.core.embed_prompts import embedding_prompt
@@ -39,10 +40,11 @@ from llmserver.core.requests import (
 )
 from llmserver.core.rerank import Scores, check_limits, score
 from llmserver.core.response_cache import ResponseCache
+from llmserver.core.routing import AUTO, Decision, RouteContext
 from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
 from llmserver.core.variants import chat_variant, with_stops
-from llmserver.errors import InvalidRequestError
+from llmserver.errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
 from llmserver.privacy import PIIMasker
 from llmserver.security import pii
 
@@ -146,6 +148,40 @@ class Service:
         return prompt_format_string(setting)
 
     # -- entry points ----------------------------------------------------------------------------
+
+    async def route(
+        self, caller: Caller, req: ChatRequest, ctx: RouteContext
+    ) -> tuple[ChatRequest, Decision | None]:
+        """For ``model: "auto"`` with ``routing`` set: the request for the model it picks
+        (:mod:`llmserver.core.auto`) and why; any other request as it is."""
+        routing = self.settings.routing
+        if req.model != AUTO or routing is None:
+            return req, None
+
+        def allowed(name: str) -> bool:
+            try:
+                self.admin.authorise(caller, name)
+            except (PermissionDeniedError, ModelNotFoundError):
+                return False
+            return True
+
+        async def run(router_req: ChatRequest) -> tuple[str, int, int]:
+            gen = self.chat(Caller.anyone(), router_req)  # the router runs for the server
+            text = (await gen.collect()).texts[0]
+            return text, gen.usage.prompt_tokens, gen.usage.completion_tokens
+
+        decision = await choose(
+            routing, caller, req, ctx, allowed, lambda: self._prompt_tokens(req), run
+        )
+        return dataclasses.replace(req, model=decision.model), decision
+
+    def _prompt_tokens(self, req: ChatRequest) -> int:
+        """The conversation's length in the default model's tokens (a quarter of its
+        characters while that model is not loaded)."""
+        text = "\n".join(m.content for m in req.messages)
+        handle = self._manager.lookup(None)
+        tokenizer = handle.tokenizer() if handle.state == "ready" else None
+        return len(tokenizer.tokenize(text)) if tokenizer is not None else len(text) // 4
 
     def chat(self, caller: Caller, req: ChatRequest) -> Generation:
         """A chat reply: the prompt is the model's chat template applied to the messages.

@@ -22,6 +22,7 @@ from llmserver.http.respond import (
     json_response,
     respond_json,
     respond_stream,
+    routed,
     service,
     track,
     track_usage,
@@ -63,11 +64,14 @@ def model_name(svc: Service, who: Caller, name: str) -> str:
 
 
 async def _answer(
-    request: Request, chunks: AsyncIterator[dict[str, Any]], stream: bool
+    request: Request,
+    chunks: AsyncIterator[dict[str, Any]],
+    stream: bool,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     if stream:
-        return await respond_stream(request, chunks, NDJSON)
-    return await respond_json(request, translate.collect(chunks))
+        return await respond_stream(request, chunks, NDJSON, headers)
+    return await respond_json(request, translate.collect(chunks), headers)
 
 
 def _keeper(
@@ -128,17 +132,19 @@ async def chat(request: Request, req: ChatBody) -> Response:
     seconds = options.keep_alive(req.keep_alive)
     if not req.messages:
         return await _control(request, "chat", req.model, name, seconds)
-    gen = svc.chat(who, translate.chat_request(req, name))
+    core, route = await routed(request, translate.chat_request(req, name), "ollama")
+    gen = svc.chat(who, core)
     track(request, gen, req.streams())
+    serving = str(core.model) if route else name  # model "auto": the one that serves
     chunks = translate.chunks(
         gen,
         "chat",
-        req.model,
+        serving if route else req.model,
         stream=req.streams(),
         context=False,
-        after=_keeper(svc, who, name, seconds),
+        after=_keeper(svc, who, serving, seconds),
     )
-    return await _answer(request, chunks, req.streams())
+    return await _answer(request, chunks, req.streams(), route)
 
 
 async def _vectors(
