@@ -1,6 +1,7 @@
-"""Derived models on a real server with the default GGUF model: LoRA variants that share the
-base's weights (an adapter written here with the ``gguf`` package), and Ollama's
-``/api/create`` through the official ``ollama`` package, kept across a restart."""
+"""Derived models and ``model: "auto"`` on a real server with the default GGUF model: LoRA
+variants that share the base's weights (an adapter written here with the ``gguf`` package),
+Ollama's ``/api/create`` through the official ``ollama`` package, kept across a restart, and
+routing by rules and by the default model acting as router under a choice schema."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from support.lora import write_lora
 pytestmark = pytest.mark.integration
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+ROUTES = {
+    "geography": {"model": "base", "description": "questions about countries and cities"},
+    "cooking": {"model": "zero", "description": "recipes and food"},
+}
 
 
 def rss(pid: int) -> int:
@@ -47,6 +52,11 @@ def setup(
             {"id": "tuned", "from": "base", "preload": False, "load_on_demand": True,
              "adapters": [{"path": lora, "scale": 1.0}]},
         ],
+        "routing": {
+            "rules": [{"name": "code", "model": "tuned", "regex": r"\bdef\b"}],
+            "router": {"model": "base", "routes": ROUTES},
+            "default": "base",
+        },
     }  # fmt: skip
     # the data directory (where created models are kept) is shared with the restarted server
     with run_server(tmp, config, env={"LLMSERVER_DATA_DIR": str(tmp / "data")}) as server:
@@ -119,3 +129,26 @@ def test_ollama_create_chat_restart_chat_delete(
         with pytest.raises(ollama.ResponseError) as caught:
             other.chat(model="capitals", messages=QUESTION)
         assert caught.value.status_code == 404
+
+
+def test_auto_by_rule_and_by_the_router_model(setup: tuple[RunningServer, dict[str, Any]]) -> None:
+    server, _ = setup
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "def f(x): return x"}], max_tokens=4
+    )
+    assert raw.headers["x-llmserver-route"] == "rule:code; model=tuned"
+    assert raw.parse().model == "tuned"
+    prompts = ["How do I bake bread?", "Where is Paris?", "Tell me a joke", "Pasta with tomato"]
+    for text in prompts:
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": text}], max_tokens=4
+        )
+        reason, _, model = raw.headers["x-llmserver-route"].partition("; model=")
+        assert reason.startswith("router:"), reason  # always one of the names
+        route = reason.removeprefix("router:")
+        assert route in ROUTES
+        assert model == ROUTES[route]["model"] == raw.parse().model
+    log = server.log()
+    assert "model auto: rule:code chose tuned" in log
+    assert "model auto: router:" in log
