@@ -111,6 +111,7 @@ def test_busy_and_pinned_models_are_kept_and_the_load_is_503() -> None:
         sized("slow", 100, token_delay_s=0.05),
         sized("new", 100, preload=False),
         memory_budget={"host": 250 * MIB},
+        max_load_wait_s=0,
     )
     with open_client(settings, until=done_loading) as client:
         worker = threading.Thread(target=chat, args=(client, "slow"), kwargs={"max_tokens": 40})
@@ -126,6 +127,26 @@ def test_busy_and_pinned_models_are_kept_and_the_load_is_503() -> None:
         assert "slow (busy)" in message
         assert model_states(client) == {"router": "ready", "slow": "ready", "new": "unloaded"}
         worker.join(10)
+
+
+def test_a_load_waits_for_a_busy_model_to_finish_then_evicts_it() -> None:
+    settings = fake_settings(
+        sized("router", 100, pinned=True),
+        sized("slow", 100, token_delay_s=0.02),
+        sized("new", 100, preload=False),
+        memory_budget={"host": 250 * MIB},
+    )
+    with open_client(settings, until=done_loading) as client:
+        worker = threading.Thread(target=chat, args=(client, "slow"), kwargs={"max_tokens": 30})
+        worker.start()
+        deadline = time.monotonic() + 5
+        while not _in_use(client):
+            assert time.monotonic() < deadline, "slow model never started generating"
+            time.sleep(0.01)
+        resp = client.post("/v1/models/new/load")  # waits for "slow" to finish its request
+        assert resp.status_code == 200, resp.text
+        worker.join(10)
+        assert model_states(client) == {"router": "ready", "slow": "unloaded", "new": "ready"}
 
 
 def _in_use(client: TestClient) -> bool:

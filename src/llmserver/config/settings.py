@@ -409,6 +409,12 @@ class Settings(BaseSettings):
         "prompt tokens), then a `router` model choosing among named routes, then `default`; "
         "None: `auto` is not a model.",
     )
+    max_load_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="Longest a model load waits for busy models (requests running or queued) "
+        "to finish so that they can be evicted, then 503; 0: no wait.",
+    )
     memory_reserve: ByteSize = Field(
         ByteSize(2**30),
         description="Bytes kept free on each device whose memory_budget is taken from what the "

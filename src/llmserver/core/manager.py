@@ -48,6 +48,8 @@ T = TypeVar("T")
 LOCAL_RERANKERS = ("cross-encoder", "rank-pooling")
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
+#: how often a load waiting for room looks again
+LOAD_WAIT_POLL_S = 0.05
 
 
 class ModelManager:
@@ -60,6 +62,8 @@ class ModelManager:
         # one load or eviction decision at a time, so two loads cannot both take the last place
         self._room = asyncio.Lock()
         self.budgets = Budgets.from_settings(settings)
+        #: how long a load waits for busy models to become idle so that they can be evicted
+        self.load_wait_s = settings.max_load_wait_s
         self._meter = Meter()
         #: set when the server begins to shut down: no new generations, ``/ready`` is 503
         self.draining = False
@@ -190,14 +194,7 @@ class ModelManager:
                 base = await self._load_base(handle)
                 if handle.state == "failed":
                     await self._close(handle)  # a failed start may hold half a model
-                async with self._room:
-                    try:
-                        await self._make_room(handle, evict)
-                    except NoRoomError as exc:
-                        if handle.state == "loading":  # a preload that does not fit
-                            handle.state, handle.error = "unloaded", exc.message
-                        raise
-                    handle.state = "loading"
+                await self._wait_for_room(handle, evict)
                 if handle.closed:
                     handle.backend = _build(handle.config)
                     handle.closed = False
@@ -207,6 +204,25 @@ class ModelManager:
         handle.check_ready()
         return handle
 
+    async def _wait_for_room(self, handle: ModelHandle, evict: bool) -> None:
+        """Make room for ``handle``; while busy models hold the memory it needs, wait for them
+        to finish (their queued work is served first) up to ``max_load_wait_s``, then 503.
+        Requests for the same model wait on its lock meanwhile: one load serves them all."""
+        deadline = time.monotonic() + self.load_wait_s
+        while True:
+            async with self._room:
+                try:
+                    await self._make_room(handle, evict)
+                except NoRoomError as exc:
+                    if not (exc.waitable and evict and time.monotonic() < deadline):
+                        if handle.state == "loading":  # a preload that does not fit
+                            handle.state, handle.error = "unloaded", exc.message
+                        raise
+                else:
+                    handle.state = "loading"
+                    return
+            await asyncio.sleep(LOAD_WAIT_POLL_S)
+
     async def _load_base(self, handle: ModelHandle) -> ModelHandle | None:
         """The loaded base of a derived model (loaded now if need be); None for other models."""
         base_id = handle.config.derived_from
@@ -215,7 +231,8 @@ class ModelManager:
         try:
             return await self.load(base_id)
         except APIError as exc:
-            handle.state = "failed"
+            # no room now is not a failure: the next request tries again
+            handle.state = "unloaded" if isinstance(exc, NoRoomError) else "failed"
             handle.error = f"its base model '{base_id}' cannot load: {exc.message}"
             raise
 

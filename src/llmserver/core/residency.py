@@ -24,9 +24,14 @@ logger = logging.getLogger("llmserver.models")
 
 
 class NoRoomError(ServiceUnavailableError):
-    """503: the model does not fit in the memory budget, even with every idle model evicted."""
+    """503: the model does not fit in the memory budget, even with every idle model evicted.
+
+    ``waitable``: models that are busy (or loading) hold the memory it needs, so waiting for
+    them to finish may make room; pinned models never will.
+    """
 
     default_code = "insufficient_memory"
+    waitable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,13 @@ def plan_room(
             return victims
         helpful = [r for r in evictable if device is None or r.footprint.on(device) > 0]
         if not helpful:
-            raise _no_room(model_id, need, device, staying, budgets, max_loaded)
+            error = _no_room(model_id, need, device, staying, budgets, max_loaded)
+            error.waitable = any(
+                r.kept_because in ("busy", "loading")
+                and (device is None or r.footprint.on(device) > 0)
+                for r in staying
+            )
+            raise error
         victim = helpful[0]
         evictable.remove(victim)
         staying.remove(victim)
