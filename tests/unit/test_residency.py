@@ -51,6 +51,13 @@ def test_on_demand_load_evicts_least_recently_used(two_fit: TestClient) -> None:
     assert resp.status_code == 200, resp.text
     expected = {"a": "ready", "b": "unloaded", "c": "ready", "huge": "unloaded"}
     assert model_states(two_fit) == expected
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(two_fit.get("/metrics").text)
+        for sample in family.samples
+    }
+    assert samples["llmserver_model_swaps_total"] == 1  # counted, with its seconds
+    assert samples["llmserver_model_swap_seconds_total"] > 0
 
 
 def test_model_larger_than_the_budget_is_503_and_disturbs_nothing(two_fit: TestClient) -> None:

@@ -15,7 +15,7 @@ from llmserver.core.created import CreatedModels, Recipe
 from llmserver.core.keep_alive import KeepAlive
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.model_info import ModelDetails, ModelInfo
-from llmserver.core.residency import DeviceUse, budget_use
+from llmserver.core.residency import MemoryReport, budget_use
 from llmserver.core.views import ModelView, Readiness, readiness
 from llmserver.errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
 
@@ -142,9 +142,11 @@ class Admin:
         caller.check_admin()
         return ModelView.of(await self._manager.unload(name))
 
-    def memory(self) -> list[DeviceUse]:
-        """Each device's memory budget and the bytes loaded models hold on it."""
-        return budget_use(self._manager.budgets, self._manager.residents())
+    def memory(self) -> MemoryReport:
+        """Each device's memory budget and the bytes loaded models hold on it; swaps so far."""
+        manager = self._manager
+        devices = budget_use(manager.budgets, manager.residents())
+        return MemoryReport(devices, manager.swaps.count, manager.swaps.seconds)
 
     async def details(self, caller: Caller, name: str) -> ModelDetails:
         """What the model's file says about it (architecture, size, digest...); 404 when

@@ -31,7 +31,14 @@ from llmserver.core.footprint import (
 )
 from llmserver.core.handle import ModelHandle as ModelHandle
 from llmserver.core.handle import ModelState as ModelState
-from llmserver.core.residency import Budgets, NoRoomError, Resident, estimate_for, plan_room
+from llmserver.core.residency import (
+    Budgets,
+    NoRoomError,
+    Resident,
+    Swaps,
+    estimate_for,
+    plan_room,
+)
 from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.errors import (
@@ -65,6 +72,8 @@ class ModelManager:
         #: how long a load waits for busy models to become idle so that they can be evicted
         self.load_wait_s = settings.max_load_wait_s
         self._meter = Meter()
+        #: loads that had to evict other models, and what they cost
+        self.swaps = Swaps()
         #: set when the server begins to shut down: no new generations, ``/ready`` is 503
         self.draining = False
         self._settings = settings
@@ -194,17 +203,20 @@ class ModelManager:
                 base = await self._load_base(handle)
                 if handle.state == "failed":
                     await self._close(handle)  # a failed start may hold half a model
-                await self._wait_for_room(handle, evict)
+                evicted, unload_s = await self._wait_for_room(handle, evict)
                 if handle.closed:
                     handle.backend = _build(handle.config)
                     handle.closed = False
                 if base is not None and (sharing := handle.abilities().sharing) is not None:
                     sharing.share_weights(base.backend)
+                started = time.perf_counter()
                 await self._load(handle)
+                if evicted:
+                    self.swaps.record(handle.id, evicted, unload_s, time.perf_counter() - started)
         handle.check_ready()
         return handle
 
-    async def _wait_for_room(self, handle: ModelHandle, evict: bool) -> None:
+    async def _wait_for_room(self, handle: ModelHandle, evict: bool) -> tuple[list[str], float]:
         """Make room for ``handle``; while busy models hold the memory it needs, wait for them
         to finish (their queued work is served first) up to ``max_load_wait_s``, then 503.
         Requests for the same model wait on its lock meanwhile: one load serves them all."""
@@ -212,7 +224,7 @@ class ModelManager:
         while True:
             async with self._room:
                 try:
-                    await self._make_room(handle, evict)
+                    evicted = await self._make_room(handle, evict)
                 except NoRoomError as exc:
                     if not (exc.waitable and evict and time.monotonic() < deadline):
                         if handle.state == "loading":  # a preload that does not fit
@@ -220,7 +232,7 @@ class ModelManager:
                         raise
                 else:
                     handle.state = "loading"
-                    return
+                    return evicted
             await asyncio.sleep(LOAD_WAIT_POLL_S)
 
     async def _load_base(self, handle: ModelHandle) -> ModelHandle | None:
@@ -253,9 +265,10 @@ class ModelManager:
             if h is not but and (h.state == "ready" or (h.state == "loading" and h.lock.locked()))
         ]
 
-    async def _make_room(self, handle: ModelHandle, evict: bool) -> None:
+    async def _make_room(self, handle: ModelHandle, evict: bool) -> tuple[list[str], float]:
         """Evict what the memory budgets and ``max_loaded_models`` require; 503 when even
-        evicting every idle model would not make room (then nothing is evicted)."""
+        evicting every idle model would not make room (then nothing is evicted). The models
+        evicted and the seconds their unloading took."""
         handle.estimate = await asyncio.to_thread(estimate_for, handle.config, self.budgets)
         if not handle.measured:
             handle.footprint = handle.estimate
@@ -263,9 +276,11 @@ class ModelManager:
         if not evict:  # start-up: the models listed first keep their place
             residents = [replace(r, kept_because=r.kept_because or "preloaded") for r in residents]
         plan = plan_room(handle.id, handle.footprint, residents, self.budgets, self.max_loaded)
+        started = time.perf_counter()
         for victim in plan:
             logger.info("evicting model %s (least recently used) for %s", victim.id, handle.id)
             await self._unload(self._handles[victim.id])
+        return [v.id for v in plan], time.perf_counter() - started
 
     async def unload(self, name: str) -> ModelHandle:
         """Free a model at run time; its running generations finish first, new ones get 503."""

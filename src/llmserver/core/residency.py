@@ -172,6 +172,27 @@ def _no_room(
     return NoRoomError(message, param="model", headers={"Retry-After": "5"})
 
 
+class Swaps:
+    """Loads that evicted other models: how many, and the seconds they took (the evicted
+    models' unloading plus the new model's load)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+
+    def record(self, model_id: str, evicted: list[str], unload_s: float, load_s: float) -> None:
+        """Count one swap and log its cost."""
+        self.count += 1
+        self.seconds += unload_s + load_s
+        logger.info(
+            "swap: %s unloaded in %.2f s, %s loaded in %.2f s",
+            ", ".join(evicted),
+            unload_s,
+            model_id,
+            load_s,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceUse:
     """One device's budget and the bytes loaded models hold on it (for /v1/models, /metrics)."""
@@ -179,6 +200,15 @@ class DeviceUse:
     device: str
     budget: int | None
     used: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReport:
+    """Each device's budget and use, and the swaps so far."""
+
+    devices: list[DeviceUse]
+    swaps: int
+    swap_seconds: float
 
 
 def budget_use(budgets: Budgets, residents: Sequence[Resident]) -> list[DeviceUse]:

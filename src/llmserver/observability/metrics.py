@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from llmserver.observability.logs import AccessRecord, FinishedRequest
 
 if TYPE_CHECKING:
-    from llmserver.core.residency import DeviceUse
+    from llmserver.core.residency import MemoryReport
     from llmserver.core.views import ModelView
 
 UNKNOWN = "unknown"
@@ -48,7 +48,7 @@ class ModelCollector(Collector):
     def __init__(
         self,
         views: Callable[[], Iterable[ModelView]],
-        memory: Callable[[], Iterable[DeviceUse]] | None = None,
+        memory: Callable[[], MemoryReport] | None = None,
     ) -> None:
         self._views = views
         self._memory = memory
@@ -100,11 +100,23 @@ class ModelCollector(Collector):
             "Memory the loaded models hold on a device",
             labels=["device"],
         )
-        for use in self._memory() if self._memory is not None else ():
+        if self._memory is None:
+            return
+        report = self._memory()
+        for use in report.devices:
             if use.budget is not None:
                 budget.add_metric([use.device], use.budget)
             used.add_metric([use.device], use.used)
-        yield from (budget, used)
+        swaps = CounterMetricFamily(
+            "llmserver_model_swaps", "Model loads that evicted other models to make room"
+        )
+        swaps.add_metric([], report.swaps)
+        seconds = CounterMetricFamily(
+            "llmserver_model_swap_seconds",
+            "Seconds swaps took: the evicted models' unloading and the new model's load",
+        )
+        seconds.add_metric([], report.swap_seconds)
+        yield from (budget, used, swaps, seconds)
 
 
 class Metrics:
@@ -114,7 +126,7 @@ class Metrics:
         self,
         model_ids: Iterable[str],
         views: Callable[[], Iterable[ModelView]],
-        memory: Callable[[], Iterable[DeviceUse]] | None = None,
+        memory: Callable[[], MemoryReport] | None = None,
     ):
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_ids = frozenset(model_ids)

@@ -82,7 +82,7 @@ async def list_models(request: Request) -> Response:
     admin = service(request).admin
     cards = [translate.model_card(v) for v in admin.models(caller(request))]
     return json_response(
-        {"object": "list", "data": cards, "memory": translate.memory_use(admin.memory())}
+        {"object": "list", "data": cards, "memory": translate.memory_use(admin.memory().devices)}
     )
 
 
