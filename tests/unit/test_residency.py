@@ -208,3 +208,25 @@ def test_estimate_of_the_default_gguf_counts_weights_kv_and_compute() -> None:
     weights = path.stat().st_size
     assert footprint.by_device.keys() == {HOST}
     assert weights + kv < footprint.on(HOST) < weights + kv + 160 * MIB
+
+
+@pytest.mark.parametrize(("hold", "wait", "status"), [(60.0, 0.0, 503), (0.3, 30.0, 200)])
+def test_a_recently_loaded_model_is_held_for_its_turn(
+    hold: float, wait: float, status: int
+) -> None:
+    settings = fake_settings(
+        sized("a", 100),
+        sized("b", 100),
+        sized("c", 100, preload=False),
+        memory_budget={"host": 250 * MIB},
+        swap_min_resident_s=hold,
+        max_load_wait_s=wait,
+    )
+    with open_client(settings, until=done_loading) as client:
+        resp = client.post("/v1/models/c/load")
+        assert resp.status_code == status, resp.text
+        if status == 503:  # held: nothing was evicted
+            assert "(recently loaded)" in resp.json()["error"]["message"]
+            assert model_states(client) == {"a": "ready", "b": "ready", "c": "unloaded"}
+        else:  # the turn ended while the load waited: the least recently used one went
+            assert model_states(client) == {"a": "unloaded", "b": "ready", "c": "ready"}

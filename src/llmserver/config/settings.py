@@ -415,6 +415,14 @@ class Settings(BaseSettings):
         description="Longest a model load waits for busy models (requests running or queued) "
         "to finish so that they can be evicted, then 503; 0: no wait.",
     )
+    swap_min_resident_s: float = Field(
+        0.0,
+        ge=0,
+        description="A loaded model is not evicted for another until it has been loaded this "
+        "long: interleaved requests for more models than fit are served in turns (requests "
+        "for the waiting model gather behind its load) instead of swapping on every change; "
+        "0: evict as soon as it is idle.",
+    )
     memory_reserve: ByteSize = Field(
         ByteSize(2**30),
         description="Bytes kept free on each device whose memory_budget is taken from what the "

@@ -71,6 +71,8 @@ class ModelManager:
         self.budgets = Budgets.from_settings(settings)
         #: how long a load waits for busy models to become idle so that they can be evicted
         self.load_wait_s = settings.max_load_wait_s
+        #: a model loaded on demand stays at least this long before it may be evicted
+        self.min_resident_s = settings.swap_min_resident_s
         self._meter = Meter()
         #: loads that had to evict other models, and what they cost
         self.swaps = Swaps()
@@ -248,6 +250,16 @@ class ModelManager:
             handle.error = f"its base model '{base_id}' cannot load: {exc.message}"
             raise
 
+    def _held(self, handle: ModelHandle) -> str | None:
+        """Why a loaded model stays although idle: a variant uses its weights, or it was
+        loaded less than ``swap_min_resident_s`` ago (so interleaved requests for more models
+        than fit are served in turns instead of swapping on every change)."""
+        if variants := self.variants(handle):
+            return f"weights used by {variants[0].id}"
+        if time.time() - handle.loaded_at < self.min_resident_s:
+            return "recently loaded"
+        return None
+
     def variants(self, handle: ModelHandle) -> list[ModelHandle]:
         """The loaded (or loading) models derived from ``handle``, which use its weights."""
         return [
@@ -259,7 +271,7 @@ class ModelManager:
     def residents(self, but: ModelHandle | None = None) -> list[Resident]:
         """The models loaded or loading (except ``but``), as the residency planner sees them."""
         return [
-            Resident(h.id, h.footprint, h.last_used, h.kept_because() or _shared(self, h))
+            Resident(h.id, h.footprint, h.last_used, h.kept_because() or self._held(h))
             for h in self._handles.values()
             # a preload not begun yet is "loading" too, but holds nothing until its lock is taken
             if h is not but and (h.state == "ready" or (h.state == "loading" and h.lock.locked()))
@@ -411,12 +423,6 @@ def _build(config: ModelConfig) -> Backend:
     """A fresh backend for ``config``, from the plugin registered under its backend name."""
     factory: BackendFactory = registry.load(config.backend)
     return factory(config)
-
-
-def _shared(manager: ModelManager, handle: ModelHandle) -> str | None:
-    """Why a base model stays: a loaded variant uses its weights."""
-    variants = manager.variants(handle)
-    return f"weights used by {variants[0].id}" if variants else None
 
 
 def _pick(value: T | None, default: T) -> T:

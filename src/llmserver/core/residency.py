@@ -135,7 +135,7 @@ def plan_room(
         if not helpful:
             error = _no_room(model_id, need, device, staying, budgets, max_loaded)
             error.waitable = any(
-                r.kept_because in ("busy", "loading")
+                r.kept_because in ("busy", "loading", "recently loaded")
                 and (device is None or r.footprint.on(device) > 0)
                 for r in staying
             )
