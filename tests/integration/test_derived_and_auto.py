@@ -60,7 +60,7 @@ def setup(
     }  # fmt: skip
     # the data directory (where created models are kept) is shared with the restarted server
     with run_server(tmp, config, env={"LLMSERVER_DATA_DIR": str(tmp / "data")}) as server:
-        yield server, config | {"data": str(tmp / "data")}
+        yield server, config | {"data": str(tmp / "data"), "lora": lora}
 
 
 def answer(server: RunningServer, model: str) -> str:
@@ -120,6 +120,7 @@ def test_ollama_create_chat_restart_chat_delete(
     assert "SYSTEM" in shown
 
     config = dict(config)
+    config.pop("lora")
     restart = {"LLMSERVER_DATA_DIR": config.pop("data")}  # the same data directory
     with run_server(tmp_path, config, env=restart) as again:
         other = ollama.Client(host=again.url)
@@ -152,3 +153,16 @@ def test_auto_by_rule_and_by_the_router_model(setup: tuple[RunningServer, dict[s
     log = server.log()
     assert "model auto: rule:code chose tuned" in log
     assert "model auto: router:" in log
+
+
+def test_ollama_create_with_an_uploaded_adapter(
+    setup: tuple[RunningServer, dict[str, Any]],
+) -> None:
+    server, config = setup
+    client = ollama.Client(host=server.url)
+    digest = client.create_blob(config["lora"])  # HEAD, then POST /api/blobs/<digest>
+    done = client.create(model="adapted", from_="base", adapters={"adapter.gguf": digest})
+    assert done.status == "success"
+    assert answer(server, "adapted") == answer(server, "tuned")  # the same adapter, scale 1
+    assert "ADAPTER " in (client.show("adapted").modelfile or "")
+    assert client.delete("adapted").status == "success"

@@ -4,6 +4,7 @@ created models surviving a restart."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,7 @@ def test_json_create_copy_and_a_request_system_prompt_wins(tmp_path: Path) -> No
         ({"model": "x", "from": "fake", "parameters": {"mirostat": 1}}, "'mirostat'"),
         ({"model": "x", "from": "fake", "template": "{{ .System }}"}, "Go templates"),
         ({"model": "x", "from": "fake", "quantize": "q4_K_M"}, "'quantize' is not supported"),
+        ({"model": "x", "from": "fake", "adapters": {"a.gguf": "sha256:" + "0" * 64}}, "adapters"),
         ({"model": "x", "modelfile": "FROM fake\nLICENSE MIT"}, "LICENSE is not supported"),
         ({"model": "fake", "from": "fake"}, "configuration file"),
     ],
@@ -141,3 +143,21 @@ def test_from_a_model_that_cannot_share_is_refused() -> None:
         fake_settings(fake_model("a"), {"id": "b", "from": "ghost"})
     with pytest.raises(SettingsError, match="comes back to itself"):
         fake_settings({"id": "a", "from": "b"}, {"id": "b", "from": "a"})
+
+
+def test_blobs_upload_checks_the_digest_and_head_finds_it(tmp_path: Path) -> None:
+    data = b"not really an adapter"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with open_client(settings(tmp_path), until=done_loading) as client:
+        assert client.head(f"/api/blobs/{digest}").status_code == 404
+        wrong = client.post(f"/api/blobs/sha256:{'1' * 64}", content=data)
+        assert wrong.status_code == 400
+        assert "digest" in wrong.json()["error"]
+        assert client.post("/api/blobs/sha256:00", content=data).status_code == 400
+        assert client.post(f"/api/blobs/{digest}", content=data).status_code == 201
+        assert client.head(f"/api/blobs/{digest}").status_code == 200
+        # a fake model takes no adapters: the create names the field that cannot apply
+        body = {"model": "x", "from": "fake", "adapters": {"a.gguf": digest}, "stream": False}
+        resp = client.post("/api/create", json=body)
+        assert resp.status_code == 400
+        assert "adapters" in resp.json()["error"]

@@ -415,6 +415,12 @@ class Settings(BaseSettings):
         description="Longest a model load waits for busy models (requests running or queued) "
         "to finish so that they can be evicted, then 503; 0: no wait.",
     )
+    max_blob_bytes: int = Field(
+        2 * 2**30,
+        ge=1,
+        description="Largest file Ollama's POST /api/blobs may upload (a LoRA adapter for "
+        "/api/create).",
+    )
     swap_min_resident_s: float = Field(
         0.0,
         ge=0,

@@ -7,7 +7,9 @@ that is not work on them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import AsyncIterator
 
 from llmserver.config.settings import SettingsError, derived_model
 from llmserver.core.caller import Caller
@@ -49,7 +51,11 @@ class Admin:
         caller.check_admin()
         created = self._store()
         base = self.authorise(caller, recipe.base)
-        entry = recipe.entry(name)
+        adapters = tuple(
+            (str(created.blob_path(p)) if p.startswith("sha256") else p, scale)
+            for p, scale in recipe.adapters
+        )
+        entry = dataclasses.replace(recipe, adapters=adapters).entry(name)
         entry["from"] = base.id
         try:
             config = derived_model(base.config, entry)
@@ -80,6 +86,16 @@ class Admin:
         await self._manager.remove(handle.id)
         created.remove(handle.id)
         logger.info("model %s deleted", handle.id)
+
+    def has_blob(self, caller: Caller, digest: str) -> bool:
+        """Whether the file ``digest`` was uploaded (admin)."""
+        caller.check_admin()
+        return self._store().blob_path(digest).is_file()
+
+    async def save_blob(self, caller: Caller, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        """Keep an uploaded file (an adapter for :meth:`create`) under its digest (admin)."""
+        caller.check_admin()
+        await self._store().save_blob(digest, chunks)
 
     def recipe(self, caller: Caller, name: str) -> Recipe:
         """What a model is made of (its base and settings)."""

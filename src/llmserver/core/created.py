@@ -8,16 +8,23 @@ entries as a config file would hold them, so a restart builds them the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmserver.config.model_configs import ModelConfig
+from llmserver.errors import InvalidRequestError
 
 logger = logging.getLogger("llmserver.models")
+
+#: a blob's name: its sha256 (Ollama writes ``sha256:<hex>``)
+DIGEST = re.compile(r"sha256[:-]([0-9a-f]{64})")
 
 #: sampling settings a recipe may set (the names in a model's ``defaults``)
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens")
@@ -106,6 +113,31 @@ class CreatedModels:
     def remove(self, model_id: str) -> None:
         """Forget ``model_id``."""
         self._write([e for e in self.entries() if e.get("id") != model_id])
+
+    def blob_path(self, digest: str) -> Path:
+        """Where the blob ``digest`` is (or would be) kept; a 400 for a malformed digest."""
+        match = DIGEST.fullmatch(digest)
+        if match is None:
+            raise InvalidRequestError(f"invalid digest {digest!r}: expected sha256:<64 hex>")
+        return self.path.parent / "blobs" / f"sha256-{match.group(1)}"
+
+    async def save_blob(self, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        """Keep the uploaded file ``digest``; a 400 (and nothing kept) when its bytes do not
+        have that digest."""
+        path = self.blob_path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        hasher = hashlib.sha256()
+        try:
+            with partial.open("wb") as out:
+                async for chunk in chunks:
+                    hasher.update(chunk)
+                    out.write(chunk)
+            if f"sha256-{hasher.hexdigest()}" != path.name:
+                raise InvalidRequestError(f"the uploaded bytes do not have the digest {digest}")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

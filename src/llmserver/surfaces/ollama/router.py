@@ -282,18 +282,20 @@ async def create(request: Request, req: CreateBody) -> Response:
     name = (req.model or req.name).removesuffix(_LATEST)
     if not name:
         raise InvalidRequestError("model is required", param="model")
-    for field in ("files", "license", "quantize", "adapters"):
+    for field in ("files", "license", "quantize"):
         if getattr(req, field):
             raise InvalidRequestError(
-                f"'{field}' is not supported: create models from a configured one ('from'); "
-                "give LoRA adapters as ADAPTER lines (a file on the server) in a modelfile",
+                f"'{field}' is not supported: create models from a configured one ('from')",
                 param=field,
             )
     if req.modelfile:
         made = modelfile.parse(req.modelfile)
     else:
         turns = [(m.role, m.content) for m in req.messages or []]
-        made = modelfile.recipe(req.from_ or "", req.system, req.template, req.parameters, turns)
+        adapters = list((req.adapters or {}).values())  # blob digests, uploaded first
+        made = modelfile.recipe(
+            req.from_ or "", req.system, req.template, req.parameters, turns, adapters
+        )
     base = model_name(svc, who, made.base)
     await svc.admin.create(who, name, dataclasses.replace(made, base=base))
     if req.stream is False:
@@ -326,8 +328,16 @@ async def push() -> Response:
     raise _unsupported("pushing models")
 
 
-@router.post("/blobs/{digest}")
 @router.head("/blobs/{digest}")
-async def blobs(digest: str) -> Response:
-    """``HEAD|POST /api/blobs/{digest}``: not supported."""
-    raise _unsupported("model blobs")
+async def blob_exists(request: Request, digest: str) -> Response:
+    """``HEAD /api/blobs/{digest}`` (admin): 200 when the file was uploaded, else 404."""
+    found = service(request).admin.has_blob(caller(request), digest)
+    return Response(status_code=200 if found else 404)
+
+
+@router.post("/blobs/{digest}")
+async def blob_upload(request: Request, digest: str) -> Response:
+    """``POST /api/blobs/{digest}`` (admin): keep a file (a LoRA adapter) for ``/api/create``'s
+    ``adapters``; its bytes must have the digest."""
+    await service(request).admin.save_blob(caller(request), digest, request.stream())
+    return Response(status_code=201)
