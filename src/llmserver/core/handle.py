@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from llmserver.backends.abilities import Abilities, Embedding, Generating, Tokenizing
-from llmserver.backends.base import Backend, PromptFormat
+from llmserver.backends.base import Backend, BackendFactory, PromptFormat
+from llmserver.config import registry
 from llmserver.config.model_configs import ModelConfig
+from llmserver.config.settings import Settings
 from llmserver.core.footprint import Footprint
 from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate
 from llmserver.errors import InvalidRequestError, ModelLoadFailedError, ModelNotReadyError
 
 ModelState = Literal["loading", "ready", "failed", "unloaded"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -107,3 +110,40 @@ class ModelHandle:
                 f"model '{self.id}' is an embedding model; use /v1/embeddings", param="model"
             )
         raise InvalidRequestError(f"model '{self.id}' does not generate text", param="model")
+
+
+def new_handle(config: ModelConfig, settings: Settings) -> ModelHandle:
+    """A handle for ``config`` with a fresh backend and its limiter (state: ``loading`` for a
+    preload, else ``unloaded``)."""
+    backend = build_backend(config)
+    limiter = Limiter(
+        _slots(config, settings, backend.max_parallel),
+        _pick(config.max_queue, settings.max_queue),
+        _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
+        reserved=settings.batch_reserved_slots,
+        background_max=settings.batch_max_concurrency,
+    )
+    timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
+    state: ModelState = "loading" if config.preload else "unloaded"
+    return ModelHandle(config, backend, limiter, timeout_s=timeout, state=state)
+
+
+def build_backend(config: ModelConfig) -> Backend:
+    """A fresh backend for ``config``, from the plugin registered under its backend name."""
+    factory: BackendFactory = registry.load(config.backend)
+    return factory(config)
+
+
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def _slots(config: ModelConfig, settings: Settings, parallel: int) -> int:
+    """A model's own ``max_concurrent`` as given; else the global default, but never more than
+    the backend can truly run at once (extra slots would only queue inside the engine, where a
+    cancelled request can no longer be taken back)."""
+    if config.max_concurrent is not None:
+        return config.max_concurrent
+    if settings.max_concurrent_inference is None:
+        return parallel
+    return min(settings.max_concurrent_inference, parallel)

@@ -9,16 +9,8 @@ import contextlib
 import logging
 import time
 from dataclasses import replace
-from typing import TypeVar
 
-from llmserver.backends.base import (
-    Backend,
-    BackendFactory,
-    GenerationRequest,
-    ModelLoadError,
-    SamplingParams,
-)
-from llmserver.config import registry
+from llmserver.backends.base import ModelLoadError
 from llmserver.config.model_configs import ModelConfig
 from llmserver.config.settings import Settings
 from llmserver.core.footprint import (
@@ -31,6 +23,7 @@ from llmserver.core.footprint import (
 )
 from llmserver.core.handle import ModelHandle as ModelHandle
 from llmserver.core.handle import ModelState as ModelState
+from llmserver.core.handle import build_backend, new_handle
 from llmserver.core.residency import (
     Budgets,
     NoRoomError,
@@ -39,8 +32,8 @@ from llmserver.core.residency import (
     estimate_for,
     plan_room,
 )
-from llmserver.core.scheduling import Limiter
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
+from llmserver.core.warmup import warm_up
 from llmserver.errors import (
     APIError,
     InvalidRequestError,
@@ -49,10 +42,7 @@ from llmserver.errors import (
 )
 
 logger = logging.getLogger("llmserver.models")
-T = TypeVar("T")
 
-#: scorers that run here and are warmed up with one pair
-LOCAL_RERANKERS = ("cross-encoder", "rank-pooling")
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
 #: how often a load waiting for room looks again
@@ -98,17 +88,7 @@ class ModelManager:
         taken = [n for n in (config.id, *config.aliases) if n in self._names]
         if taken:
             raise InvalidRequestError(f"model name '{taken[0]}' is already used", param="model")
-        backend = _build(config)
-        limiter = Limiter(
-            _slots(config, settings, backend.max_parallel),
-            _pick(config.max_queue, settings.max_queue),
-            _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
-            reserved=settings.batch_reserved_slots,
-            background_max=settings.batch_max_concurrency,
-        )
-        timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
-        state: ModelState = "loading" if config.preload else "unloaded"
-        handle = ModelHandle(config, backend, limiter, timeout_s=timeout, state=state)
+        handle = new_handle(config, settings)
         # shown before the first load; estimated again then (the context may depend on the
         # memory available at that time)
         handle.estimate = handle.footprint = estimate_for(config, self.budgets)
@@ -207,7 +187,7 @@ class ModelManager:
                     await self._close(handle)  # a failed start may hold half a model
                 evicted, unload_s = await self._wait_for_room(handle, evict)
                 if handle.closed:
-                    handle.backend = _build(handle.config)
+                    handle.backend = build_backend(handle.config)
                     handle.closed = False
                 if base is not None and (sharing := handle.abilities().sharing) is not None:
                     sharing.share_weights(base.backend)
@@ -345,7 +325,7 @@ class ModelManager:
                         "its config if the model expects another format",
                         handle.id,
                     )
-            await self._warm_up(handle)
+            await warm_up(handle)
         except (ModelLoadError, TemplateLoadError, UnsafeTemplateError) as exc:
             self._failed(handle, str(exc))
             return
@@ -385,56 +365,9 @@ class ModelManager:
         handle.error = reason
         logger.error("model %s failed to load: %s", handle.id, reason)
 
-    async def _warm_up(self, handle: ModelHandle) -> None:
-        """One short greedy generation, one embedding for embedding models or one scored pair
-        for rerankers, so the first user request pays no first-run cost.
-
-        Engines without a local tokenizer (upstream) are remote and already warm: skipped.
-        """
-        scorer = handle.abilities().scorer()
-        spec = scorer.scoring_spec() if scorer is not None else None
-        if scorer is not None and spec is not None and spec.kind in LOCAL_RERANKERS:
-            await scorer.score([("Hello", "Hello")], truncate=True)
-            return
-        if (embedding := handle.embedder()) is not None:
-            await embedding.embed(["Hello"])
-            return
-        if handle.tokenizer() is None:
-            return
-        prompt = "Hello"
-        tokens: list[int] = []
-        if handle.template is not None and (tokenizer := handle.tokenizer()) is not None:
-            prompt = handle.template.render([{"role": "user", "content": "Hello"}])
-            tokens = tokenizer.tokenize(prompt)
-        params = SamplingParams(max_tokens=2, temperature=0.0, seed=0)
-        request = GenerationRequest("warmup", prompt, tokens, params)
-        async for _ in handle.generator().generate(request):
-            pass
-
     async def close_all(self) -> None:
         """Free every model."""
         # derived models first: their contexts use their bases' weights
         for handle in sorted(self._handles.values(), key=lambda h: h.config.derived_from is None):
             await self._close(handle)
             handle.state = "unloaded"
-
-
-def _build(config: ModelConfig) -> Backend:
-    """A fresh backend for ``config``, from the plugin registered under its backend name."""
-    factory: BackendFactory = registry.load(config.backend)
-    return factory(config)
-
-
-def _pick(value: T | None, default: T) -> T:
-    return default if value is None else value
-
-
-def _slots(config: ModelConfig, settings: Settings, parallel: int) -> int:
-    """A model's own ``max_concurrent`` as given; else the global default, but never more than
-    the backend can truly run at once (extra slots would only queue inside the engine, where a
-    cancelled request can no longer be taken back)."""
-    if config.max_concurrent is not None:
-        return config.max_concurrent
-    if settings.max_concurrent_inference is None:
-        return parallel
-    return min(settings.max_concurrent_inference, parallel)
