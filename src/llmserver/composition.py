@@ -56,7 +56,9 @@ def lifespan(
         service = Service(models, settings, PIIMasker(mode=settings.pii_mask_mode))
         started = time.monotonic()
         metrics = Metrics(
-            [m.id for m in settings.models], lambda: service.admin.models(Caller.anyone())
+            [m.id for m in settings.models],
+            lambda: service.admin.models(Caller.anyone()),
+            service.admin.memory,
         )
         recent = Recent()
         usage = UsageRecorder(UsageStore(usage_db_path(settings)))

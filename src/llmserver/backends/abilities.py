@@ -102,6 +102,22 @@ class Replicated(Protocol):
         """Replica URL -> whether it is in rotation (for metrics and status pages)."""
 
 
+@runtime_checkable
+class ReportsMemory(Protocol):
+    """A backend whose engine says how much memory its loaded model holds (torch tensors)."""
+
+    def loaded_memory(self) -> dict[str, int] | None:
+        """Bytes by device (``host``, ``cuda:N``) the loaded model holds; None: not loaded."""
+
+
+@runtime_checkable
+class SharesWeights(Protocol):
+    """A backend that can serve a derived model from another backend's loaded weights."""
+
+    def share_weights(self, base: object) -> None:
+        """Use ``base``'s loaded model (when it is of the same engine) at the next start."""
+
+
 @dataclass(frozen=True, slots=True)
 class Abilities:
     """One backend object's optional abilities, each the backend itself or None."""
@@ -115,6 +131,8 @@ class Abilities:
     scoring: Scoring | None = None
     #: budgets thoughts and constrains only the answer (:class:`FollowsThoughts`)
     thoughts: bool = False
+    memory: ReportsMemory | None = None
+    sharing: SharesWeights | None = None
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -128,6 +146,8 @@ class Abilities:
             token_tools=backend if isinstance(backend, TokenTools) else None,
             scoring=backend if isinstance(backend, Scoring) else None,
             thoughts=isinstance(backend, FollowsThoughts),
+            memory=backend if isinstance(backend, ReportsMemory) else None,
+            sharing=backend if isinstance(backend, SharesWeights) else None,
         )
 
     def embedder(self) -> Embedding | None:

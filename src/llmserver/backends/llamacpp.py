@@ -30,6 +30,8 @@ from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_fim import fim_tokens
+from llmserver.backends.llamacpp_lora import apply_adapters
+from llmserver.backends.llamacpp_memory import buffer_sizes
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
 from llmserver.backends.llamacpp_thought import ThoughtTracker
 from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
@@ -93,6 +95,14 @@ class LlamaCppBackend:
         self.logits_hook: LogitsHook | None = None
         pools = config.embedding or config.rerank
         self._embedder = LlamaEmbedder(config) if pools else None
+        #: bytes by device llama.cpp allocated for the loaded model (its buffers)
+        self._memory: dict[str, int] | None = None
+        #: the backend whose loaded model this one shares (a derived model); None: its own
+        self._base: LlamaCppBackend | None = None
+        #: the loaded model is this backend's own (else the base's, only borrowed)
+        self._owns_model = True
+        #: LoRA adapters loaded against the model this backend owns (file -> adapter)
+        self._lora: dict[str, Any] = {}
 
     @property
     def engine(self) -> BatchEngine:
@@ -104,11 +114,13 @@ class LlamaCppBackend:
     async def start(self) -> None:
         """Load the GGUF file and create the context off the event loop."""
         loop = asyncio.get_running_loop()
-        if self._embedder is not None:
-            llm = await loop.run_in_executor(None, self._embedder.load)
-            self._model = llm._model
-        else:
-            await loop.run_in_executor(None, self._load)
+        with buffer_sizes() as sizes:
+            if self._embedder is not None:
+                llm = await loop.run_in_executor(None, self._embedder.load)
+                self._model = llm._model
+            else:
+                await loop.run_in_executor(None, self._load)
+        self._memory = sizes or None
         model = self._model
         bos = model.token_bos()
         self._bos_text = model.token_get_text(bos) if bos != -1 else ""
@@ -131,15 +143,21 @@ class LlamaCppBackend:
         # held in a local for the whole load: ctypes frees a callback nobody references
         progress = llama_cpp.llama_progress_callback(load_progress_logger(cfg.id))
         mparams.progress_callback = progress
-        try:
-            # verbose=True only stops llama-cpp-python from pointing stdout and stderr at
-            # /dev/null during the load (which would swallow the progress lines); llama.cpp's
-            # own messages stay off through set_verbose(False) above
-            self._model = _internals.LlamaModel(
-                path_model=str(cfg.path), params=mparams, verbose=True
-            )
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
+        base = self._base
+        self._owns_model = base is None or base._model is None
+        if base is not None and base._model is not None:
+            self._model = base._model  # the base's weights: only a context of our own
+        else:
+            base = None
+            try:
+                # verbose=True only stops llama-cpp-python from pointing stdout and stderr at
+                # /dev/null during the load (which would swallow the progress lines);
+                # llama.cpp's own messages stay off through set_verbose(False) above
+                self._model = _internals.LlamaModel(
+                    path_model=str(cfg.path), params=mparams, verbose=True
+                )
+            except (ValueError, RuntimeError, OSError) as exc:
+                raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
         threads = cfg.threads or os.cpu_count() or 1
         n_batch = max(cfg.batch_size, self.n_seq)
         cparams = llama_cpp.llama_context_default_params()
@@ -159,9 +177,11 @@ class LlamaCppBackend:
         cparams.no_perf = True
         ctx = llama_cpp.llama_init_from_model(self._model.model, cparams)
         if not ctx:
-            self._model.close()
+            self._release_model()
             raise ModelLoadError(f"could not create a llama.cpp context for {cfg.path}")
         self._ctx = ctx
+        owner = base if base is not None else self
+        apply_adapters(owner._lora, self._model.model, ctx, cfg.adapters, cfg.id)
         self._engine = BatchEngine(
             self._model.model,
             ctx,
@@ -323,6 +343,10 @@ class LlamaCppBackend:
             raise
         return sampler, ThoughtTracker(spec, end, after)
 
+    def loaded_memory(self) -> dict[str, int] | None:
+        """Bytes by device of the buffers llama.cpp allocated (weights, KV cache, compute)."""
+        return self._memory if self._model is not None else None
+
     async def health(self) -> bool:
         """Healthy while loaded."""
         return self._engine is not None or self.scoring_spec() is not None
@@ -344,6 +368,18 @@ class LlamaCppBackend:
         if self._ctx is not None:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
-        if self._model is not None:
+        self._release_model()
+
+    def _release_model(self) -> None:
+        """Close the model if this backend owns it (its adapters go with it); a shared one is
+        only let go of."""
+        if self._model is not None and self._owns_model:
             self._model.close()
-            self._model = None
+            self._lora.clear()
+        self._model = None
+
+    def share_weights(self, base: object) -> None:
+        """Use ``base``'s loaded model instead of loading the file again (a derived model);
+        ignored for another engine or an embedding model."""
+        if isinstance(base, LlamaCppBackend) and self._embedder is None:
+            self._base = base

@@ -30,10 +30,22 @@ def kv_bytes_per_token(model: Any) -> int:
     """Bytes one token's keys and values take in every layer of the loaded ``model``."""
     import llama_cpp
 
-    heads = max(1, llama_cpp.llama_model_n_head(model))
-    head_size = llama_cpp.llama_model_n_embd(model) // heads
-    per_layer = 2 * llama_cpp.llama_model_n_head_kv(model) * head_size * KV_ELEMENT_BYTES
-    return int(llama_cpp.llama_model_n_layer(model) * per_layer)
+    return kv_bytes_for(
+        layers=llama_cpp.llama_model_n_layer(model),
+        heads=llama_cpp.llama_model_n_head(model),
+        heads_kv=llama_cpp.llama_model_n_head_kv(model),
+        embedding=llama_cpp.llama_model_n_embd(model),
+    )
+
+
+def kv_bytes_for(
+    layers: int, heads: int, heads_kv: int, embedding: int, element_bytes: int = KV_ELEMENT_BYTES
+) -> int:
+    """Bytes one token's keys and values take: a key and a value of every KV head (each
+    ``embedding / heads`` wide) in every layer. The same sum serves a loaded model and a GGUF
+    file's metadata read before the load (:mod:`llmserver.core.footprint`)."""
+    head_size = embedding // max(1, heads)
+    return int(layers * 2 * heads_kv * head_size * element_bytes)
 
 
 def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:

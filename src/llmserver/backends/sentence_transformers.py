@@ -34,6 +34,7 @@ from llmserver.backends.st_rerank import (
     cross_encoder_scores,
     load_cross_encoder,
 )
+from llmserver.backends.torch_memory import tensor_bytes
 from llmserver.backends.transformers import auto_device
 from llmserver.config.model_configs import ModelConfig, SentenceTransformersConfig
 from llmserver.errors import EngineError, InvalidRequestError
@@ -191,6 +192,10 @@ class SentenceTransformersBackend:
         if spec.kind == "cross-encoder":
             return cross_encoder_scores(model, pairs, truncate, self.config.batch_size)
         return bi_encoder(model, pairs, truncate, self.config.batch_size)
+
+    def loaded_memory(self) -> dict[str, int] | None:
+        """Bytes of the loaded model's tensors by device."""
+        return tensor_bytes(self._model) if self._model is not None else None
 
     async def health(self) -> bool:
         """Healthy while loaded."""

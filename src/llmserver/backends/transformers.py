@@ -34,6 +34,7 @@ from llmserver.backends.base import (
 )
 from llmserver.backends.hf_fim import hf_fim_tokens
 from llmserver.backends.thought import ThoughtFollower
+from llmserver.backends.torch_memory import tensor_bytes
 from llmserver.backends.transformers_grammar import (
     GrammarProcessor,
     GrammarUnavailableError,
@@ -350,6 +351,10 @@ class TransformersBackend(HfTokenTools):
     async def health(self) -> bool:
         """Healthy while loaded."""
         return self._model is not None
+
+    def loaded_memory(self) -> dict[str, int] | None:
+        """Bytes of the loaded model's tensors by device."""
+        return tensor_bytes(self._model) if self._model is not None else None
 
     async def close(self) -> None:
         """Drop the weights (and the GPU cache when on CUDA)."""

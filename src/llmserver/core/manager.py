@@ -1,128 +1,53 @@
 """The model manager: names, aliases and roles, loading and warm-up, load/unload at run time,
-eviction under ``max_loaded_models``, per-model limiters and state."""
+eviction under the memory budgets and ``max_loaded_models`` (:mod:`llmserver.core.residency`),
+per-model limiters and state."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal, TypeVar
+from dataclasses import replace
 
-from llmserver.backends.abilities import Abilities, Embedding, Generating, Tokenizing
-from llmserver.backends.base import (
-    Backend,
-    BackendFactory,
-    GenerationRequest,
-    ModelLoadError,
-    PromptFormat,
-    SamplingParams,
-)
-from llmserver.config import registry
+from llmserver.backends.base import ModelLoadError
 from llmserver.config.model_configs import ModelConfig
 from llmserver.config.settings import Settings
+from llmserver.core.footprint import (
+    MEASURED_BACKENDS,
+    Footprint,
+    Meter,
+    describe_source,
+    measured,
+    release_memory,
+)
+from llmserver.core.handle import ModelHandle as ModelHandle
+from llmserver.core.handle import ModelState as ModelState
+from llmserver.core.handle import build_backend, new_handle
 from llmserver.core.reasoning import reasoning_format
-from llmserver.core.scheduling import Limiter
+from llmserver.core.residency import (
+    Budgets,
+    NoRoomError,
+    Resident,
+    Swaps,
+    estimate_for,
+    plan_room,
+)
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
+from llmserver.core.warmup import warm_up
 from llmserver.errors import (
     APIError,
     InvalidRequestError,
-    ModelLoadFailedError,
     ModelNotFoundError,
-    ModelNotReadyError,
-    ServiceUnavailableError,
     ShuttingDownError,
 )
 
 logger = logging.getLogger("llmserver.models")
-T = TypeVar("T")
 
-#: scorers that run here and are warmed up with one pair
-LOCAL_RERANKERS = ("cross-encoder", "rank-pooling")
-ModelState = Literal["loading", "ready", "failed", "unloaded"]
 #: how often an unload looks whether the model's running generations have finished
 DRAIN_POLL_S = 0.02
-
-
-@dataclass
-class ModelHandle:
-    """One configured model and everything the server keeps for it."""
-
-    config: ModelConfig
-    backend: Backend
-    limiter: Limiter
-    timeout_s: float = 120.0
-    state: ModelState = "loading"
-    error: str | None = None
-    prompt_format: PromptFormat | None = None
-    template: ChatTemplate | None = None
-    loaded_at: float = field(default=0.0)
-    #: monotonic time of the last request that took a slot (least recently used goes first)
-    last_used: float = field(default=0.0)
-    #: the backend was closed; loading again builds a fresh one
-    closed: bool = False
-    roles: list[str] = field(default_factory=list)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: (backend, its abilities), found once per backend object
-    _abilities: tuple[Backend, Abilities] | None = field(default=None, repr=False)
-
-    @property
-    def id(self) -> str:
-        """The model's id."""
-        return self.config.id
-
-    def busy(self) -> bool:
-        """True while a generation holds or waits for one of its slots."""
-        return self.limiter.in_use > 0 or self.limiter.waiting > 0
-
-    def touch(self) -> None:
-        """Mark the model as just used."""
-        self.last_used = time.monotonic()
-
-    def check_ready(self) -> None:
-        """Raise 503 (with the failure reason, if any) unless the model is loaded and warm."""
-        if self.state == "ready":
-            return
-        failed = self.state == "failed"
-        reason = "model load failed" if failed else f"model is {self.state}"
-        detail = f": {self.error}" if self.error else ""
-        error = ModelLoadFailedError if failed else ModelNotReadyError
-        raise error(f"{reason}{detail}", param="model", headers={"Retry-After": "5"})
-
-    def abilities(self) -> Abilities:
-        """What the backend can do besides start, health and close."""
-        backend = self.backend
-        if self._abilities is None or self._abilities[0] is not backend:
-            self._abilities = (backend, Abilities.of(backend))
-        return self._abilities[1]
-
-    def tokenizer(self) -> Tokenizing | None:
-        """The backend's tokenizer, when it has one."""
-        return self.abilities().tokenizing
-
-    def embedder(self) -> Embedding | None:
-        """The backend, when its model serves embeddings."""
-        return self.abilities().embedder()
-
-    def generator(self) -> Generating:
-        """The backend, when its model generates text; else 400 (an embedding model)."""
-        generator = self.abilities().generator()
-        if generator is not None:
-            return generator
-        config = self.config
-        if getattr(config, "rerank", False) is True or getattr(config, "task", None) == "rerank":
-            raise InvalidRequestError(
-                f"model '{self.id}' is a reranker; use /v1/rerank", param="model"
-            )
-        if self.abilities().embedding is not None:  # loaded or not: the message is the same
-            raise InvalidRequestError(
-                f"model '{self.id}' is an embedding model; use /v1/embeddings", param="model"
-            )
-        raise InvalidRequestError(f"model '{self.id}' does not generate text", param="model")
+#: how often a load waiting for room looks again
+LOAD_WAIT_POLL_S = 0.05
 
 
 class ModelManager:
@@ -134,24 +59,19 @@ class ModelManager:
         self.max_loaded = settings.max_loaded_models
         # one load or eviction decision at a time, so two loads cannot both take the last place
         self._room = asyncio.Lock()
+        self.budgets = Budgets.from_settings(settings)
+        #: how long a load waits for busy models to become idle so that they can be evicted
+        self.load_wait_s = settings.max_load_wait_s
+        #: a model loaded on demand stays at least this long before it may be evicted
+        self.min_resident_s = settings.swap_min_resident_s
+        self._meter = Meter()
+        #: loads that had to evict other models, and what they cost
+        self.swaps = Swaps()
         #: set when the server begins to shut down: no new generations, ``/ready`` is 503
         self.draining = False
+        self._settings = settings
         for config in settings.models:
-            backend = _build(config)
-            limiter = Limiter(
-                _slots(config, settings, backend.max_parallel),
-                _pick(config.max_queue, settings.max_queue),
-                _pick(config.max_queue_wait_s, settings.max_queue_wait_s),
-                reserved=settings.batch_reserved_slots,
-                background_max=settings.batch_max_concurrency,
-            )
-            timeout = _pick(config.inference_timeout_s, settings.inference_timeout_s)
-            state: ModelState = "loading" if config.preload else "unloaded"
-            self._handles[config.id] = ModelHandle(
-                config, backend, limiter, timeout_s=timeout, state=state
-            )
-            for name in (config.id, *config.aliases):
-                self._names[name] = config.id
+            self.add(config)
         for role, target in settings.roles.items():
             if target not in self._names:
                 raise ValueError(f"role '{role}' points at '{target}', which is not configured")
@@ -162,6 +82,33 @@ class ModelManager:
         if default not in self._names:
             raise ValueError(f"default_model '{default}' is not a configured model or alias")
         self.default_id = self._names[default]
+
+    def add(self, config: ModelConfig) -> ModelHandle:
+        """Take on a model (at start-up, or one created at run time); its names must be new."""
+        settings = self._settings
+        taken = [n for n in (config.id, *config.aliases) if n in self._names]
+        if taken:
+            raise InvalidRequestError(f"model name '{taken[0]}' is already used", param="model")
+        handle = new_handle(config, settings)
+        # shown before the first load; estimated again then (the context may depend on the
+        # memory available at that time)
+        handle.estimate = handle.footprint = estimate_for(config, self.budgets)
+        self._handles[config.id] = handle
+        for name in (config.id, *config.aliases):
+            self._names[name] = config.id
+        return handle
+
+    async def remove(self, name: str) -> None:
+        """Unload a model and forget it (a model created at run time, deleted)."""
+        handle = self.lookup(name)
+        if handle.roles or handle.id == self.default_id:
+            raise InvalidRequestError(f"model '{handle.id}' has a role or is the default")
+        if any(h.config.derived_from == handle.id for h in self._handles.values()):
+            raise InvalidRequestError(f"other models are derived from '{handle.id}'")
+        await self.unload(handle.id)
+        del self._handles[handle.id]
+        for alias in (handle.id, *handle.config.aliases):
+            self._names.pop(alias, None)
 
     def handles(self) -> list[ModelHandle]:
         """Every configured model, in config order."""
@@ -227,46 +174,113 @@ class ModelManager:
                 handle.state = "unloaded"
                 continue
             with contextlib.suppress(APIError):  # the handle keeps its state and reason
-                await self.load(handle.id)
+                await self.load(handle.id, evict=False)
             loaded += handle.state == "ready"
 
-    async def load(self, name: str) -> ModelHandle:
+    async def load(self, name: str, evict: bool = True) -> ModelHandle:
         """Load a model (a no-op when it is ready), evicting the least recently used idle model
         if the cap is reached. Raises 503 with the reason when the model fails to load."""
         handle = self.lookup(name)
         async with handle.lock:
             if handle.state != "ready":
+                base = await self._load_base(handle)
                 if handle.state == "failed":
                     await self._close(handle)  # a failed start may hold half a model
-                async with self._room:
-                    await self._make_room(handle)
-                    handle.state = "loading"
+                evicted, unload_s = await self._wait_for_room(handle, evict)
                 if handle.closed:
-                    handle.backend = _build(handle.config)
+                    handle.backend = build_backend(handle.config)
                     handle.closed = False
+                if base is not None and (sharing := handle.abilities().sharing) is not None:
+                    sharing.share_weights(base.backend)
+                started = time.perf_counter()
                 await self._load(handle)
+                if evicted:
+                    self.swaps.record(handle.id, evicted, unload_s, time.perf_counter() - started)
         handle.check_ready()
         return handle
 
-    async def _make_room(self, handle: ModelHandle) -> None:
-        if self.max_loaded is None:
-            return
-        others = [h for h in self._handles.values() if h is not handle]
-        while sum(1 for h in others if h.state in ("ready", "loading")) >= self.max_loaded:
-            idle = [h for h in others if h.state == "ready" and not h.busy()]
-            if not idle:
-                raise ServiceUnavailableError(
-                    f"cannot load '{handle.id}': max_loaded_models ({self.max_loaded}) reached "
-                    "and every loaded model is busy",
-                    headers={"Retry-After": "5"},
-                )
-            victim = min(idle, key=lambda h: h.last_used)
+    async def _wait_for_room(self, handle: ModelHandle, evict: bool) -> tuple[list[str], float]:
+        """Make room for ``handle``; while busy models hold the memory it needs, wait for them
+        to finish (their queued work is served first) up to ``max_load_wait_s``, then 503.
+        Requests for the same model wait on its lock meanwhile: one load serves them all."""
+        deadline = time.monotonic() + self.load_wait_s
+        while True:
+            async with self._room:
+                try:
+                    evicted = await self._make_room(handle, evict)
+                except NoRoomError as exc:
+                    if not (exc.waitable and evict and time.monotonic() < deadline):
+                        if handle.state == "loading":  # a preload that does not fit
+                            handle.state, handle.error = "unloaded", exc.message
+                        raise
+                else:
+                    handle.state = "loading"
+                    return evicted
+            await asyncio.sleep(LOAD_WAIT_POLL_S)
+
+    async def _load_base(self, handle: ModelHandle) -> ModelHandle | None:
+        """The loaded base of a derived model (loaded now if need be); None for other models."""
+        base_id = handle.config.derived_from
+        if base_id is None:
+            return None
+        try:
+            return await self.load(base_id)
+        except APIError as exc:
+            # no room now is not a failure: the next request tries again
+            handle.state = "unloaded" if isinstance(exc, NoRoomError) else "failed"
+            handle.error = f"its base model '{base_id}' cannot load: {exc.message}"
+            raise
+
+    def _held(self, handle: ModelHandle) -> str | None:
+        """Why a loaded model stays although idle: a variant uses its weights, or it was
+        loaded less than ``swap_min_resident_s`` ago (so interleaved requests for more models
+        than fit are served in turns instead of swapping on every change)."""
+        if variants := self.variants(handle):
+            return f"weights used by {variants[0].id}"
+        if time.time() - handle.loaded_at < self.min_resident_s:
+            return "recently loaded"
+        return None
+
+    def variants(self, handle: ModelHandle) -> list[ModelHandle]:
+        """The loaded (or loading) models derived from ``handle``, which use its weights."""
+        return [
+            h
+            for h in self._handles.values()
+            if h.config.derived_from == handle.id and h.state in ("ready", "loading")
+        ]
+
+    def residents(self, but: ModelHandle | None = None) -> list[Resident]:
+        """The models loaded or loading (except ``but``), as the residency planner sees them."""
+        return [
+            Resident(h.id, h.footprint, h.last_used, h.kept_because() or self._held(h))
+            for h in self._handles.values()
+            # a preload not begun yet is "loading" too, but holds nothing until its lock is taken
+            if h is not but and (h.state == "ready" or (h.state == "loading" and h.lock.locked()))
+        ]
+
+    async def _make_room(self, handle: ModelHandle, evict: bool) -> tuple[list[str], float]:
+        """Evict what the memory budgets and ``max_loaded_models`` require; 503 when even
+        evicting every idle model would not make room (then nothing is evicted). The models
+        evicted and the seconds their unloading took."""
+        handle.estimate = await asyncio.to_thread(estimate_for, handle.config, self.budgets)
+        if not handle.measured:
+            handle.footprint = handle.estimate
+        residents = self.residents(handle)
+        if not evict:  # start-up: the models listed first keep their place
+            residents = [replace(r, kept_because=r.kept_because or "preloaded") for r in residents]
+        plan = plan_room(handle.id, handle.footprint, residents, self.budgets, self.max_loaded)
+        started = time.perf_counter()
+        for victim in plan:
             logger.info("evicting model %s (least recently used) for %s", victim.id, handle.id)
-            await self._unload(victim)
+            await self._unload(self._handles[victim.id])
+        return [v.id for v in plan], time.perf_counter() - started
 
     async def unload(self, name: str) -> ModelHandle:
         """Free a model at run time; its running generations finish first, new ones get 503."""
         handle = self.lookup(name)
+        for variant in self.variants(handle):  # they use its weights: they go first
+            async with variant.lock:
+                await self._unload(variant)
         async with handle.lock:
             await self._unload(handle)
         return handle
@@ -282,7 +296,7 @@ class ModelManager:
         await self._close(handle)
         handle.template = None
         handle.prompt_format = None
-        _release_memory()
+        release_memory()
         logger.info("model %s unloaded", handle.id)
 
     async def _close(self, handle: ModelHandle) -> None:
@@ -297,6 +311,7 @@ class ModelManager:
         handle.error = None
         logger.info("loading model %s: %s", handle.id, describe_source(handle.config))
         started = time.perf_counter()
+        metering = self._meter.start()
         try:
             await handle.backend.start()
             tokenizer = handle.tokenizer()
@@ -313,7 +328,7 @@ class ModelManager:
                     )
             if (thought := reasoning_format(handle)) is not None:
                 logger.info("model %s thinks: %s", handle.id, thought.describe())
-            await self._warm_up(handle)
+            await warm_up(handle)
         except (ModelLoadError, TemplateLoadError, UnsafeTemplateError) as exc:
             self._failed(handle, str(exc))
             return
@@ -321,98 +336,41 @@ class ModelManager:
             logger.exception("model %s failed to load", handle.id)
             self._failed(handle, f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            growth = self._meter.finish(metering)
+        memory = handle.abilities().memory
+        reported = memory.loaded_memory() if memory is not None and growth is not None else None
+        self._measured(handle, Footprint(reported) if reported else growth)
         handle.state = "ready"
         handle.loaded_at = time.time()
         handle.touch()
         logger.info("model %s ready in %.2f s", handle.id, time.perf_counter() - started)
+
+    def _measured(self, handle: ModelHandle, taken: Footprint | int | None) -> None:
+        """Keep what the load took (as the engine reports it, else the process's memory
+        growth), for the budgets and the next load of this model. A load that overlapped
+        another is not measured (``growth`` None): llama.cpp's reports and the growth would
+        mix the two."""
+        if taken is None or handle.config.backend not in MEASURED_BACKENDS:
+            return
+        estimated = handle.estimate
+        now = taken if isinstance(taken, Footprint) else measured(estimated, taken)
+        handle.footprint, handle.measured = now, True
+        logger.info(
+            "model %s takes %s (estimated %s)",
+            handle.id,
+            handle.footprint.describe(),
+            estimated.describe(),
+        )
 
     def _failed(self, handle: ModelHandle, reason: str) -> None:
         handle.state = "failed"
         handle.error = reason
         logger.error("model %s failed to load: %s", handle.id, reason)
 
-    async def _warm_up(self, handle: ModelHandle) -> None:
-        """One short greedy generation, one embedding for embedding models or one scored pair
-        for rerankers, so the first user request pays no first-run cost.
-
-        Engines without a local tokenizer (upstream) are remote and already warm: skipped.
-        """
-        scorer = handle.abilities().scorer()
-        spec = scorer.scoring_spec() if scorer is not None else None
-        if scorer is not None and spec is not None and spec.kind in LOCAL_RERANKERS:
-            await scorer.score([("Hello", "Hello")], truncate=True)
-            return
-        if (embedding := handle.embedder()) is not None:
-            await embedding.embed(["Hello"])
-            return
-        if handle.tokenizer() is None:
-            return
-        prompt = "Hello"
-        tokens: list[int] = []
-        if handle.template is not None and (tokenizer := handle.tokenizer()) is not None:
-            prompt = handle.template.render([{"role": "user", "content": "Hello"}])
-            tokens = tokenizer.tokenize(prompt)
-        params = SamplingParams(max_tokens=2, temperature=0.0, seed=0)
-        request = GenerationRequest("warmup", prompt, tokens, params)
-        async for _ in handle.generator().generate(request):
-            pass
-
     async def close_all(self) -> None:
         """Free every model."""
-        for handle in self._handles.values():
+        # derived models first: their contexts use their bases' weights
+        for handle in sorted(self._handles.values(), key=lambda h: h.config.derived_from is None):
             await self._close(handle)
             handle.state = "unloaded"
-
-
-def _build(config: ModelConfig) -> Backend:
-    """A fresh backend for ``config``, from the plugin registered under its backend name."""
-    factory: BackendFactory = registry.load(config.backend)
-    return factory(config)
-
-
-def describe_source(config: ModelConfig) -> str:
-    """Backend, file or URL and size of a model, for the line logged before it loads."""
-    parts = [f"backend {config.backend}"]
-    source = getattr(config, "path", None) or getattr(config, "url", None)
-    if isinstance(source, list):
-        parts.append(", ".join(source))
-    elif source is not None:
-        parts.append(str(source))
-        size = _size_on_disk(Path(str(source)))
-        if size is not None:
-            parts.append(f"{size / 1e6:.1f} MB")
-    return ", ".join(parts)
-
-
-def _size_on_disk(path: Path) -> int | None:
-    try:
-        if path.is_file():
-            return path.stat().st_size
-        if path.is_dir():
-            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    except OSError:
-        pass
-    return None
-
-
-def _release_memory() -> None:
-    """Collect cycles and hand freed heap pages back to the OS, so an unload shows in RSS."""
-    gc.collect()
-    # not glibc: the memory is still free for reuse, just not returned to the OS
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def _pick(value: T | None, default: T) -> T:
-    return default if value is None else value
-
-
-def _slots(config: ModelConfig, settings: Settings, parallel: int) -> int:
-    """A model's own ``max_concurrent`` as given; else the global default, but never more than
-    the backend can truly run at once (extra slots would only queue inside the engine, where a
-    cancelled request can no longer be taken back)."""
-    if config.max_concurrent is not None:
-        return config.max_concurrent
-    if settings.max_concurrent_inference is None:
-        return parallel
-    return min(settings.max_concurrent_inference, parallel)

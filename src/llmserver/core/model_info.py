@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from llmserver.config.model_configs import ModelConfig
+from llmserver.core.gguf_header import GGUFError as GGUFError
+from llmserver.core.gguf_header import GGUFHeader as GGUFHeader
+from llmserver.core.gguf_header import read_gguf as read_gguf
 from llmserver.core.views import ModelView
 
 #: llama.cpp's ``llama_ftype`` numbers (``general.file_type``) and their names
@@ -27,87 +28,6 @@ FILE_TYPES = {
     23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
     29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16", 36: "TQ1_0", 37: "TQ2_0",
 }  # fmt: skip
-#: GGUF value types: struct format of the scalar ones
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q"}
-_SCALARS |= {11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-#: no sane header has more entries than this (a corrupt file must not make us loop for long)
-_MAX_ENTRIES = 1 << 24
-
-
-class GGUFError(ValueError):
-    """The file is not a GGUF file this reader understands."""
-
-
-@dataclass(frozen=True, slots=True)
-class GGUFHeader:
-    """A GGUF file's metadata, its parameter count (from the tensor table) and header digest."""
-
-    metadata: dict[str, Any]
-    parameter_count: int
-    digest: str
-
-
-class _Reader:
-    def __init__(self, file: IO[bytes]) -> None:
-        self._file = file
-        self.hash = hashlib.sha256()
-
-    def take(self, size: int) -> bytes:
-        data = self._file.read(size)
-        if len(data) != size:
-            raise GGUFError("truncated GGUF header")
-        self.hash.update(data)
-        return data
-
-    def scalar(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
-
-    def string(self) -> str:
-        size = self.scalar("<Q")
-        if size > 1 << 26:
-            raise GGUFError("GGUF string too long")
-        return self.take(size).decode("utf-8", "replace")
-
-    def value(self, kind: int) -> Any:
-        if kind in _SCALARS:
-            return self.scalar(_SCALARS[kind])
-        if kind == _STRING:
-            return self.string()
-        if kind == _ARRAY:
-            item, count = self.scalar("<I"), self.scalar("<Q")
-            if count > _MAX_ENTRIES:
-                raise GGUFError("GGUF array too long")
-            for _ in range(count):
-                self.value(item)  # read past it; arrays are shown empty
-            return []
-        raise GGUFError(f"unknown GGUF value type {kind}")
-
-
-def read_gguf(path: Path) -> GGUFHeader:
-    """Parse the header of a GGUF file (versions 2 and 3)."""
-    with path.open("rb") as raw:
-        reader = _Reader(raw)
-        if reader.take(4) != b"GGUF":
-            raise GGUFError(f"{path} is not a GGUF file")
-        version = reader.scalar("<I")
-        if version < 2:
-            raise GGUFError(f"GGUF version {version} is not supported")
-        n_tensors, n_kv = reader.scalar("<Q"), reader.scalar("<Q")
-        if n_tensors > _MAX_ENTRIES or n_kv > _MAX_ENTRIES:
-            raise GGUFError("GGUF header too large")
-        metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = reader.string()
-            metadata[key] = reader.value(reader.scalar("<I"))
-        params = 0
-        for _ in range(n_tensors):
-            reader.string()
-            dims = [reader.scalar("<Q") for _ in range(reader.scalar("<I"))]
-            reader.take(12)  # type (u32) and offset (u64)
-            params += math.prod(dims)
-        reader.hash.update(struct.pack("<Q", path.stat().st_size))
-    return GGUFHeader(metadata, params, reader.hash.hexdigest())
 
 
 def human_count(count: int) -> str:

@@ -17,7 +17,9 @@ import uuid
 from llmserver.config.model_configs import prompt_format_string
 from llmserver.config.settings import Settings
 from llmserver.core.admin import Admin
+from llmserver.core.auto import choose
 from llmserver.core.caller import Caller
+from llmserver.core.created import CreatedModels
 from llmserver.core.embed_prompts import embedding_prompt
 from llmserver.core.embeddings import EmbedResult, embed
 from llmserver.core.fim import CodeLimits, Infill
@@ -40,9 +42,11 @@ from llmserver.core.requests import (
 )
 from llmserver.core.rerank import Scores, check_limits, score
 from llmserver.core.response_cache import ResponseCache
+from llmserver.core.routing import AUTO, Decision, RouteContext
 from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
-from llmserver.errors import InvalidRequestError
+from llmserver.core.variants import chat_variant, with_stops
+from llmserver.errors import InvalidRequestError, ModelNotFoundError, PermissionDeniedError
 from llmserver.privacy import PIIMasker
 from llmserver.security import pii
 
@@ -57,7 +61,7 @@ class Service:
         self.settings = settings
         self._masker = masker
         #: the models as callers see and manage them (listing, loading, idle timers, shutdown)
-        self.admin = Admin(manager)
+        self.admin = Admin(manager, CreatedModels(settings.data_file(None, "models.json")))
         self._response_caches: dict[str, ResponseCache[tuple[Event, ...]]] = {}
 
     # -- policy ----------------------------------------------------------------------------------
@@ -148,12 +152,47 @@ class Service:
 
     # -- entry points ----------------------------------------------------------------------------
 
+    async def route(
+        self, caller: Caller, req: ChatRequest, ctx: RouteContext
+    ) -> tuple[ChatRequest, Decision | None]:
+        """For ``model: "auto"`` with ``routing`` set: the request for the model it picks
+        (:mod:`llmserver.core.auto`) and why; any other request as it is."""
+        routing = self.settings.routing
+        if req.model != AUTO or routing is None:
+            return req, None
+
+        def allowed(name: str) -> bool:
+            try:
+                self.admin.authorise(caller, name)
+            except (PermissionDeniedError, ModelNotFoundError):
+                return False
+            return True
+
+        async def run(router_req: ChatRequest) -> tuple[str, int, int]:
+            gen = self.chat(Caller.anyone(), router_req)  # the router runs for the server
+            text = (await gen.collect()).texts[0]
+            return text, gen.usage.prompt_tokens, gen.usage.completion_tokens
+
+        decision = await choose(
+            routing, caller, req, ctx, allowed, lambda: self._prompt_tokens(req), run
+        )
+        return dataclasses.replace(req, model=decision.model), decision
+
+    def _prompt_tokens(self, req: ChatRequest) -> int:
+        """The conversation's length in the default model's tokens (a quarter of its
+        characters while that model is not loaded)."""
+        text = "\n".join(m.content for m in req.messages)
+        handle = self._manager.lookup(None)
+        tokenizer = handle.tokenizer() if handle.state == "ready" else None
+        return len(tokenizer.tokenize(text)) if tokenizer is not None else len(text) // 4
+
     def chat(self, caller: Caller, req: ChatRequest) -> Generation:
         """A chat reply: the prompt is the model's chat template applied to the messages.
 
         A model without a tokenizer (upstream) gets the messages themselves.
         """
         handle = self._ready(caller, req.model, req.n, req.sampling)
+        req = chat_variant(handle.config, req)
         masking = self._masking(caller, handle, req.mask_input)
         messages = self._chat_messages(req, masking)
         if messages:
@@ -195,6 +234,7 @@ class Service:
         An upstream model tokenizes on the far side, so it cannot count here (a 400).
         """
         handle = self._ready(caller, req.model, 1)
+        req = chat_variant(handle.config, req)
         messages = self._chat_messages(req, self._masking(caller, handle, req.mask_input))
         await self._manager.ensure_loaded(handle)
         handle.check_ready()
@@ -242,7 +282,8 @@ class Service:
         masking = self._masking(caller, handle, req.mask_input)
         prompts = [masking(p) for p in req.prompts]
         self._log_text(" | ".join(prompts))
-        plan = text_plan(handle, prompts, self._overflow(req.sampling), req.n, req.constraint)
+        sampling = self._overflow(with_stops(handle.config, req.sampling))
+        plan = text_plan(handle, prompts, sampling, req.n, req.constraint)
         return self._generation(caller, handle, plan, "cmpl", True, masking)
 
     def infill(self, caller: Caller, req: InfillRequest) -> Generation:
@@ -257,7 +298,9 @@ class Service:
             tuple((name, masking(text)) for name, text in req.extra),
         )
         self._log_text(req.prefix)
-        plan = fim_plan(handle, infill, self._overflow(req.sampling), req.n)
+        plan = fim_plan(
+            handle, infill, self._overflow(with_stops(handle.config, req.sampling)), req.n
+        )
         return self._generation(caller, handle, plan, "cmpl", True, masking, req.limits)
 
     async def embed(self, caller: Caller, req: EmbedRequest) -> EmbedResult:

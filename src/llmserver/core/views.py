@@ -35,6 +35,12 @@ class ModelView:
     capabilities: tuple[str, ...] = ()
     #: each upstream replica's URL (from the configuration) and whether it is in rotation
     replicas: tuple[tuple[str, bool], ...] = ()
+    #: bytes the model holds (loaded) or will hold (not loaded) on each device
+    memory: tuple[tuple[str, int], ...] = ()
+    #: ``memory`` was measured over the model's last load (else it is the estimate)
+    memory_measured: bool = False
+    #: bytes by device the model's files say it takes (estimated before each load)
+    memory_estimate: tuple[tuple[str, int], ...] = ()
 
     @classmethod
     def of(cls, handle: ModelHandle) -> ModelView:
@@ -56,6 +62,9 @@ class ModelView:
             context_length=context_length(handle),
             capabilities=capabilities(handle).names(),
             replicas=replicas,
+            memory=tuple(sorted(handle.footprint.by_device.items())),
+            memory_measured=handle.measured,
+            memory_estimate=tuple(sorted(handle.estimate.by_device.items())),
         )
 
 

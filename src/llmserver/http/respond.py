@@ -13,6 +13,8 @@ from starlette.responses import Response
 
 from llmserver.core.caller import Caller
 from llmserver.core.generation import Generation
+from llmserver.core.requests import ChatRequest
+from llmserver.core.routing import ROUTE_HEADER, RouteContext
 from llmserver.core.service import Service
 from llmserver.core.usage import Timing, Usage
 from llmserver.http.context import app_context, request_context
@@ -115,6 +117,19 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         raise ClientDisconnected from None
     finally:
         watcher.cancel()
+
+
+async def routed(
+    request: Request, req: ChatRequest, surface: str
+) -> tuple[ChatRequest, dict[str, str]]:
+    """``req`` for the model that ``model: "auto"`` routes to (else as it is), and the
+    response header that says what chose it."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    context = RouteContext(surface, request.scope["path"], headers)
+    core, decision = await service(request).route(caller(request), req, context)
+    if decision is None:
+        return core, {}
+    return core, {ROUTE_HEADER: f"{decision.reason}; model={decision.model}"}
 
 
 async def respond_json(

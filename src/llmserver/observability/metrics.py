@@ -11,13 +11,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from llmserver.observability.logs import AccessRecord, FinishedRequest
 
 if TYPE_CHECKING:
+    from llmserver.core.residency import MemoryReport
     from llmserver.core.views import ModelView
 
 UNKNOWN = "unknown"
@@ -44,8 +45,13 @@ class ModelCollector(Collector):
     """Slots in use, requests waiting, state per model and upstream replica health, read from the
     limiters and backends at scrape time (so there is no bookkeeping to drift)."""
 
-    def __init__(self, views: Callable[[], Iterable[ModelView]]) -> None:
+    def __init__(
+        self,
+        views: Callable[[], Iterable[ModelView]],
+        memory: Callable[[], MemoryReport] | None = None,
+    ) -> None:
         self._views = views
+        self._memory = memory
 
     def collect(self) -> Iterator[Metric]:
         """The per-model gauges as of now."""
@@ -64,7 +70,14 @@ class ModelCollector(Collector):
             "1 when an upstream replica is healthy, 0 when not",
             labels=["model", "replica"],
         )
+        footprint = GaugeMetricFamily(
+            "llmserver_model_memory_bytes",
+            "Bytes a model holds (loaded) or will hold (not loaded) on a device",
+            labels=["model", "device"],
+        )
         for view in self._views():
+            for device, bytes_ in view.memory:
+                footprint.add_metric([view.id, device], bytes_)
             # replica URLs come from the configuration, never from a client
             for url, up in view.replicas:
                 replica_up.add_metric([view.id, url], 1.0 if up else 0.0)
@@ -73,13 +86,48 @@ class ModelCollector(Collector):
             waiting.add_metric([view.id], view.waiting)
             for name in STATES:
                 state.add_metric([view.id, name], 1.0 if view.state == name else 0.0)
-        yield from (slots, in_use, waiting, state, replica_up)
+        yield from (slots, in_use, waiting, state, replica_up, footprint)
+        yield from self._budgets()
+
+    def _budgets(self) -> Iterator[Metric]:
+        budget = GaugeMetricFamily(
+            "llmserver_memory_budget_bytes",
+            "Memory loaded models may take on a device (absent: no limit)",
+            labels=["device"],
+        )
+        used = GaugeMetricFamily(
+            "llmserver_memory_used_bytes",
+            "Memory the loaded models hold on a device",
+            labels=["device"],
+        )
+        if self._memory is None:
+            return
+        report = self._memory()
+        for use in report.devices:
+            if use.budget is not None:
+                budget.add_metric([use.device], use.budget)
+            used.add_metric([use.device], use.used)
+        swaps = CounterMetricFamily(
+            "llmserver_model_swaps", "Model loads that evicted other models to make room"
+        )
+        swaps.add_metric([], report.swaps)
+        seconds = CounterMetricFamily(
+            "llmserver_model_swap_seconds",
+            "Seconds swaps took: the evicted models' unloading and the new model's load",
+        )
+        seconds.add_metric([], report.swap_seconds)
+        yield from (budget, used, swaps, seconds)
 
 
 class Metrics:
     """The app's instruments and its registry."""
 
-    def __init__(self, model_ids: Iterable[str], views: Callable[[], Iterable[ModelView]]):
+    def __init__(
+        self,
+        model_ids: Iterable[str],
+        views: Callable[[], Iterable[ModelView]],
+        memory: Callable[[], MemoryReport] | None = None,
+    ):
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_ids = frozenset(model_ids)
         reg = self.registry
@@ -139,7 +187,7 @@ class Metrics:
         )
         for reason in REASONS:
             self.rejections.labels(reason)  # present at 0 from the start
-        reg.register(ModelCollector(views))
+        reg.register(ModelCollector(views, memory))
         # labelled children by (metric, labels): ``labels()`` validates and locks on every call
         self._children: dict[tuple[object, ...], Any] = {}
 

@@ -83,8 +83,9 @@ def counted(receive: Receive, limit: int) -> Receive:
 class BodyLimitMiddleware:
     """413 for bodies over ``limit`` bytes, whether declared or chunked.
 
-    ``uploads`` maps path prefixes to a larger limit of their own; those bodies are not buffered
-    but counted as the route reads them (``POST /v1/files``)."""
+    ``uploads`` maps paths to a larger limit of their own (a path ending in ``/``: every path
+    under it); those bodies are not buffered but counted as the route reads them
+    (``POST /v1/files``, ``POST /api/blobs/{digest}``)."""
 
     def __init__(
         self,
@@ -102,7 +103,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        upload = next((n for p, n in self.uploads.items() if scope["path"] == p), None)
+        path = scope["path"]
+        upload = next(
+            (
+                n
+                for p, n in self.uploads.items()
+                if path == p or (p.endswith("/") and path.startswith(p))
+            ),
+            None,
+        )
         if upload is not None:
             declared = _content_length(scope)
             if declared is not None and declared > upload:

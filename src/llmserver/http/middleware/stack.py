@@ -58,7 +58,10 @@ def install_middleware(
         shapes=shapes,
     )
     # uploads have their own, larger limit (multipart framing on top of the file itself)
-    uploads = {"/v1/files": settings.batch_max_file_bytes + 16_384}
+    uploads = {
+        "/v1/files": settings.batch_max_file_bytes + 16_384,
+        "/api/blobs/": settings.max_blob_bytes,  # Ollama's model files (LoRA adapters)
+    }
     app.add_middleware(
         BodyLimitMiddleware, limit=settings.max_body_bytes, shapes=shapes, uploads=uploads
     )

@@ -7,7 +7,14 @@ from starlette.responses import Response
 
 from llmserver.errors import InvalidRequestError
 from llmserver.http.context import request_context
-from llmserver.http.respond import caller, respond_json, respond_stream, service, track
+from llmserver.http.respond import (
+    caller,
+    respond_json,
+    respond_stream,
+    routed,
+    service,
+    track,
+)
 from llmserver.surfaces.anthropic import tools, translate
 from llmserver.surfaces.anthropic.schemas import CountTokensRequest, MessagesRequest
 
@@ -27,14 +34,16 @@ def _headers(request: Request) -> dict[str, str]:
 async def create_message(request: Request, req: MessagesRequest) -> Response:
     """``POST /v1/messages``; ``anthropic-version`` and ``anthropic-beta`` are not checked."""
     try:
-        gen = service(request).chat(caller(request), translate.chat_request(req))
+        core, route = await routed(request, translate.chat_request(req), "anthropic")
+        gen = service(request).chat(caller(request), core)
     except InvalidRequestError as exc:
         raise tools.in_anthropic_terms(exc) from None
     track(request, gen, req.stream)
+    headers = _headers(request) | route
     if req.stream:
         events = translate.message_events(gen)
-        return await respond_stream(request, events, translate.ANTHROPIC_SSE, _headers(request))
-    return await respond_json(request, translate.message_response(gen), _headers(request))
+        return await respond_stream(request, events, translate.ANTHROPIC_SSE, headers)
+    return await respond_json(request, translate.message_response(gen), headers)
 
 
 @router.post("/count_tokens")

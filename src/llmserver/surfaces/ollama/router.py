@@ -4,6 +4,7 @@ configured model, with Ollama's success stream)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -21,12 +22,13 @@ from llmserver.http.respond import (
     json_response,
     respond_json,
     respond_stream,
+    routed,
     service,
     track,
     track_usage,
 )
 from llmserver.http.streaming import Framing, ndjson_line
-from llmserver.surfaces.ollama import options, translate
+from llmserver.surfaces.ollama import modelfile, options, translate
 from llmserver.surfaces.ollama import schemas as wire
 from llmserver.surfaces.ollama.errors import ollama_error
 
@@ -42,6 +44,9 @@ EmbedBody = Annotated[wire.EmbedRequest, Depends(wire.body(wire.EmbedRequest))]
 EmbeddingsBody = Annotated[wire.EmbeddingsRequest, Depends(wire.body(wire.EmbeddingsRequest))]
 ShowBody = Annotated[wire.ShowRequest, Depends(wire.body(wire.ShowRequest))]
 PullBody = Annotated[wire.PullRequest, Depends(wire.body(wire.PullRequest))]
+CreateBody = Annotated[wire.CreateRequest, Depends(wire.body(wire.CreateRequest))]
+CopyBody = Annotated[wire.CopyRequest, Depends(wire.body(wire.CopyRequest))]
+DeleteBody = Annotated[wire.DeleteRequest, Depends(wire.body(wire.DeleteRequest))]
 
 
 def model_name(svc: Service, who: Caller, name: str) -> str:
@@ -59,11 +64,14 @@ def model_name(svc: Service, who: Caller, name: str) -> str:
 
 
 async def _answer(
-    request: Request, chunks: AsyncIterator[dict[str, Any]], stream: bool
+    request: Request,
+    chunks: AsyncIterator[dict[str, Any]],
+    stream: bool,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     if stream:
-        return await respond_stream(request, chunks, NDJSON)
-    return await respond_json(request, translate.collect(chunks))
+        return await respond_stream(request, chunks, NDJSON, headers)
+    return await respond_json(request, translate.collect(chunks), headers)
 
 
 def _keeper(
@@ -124,17 +132,19 @@ async def chat(request: Request, req: ChatBody) -> Response:
     seconds = options.keep_alive(req.keep_alive)
     if not req.messages:
         return await _control(request, "chat", req.model, name, seconds)
-    gen = svc.chat(who, translate.chat_request(req, name))
+    core, route = await routed(request, translate.chat_request(req, name), "ollama")
+    gen = svc.chat(who, core)
     track(request, gen, req.streams())
+    serving = str(core.model) if route else name  # model "auto": the one that serves
     chunks = translate.chunks(
         gen,
         "chat",
-        req.model,
+        serving if route else req.model,
         stream=req.streams(),
         context=False,
-        after=_keeper(svc, who, name, seconds),
+        after=_keeper(svc, who, serving, seconds),
     )
-    return await _answer(request, chunks, req.streams())
+    return await _answer(request, chunks, req.streams(), route)
 
 
 async def _vectors(
@@ -214,7 +224,8 @@ async def show(request: Request, req: ShowBody) -> Response:
     """``POST /api/show``: template, parameters, details, GGUF metadata and capabilities."""
     svc, who = service(request), caller(request)
     name = model_name(svc, who, req.model or req.name)
-    return json_response(translate.show_body(await svc.admin.details(who, name)))
+    info = await svc.admin.details(who, name)
+    return json_response(translate.show_body(info, svc.admin.recipe(who, name)))
 
 
 @router.get("/version")
@@ -258,22 +269,57 @@ def _unsupported(what: str) -> InvalidRequestError:
     )
 
 
+async def _statuses(*statuses: str) -> AsyncIterator[dict[str, Any]]:
+    for status in statuses:
+        yield {"status": status}
+
+
 @router.post("/create")
-async def create() -> Response:
-    """``POST /api/create``: not supported."""
-    raise _unsupported("creating models")
+async def create(request: Request, req: CreateBody) -> Response:
+    """``POST /api/create`` (admin): a model derived from another (a Modelfile or its JSON
+    form), kept in the data directory; see :mod:`llmserver.surfaces.ollama.modelfile`."""
+    svc, who = service(request), caller(request)
+    name = (req.model or req.name).removesuffix(_LATEST)
+    if not name:
+        raise InvalidRequestError("model is required", param="model")
+    for field in ("files", "license", "quantize"):
+        if getattr(req, field):
+            raise InvalidRequestError(
+                f"'{field}' is not supported: create models from a configured one ('from')",
+                param=field,
+            )
+    if req.modelfile:
+        made = modelfile.parse(req.modelfile)
+    else:
+        turns = [(m.role, m.content) for m in req.messages or []]
+        adapters = list((req.adapters or {}).values())  # blob digests, uploaded first
+        made = modelfile.recipe(
+            req.from_ or "", req.system, req.template, req.parameters, turns, adapters
+        )
+    base = model_name(svc, who, made.base)
+    await svc.admin.create(who, name, dataclasses.replace(made, base=base))
+    if req.stream is False:
+        return json_response({"status": "success"})
+    return await respond_stream(request, _statuses("creating model", "success"), NDJSON)
 
 
 @router.post("/copy")
-async def copy() -> Response:
-    """``POST /api/copy``: not supported."""
-    raise _unsupported("copying models")
+async def copy(request: Request, req: CopyBody) -> Response:
+    """``POST /api/copy`` (admin): a new name for a model, sharing its weights."""
+    svc, who = service(request), caller(request)
+    if not req.source or not req.destination:
+        raise InvalidRequestError("source and destination are required")
+    source = model_name(svc, who, req.source)
+    await svc.admin.copy(who, source, req.destination.removesuffix(_LATEST))
+    return Response(status_code=200)
 
 
 @router.delete("/delete")
-async def delete() -> Response:
-    """``DELETE /api/delete``: not supported."""
-    raise _unsupported("deleting models")
+async def delete(request: Request, req: DeleteBody) -> Response:
+    """``DELETE /api/delete`` (admin): forget a model created with ``/api/create``."""
+    svc, who = service(request), caller(request)
+    await svc.admin.delete(who, model_name(svc, who, req.model or req.name))
+    return Response(status_code=200)
 
 
 @router.post("/push")
@@ -282,8 +328,16 @@ async def push() -> Response:
     raise _unsupported("pushing models")
 
 
-@router.post("/blobs/{digest}")
 @router.head("/blobs/{digest}")
-async def blobs(digest: str) -> Response:
-    """``HEAD|POST /api/blobs/{digest}``: not supported."""
-    raise _unsupported("model blobs")
+async def blob_exists(request: Request, digest: str) -> Response:
+    """``HEAD /api/blobs/{digest}`` (admin): 200 when the file was uploaded, else 404."""
+    found = service(request).admin.has_blob(caller(request), digest)
+    return Response(status_code=200 if found else 404)
+
+
+@router.post("/blobs/{digest}")
+async def blob_upload(request: Request, digest: str) -> Response:
+    """``POST /api/blobs/{digest}`` (admin): keep a file (a LoRA adapter) for ``/api/create``'s
+    ``adapters``; its bytes must have the digest."""
+    await service(request).admin.save_blob(caller(request), digest, request.stream())
+    return Response(status_code=201)

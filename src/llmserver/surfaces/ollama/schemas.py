@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 #: ``format``: "" or "json", or a JSON schema object
 Format = str | dict[str, Any] | None
@@ -160,6 +160,47 @@ class PullRequest(_Request):
     name: str = ""
     stream: StrictBool | None = None
     insecure: StrictBool | None = None
+
+
+class PresetTurn(BaseModel):
+    """One of ``/api/create``'s ``messages``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    content: str
+
+
+class CreateRequest(_Request):
+    """``POST /api/create``: the JSON form (``from``, ``system``...) or a ``modelfile``."""
+
+    model: str = ""
+    name: str = ""
+    from_: str | None = Field(None, alias="from")
+    modelfile: str | None = None
+    system: str | None = None
+    template: str | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[PresetTurn] | None = None
+    adapters: dict[str, str] | None = None
+    files: dict[str, str] | None = None
+    license: str | list[str] | None = None
+    quantize: str | None = None
+    stream: StrictBool | None = None
+
+
+class CopyRequest(_Request):
+    """``POST /api/copy``."""
+
+    source: str = ""
+    destination: str = ""
+
+
+class DeleteRequest(_Request):
+    """``DELETE /api/delete`` (``name`` is the older spelling of ``model``)."""
+
+    model: str = ""
+    name: str = ""
 
 
 Body = TypeVar("Body", bound=BaseModel)

@@ -15,6 +15,7 @@ from llmserver.http.respond import (
     require_admin,
     respond_json,
     respond_stream,
+    routed,
     service,
     track,
     track_usage,
@@ -32,13 +33,14 @@ router = APIRouter(prefix="/v1")
 @router.post("/chat/completions")
 async def chat_completions(request: Request, req: ChatCompletionRequest) -> Response:
     """``POST /v1/chat/completions``."""
-    gen = service(request).chat(caller(request), translate.chat_request(req))
+    core, headers = await routed(request, translate.chat_request(req), "openai")
+    gen = service(request).chat(caller(request), core)
     track(request, gen, bool(req.stream))
     logprobs = bool(req.logprobs)
     if req.stream:
         chunks = translate.chat_chunks(gen, req.include_usage(), logprobs)
-        return await respond_stream(request, chunks)
-    return await respond_json(request, translate.chat_response(gen, logprobs))
+        return await respond_stream(request, chunks, headers=headers)
+    return await respond_json(request, translate.chat_response(gen, logprobs), headers)
 
 
 @router.post("/completions")
@@ -77,8 +79,11 @@ async def embeddings(request: Request, req: EmbeddingRequest) -> Response:
 @router.get("/models")
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``: the models the caller may use."""
-    cards = [translate.model_card(v) for v in service(request).admin.models(caller(request))]
-    return json_response({"object": "list", "data": cards})
+    admin = service(request).admin
+    cards = [translate.model_card(v) for v in admin.models(caller(request))]
+    return json_response(
+        {"object": "list", "data": cards, "memory": translate.memory_use(admin.memory().devices)}
+    )
 
 
 @router.post("/models/{model_id:path}/load", dependencies=[Depends(require_admin)])

@@ -23,6 +23,7 @@ from llmserver.core.requests import (
     ToolCall,
     ToolChoice,
 )
+from llmserver.core.residency import DeviceUse
 from llmserver.core.usage import Usage
 from llmserver.core.views import ModelView
 from llmserver.errors import InvalidRequestError
@@ -419,6 +420,11 @@ def embedding_body(result: EmbedResult, encoding_format: str) -> dict[str, Any]:
     }
 
 
+def memory_use(uses: Sequence[DeviceUse]) -> dict[str, Any]:
+    """Each device's memory budget (None: no limit) and the bytes loaded models hold on it."""
+    return {u.device: {"budget": u.budget, "used": u.used} for u in uses}
+
+
 def model_card(view: ModelView) -> dict[str, Any]:
     """A model object: OpenAI's fields, then server extras."""
     return {
@@ -434,4 +440,9 @@ def model_card(view: ModelView) -> dict[str, Any]:
         "context_length": view.context_length,
         "max_model_len": view.context_length,
         "capabilities": list(view.capabilities),
+        "memory": {
+            "bytes": dict(view.memory),
+            "measured": view.memory_measured,
+            "estimate": dict(view.memory_estimate),
+        },
     }

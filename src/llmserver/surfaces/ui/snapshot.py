@@ -49,6 +49,8 @@ def _model(view: ModelView, state: str, window: ModelWindow, admin: bool) -> dic
         "roles": list(view.roles),
         "embedding": view.embedding,
         "context_length": view.context_length,
+        "memory_bytes": sum(bytes_ for _, bytes_ in view.memory),
+        "memory_measured": view.memory_measured,
         "slots": view.slots,
         "slots_in_use": view.slots_in_use,
         "waiting": view.waiting,

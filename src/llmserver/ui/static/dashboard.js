@@ -68,6 +68,13 @@ function replicas(model) {
     h("li", {class: r.healthy ? "up" : "down"}, `${r.healthy ? "up" : "down"} ${r.url}`)))];
 }
 
+function memory(model) {
+  if (!model.memory_bytes) return "–";
+  const mib = model.memory_bytes / 2 ** 20;
+  const text = mib >= 1024 ? `${(mib / 1024).toFixed(1)} GiB` : `${Math.round(mib)} MiB`;
+  return model.memory_measured ? text : `~${text}`;
+}
+
 function modelRow(model, admin) {
   const state = h("span", {class: `state state-${model.state}`}, model.state);
   return h("tr", {"data-model": model.id},
@@ -76,6 +83,8 @@ function modelRow(model, admin) {
       model.roles.length ? h("div", {class: "hint"}, `roles: ${model.roles.join(", ")}`) : null),
     h("td", {}, model.backend),
     h("td", {class: "state-cell"}, state, model.error ? h("div", {class: "error"}, model.error) : null),
+    h("td", {class: "memory num", title: model.memory_measured ? "measured over its last load" : "estimated from its files"},
+      memory(model)),
     h("td", {class: "slots num"}, `${model.slots_in_use} / ${model.slots}`),
     h("td", {class: "waiting num"}, String(model.waiting)),
     h("td", {class: "rate num"}, num(model.tokens_per_s, 1)),
