@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from llmserver.jobs.sqlite_db import transaction
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS responses (
@@ -66,15 +67,8 @@ class ResponseStore:
             for statement in SCHEMA:
                 conn.execute(statement)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db, timeout=30)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            with conn:  # one transaction
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     def put(self, record: StoredResponse) -> None:
         """Store ``record``, replacing an earlier version of it."""

@@ -23,6 +23,7 @@ from llmserver.jobs.records import (
     LineResult,
     NewBatch,
 )
+from llmserver.jobs.sqlite_db import transaction
 from llmserver.jobs.store import IdempotencyConflict, now
 
 SCHEMA = (
@@ -106,16 +107,8 @@ class SQLiteStore:
             for statement in SCHEMA:
                 conn.execute(statement)
 
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db, timeout=30)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # a committed line survives a power cut
-            with conn:  # one transaction
-                yield conn
-        finally:
-            conn.close()
+    def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     # -- files ------------------------------------------------------------------------------------
 
