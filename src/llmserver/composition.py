@@ -24,9 +24,9 @@ from llmserver.http.surface import Surface, line_handlers
 from llmserver.jobs.batches import BatchJobs
 from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.response_runs import Count, ResponseRuns
-from llmserver.jobs.response_store import ResponseStore
 from llmserver.jobs.runner import Runner, caller_from_snapshot
-from llmserver.jobs.sqlite_store import SQLiteStore
+from llmserver.jobs.store import Store, StoreUnavailableError
+from llmserver.jobs.stores import open_stores
 from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
 from llmserver.observability.logs import RequestObserver
 from llmserver.observability.metrics import Metrics
@@ -64,12 +64,12 @@ def lifespan(
         loading = asyncio.create_task(service.admin.load_all())
         handlers = line_handlers(surfaces)
         count = usage_counter(keys, usage, rate_limits)
-        jobs = create_jobs(settings, service, handlers, keys, count)
-        # one table more in the batch store's database
-        store = ResponseStore(settings.data_file(None, "batches") / "batches.sqlite3")
-        if lost := store.interrupted():
-            logger.warning("%d background responses were cut short by a restart", lost)
-        responses = ResponseRuns(store, settings.responses_retention_s, count)
+        stores = open_stores(settings)
+        jobs = create_jobs(settings, stores.jobs, service, handlers, keys, count)
+        with contextlib.suppress(StoreUnavailableError):  # the database may come later
+            if lost := await asyncio.to_thread(stores.responses.interrupted):
+                logger.warning("%d background responses were cut short by a restart", lost)
+        responses = ResponseRuns(stores.responses, settings.responses_retention_s, count)
         await jobs.runner.start(after=loading)
         observers[:] = [metrics, recent, usage]
         context = AppContext(
@@ -92,6 +92,7 @@ def lifespan(
             observers.clear()
             await responses.close()
             await jobs.runner.stop()
+            await asyncio.to_thread(stores.close)
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
@@ -117,16 +118,15 @@ def usage_counter(keys: KeyStore, usage: UsageRecorder, rate_limits: RateLimits)
 
 def create_jobs(
     settings: Settings,
+    store: Store,
     service: Service,
     handlers: LineHandlers,
     keys: KeyStore,
     count: Count,
 ) -> BatchJobs:
-    """Batch jobs for one app (start its runner in the lifespan): the SQLite store under
-    ``data_dir``, the runner with the surfaces' line handlers, usage and rate-limit accounting
-    (``count``), and the creating key looked up anew for every line (a revoked key's lines
-    fail with 401)."""
-    store = SQLiteStore(settings.data_file(None, "batches"))
+    """Batch jobs for one app (start its runner in the lifespan): the ``store``, the runner
+    with the surfaces' line handlers, usage and rate-limit accounting (``count``), and the
+    creating key looked up anew for every line (a revoked key's lines fail with 401)."""
 
     def lookup(snapshot: dict[str, object]) -> Caller | None:
         stored = caller_from_snapshot(dict(snapshot))

@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -381,6 +382,24 @@ class Settings(BaseSettings):
         description="How long a stored response of /v1/responses (store: true, OpenAI's "
         "default) is kept for retrieval and previous_response_id, in seconds; then deleted.",
     )
+    # -- several gateways sharing one state (issue 29) --
+    store: str = Field(
+        "sqlite",
+        description="Where batch jobs, their files and stored responses live: 'sqlite' "
+        "(embedded, under data_dir) or a postgresql://user:password@host:5432/db URL that "
+        "several gateways share.",
+    )
+    store_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="With a PostgreSQL store: how long a gateway holds a claimed batch line "
+        "without renewing it; a dead gateway's lines go back to pending after this.",
+    )
+    gateway_id: str | None = Field(
+        None,
+        description="This process's name in logs, metrics and batch line claims; None: "
+        "host:pid. Give each gateway its own.",
+    )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model, "
@@ -416,6 +435,13 @@ class Settings(BaseSettings):
         # only, the same SHA-256 as security.keys.hash_key (a layer above, so not imported)
         return [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in value]
 
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value != "sqlite" and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store must be 'sqlite' or a postgresql://... URL")
+        return value
+
     @field_validator("allowed_ips", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -442,6 +468,10 @@ class Settings(BaseSettings):
                     raise ValueError(f"model name '{name}' is used twice")
                 seen.add(name)
         return self
+
+    def gateway(self) -> str:
+        """This process's gateway id: ``gateway_id``, else ``host:pid``."""
+        return self.gateway_id or f"{socket.gethostname()}:{os.getpid()}"
 
     def data_file(self, explicit: Path | None, name: str) -> Path:
         """``explicit`` when set, else ``name`` inside ``data_dir``; ``~`` expanded."""
