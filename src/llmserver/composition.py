@@ -18,6 +18,7 @@ from llmserver.core.caller import Caller
 from llmserver.core.manager import ModelManager
 from llmserver.core.service import Service
 from llmserver.core.usage import Usage
+from llmserver.errors import StoreUnavailableError
 from llmserver.http.context import AppContext, attach_context
 from llmserver.http.middleware.rate_limit import RateLimits
 from llmserver.http.surface import Surface, line_handlers
@@ -25,7 +26,7 @@ from llmserver.jobs.batches import BatchJobs
 from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.response_runs import Count, ResponseRuns
 from llmserver.jobs.runner import Runner, caller_from_snapshot
-from llmserver.jobs.store import Store, StoreUnavailableError
+from llmserver.jobs.store import Store
 from llmserver.jobs.stores import open_stores
 from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
 from llmserver.observability.logs import RequestObserver

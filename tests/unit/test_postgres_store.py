@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from test_batch_store import batch, ok
 
-from llmserver.jobs.postgres import Database
+from llmserver.errors import StoreUnavailableError
 from llmserver.jobs.postgres_responses import PostgresResponseStore
 from llmserver.jobs.postgres_store import CHUNK, PostgresStore
 from llmserver.jobs.records import FileRecord
 from llmserver.jobs.response_store import StoredResponse
-from llmserver.jobs.store import StoreUnavailableError, now
+from llmserver.jobs.store import now
+from llmserver.pg import Database
 from support.state_servers import Postgres
 
 

@@ -5,7 +5,6 @@ still going on another gateway."""
 
 from __future__ import annotations
 
-from llmserver.jobs.postgres import Database, q
 from llmserver.jobs.response_store import (
     COLUMNS,
     SCHEMA,
@@ -14,6 +13,7 @@ from llmserver.jobs.response_store import (
     response_row,
     stored,
 )
+from llmserver.pg import Database, q
 
 PG_SCHEMA = (
     *SCHEMA,

@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 
-from llmserver.jobs.postgres import Database, q
 from llmserver.jobs.records import (
     ACTIVE,
     BatchRecord,
@@ -45,6 +44,7 @@ from llmserver.jobs.sqlite_store import (
     page_where,
 )
 from llmserver.jobs.store import IdempotencyConflict, now
+from llmserver.pg import Database, q
 
 CHUNK = 1 << 20
 

@@ -38,11 +38,17 @@ from llmserver.core.caller import Caller
 from llmserver.core.scheduling import background
 from llmserver.core.service import Service
 from llmserver.core.usage import Usage
-from llmserver.errors import APIError, AuthenticationError, InternalError, ShuttingDownError
+from llmserver.errors import (
+    APIError,
+    AuthenticationError,
+    InternalError,
+    ShuttingDownError,
+    StoreUnavailableError,
+)
 from llmserver.jobs import records as st
 from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.records import BatchRecord, FileRecord, LineOutcome, LineRecord
-from llmserver.jobs.store import Store, StoreUnavailableError, now
+from llmserver.jobs.store import Store, now
 from llmserver.observability.logs import request_id_var
 from llmserver.surrogates import lone_surrogates_replaced
 
@@ -177,6 +183,9 @@ class Runner:
                     await self._drive(batch)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailableError:
+                logger.warning("the batch store is unreachable; batches wait for it")
+                await asyncio.sleep(POLL_S * 4)
             except Exception:  # a store hiccup must not end batch processing for good
                 logger.exception("batch runner pass failed; trying again")
             await self._renew()

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from llmserver.errors import ServiceUnavailableError
 from llmserver.jobs.records import (
     BatchRecord,
     FileRecord,
@@ -46,15 +45,6 @@ def now() -> int:
 
 class IdempotencyConflict(Exception):
     """The idempotency key was used before with another request body."""
-
-
-class StoreUnavailableError(ServiceUnavailableError):
-    """503: the shared store (PostgreSQL) cannot be reached; the request may be tried again."""
-
-    default_code = "store_unavailable"
-
-    def __init__(self, what: str = "PostgreSQL") -> None:
-        super().__init__(f"The shared store ({what}) is unreachable right now; try again shortly.")
 
 
 class Store(Protocol):

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmserver.config.settings import Settings
-from llmserver.jobs.postgres import Database
 from llmserver.jobs.response_store import Responses, ResponseStore
 from llmserver.jobs.sqlite_store import SQLiteStore
 from llmserver.jobs.store import Store
+from llmserver.pg import Database
 
 
 def is_postgres(url: str) -> bool:

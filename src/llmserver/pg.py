@@ -1,8 +1,9 @@
-"""A PostgreSQL connection pool for the stores that several gateways share: psycopg 3 with
-``psycopg-pool`` (the ``state`` extra), imported only when a ``postgresql://`` store is
-configured. An unreachable server becomes :class:`~llmserver.jobs.store.StoreUnavailableError`
-(503) at this one boundary; the schema is created on the first connection that works, so a
-gateway starts (and serves what needs no database) while PostgreSQL is still down."""
+"""A PostgreSQL connection pool for the state that several gateways share (batch jobs,
+stored responses): psycopg 3 with ``psycopg-pool`` (the ``state`` extra), imported only when a
+``postgresql://`` store is configured. An unreachable server becomes
+:class:`~llmserver.errors.StoreUnavailableError` (503) at this one boundary; the schema is
+created on the first connection that works, so a gateway starts (and serves what needs no
+database) while PostgreSQL is still down."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmserver.jobs.store import StoreUnavailableError
+from llmserver.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     import psycopg
