@@ -66,6 +66,7 @@ def lifespan(
         handlers = line_handlers(surfaces)
         count = usage_counter(keys, usage, rate_limits)
         stores = open_stores(settings)
+        keys.start()
         jobs = create_jobs(settings, stores.jobs, service, handlers, keys, count)
         with contextlib.suppress(StoreUnavailableError):  # the database may come later
             if lost := await asyncio.to_thread(stores.responses.interrupted):
@@ -94,6 +95,7 @@ def lifespan(
             await responses.close()
             await jobs.runner.stop()
             await asyncio.to_thread(stores.close)
+            await asyncio.to_thread(keys.close)
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading

@@ -168,6 +168,11 @@ class Settings(BaseSettings):
         description="API keys file (hashes only), managed by `llmserver keys`; None: "
         "keys.json in data_dir.",
     )
+    keys_store: str | None = Field(
+        None,
+        description="A postgresql://... URL: API keys live in a table there instead of the "
+        "keys file, shared by several gateways (`llmserver keys` manages it); None: the file.",
+    )
     api_key: CommaList = Field(
         default_factory=list,
         repr=False,
@@ -434,6 +439,13 @@ class Settings(BaseSettings):
         # the key text is dropped here: the settings keep (and the server compares) hashes
         # only, the same SHA-256 as security.keys.hash_key (a layer above, so not imported)
         return [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in value]
+
+    @field_validator("keys_store")
+    @classmethod
+    def _keys_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("keys_store must be a postgresql://... URL (or unset: the file)")
+        return value
 
     @field_validator("store")
     @classmethod
