@@ -100,6 +100,7 @@ def lifespan(
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await service.admin.close()
+            await service.close_caches()
             await asyncio.to_thread(usage.stop)
             logger.info("models closed")
 

@@ -388,6 +388,12 @@ class Settings(BaseSettings):
         "default) is kept for retrieval and previous_response_id, in seconds; then deleted.",
     )
     # -- several gateways sharing one state (issue 29) --
+    response_cache_redis: str | None = Field(
+        None,
+        description="A redis://host:6379 URL: the exact-response cache of every model with "
+        "response_cache lives there, shared by every gateway (its size bound is Redis's "
+        "maxmemory); None: in each process.",
+    )
     store: str = Field(
         "sqlite",
         description="Where batch jobs, their files and stored responses live: 'sqlite' "
