@@ -27,8 +27,13 @@ from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.response_runs import Count, ResponseRuns
 from llmserver.jobs.runner import Runner, caller_from_snapshot
 from llmserver.jobs.store import Store
-from llmserver.jobs.stores import open_stores
-from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
+from llmserver.jobs.stores import Stores, open_stores
+from llmserver.observability.accounting import (
+    UsageRecorder,
+    Usages,
+    UsageStore,
+    usage_db_path,
+)
 from llmserver.observability.logs import RequestObserver
 from llmserver.observability.metrics import Metrics
 from llmserver.observability.recent import Recent
@@ -60,12 +65,12 @@ def lifespan(
             [m.id for m in settings.models], lambda: service.admin.models(Caller.anyone())
         )
         recent = Recent()
-        usage = UsageRecorder(UsageStore(usage_db_path(settings)))
+        stores = open_stores(settings)
+        usage = UsageRecorder(usage_store(settings, stores))
         usage.start()
         loading = asyncio.create_task(service.admin.load_all())
         handlers = line_handlers(surfaces)
         count = usage_counter(keys, usage, rate_limits)
-        stores = open_stores(settings)
         keys.start()
         jobs = create_jobs(settings, stores.jobs, service, handlers, keys, count)
         with contextlib.suppress(StoreUnavailableError):  # the database may come later
@@ -105,6 +110,15 @@ def lifespan(
             logger.info("models closed")
 
     return run
+
+
+def usage_store(settings: Settings, stores: Stores) -> Usages:
+    """Usage in the shared PostgreSQL when the ``store`` setting names one, else SQLite."""
+    if stores.db is None:
+        return UsageStore(usage_db_path(settings))
+    from llmserver.observability.pg_usage import PostgresUsageStore
+
+    return PostgresUsageStore(stores.db)
 
 
 def usage_counter(keys: KeyStore, usage: UsageRecorder, rate_limits: RateLimits) -> Count:
