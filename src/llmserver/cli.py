@@ -239,7 +239,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     load_env_file(args.env_file)
     settings = settings_from_args(args)
-    configure_logging(settings.log_level, settings.log_format, settings.log_dir)
+    configure_logging(
+        settings.log_level, settings.log_format, settings.log_dir, settings.gateway_in_logs()
+    )
     if settings.fallback_mock:
         logger.warning("fallback mock: serving the fake backend instead of the configured models")
     app = create_app(settings)

@@ -62,7 +62,9 @@ def lifespan(
         service = Service(models, settings, PIIMasker(mode=settings.pii_mask_mode))
         started = time.monotonic()
         metrics = Metrics(
-            [m.id for m in settings.models], lambda: service.admin.models(Caller.anyone())
+            [m.id for m in settings.models],
+            lambda: service.admin.models(Caller.anyone()),
+            settings.gateway(),
         )
         recent = Recent()
         stores = open_stores(settings)

@@ -5,11 +5,14 @@ database returns. A real throw-away PostgreSQL, the fake model."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
+from llmserver.observability.logs import configure_logging
 from support import fake_settings, open_client
 from support.state_servers import Postgres
 
@@ -28,8 +31,9 @@ def wait_until_ready(client: TestClient) -> None:
 def test_postgres_down_is_a_clear_503_where_needed_and_everything_recovers(
     postgres: Postgres, tmp_path: Path
 ) -> None:
-    settings = fake_settings(store=postgres.database(), data_dir=tmp_path)
+    settings = fake_settings(store=postgres.database(), data_dir=tmp_path, gateway_id="gw-x")
     with open_client(settings) as client:
+        assert 'llmserver_gateway_info{id="gw-x"} 1.0' in client.get("/metrics").text
         ready = client.get("/ready")
         assert ready.status_code == 200
         assert ready.json()["shared_state"] == {"postgresql": "ok"}
@@ -51,3 +55,19 @@ def test_postgres_down_is_a_clear_503_where_needed_and_everything_recovers(
             postgres.start()
         wait_until_ready(client)
         assert client.get("/v1/batches").status_code == 200
+
+
+def test_log_lines_name_the_gateway_when_there_are_several(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = fake_settings(store="postgresql://nobody@127.0.0.1:9/none", gateway_id="gw-x")
+    assert settings.gateway_in_logs() == "gw-x"
+    assert fake_settings().gateway_in_logs() is None  # one process: the lines stay as they were
+    configure_logging("INFO", gateway=settings.gateway_in_logs())
+    try:
+        logging.getLogger("llmserver.test").info("hello")
+        assert " gw-x llmserver.test [-]: hello" in capsys.readouterr().err
+    finally:
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_llmserver", False)]:
+            root.removeHandler(handler)

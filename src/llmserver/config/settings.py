@@ -491,6 +491,11 @@ class Settings(BaseSettings):
         """This process's gateway id: ``gateway_id``, else ``host:pid``."""
         return self.gateway_id or f"{socket.gethostname()}:{os.getpid()}"
 
+    def gateway_in_logs(self) -> str | None:
+        """The gateway id for log lines: with a gateway id or a shared store, else None."""
+        shared = self.store != "sqlite" or self.keys_store is not None
+        return self.gateway() if shared or self.gateway_id else None
+
     def data_file(self, explicit: Path | None, name: str) -> Path:
         """``explicit`` when set, else ``name`` inside ``data_dir``; ``~`` expanded."""
         return (explicit or self.data_dir / name).expanduser()
