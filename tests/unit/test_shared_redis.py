@@ -77,8 +77,12 @@ def test_redis_stopped_while_serving_is_a_clear_503_only_where_needed(
     cached = fake_settings(model, response_cache_redis=url)
     with open_client(limited) as a, open_client(cached) as b:
         assert ask(a).status_code == 200
+        assert a.get("/ready").json()["shared_state"] == {"redis": "ok"}
         redis.stop()
         try:
+            ready = a.get("/ready")
+            assert ready.status_code == 503
+            assert ready.json()["shared_state"] == {"redis": "unreachable"}
             down = ask(a)
             assert down.status_code == 503
             assert down.json()["error"]["code"] == "store_unavailable"

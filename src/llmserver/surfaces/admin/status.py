@@ -42,14 +42,31 @@ async def ready(request: Request) -> Response:
 
 async def _shared_state(request: Request) -> dict[str, str]:
     """``ok`` or ``unreachable`` for each shared store this gateway uses (none: empty)."""
-    context = app_context(request.app)
-    if context.settings.store == "sqlite":
-        return {}
+    settings = app_context(request.app).settings
+    out: dict[str, str] = {}
+    if settings.store != "sqlite":
+        try:
+            await asyncio.to_thread(app_context(request.app).jobs.store.ping)
+            out["postgresql"] = "ok"
+        except StoreUnavailableError:
+            out["postgresql"] = "unreachable"
+    urls = (settings.rate_limit_storage, settings.response_cache_redis or "")
+    if redis_url := next((u for u in urls if u.startswith(("redis://", "rediss://"))), None):
+        out["redis"] = "ok" if await _redis_answers(redis_url) else "unreachable"
+    return out
+
+
+async def _redis_answers(url: str) -> bool:
+    """Whether Redis at ``url`` answers a PING within a second."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
     try:
-        await asyncio.to_thread(context.jobs.store.ping)
-    except StoreUnavailableError:
-        return {"postgresql": "unreachable"}
-    return {"postgresql": "ok"}
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
 
 
 #: what Ollama answers at ``/``; its clients probe for it
