@@ -56,6 +56,13 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "cors_methods",
         "cors_headers",
     ),
+    "several gateways (shared state)": (
+        "store",
+        "store_lease_s",
+        "gateway_id",
+        "keys_store",
+        "response_cache_redis",
+    ),
     "privacy and the simple endpoints": (
         "pii_mask_mode",
         "infer_mask_pii",

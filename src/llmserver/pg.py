@@ -40,7 +40,6 @@ class Database:
             open=True,
             # a connection broken by a server restart is replaced, not handed out
             check=psycopg_pool.ConnectionPool.check_connection,
-            reconnect_timeout=0,  # keep trying to reconnect in the background, never give up
         )
         self._schemas: list[Sequence[str]] = []
         self._created = 0

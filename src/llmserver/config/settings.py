@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     )
     keys_store: str | None = Field(
         None,
+        repr=False,  # the URL may hold a password
         description="A postgresql://... URL: API keys live in a table there instead of the "
         "keys file, shared by several gateways (`llmserver keys` manages it); None: the file.",
     )
@@ -396,9 +397,10 @@ class Settings(BaseSettings):
     )
     store: str = Field(
         "sqlite",
-        description="Where batch jobs, their files and stored responses live: 'sqlite' "
-        "(embedded, under data_dir) or a postgresql://user:password@host:5432/db URL that "
-        "several gateways share.",
+        repr=False,  # the URL may hold a password
+        description="Where batch jobs, their files, stored responses and token usage live: "
+        "'sqlite' (embedded, under data_dir) or a postgresql://user:password@host:5432/db URL "
+        "that several gateways share.",
     )
     store_lease_s: float = Field(
         60.0,
