@@ -258,8 +258,10 @@ class Runner:
     def _write_outputs(self, batch: BatchRecord) -> None:
         """Both files from the rows, in input order (a thread; safe to repeat)."""
         out_id, err_id = output_file_ids(batch.id)
-        root = self.store.file_path(out_id).parent
-        out_tmp, err_tmp = root / f".{out_id}.tmp", root / f".{err_id}.tmp"
+        # names of their own: two gateways may finalize one batch at once (same content)
+        tag = uuid.uuid4().hex
+        out_tmp = self.store.file_path(f".{out_id}.{tag}.tmp")
+        err_tmp = self.store.file_path(f".{err_id}.{tag}.tmp")
         counts = {True: 0, False: 0}
         with out_tmp.open("wb") as out, err_tmp.open("wb") as err:
             for result in self.store.results(batch.id):
