@@ -9,6 +9,9 @@ import pytest
 
 from support import RunningServer, run_server
 
+#: the session's PostgreSQL and Redis servers (``postgres``, ``redis``)
+pytest_plugins = ["support.state_servers"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:

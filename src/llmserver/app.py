@@ -13,6 +13,7 @@ from llmserver.http.middleware.stack import install_middleware
 from llmserver.http.surface import error_shapes
 from llmserver.observability.logs import RequestObserver
 from llmserver.security.access import check_safe_start
+from llmserver.security.key_table import KeyTable
 from llmserver.security.keys import KeyFileError, KeyStore, static_keys
 from llmserver.surfaces.catalog import surfaces
 
@@ -25,7 +26,9 @@ def create_app(settings: Settings) -> FastAPI:
     listen beyond loopback with no keys (see ``check_safe_start``)."""
     try:
         keys = KeyStore(
-            settings.data_file(settings.keys_file, "keys.json"), static_keys(settings.api_key)
+            settings.data_file(settings.keys_file, "keys.json"),
+            static_keys(settings.api_key),
+            None if settings.keys_store is None else KeyTable(settings.keys_store),
         )
     except KeyFileError as exc:
         raise SettingsError(str(exc)) from None

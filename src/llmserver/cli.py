@@ -56,6 +56,13 @@ SETTINGS_GROUPS: dict[str, tuple[str, ...]] = {
         "cors_methods",
         "cors_headers",
     ),
+    "several gateways (shared state)": (
+        "store",
+        "store_lease_s",
+        "gateway_id",
+        "keys_store",
+        "response_cache_redis",
+    ),
     "privacy and the simple endpoints": (
         "pii_mask_mode",
         "infer_mask_pii",
@@ -239,7 +246,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     load_env_file(args.env_file)
     settings = settings_from_args(args)
-    configure_logging(settings.log_level, settings.log_format, settings.log_dir)
+    configure_logging(
+        settings.log_level, settings.log_format, settings.log_dir, settings.gateway_in_logs()
+    )
     if settings.fallback_mock:
         logger.warning("fallback mock: serving the fake backend instead of the configured models")
     app = create_app(settings)
@@ -262,21 +271,44 @@ def cmd_usage(args: argparse.Namespace) -> int:
 
     from llmserver.observability.accounting import UsageStore, usage_db_path, usage_table
 
+    settings = None
     if args.db is not None:
         path = Path(args.db).expanduser()
     else:
         try:
-            path = usage_db_path(Settings(config=args.config))
+            settings = Settings(config=args.config)
         except ValidationError as exc:
             raise SettingsError(str(exc)) from None
+        path = usage_db_path(settings)
     try:
         since = dt.date.fromisoformat(args.since) if args.since else None
     except ValueError:
         raise SettingsError(f"--since must be a date like 2026-01-31, not {args.since!r}") from None
+    if settings is not None and settings.store != "sqlite":  # the gateways' shared table
+        return _shared_usage(settings.store, since)
     if not path.is_file():
         print(f"no usage recorded yet: {path} does not exist")
         return 0
     print(usage_table(UsageStore(path).query(since)))
+    return 0
+
+
+def _shared_usage(url: str, since: object) -> int:
+    import datetime as dt
+
+    from llmserver.errors import StoreUnavailableError
+    from llmserver.observability.accounting import usage_table
+    from llmserver.observability.pg_usage import PostgresUsageStore
+    from llmserver.pg import Database
+
+    db = Database(url, max_size=1)
+    try:
+        rows = PostgresUsageStore(db).query(since if isinstance(since, dt.date) else None)
+    except StoreUnavailableError as exc:
+        raise SettingsError(f"the usage table cannot be read: {exc}") from None
+    finally:
+        db.close()
+    print(usage_table(rows))
     return 0
 
 

@@ -18,16 +18,22 @@ from llmserver.core.caller import Caller
 from llmserver.core.manager import ModelManager
 from llmserver.core.service import Service
 from llmserver.core.usage import Usage
+from llmserver.errors import StoreUnavailableError
 from llmserver.http.context import AppContext, attach_context
 from llmserver.http.middleware.rate_limit import RateLimits
 from llmserver.http.surface import Surface, line_handlers
 from llmserver.jobs.batches import BatchJobs
 from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.response_runs import Count, ResponseRuns
-from llmserver.jobs.response_store import ResponseStore
 from llmserver.jobs.runner import Runner, caller_from_snapshot
-from llmserver.jobs.sqlite_store import SQLiteStore
-from llmserver.observability.accounting import UsageRecorder, UsageStore, usage_db_path
+from llmserver.jobs.store import Store
+from llmserver.jobs.stores import Stores, open_stores
+from llmserver.observability.accounting import (
+    UsageRecorder,
+    Usages,
+    UsageStore,
+    usage_db_path,
+)
 from llmserver.observability.logs import RequestObserver
 from llmserver.observability.metrics import Metrics
 from llmserver.observability.recent import Recent
@@ -59,19 +65,21 @@ def lifespan(
             [m.id for m in settings.models],
             lambda: service.admin.models(Caller.anyone()),
             service.admin.memory,
+            settings.gateway(),
         )
         recent = Recent()
-        usage = UsageRecorder(UsageStore(usage_db_path(settings)))
+        stores = open_stores(settings)
+        usage = UsageRecorder(usage_store(settings, stores))
         usage.start()
         loading = asyncio.create_task(service.admin.load_all())
         handlers = line_handlers(surfaces)
         count = usage_counter(keys, usage, rate_limits)
-        jobs = create_jobs(settings, service, handlers, keys, count)
-        # one table more in the batch store's database
-        store = ResponseStore(settings.data_file(None, "batches") / "batches.sqlite3")
-        if lost := store.interrupted():
-            logger.warning("%d background responses were cut short by a restart", lost)
-        responses = ResponseRuns(store, settings.responses_retention_s, count)
+        keys.start()
+        jobs = create_jobs(settings, stores.jobs, service, handlers, keys, count)
+        with contextlib.suppress(StoreUnavailableError):  # the database may come later
+            if lost := await asyncio.to_thread(stores.responses.interrupted):
+                logger.warning("%d background responses were cut short by a restart", lost)
+        responses = ResponseRuns(stores.responses, settings.responses_retention_s, count)
         await jobs.runner.start(after=loading)
         observers[:] = [metrics, recent, usage]
         context = AppContext(
@@ -94,14 +102,26 @@ def lifespan(
             observers.clear()
             await responses.close()
             await jobs.runner.stop()
+            await asyncio.to_thread(stores.close)
+            await asyncio.to_thread(keys.close)
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await service.admin.close()
+            await service.close_caches()
             await asyncio.to_thread(usage.stop)
             logger.info("models closed")
 
     return run
+
+
+def usage_store(settings: Settings, stores: Stores) -> Usages:
+    """Usage in the shared PostgreSQL when the ``store`` setting names one, else SQLite."""
+    if stores.db is None:
+        return UsageStore(usage_db_path(settings))
+    from llmserver.observability.pg_usage import PostgresUsageStore
+
+    return PostgresUsageStore(stores.db)
 
 
 def usage_counter(keys: KeyStore, usage: UsageRecorder, rate_limits: RateLimits) -> Count:
@@ -119,16 +139,15 @@ def usage_counter(keys: KeyStore, usage: UsageRecorder, rate_limits: RateLimits)
 
 def create_jobs(
     settings: Settings,
+    store: Store,
     service: Service,
     handlers: LineHandlers,
     keys: KeyStore,
     count: Count,
 ) -> BatchJobs:
-    """Batch jobs for one app (start its runner in the lifespan): the SQLite store under
-    ``data_dir``, the runner with the surfaces' line handlers, usage and rate-limit accounting
-    (``count``), and the creating key looked up anew for every line (a revoked key's lines
-    fail with 401)."""
-    store = SQLiteStore(settings.data_file(None, "batches"))
+    """Batch jobs for one app (start its runner in the lifespan): the ``store``, the runner
+    with the surfaces' line handlers, usage and rate-limit accounting (``count``), and the
+    creating key looked up anew for every line (a revoked key's lines fail with 401)."""
 
     def lookup(snapshot: dict[str, object]) -> Caller | None:
         stored = caller_from_snapshot(dict(snapshot))

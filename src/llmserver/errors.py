@@ -131,6 +131,16 @@ class ServiceUnavailableError(APIError):
     default_code = "service_unavailable"
 
 
+class StoreUnavailableError(ServiceUnavailableError):
+    """503: a shared store (PostgreSQL, Redis) cannot be reached; the request may be tried
+    again."""
+
+    default_code = "store_unavailable"
+
+    def __init__(self, what: str = "PostgreSQL") -> None:
+        super().__init__(f"The shared store ({what}) is unreachable right now; try again shortly.")
+
+
 class ModelNotReadyError(ServiceUnavailableError):
     """503: the model exists but is not loaded and warm."""
 

@@ -199,3 +199,21 @@ def test_docker_check_script_skips_without_an_engine() -> None:
     )
     assert result.returncode == 77
     assert "no Docker engine" in result.stderr
+
+
+def test_cluster_compose_has_two_gateways_on_one_state_behind_nginx() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose.cluster.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    a, b = services["gateway-a"]["environment"], services["gateway-b"]["environment"]
+    for shared in ("LLMSERVER_STORE", "LLMSERVER_KEYS_STORE", "LLMSERVER_RATE_LIMIT_STORAGE"):
+        assert a[shared] == b[shared]
+    assert a["LLMSERVER_STORE"].startswith("postgresql://")
+    assert a["LLMSERVER_RATE_LIMIT_STORAGE"].startswith("redis://redis:")
+    assert (a["LLMSERVER_GATEWAY_ID"], b["LLMSERVER_GATEWAY_ID"]) == ("gateway-a", "gateway-b")
+    assert services["gateway-a"]["build"]["args"]["EXTRAS"] == "state"  # psycopg and redis
+    assert "8000:80" in services["nginx"]["ports"]
+    assert compose["networks"]["state"]["internal"] is True  # the databases publish nothing
+    nginx = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    assert "server gateway-a:8000" in nginx
+    assert "server gateway-b:8000" in nginx
+    assert "proxy_buffering off;" in nginx  # streams are not held back

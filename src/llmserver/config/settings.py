@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import ipaddress
 import os
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -178,6 +179,12 @@ class Settings(BaseSettings):
         None,
         description="API keys file (hashes only), managed by `llmserver keys`; None: "
         "keys.json in data_dir.",
+    )
+    keys_store: str | None = Field(
+        None,
+        repr=False,  # the URL may hold a password
+        description="A postgresql://... URL: API keys live in a table there instead of the "
+        "keys file, shared by several gateways (`llmserver keys` manages it); None: the file.",
     )
     api_key: CommaList = Field(
         default_factory=list,
@@ -405,6 +412,31 @@ class Settings(BaseSettings):
         description="How long a stored response of /v1/responses (store: true, OpenAI's "
         "default) is kept for retrieval and previous_response_id, in seconds; then deleted.",
     )
+    # -- several gateways sharing one state (issue 29) --
+    response_cache_redis: str | None = Field(
+        None,
+        description="A redis://host:6379 URL: the exact-response cache of every model with "
+        "response_cache lives there, shared by every gateway (its size bound is Redis's "
+        "maxmemory); None: in each process.",
+    )
+    store: str = Field(
+        "sqlite",
+        repr=False,  # the URL may hold a password
+        description="Where batch jobs, their files, stored responses and token usage live: "
+        "'sqlite' (embedded, under data_dir) or a postgresql://user:password@host:5432/db URL "
+        "that several gateways share.",
+    )
+    store_lease_s: float = Field(
+        60.0,
+        gt=0,
+        description="With a PostgreSQL store: how long a gateway holds a claimed batch line "
+        "without renewing it; a dead gateway's lines go back to pending after this.",
+    )
+    gateway_id: str | None = Field(
+        None,
+        description="This process's name in logs, metrics and batch line claims; None: "
+        "host:pid. Give each gateway its own.",
+    )
     models: list[SerializeAsAny[ModelConfig]] = Field(
         default_factory=list,
         description="Models to serve (config file only); empty: the default SmolLM2 model, "
@@ -480,6 +512,20 @@ class Settings(BaseSettings):
         # only, the same SHA-256 as security.keys.hash_key (a layer above, so not imported)
         return [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in value]
 
+    @field_validator("keys_store")
+    @classmethod
+    def _keys_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("keys_store must be a postgresql://... URL (or unset: the file)")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if value != "sqlite" and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("store must be 'sqlite' or a postgresql://... URL")
+        return value
+
     @field_validator("allowed_ips", "trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
@@ -520,6 +566,15 @@ class Settings(BaseSettings):
             if self.models and name not in names:
                 raise ValueError(f"routing names model '{name}', which is not configured")
         return self
+
+    def gateway(self) -> str:
+        """This process's gateway id: ``gateway_id``, else ``host:pid``."""
+        return self.gateway_id or f"{socket.gethostname()}:{os.getpid()}"
+
+    def gateway_in_logs(self) -> str | None:
+        """The gateway id for log lines: with a gateway id or a shared store, else None."""
+        shared = self.store != "sqlite" or self.keys_store is not None
+        return self.gateway() if shared or self.gateway_id else None
 
     def data_file(self, explicit: Path | None, name: str) -> Path:
         """``explicit`` when set, else ``name`` inside ``data_dir``; ``~`` expanded."""

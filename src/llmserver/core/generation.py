@@ -17,7 +17,7 @@ from llmserver.backends.base import Delta, GenerationRequest, TokenLogprob, Tool
 from llmserver.backends.thought import ThoughtSplitter
 from llmserver.core.fim import CodeLimits, LimitCut
 from llmserver.core.requests import ToolCall
-from llmserver.core.response_cache import ResponseCache, is_deterministic, request_key
+from llmserver.core.response_cache import Cache, is_deterministic, request_key
 from llmserver.core.scheduling import Deadline
 from llmserver.core.usage import Timing, Usage
 
@@ -81,7 +81,7 @@ class OutputPolicy:
     masker: OutputStreams | None = None
     #: the model's response cache (None: not cached), and whose answers this call may see
     #: (None: shared between keys)
-    cache: ResponseCache[tuple[Event, ...]] | None = None
+    cache: Cache[tuple[Event, ...]] | None = None
     cache_scope: str | None = None
     #: puts the request's masked values back in place of their placeholders (``pii_restore``);
     #: after the cache, which keeps the placeholders only
@@ -150,7 +150,7 @@ class Generation:
             first_of_prompt = self._count_prompts(requests)
             key = self._cache_key(requests)
             cache = self.policy.cache
-            stored = None if key is None or cache is None else cache.get(key)
+            stored = None if key is None or cache is None else await cache.lookup(key)
             if stored is not None:
                 self.usage.prompt_tokens = 0  # nothing ran: nothing to count
                 self.usage.response_cache = "hit"
@@ -181,7 +181,7 @@ class Generation:
                         sent.append((index, delta))
                     yield index, self._restored(index, delta)
             if key is not None and cache is not None:
-                cache.put(key, tuple(sent))  # only a call run to its end gets here
+                await cache.store(key, tuple(sent))  # only a call run to its end gets here
 
     def _cache_key(self, requests: list[GenerationRequest]) -> bytes | None:
         """The response cache key of a deterministic call (None: not cacheable; the policy has

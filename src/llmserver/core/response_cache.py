@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -77,6 +77,19 @@ class CacheCounts:
     misses: int = 0
 
 
+class Cache(Protocol[V]):
+    """What a generation needs of a response cache: this process's :class:`ResponseCache`, or
+    the Redis one every gateway shares (:mod:`llmserver.core.shared_cache`)."""
+
+    counts: CacheCounts
+
+    async def lookup(self, key: bytes) -> V | None:
+        """The stored response, or None."""
+
+    async def store(self, key: bytes, value: V) -> None:
+        """Store a response."""
+
+
 class ResponseCache(Generic[V]):
     """An LRU map from request keys to stored responses, each kept for ``ttl_s`` seconds."""
 
@@ -113,6 +126,14 @@ class ResponseCache(Generic[V]):
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    async def lookup(self, key: bytes) -> V | None:
+        """:meth:`get`, as :class:`Cache` asks."""
+        return self.get(key)
+
+    async def store(self, key: bytes, value: V) -> None:
+        """:meth:`put`, as :class:`Cache` asks."""
+        self.put(key, value)
 
     def clear(self) -> None:
         """Forget every response (the model was reloaded, for example)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from typing import Any
 
 from llmserver.config.model_configs import prompt_format_string
 from llmserver.config.settings import Settings
@@ -41,8 +42,9 @@ from llmserver.core.requests import (
     TokenizeRequest,
 )
 from llmserver.core.rerank import Scores, check_limits, score
-from llmserver.core.response_cache import ResponseCache
+from llmserver.core.response_cache import Cache, ResponseCache
 from llmserver.core.routing import AUTO, Decision, RouteContext
+from llmserver.core.shared_cache import RedisResponseCache
 from llmserver.core.tokens import TokenList, detokenize, token_tools, tokenize
 from llmserver.core.tools import plan as tools
 from llmserver.core.variants import chat_variant, with_stops
@@ -62,7 +64,9 @@ class Service:
         self._masker = masker
         #: the models as callers see and manage them (listing, loading, idle timers, shutdown)
         self.admin = Admin(manager, CreatedModels(settings.data_file(None, "models.json")))
-        self._response_caches: dict[str, ResponseCache[tuple[Event, ...]]] = {}
+        self._response_caches: dict[str, Cache[tuple[Event, ...]]] = {}
+        #: the Redis client of a shared response cache (``response_cache_redis``), made once
+        self._redis: Any = None
 
     # -- policy ----------------------------------------------------------------------------------
 
@@ -135,9 +139,27 @@ class Service:
         if cached is None or not cacheable:
             return OutputPolicy(masker)
         if (cache := self._response_caches.get(handle.id)) is None:
-            cache = ResponseCache(cached.max_entries, cached.ttl_s)
+            cache = self._new_cache(handle.id, cached.max_entries, cached.ttl_s)
             self._response_caches[handle.id] = cache
         return OutputPolicy(masker, cache, None if cached.share_across_keys else caller.name)
+
+    def _new_cache(self, model: str, entries: int, ttl_s: float) -> Cache[tuple[Event, ...]]:
+        """This process's cache, or the Redis one every gateway shares."""
+        url = self.settings.response_cache_redis
+        if url is None:
+            return ResponseCache(entries, ttl_s)
+        if self._redis is None:
+            import redis.asyncio
+
+            self._redis = redis.asyncio.Redis.from_url(
+                url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+        return RedisResponseCache(self._redis, model, ttl_s)
+
+    async def close_caches(self) -> None:
+        """Close the shared response cache's connections."""
+        if self._redis is not None:
+            await self._redis.aclose()
 
     def _overflow(self, sampling: Sampling) -> Sampling:
         """``sampling`` under the server's rule for a ``max_tokens`` past the context."""

@@ -149,7 +149,7 @@ class BatchJobs:
         def authorise(model: str | None) -> None:
             self.service.admin.authorise(caller, model)
 
-        path = self.store.file_path(source.id)
+        path = await asyncio.to_thread(self.store.file_path, source.id)
         limit = self.settings.batch_max_lines
         checked = await asyncio.to_thread(check_file, path, endpoint, handler, authorise, limit)
         created = now()

@@ -17,7 +17,7 @@ from typing import Any
 
 from llmserver.core.caller import Caller
 from llmserver.core.usage import Usage
-from llmserver.jobs.response_store import ResponseStore
+from llmserver.jobs.response_store import Responses
 
 logger = logging.getLogger("llmserver.responses")
 
@@ -73,7 +73,7 @@ class LiveRun:
 class ResponseRuns:
     """The app's stored responses and its background runs."""
 
-    store: ResponseStore
+    store: Responses
     #: how long a stored response is kept, in seconds
     retention_s: float
     count: Count

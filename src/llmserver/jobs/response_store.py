@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,7 +36,7 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires_at)",
 )
 
-_COLUMNS = "id, owner, status, created_at, expires_at, body, inputs, conversation, events"
+COLUMNS = "id, owner, status, created_at, expires_at, body, inputs, conversation, events"
 
 
 @dataclass(slots=True)
@@ -57,6 +58,69 @@ class StoredResponse:
         return str(self.body.get("status", ""))
 
 
+class Responses(Protocol):
+    """What :class:`~llmserver.jobs.response_runs.ResponseRuns` needs from a store of
+    responses (:class:`ResponseStore`, or the PostgreSQL one for several gateways)."""
+
+    def put(self, record: StoredResponse) -> None:
+        """Store ``record``, replacing an earlier version of it."""
+
+    def get(self, response_id: str, owner: str, now: int) -> StoredResponse | None:
+        """The response if ``owner`` created it and it has not expired, else None."""
+
+    def interrupted(self) -> int:
+        """After a restart: this process's unfinished background responses become
+        ``failed``; how many."""
+
+    def delete(self, response_id: str, owner: str) -> bool:
+        """Remove ``owner``'s response; False when there was none."""
+
+    def purge(self, now: int) -> int:
+        """Remove the responses past their retention; how many."""
+
+
+def interrupted_body(raw: str) -> str:
+    """A running response's body as ``failed`` by a restart."""
+    body = orjson.loads(raw)
+    body["status"] = "failed"
+    body["error"] = {
+        "code": "server_error",
+        "message": "The server restarted while this response was running.",
+    }
+    return orjson.dumps(body).decode()
+
+
+def stored(row: Sequence[Any]) -> StoredResponse:
+    """A row of ``COLUMNS`` as a :class:`StoredResponse`."""
+    events = None if row[8] is None else orjson.loads(row[8])
+    return StoredResponse(
+        row[0],
+        row[1],
+        row[3],
+        row[4],
+        orjson.loads(row[5]),
+        orjson.loads(row[6]),
+        orjson.loads(row[7]),
+        events,
+    )
+
+
+def response_row(record: StoredResponse) -> tuple[Any, ...]:
+    """The values of ``COLUMNS`` for ``record``."""
+    events = None if record.events is None else orjson.dumps(record.events).decode()
+    return (
+        record.id,
+        record.owner,
+        record.status,
+        record.created_at,
+        record.expires_at,
+        orjson.dumps(record.body).decode(),
+        orjson.dumps(record.inputs).decode(),
+        orjson.dumps(record.conversation).decode(),
+        events,
+    )
+
+
 class ResponseStore:
     """Stored responses in the SQLite database ``db`` (the batch store's)."""
 
@@ -72,21 +136,10 @@ class ResponseStore:
 
     def put(self, record: StoredResponse) -> None:
         """Store ``record``, replacing an earlier version of it."""
-        events = None if record.events is None else orjson.dumps(record.events).decode()
-        row = (
-            record.id,
-            record.owner,
-            record.status,
-            record.created_at,
-            record.expires_at,
-            orjson.dumps(record.body).decode(),
-            orjson.dumps(record.inputs).decode(),
-            orjson.dumps(record.conversation).decode(),
-            events,
-        )
+        row = response_row(record)
         with self._connect() as conn:
             conn.execute(
-                f"INSERT INTO responses ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO responses ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
                 "body = excluded.body, events = excluded.events",
                 row,
@@ -96,22 +149,10 @@ class ResponseStore:
         """The response if ``owner`` created it and it has not expired, else None."""
         with self._connect() as conn:
             row = conn.execute(
-                f"SELECT {_COLUMNS} FROM responses WHERE id = ? AND owner = ? AND expires_at > ?",
+                f"SELECT {COLUMNS} FROM responses WHERE id = ? AND owner = ? AND expires_at > ?",
                 (response_id, owner, now),
             ).fetchone()
-        if row is None:
-            return None
-        events = None if row[8] is None else orjson.loads(row[8])
-        return StoredResponse(
-            row[0],
-            row[1],
-            row[3],
-            row[4],
-            orjson.loads(row[5]),
-            orjson.loads(row[6]),
-            orjson.loads(row[7]),
-            events,
-        )
+        return None if row is None else stored(row)
 
     def interrupted(self) -> int:
         """After a restart: every response whose background run was still going is
@@ -121,15 +162,9 @@ class ResponseStore:
                 "SELECT id, body FROM responses WHERE status IN ('queued', 'in_progress')"
             ).fetchall()
             for response_id, raw in rows:
-                body = orjson.loads(raw)
-                body["status"] = "failed"
-                body["error"] = {
-                    "code": "server_error",
-                    "message": "The server restarted while this response was running.",
-                }
                 conn.execute(
                     "UPDATE responses SET status = 'failed', body = ? WHERE id = ?",
-                    (orjson.dumps(body).decode(), response_id),
+                    (interrupted_body(raw), response_id),
                 )
         return len(rows)
 

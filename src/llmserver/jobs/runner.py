@@ -13,7 +13,10 @@ unfinished lines become ``batch_expired`` error lines; on cancel, running lines 
 they and the pending ones become ``batch_cancelled``. Finalizing rebuilds the output and error
 files from the rows, so doing it twice (after a crash) gives the same files.
 
-On start-up (:meth:`Runner.start`) running lines go back to pending, then the loop resumes every
+With a shared store (PostgreSQL) a claim is a lease that the loop renews every third of
+``store_lease_s`` while the line runs; lines of a gateway that died are claimed again once
+their lease ran out. On start-up (:meth:`Runner.start`) this process's running lines go back
+to pending, then the loop resumes every
 ``in_progress`` batch, redoes ``finalizing`` and ends ``cancelling`` as ``cancelled``.
 """
 
@@ -35,7 +38,13 @@ from llmserver.core.caller import Caller
 from llmserver.core.scheduling import background
 from llmserver.core.service import Service
 from llmserver.core.usage import Usage
-from llmserver.errors import APIError, AuthenticationError, InternalError, ShuttingDownError
+from llmserver.errors import (
+    APIError,
+    AuthenticationError,
+    InternalError,
+    ShuttingDownError,
+    StoreUnavailableError,
+)
 from llmserver.jobs import records as st
 from llmserver.jobs.lines import LineHandlers
 from llmserver.jobs.records import BatchRecord, FileRecord, LineOutcome, LineRecord
@@ -113,6 +122,9 @@ class Runner:
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        #: the claim token of each running line, for renewing its lease
+        self._claims: dict[tuple[str, int], str] = {}
+        self._renewed = time.monotonic()
         self._task: asyncio.Task[None] | None = None
         #: the server is shutting down: claim nothing more, leave unfinished lines for the next
         #: start
@@ -123,7 +135,10 @@ class Runner:
     async def start(self, after: Awaitable[Any] | None = None) -> None:
         """Void the claims of a previous process and start the loop (once ``after``, the models'
         loading, is done, so resumed lines do not fail on a model still loading)."""
-        await asyncio.to_thread(self.store.recover)
+        try:
+            await asyncio.to_thread(self.store.recover)
+        except StoreUnavailableError:  # the database is down: leases free the lines later
+            logger.warning("the batch store is unreachable at start-up; batches wait for it")
         self._task = asyncio.create_task(self._loop(after), name="batch-runner")
 
     async def stop(self) -> None:
@@ -168,11 +183,25 @@ class Runner:
                     await self._drive(batch)
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailableError:
+                logger.warning("the batch store is unreachable; batches wait for it")
+                await asyncio.sleep(POLL_S * 4)
             except Exception:  # a store hiccup must not end batch processing for good
                 logger.exception("batch runner pass failed; trying again")
+            await self._renew()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_S)
+
+    async def _renew(self) -> None:
+        """Extend the leases of the running lines (every third of the lease)."""
+        if time.monotonic() - self._renewed < self.settings.store_lease_s / 3:
+            return
+        self._renewed = time.monotonic()
+        try:
+            await asyncio.to_thread(self.store.renew, list(self._claims.values()))
+        except Exception:  # the lease may run out; the line's result is then refused
+            logger.warning("could not renew the leases of %d batch lines", len(self._claims))
 
     def _lines_of(self, batch_id: str) -> list[asyncio.Task[None]]:
         return [task for (bid, _), task in self._running.items() if bid == batch_id]
@@ -193,6 +222,7 @@ class Runner:
             for line in await asyncio.to_thread(self.store.claim, batch.id, room):
                 task = asyncio.create_task(self._run_line(batch, line))
                 self._running[(batch.id, line.line_no)] = task
+                self._claims[(batch.id, line.line_no)] = line.claim
         if self._draining:
             return
         if self._lines_of(batch.id):
@@ -228,8 +258,10 @@ class Runner:
     def _write_outputs(self, batch: BatchRecord) -> None:
         """Both files from the rows, in input order (a thread; safe to repeat)."""
         out_id, err_id = output_file_ids(batch.id)
-        root = self.store.file_path(out_id).parent
-        out_tmp, err_tmp = root / f".{out_id}.tmp", root / f".{err_id}.tmp"
+        # names of their own: two gateways may finalize one batch at once (same content)
+        tag = uuid.uuid4().hex
+        out_tmp = self.store.file_path(f".{out_id}.{tag}.tmp")
+        err_tmp = self.store.file_path(f".{err_id}.{tag}.tmp")
         counts = {True: 0, False: 0}
         with out_tmp.open("wb") as out, err_tmp.open("wb") as err:
             for result in self.store.results(batch.id):
@@ -276,6 +308,7 @@ class Runner:
                 self._log(batch, line, outcome, time.perf_counter() - started)
         finally:
             self._running.pop((batch.id, line.line_no), None)
+            self._claims.pop((batch.id, line.line_no), None)
             self._wake.set()
 
     async def _attempts(

@@ -86,13 +86,13 @@ SCHEMA = (
     )""",
 )
 
-_BATCH_COLUMNS = (
+BATCH_COLUMNS = (
     "id, owner, caller, endpoint, input_file_id, completion_window, status, metadata, errors, "
     "model, output_file_id, error_file_id, total, completed, failed, prompt_tokens, "
     "completion_tokens, cached_tokens, created_at, expires_at, in_progress_at, finalizing_at, "
     "completed_at, failed_at, expired_at, cancelling_at, cancelled_at"
 )
-_FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at"
+FILE_COLUMNS = "id, owner, purpose, filename, bytes, created_at"
 
 
 class SQLiteStore:
@@ -133,13 +133,13 @@ class SQLiteStore:
                 self._remember(conn, record.owner, "file", *idem, record.id)
             self._place(record.id, body)
             conn.execute(
-                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (*_file_row(record),),
+                f"INSERT INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (*file_row(record),),
             )
         return record
 
     def _file(self, conn: sqlite3.Connection, file_id: str) -> FileRecord | None:
-        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?"
+        sql = f"SELECT {FILE_COLUMNS} FROM files WHERE id = ?"
         row = conn.execute(sql, (file_id,)).fetchone()
         return FileRecord(*row) if row else None
 
@@ -150,11 +150,11 @@ class SQLiteStore:
     def list_files(
         self, owner: str | None, purpose: str | None, after: str | None, limit: int
     ) -> list[FileRecord]:
-        where, args = _page("files", owner, after)
+        where, args = page_where("files", owner, after)
         if purpose is not None:
             where += " AND purpose = ?"
             args.append(purpose)
-        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE {where} ORDER BY created_at DESC, id DESC"
+        sql = f"SELECT {FILE_COLUMNS} FROM files WHERE {where} ORDER BY created_at DESC, id DESC"
         with self._connect() as conn:
             rows = conn.execute(f"{sql} LIMIT ?", (*args, limit)).fetchall()
         return [FileRecord(*row) for row in rows]
@@ -205,7 +205,7 @@ class SQLiteStore:
                 self._remember(conn, record.owner, "batch", *idem, record.id)
             marks = ", ".join("?" * 27)
             conn.execute(
-                f"INSERT INTO batches ({_BATCH_COLUMNS}) VALUES ({marks})", _batch_row(record)
+                f"INSERT INTO batches ({BATCH_COLUMNS}) VALUES ({marks})", batch_row(record)
             )
             conn.executemany(
                 "INSERT INTO lines (batch_id, line_no, custom_id, body, state) "
@@ -215,32 +215,29 @@ class SQLiteStore:
         return record
 
     def _batch(self, conn: sqlite3.Connection, batch_id: str) -> BatchRecord | None:
-        row = conn.execute(f"SELECT {_BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,))
+        row = conn.execute(f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = ?", (batch_id,))
         found = row.fetchone()
-        return _batch_record(found) if found else None
+        return batch_record(found) if found else None
 
     def get_batch(self, batch_id: str) -> BatchRecord | None:
         with self._connect() as conn:
             return self._batch(conn, batch_id)
 
     def list_batches(self, owner: str | None, after: str | None, limit: int) -> list[BatchRecord]:
-        where, args = _page("batches", owner, after)
-        sql = (
-            f"SELECT {_BATCH_COLUMNS} FROM batches WHERE {where} ORDER BY created_at DESC, id DESC"
-        )
+        where, args = page_where("batches", owner, after)
+        sql = f"SELECT {BATCH_COLUMNS} FROM batches WHERE {where} ORDER BY created_at DESC, id DESC"
         with self._connect() as conn:
             rows = conn.execute(f"{sql} LIMIT ?", (*args, limit)).fetchall()
-        return [_batch_record(row) for row in rows]
+        return [batch_record(row) for row in rows]
 
     def active_batches(self) -> list[BatchRecord]:
         marks = ", ".join("?" * len(ACTIVE))
         sql = (
-            f"SELECT {_BATCH_COLUMNS} FROM batches WHERE status IN ({marks}) "
-            "ORDER BY created_at, id"
+            f"SELECT {BATCH_COLUMNS} FROM batches WHERE status IN ({marks}) ORDER BY created_at, id"
         )
         with self._connect() as conn:
             rows = conn.execute(sql, ACTIVE).fetchall()
-        return [_batch_record(row) for row in rows]
+        return [batch_record(row) for row in rows]
 
     def set_status(
         self, batch_id: str, status: str, when: str | None, only_from: Sequence[str]
@@ -342,7 +339,7 @@ class SQLiteStore:
             self._place(record.id, body)
             conn.execute("DELETE FROM files WHERE id = ?", (record.id,))
             conn.execute(
-                f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", _file_row(record)
+                f"INSERT INTO files ({FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)", file_row(record)
             )
 
     def set_outputs(self, batch_id: str, output_id: str | None, error_id: str | None) -> None:
@@ -356,8 +353,14 @@ class SQLiteStore:
         with self._connect() as conn:
             conn.execute("UPDATE lines SET state = 'pending', claim = NULL WHERE state = 'running'")
 
+    def renew(self, claims: Sequence[str]) -> None:
+        """One process owns the file: its claims need no lease."""
 
-def _page(table: str, owner: str | None, after: str | None) -> tuple[str, list[Any]]:
+    def ping(self) -> None:
+        """A local file is always there."""
+
+
+def page_where(table: str, owner: str | None, after: str | None) -> tuple[str, list[Any]]:
     """The WHERE clause of one page, newest first, after the object ``after``."""
     where, args = "1 = 1", []
     if owner is not None:
@@ -372,7 +375,7 @@ def _page(table: str, owner: str | None, after: str | None) -> tuple[str, list[A
     return where, args
 
 
-def _file_row(record: FileRecord) -> tuple[Any, ...]:
+def file_row(record: FileRecord) -> tuple[Any, ...]:
     return (
         record.id,
         record.owner,
@@ -383,7 +386,7 @@ def _file_row(record: FileRecord) -> tuple[Any, ...]:
     )
 
 
-def _batch_row(r: BatchRecord) -> tuple[Any, ...]:
+def batch_row(r: BatchRecord) -> tuple[Any, ...]:
     return (
         r.id,
         r.owner,
@@ -415,7 +418,7 @@ def _batch_row(r: BatchRecord) -> tuple[Any, ...]:
     )
 
 
-def _batch_record(row: Sequence[Any]) -> BatchRecord:
+def batch_record(row: Sequence[Any]) -> BatchRecord:
     values = list(row)
     values[2] = orjson.loads(values[2])
     for i in (7, 8):

@@ -6,7 +6,9 @@ The schema and every statement of that implementation are plain SQL that Postgre
 server-database store for several processes sharing one queue is an addition. The one step that
 needs care there is :meth:`Store.claim`: it marks the next pending lines with a fresh claim
 token in one ``UPDATE ... WHERE line_no IN (SELECT ...)`` and then reads back the rows carrying
-that token; with Postgres the sub-select gains ``FOR UPDATE SKIP LOCKED``, nothing else changes.
+that token; with Postgres (:mod:`llmserver.jobs.postgres_store`) the sub-select gains
+``FOR UPDATE SKIP LOCKED`` and a claim carries a lease: the runner renews its claims
+(:meth:`Store.renew`), and a line whose lease ran out (its gateway died) is claimed again.
 
 A line's result is written in the same transaction as its state change and the batch's
 counters (:meth:`Store.finish_line`), and only while the line is still claimed by the caller's
@@ -49,7 +51,9 @@ class Store(Protocol):
     """What the batch surface and the runner need from durable storage."""
 
     def file_path(self, file_id: str) -> Path:
-        """Where the body of ``file_id`` lives."""
+        """A local path holding the body of ``file_id`` (a store that keeps bodies in its
+        database copies it into a local cache first; blocking), or where an upload in
+        progress may be written (ids starting with ``.``)."""
 
     def add_file(self, record: FileRecord, body: Path, idem: tuple[str, str] | None) -> FileRecord:
         """Move ``body`` in as the file's content and store ``record`` (or, with an idempotency
@@ -113,4 +117,11 @@ class Store(Protocol):
         """Link the batch's output and error files."""
 
     def recover(self) -> None:
-        """After a restart: running lines back to pending (their claims are void)."""
+        """After a restart: this process's running lines back to pending (their claims are
+        void)."""
+
+    def renew(self, claims: Sequence[str]) -> None:
+        """Extend the lease of the lines held under ``claims`` (no-op without leases)."""
+
+    def ping(self) -> None:
+        """Raise :class:`StoreUnavailableError` when the store cannot be reached."""

@@ -15,9 +15,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llmserver.config.settings import Settings
+from llmserver.errors import StoreUnavailableError
 from llmserver.observability.logs import AccessRecord, FinishedRequest
 
 logger = logging.getLogger("llmserver.accounting")
@@ -76,11 +77,25 @@ class UsageRow:
         }
 
 
+class Usages(Protocol):
+    """Where counts go: :class:`UsageStore` (SQLite, this process's), or the PostgreSQL table
+    several gateways share (:mod:`llmserver.observability.pg_usage`)."""
+
+    def add(self, tally: Tally) -> None:
+        """Add a batch of counts in one transaction."""
+
+    def query(self, since: dt.date | None = None) -> list[UsageRow]:
+        """Usage from ``since`` (a UTC day) on, oldest first."""
+
+
 class UsageStore:
     """The SQLite file. Each call opens its own connection, so any thread may use it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path.expanduser()
+
+    def __str__(self) -> str:
+        return str(self.path)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -111,7 +126,7 @@ class UsageStore:
 class UsageRecorder:
     """Collects counts from requests and flushes them to a :class:`UsageStore` in the background."""
 
-    def __init__(self, store: UsageStore, flush_s: float = 1.0) -> None:
+    def __init__(self, store: Usages, flush_s: float = 1.0) -> None:
         self.store = store
         self.flush_s = flush_s
         self._tally: Tally = {}
@@ -148,8 +163,8 @@ class UsageRecorder:
                 return
             try:
                 self.store.add(tally)
-            except sqlite3.Error:
-                logger.exception("writing usage to %s failed; will retry", self.store.path)
+            except (sqlite3.Error, StoreUnavailableError):
+                logger.exception("writing usage to %s failed; will retry", self.store)
                 with self._lock:
                     for key, counts in tally.items():
                         mine = self._tally.setdefault(key, [0, 0, 0])

@@ -16,6 +16,8 @@ import orjson
 from llmserver.core.usage import Timing, Usage
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+#: with several gateways (a shared store or a gateway id): each line names its gateway
+GATEWAY_LOG_FORMAT = "%(asctime)s %(levelname)s %(gateway)s %(name)s [%(request_id)s]: %(message)s"
 LOG_FILE = "llmserver.log"
 LOG_BACKUPS = 30  # days of rotated files kept
 
@@ -71,10 +73,17 @@ class RequestObserver(Protocol):
 
 
 class RequestIdFilter(logging.Filter):
-    """Stamps every record with the current request id ("-" outside a request)."""
+    """Stamps every record with the current request id ("-" outside a request), and with the
+    gateway's id when there are several gateways."""
+
+    def __init__(self, gateway: str | None = None) -> None:
+        super().__init__()
+        self.gateway = gateway
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get() or "-"
+        if self.gateway is not None:
+            record.gateway = self.gateway
         return True
 
 
@@ -100,8 +109,11 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode()
 
 
-def configure_logging(level: str, fmt: str = "text", log_dir: Path | None = None) -> None:
-    """Console (and, with ``log_dir``, a file rotated at midnight and kept 30 days) at ``level``.
+def configure_logging(
+    level: str, fmt: str = "text", log_dir: Path | None = None, gateway: str | None = None
+) -> None:
+    """Console (and, with ``log_dir``, a file rotated at midnight and kept 30 days) at ``level``;
+    each line names ``gateway`` when one is given.
 
     Calling it again replaces the handlers it installed before.
     """
@@ -118,10 +130,11 @@ def configure_logging(level: str, fmt: str = "text", log_dir: Path | None = None
                 log_dir / LOG_FILE, when="midnight", backupCount=LOG_BACKUPS, encoding="utf-8"
             )
         )
-    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(LOG_FORMAT)
+    text = LOG_FORMAT if gateway is None else GATEWAY_LOG_FORMAT
+    formatter = JsonFormatter() if fmt == "json" else logging.Formatter(text)
     for handler in handlers:
         handler.setFormatter(formatter)
-        handler.addFilter(RequestIdFilter())
+        handler.addFilter(RequestIdFilter(gateway))
         handler._llmserver = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     set_level(level)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
@@ -127,10 +127,13 @@ class Metrics:
         model_ids: Iterable[str],
         views: Callable[[], Iterable[ModelView]],
         memory: Callable[[], MemoryReport] | None = None,
+        gateway: str | None = None,
     ):
         self.registry = CollectorRegistry(auto_describe=True)
         self.model_ids = frozenset(model_ids)
         reg = self.registry
+        if gateway is not None:  # which of several gateways these numbers are from
+            Info("llmserver_gateway", "This gateway's id", registry=reg).info({"id": gateway})
         self.requests = Counter(
             "llmserver_requests",
             "HTTP requests by model, endpoint (route template) and status",

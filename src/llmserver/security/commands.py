@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from llmserver.config.settings import Settings, SettingsError
+from llmserver.errors import StoreUnavailableError
+from llmserver.security.key_table import KeyTable
 from llmserver.security.keys import KeyFileError, create_key, read_keys, revoke_key
 
 
@@ -24,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--keys-file", type=Path, help="keys file (default: from the settings)")
     common.add_argument("--config", type=Path, help="YAML config file that sets keys_file")
+    common.add_argument(
+        "--keys-store",
+        help="postgresql://... URL of a shared keys table (default: keys_store of the settings)",
+    )
     actions = parser.add_subparsers(dest="keys_action", required=True)
     create = actions.add_parser("create", help="make a key and print it once", parents=[common])
     create.add_argument("--name", required=True, help="the key's name (shown in logs)")
@@ -45,25 +53,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     revoke.add_argument("name")
 
 
-def _keys_file(args: argparse.Namespace) -> Path:
+def _keys_file(args: argparse.Namespace) -> Path | KeyTable:
+    """The keys file, or the shared table (``--keys-store`` or ``keys_store``)."""
     if args.keys_file is not None:
         return Path(args.keys_file)
-    overrides = {"config": args.config} if args.config else {}
+    overrides: dict[str, Any] = {"config": args.config} if args.config else {}
+    if args.keys_store:
+        overrides["keys_store"] = args.keys_store
     try:
         settings = Settings(**overrides)
-        return settings.data_file(settings.keys_file, "keys.json")
     except ValidationError as exc:
         raise SettingsError(f"invalid configuration: {exc}") from None
+    if settings.keys_store is not None:
+        return KeyTable(settings.keys_store)
+    return settings.data_file(settings.keys_file, "keys.json")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a ``keys`` sub-command."""
-    path = _keys_file(args)
+    where = _keys_file(args)
+    try:
+        return _run(args, where)
+    finally:
+        if isinstance(where, KeyTable):
+            where.close()
+
+
+def _run(args: argparse.Namespace, path: Path | KeyTable) -> int:
     try:
         if args.keys_action == "create":
             models = [m.strip() for m in args.models.split(",") if m.strip()]
-            text = create_key(
-                path,
+            create = path.create if isinstance(path, KeyTable) else partial(create_key, path)
+            text = create(
                 args.name,
                 models=models,
                 requests_per_minute=args.rpm,
@@ -73,21 +94,32 @@ def run(args: argparse.Namespace) -> int:
                 pii_restore=args.pii_restore,
             )
             print(text)
-            print(f"# key '{args.name}' saved (hash only) in {path}; it is not shown again")
+            place = path.where() if isinstance(path, KeyTable) else str(path)
+            print(f"# key '{args.name}' saved (hash only) in {place}; it is not shown again")
         elif args.keys_action == "list":
             _list(path)
         else:
-            revoke_key(path, args.name)
+            if isinstance(path, KeyTable):
+                path.revoke(args.name)
+            else:
+                revoke_key(path, args.name)
             print(f"key '{args.name}' revoked")
     except KeyFileError as exc:
         raise SettingsError(str(exc)) from None
     return 0
 
 
-def _list(path: Path) -> None:
-    keys = read_keys(path)
+def _list(path: Path | KeyTable) -> None:
+    if isinstance(path, KeyTable):
+        try:
+            keys = path.read()
+        except StoreUnavailableError:
+            raise KeyFileError(f"{path.where()} cannot be reached") from None
+        place = path.where()
+    else:
+        keys, place = read_keys(path), str(path)
     if not keys:
-        print(f"no keys in {path}")
+        print(f"no keys in {place}")
         return
     print("name\tadmin\trevoked\tmodels\trpm\ttpm\tmask_pii\tpii_restore\tcreated")
     for k in keys:

@@ -16,15 +16,18 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 KEY_PREFIX = "llms-"
 FILE_VERSION = 1
 #: how often a running server looks at the keys file for changes (revocations)
 RELOAD_INTERVAL_S = 1.0
+#: how often a gateway reads a shared keys table again
+TABLE_INTERVAL_S = 0.5
 
 
 class KeyFileError(Exception):
@@ -130,16 +133,67 @@ def static_keys(hashes: list[str]) -> list[ApiKey]:
     return [ApiKey(name=f"api-key-{i}", hash=h, admin=True) for i, h in enumerate(hashes, 1)]
 
 
-class KeyStore:
-    """The keys a running server accepts: the keys file's, re-read when the file changes, and
-    any static ones from the settings."""
+class KeySource(Protocol):
+    """Keys kept elsewhere than the file: the PostgreSQL table of
+    :mod:`llmserver.security.key_table`, shared by several gateways."""
 
-    def __init__(self, path: Path, static: list[ApiKey] | None = None) -> None:
+    def read(self) -> list[ApiKey]:
+        """Every key (an exception when the keys cannot be read)."""
+
+    def close(self) -> None:
+        """Release its connections."""
+
+
+class KeyStore:
+    """The keys a running server accepts: the keys file's, re-read when the file changes (or
+    a shared ``table``'s, read again every half second by :meth:`start`'s thread), and any
+    static ones from the settings."""
+
+    def __init__(
+        self, path: Path, static: list[ApiKey] | None = None, table: KeySource | None = None
+    ) -> None:
         self.path = path.expanduser()
+        self.table = table
         self._static = list(static or [])
-        self._keys = read_keys(self.path) + self._static
+        #: the table could not be read yet: authentication stays on, only static keys pass
+        self._unread = False
+        if table is None:
+            self._keys = read_keys(self.path) + self._static
+        else:
+            self._read_table()
         self._stamp = self._file_stamp()
         self._checked = time.monotonic()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    def _read_table(self) -> None:
+        assert self.table is not None
+        try:
+            self._keys = self.table.read() + self._static
+            self._unread = False
+        except Exception:  # unreachable: keep the keys we had (none at first: fail closed)
+            if not hasattr(self, "_keys"):
+                self._keys = list(self._static)
+                self._unread = True
+
+    def start(self) -> None:
+        """Keep a shared table's keys current (a thread; nothing to do for the file)."""
+        if self.table is None or self._poller is not None:
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(target=self._poll, name="keys-table", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(TABLE_INTERVAL_S):
+            self._read_table()
+
+    def close(self) -> None:
+        """Stop the thread of :meth:`start`."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(10)
+            self._poller = None
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:
@@ -149,6 +203,8 @@ class KeyStore:
         return st.st_mtime_ns, st.st_size
 
     def _refresh(self) -> None:
+        if self.table is not None:  # the poller keeps a table's keys current
+            return
         now = time.monotonic()
         if now - self._checked < RELOAD_INTERVAL_S:
             return
@@ -166,7 +222,7 @@ class KeyStore:
         looked at again here too, so the first key created while the server runs turns
         authentication on within a second."""
         self._refresh()
-        return bool(self._keys)
+        return bool(self._keys) or self._unread
 
     def verify(self, text: str) -> ApiKey | None:
         """The live key whose hash matches ``text``, else None."""

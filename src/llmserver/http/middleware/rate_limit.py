@@ -32,7 +32,7 @@ from limits.storage import storage_from_string
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmserver.config.settings import Settings, SettingsError
-from llmserver.errors import RateLimitError
+from llmserver.errors import RateLimitError, StoreUnavailableError
 from llmserver.http.context import request_context
 from llmserver.http.errors import ErrorShapes, error_response
 
@@ -65,8 +65,11 @@ class RateLimits:
     """The app's rate-limit counters and defaults."""
 
     def __init__(self, settings: Settings) -> None:
+        url = storage_url(settings.rate_limit_storage)
+        # redis-py, the one Redis client the server uses (the shared response cache too)
+        options = {"implementation": "redispy"} if url.startswith("async+redis") else {}
         try:
-            self.storage: Any = storage_from_string(storage_url(settings.rate_limit_storage))
+            self.storage: Any = storage_from_string(url, **options)
         except ConfigurationError as exc:
             raise SettingsError(f"rate_limit_storage: {exc}") from exc
         self.strategy = FixedWindowRateLimiter(self.storage)
@@ -211,8 +214,12 @@ class RateLimitMiddleware:
             return
         body = request_context(scope).body or b""
         estimate = estimate_tokens(body) if budget.tokens is not None else 0
-        refusal = await self.limits.admit(budget, estimate)
-        headers = await self.limits.headers(budget)
+        try:
+            refusal = await self.limits.admit(budget, estimate)
+            headers = await self.limits.headers(budget)
+        except Exception as exc:  # the counters' storage (Redis) is unreachable: a clear 503
+            await self._unavailable(scope, receive, send, exc)
+            return
         if refusal is not None:
             refusal.headers.update({k.decode(): v.decode() for k, v in headers})
             await error_response(scope, refusal, self.shapes)(scope, receive, send)
@@ -231,11 +238,22 @@ class RateLimitMiddleware:
 
     async def _unmetered(self, scope: Scope, receive: Receive, send: Send, budget: Budget) -> None:
         """A request counted against the request budget only; its body is not read here."""
-        refusal = await self.limits.admit(Budget(budget.identity, budget.requests, None), 0)
+        try:
+            refusal = await self.limits.admit(Budget(budget.identity, budget.requests, None), 0)
+        except Exception as exc:
+            await self._unavailable(scope, receive, send, exc)
+            return
         if refusal is not None:
             await error_response(scope, refusal, self.shapes)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    async def _unavailable(
+        self, scope: Scope, receive: Receive, send: Send, exc: Exception
+    ) -> None:
+        logger.warning("rate-limit storage unreachable: %s", exc)
+        err = StoreUnavailableError("rate-limit counters")
+        await error_response(scope, err, self.shapes)(scope, receive, send)
 
     async def _reconcile(self, scope: Scope, budget: Budget, estimate: int) -> None:
         usage = request_context(scope).access.usage

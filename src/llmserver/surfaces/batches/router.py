@@ -3,6 +3,7 @@ calls them. Policy (ownership, idempotency, validation) lives in :mod:`llmserver
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from typing import Annotated
@@ -94,7 +95,9 @@ async def file_content(request: Request, file_id: str) -> Response:
     """``GET /v1/files/{id}/content``: the bytes, streamed from disk."""
     batch_jobs = jobs(request)
     record = await batch_jobs.file(caller(request), file_id)
-    return FileResponse(batch_jobs.store.file_path(record.id), media_type="application/jsonl")
+    # a shared store may copy the body out of its database first
+    path = await asyncio.to_thread(batch_jobs.store.file_path, record.id)
+    return FileResponse(path, media_type="application/jsonl")
 
 
 @router.delete("/files/{file_id}")
