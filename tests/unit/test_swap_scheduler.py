@@ -8,11 +8,13 @@ import asyncio
 import contextlib
 from typing import Any
 
+import pytest
+
 from llmserver.core.footprint import HOST, Footprint
 from llmserver.core.load_queue import LoadQueue
 from llmserver.core.manager import ModelManager
 from llmserver.core.residency import Budgets, Resident, plan_room, together_in
-from support import fake_model, fake_settings
+from support import done_loading, fake_model, fake_settings, model_states, open_client
 
 MIB = 2**20
 
@@ -134,3 +136,32 @@ async def test_waiting_loads_go_by_requests_waiting_and_queued_work_is_served() 
     assert loaded["d"] <= loaded["c"]
     assert manager.swaps.count == 2  # one load per model, however many requests waited
     await manager.close_all()
+
+
+STREAMS = [
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/completions", {"prompt": "hi"}),
+    ("/v1/messages", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}),
+    ("/v1/responses", {"input": "hi"}),
+    ("/api/chat", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/api/generate", {"prompt": "hi"}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), STREAMS)
+def test_a_stream_starts_only_when_its_model_is_ready(path: str, body: dict[str, Any]) -> None:
+    """The first byte waits for the load: a load that cannot happen is a plain 503, not a
+    stream begun with 200 and broken off."""
+    settings = fake_settings(
+        sized("a"),
+        sized("b"),
+        on_demand("c"),
+        memory_budget={HOST: 250 * MIB},
+        swap_min_resident_s=3600,
+        max_load_wait_s=0,
+    )
+    with open_client(settings, until=done_loading) as client:
+        resp = client.post(path, json={"model": "c", "stream": True, **body})
+        assert resp.status_code == 503, resp.text
+        assert "(recently loaded)" in resp.text
+        assert model_states(client) == {"a": "ready", "b": "ready", "c": "unloaded"}
