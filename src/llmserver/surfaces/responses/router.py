@@ -9,6 +9,7 @@ another key's response is a 404.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from llmserver.http.respond import (
     json_response,
     respond_json,
     respond_stream,
+    routed,
     service,
     track,
 )
@@ -82,26 +84,30 @@ async def _earlier(request: Request, req: Conversation) -> list[translate.Item]:
 
 async def _translated(
     request: Request, req: Conversation, earlier: list[translate.Item]
-) -> translate.Translated:
-    """The core's request for ``req``, cut to the model's context with ``truncation: auto``."""
+) -> tuple[translate.Translated, dict[str, str]]:
+    """The core's request for ``req``, cut to the model's context with ``truncation: auto``;
+    ``model: "auto"`` routed first; the route header for the response."""
     translated = translate.chat_request(req, earlier)
+    chat, headers = await routed(request, translated.chat, "openai")
+    translated = dataclasses.replace(translated, chat=chat)
     if req.truncation != "auto":
-        return translated
+        return translated, headers
     try:
-        return await fit(service(request), caller(request), req.instructions, translated)
+        fitted = await fit(service(request), caller(request), req.instructions, translated)
+        return fitted, headers
     except InvalidRequestError as exc:
         raise translate.in_responses_terms(exc, translated.tools.paths) from None
 
 
 async def _generation(
     request: Request, req: Conversation, earlier: list[translate.Item]
-) -> tuple[Generation, translate.Translated]:
-    translated = await _translated(request, req, earlier)
+) -> tuple[Generation, translate.Translated, dict[str, str]]:
+    translated, headers = await _translated(request, req, earlier)
     try:
         gen = service(request).chat(caller(request), translated.chat)
     except InvalidRequestError as exc:
         raise translate.in_responses_terms(exc, translated.tools.paths) from None
-    return gen, translated
+    return gen, translated, headers
 
 
 @router.post("")
@@ -109,7 +115,7 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
     """``POST /v1/responses``."""
     if req.background and req.store is False:
         raise InvalidRequestError("background responses need store: true", param="background")
-    gen, translated = await _generation(request, req, await _earlier(request, req))
+    gen, translated, headers = await _generation(request, req, await _earlier(request, req))
     namespaces = translated.tools.namespaces
     builder = ResponseBuilder(response_id(gen), gen.model, head(req), gen.created, namespaces)
     record = None
@@ -133,8 +139,9 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
     track(request, gen, bool(req.stream))
     if req.stream:
         stream = _recorded(request, events(gen, builder, "after_start"), record)
-        return await respond_stream(request, stream, RESPONSES_SSE)
-    return await respond_json(request, final(_recorded(request, events(gen, builder), record)))
+        return await respond_stream(request, stream, RESPONSES_SSE, headers)
+    body = final(_recorded(request, events(gen, builder), record))
+    return await respond_json(request, body, headers)
 
 
 async def _recorded(
@@ -286,7 +293,7 @@ async def input_tokens(request: Request, req: InputTokensRequest) -> Response:
     tokens (the chat template applied to the input, instructions and tools)."""
 
     async def body() -> dict[str, Any]:
-        translated = await _translated(request, req, await _earlier(request, req))
+        translated, _ = await _translated(request, req, await _earlier(request, req))
         try:
             tokens = await service(request).count_tokens(caller(request), translated.chat)
         except InvalidRequestError as exc:
