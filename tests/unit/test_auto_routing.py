@@ -190,3 +190,25 @@ def test_auto_completion_keeps_the_keys_model_limits(
     resp = client.post("/v1/completions", json=body, headers=headers)
     assert resp.status_code == 200, resp.text
     assert resp.headers[ROUTE_HEADER] == "default; model=general"  # coder: not this key's
+
+
+def test_the_router_tokens_count_against_the_token_rate_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    routing = {
+        "router": {"model": "general", "routes": {"code": {"model": "coder"}}},
+        "default": "korean",
+    }
+    settings = fake_settings(
+        *MODELS, routing=routing, data_dir=str(tmp_path), rate_limit_tokens_per_minute=5000
+    )
+    with open_client(settings) as client, caplog.at_level("INFO", "llmserver.access"):
+        body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        resp = client.post("/v1/chat/completions", json=body)
+        assert resp.status_code == 200, resp.text
+        after = client.get("/v1/models")
+    (line,) = [r.getMessage() for r in caplog.records if "/v1/chat/completions" in r.getMessage()]
+    router = int(line.rpartition("router_tokens=")[2])
+    assert router > 0
+    used = resp.json()["usage"]["total_tokens"] + router
+    assert int(after.headers["x-ratelimit-remaining-tokens"]) == 5000 - used
