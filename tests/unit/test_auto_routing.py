@@ -150,7 +150,8 @@ def test_the_router_models_tokens_are_the_callers(
     assert router["requests"] == 1
     assert router["prompt_tokens"] > 0
     spent = router["prompt_tokens"] + router["completion_tokens"]
-    (line,) = [r.getMessage() for r in caplog.records if "/v1/chat/completions" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmserver.access"]
+    (line,) = [x for x in lines if "/v1/chat/completions" in x]
     assert f"router_tokens={spent}" in line
 
 
@@ -207,7 +208,8 @@ def test_the_router_tokens_count_against_the_token_rate_limit(
         resp = client.post("/v1/chat/completions", json=body)
         assert resp.status_code == 200, resp.text
         after = client.get("/v1/models")
-    (line,) = [r.getMessage() for r in caplog.records if "/v1/chat/completions" in r.getMessage()]
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmserver.access"]
+    (line,) = [x for x in lines if "/v1/chat/completions" in x]
     router = int(line.rpartition("router_tokens=")[2])
     assert router > 0
     used = resp.json()["usage"]["total_tokens"] + router

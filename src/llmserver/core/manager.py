@@ -147,7 +147,11 @@ class ModelManager:
         The request counts as waiting for the model until it is loaded (or the request leaves:
         a client's disconnect cancels this and frees its place)."""
         if handle.state != "ready" and handle.config.load_on_demand:
-            with self.queue.request(handle.id):
+            with contextlib.ExitStack() as waiting:
+                # a variant's requests wait for its base's load too (it loads first)
+                for model_id in (handle.id, handle.config.derived_from):
+                    if model_id is not None:
+                        waiting.enter_context(self.queue.request(model_id))
                 await self.load(handle.id)
 
     def all_ready(self) -> bool:
