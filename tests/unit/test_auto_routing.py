@@ -163,6 +163,7 @@ def test_the_router_models_tokens_are_the_callers(
         ("/api/generate", {"prompt": "def add(a, b):", "system": "be brief"}, None),
         ("/v1/responses", {"input": "def add(a, b):", "max_output_tokens": 3}, "model"),
         ("/v1/responses", {"input": "def add(a, b):", "stream": True}, None),
+        ("/v1/responses", {"input": "def add(a, b):", "background": True}, "model"),
     ],
 )
 def test_auto_on_the_other_generation_routes(
@@ -208,9 +209,18 @@ def test_the_router_tokens_count_against_the_token_rate_limit(
         resp = client.post("/v1/chat/completions", json=body)
         assert resp.status_code == 200, resp.text
         after = client.get("/v1/models")
+        metrics = client.get("/metrics").text
     lines = [r.getMessage() for r in caplog.records if r.name == "llmserver.access"]
     (line,) = [x for x in lines if "/v1/chat/completions" in x]
     router = int(line.rpartition("router_tokens=")[2])
     assert router > 0
     used = resp.json()["usage"]["total_tokens"] + router
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == 5000 - used
+    # /metrics counts them as the router model's (no other request used "general")
+    counted = [
+        float(x.rpartition(" ")[2])
+        for x in metrics.splitlines()
+        if x.startswith(("llmserver_prompt_tokens_total", "llmserver_completion_tokens_total"))
+        and 'model="general"' in x
+    ]
+    assert sum(counted) == router

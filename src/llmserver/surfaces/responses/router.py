@@ -135,7 +135,7 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
             await asyncio.to_thread(runs(request).store.purge, now)
     if req.background:
         assert record is not None
-        return await _background(request, gen, builder, record, bool(req.stream))
+        return await _background(request, gen, builder, record, bool(req.stream), headers)
     track(request, gen, bool(req.stream))
     if req.stream:
         stream = _recorded(request, events(gen, builder, "after_start"), record)
@@ -164,6 +164,7 @@ async def _background(
     builder: ResponseBuilder,
     record: StoredResponse,
     stream: bool,
+    headers: dict[str, str],
 ) -> Response:
     """Start the run in a task of the app's and answer at once: the queued response, or a
     stream that follows the run (the run goes on if the client leaves)."""
@@ -189,8 +190,8 @@ async def _background(
 
     all_runs.start(record.id, live, work())
     if stream:
-        return await respond_stream(request, live.follow(-1), RESPONSES_SSE)
-    return json_response(record.body)
+        return await respond_stream(request, live.follow(-1), RESPONSES_SSE, headers)
+    return json_response(record.body, headers=headers)
 
 
 @router.get("/{response_id}")
