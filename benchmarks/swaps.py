@@ -1,10 +1,12 @@
 """Swaps with and without ``swap_min_resident_s``: three clients, each asking its own model
 again and again, on a server with room for two of the three (fake models that declare 100 MiB
 and take 0.2 s to load, under a 250 MiB host budget). Prints, for each hold: the swaps and the
-seconds they took (from /metrics), the requests answered, the longest wait and the wall time.
-docs/residency.md.
+seconds they took (from /metrics), the requests answered (a request that waited past
+``max_load_wait_s`` would be a 503), the longest wait and the wall time. ``swap_min_resident_s``
+0 is the server without the scheduler's turns; the waiting loads' order and the
+``swap_max_wait_s`` bound apply to every run. docs/residency.md.
 
-    python benchmarks/swaps.py --requests 20 --holds 0 1 3
+    python benchmarks/swaps.py --requests 20 --holds 0 1 3 --max-wait 2
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ MIB = 2**20
 MODELS = ("a", "b", "c")
 
 
-def run(hold: float, requests: int, think_s: float) -> str:
+def run(hold: float, requests: int, think_s: float, max_wait_s: float) -> str:
     """One run with ``swap_min_resident_s`` = ``hold``; its figures as one line."""
     models = [
         {"id": m, "backend": "fake", "memory_bytes": 100 * MIB, "preload": False,
@@ -37,6 +39,8 @@ def run(hold: float, requests: int, think_s: float) -> str:
                 "models": models,
                 "memory_budget": {"host": 250 * MIB},
                 "swap_min_resident_s": hold,
+                "swap_max_wait_s": max_wait_s,
+                "max_load_wait_s": 30,
                 "data_dir": data,
                 "keys_file": f"{data}/keys.json",
             }
@@ -79,9 +83,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="requests per client")
     parser.add_argument("--think", type=float, default=0.05, help="seconds between requests")
     parser.add_argument("--holds", type=float, nargs="+", default=[0.0, 1.0, 3.0])
+    parser.add_argument("--max-wait", type=float, default=2.0, help="swap_max_wait_s")
     args = parser.parse_args()
     for hold in args.holds:
-        print(run(hold, args.requests, args.think))
+        print(run(hold, args.requests, args.think, args.max_wait))
 
 
 if __name__ == "__main__":

@@ -166,3 +166,18 @@ def test_ollama_create_with_an_uploaded_adapter(
     assert answer(server, "adapted") == answer(server, "tuned")  # the same adapter, scale 1
     assert "ADAPTER " in (client.show("adapted").modelfile or "")
     assert client.delete("adapted").status == "success"
+
+
+def test_auto_completion_by_the_router_charges_its_tokens(
+    setup: tuple[RunningServer, dict[str, Any]],
+) -> None:
+    server, _ = setup
+    client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+    raw = client.completions.with_raw_response.create(
+        model="auto", prompt="Where is Paris?", max_tokens=4
+    )
+    reason, _, model = raw.headers["x-llmserver-route"].partition("; model=")
+    assert reason.startswith("router:"), reason
+    assert model == ROUTES[reason.removeprefix("router:")]["model"] == raw.parse().model
+    (line,) = [x for x in server.log().splitlines() if '"POST /v1/completions"' in x]
+    assert int(line.rpartition("router_tokens=")[2]) > 0  # the router's tokens, the caller's

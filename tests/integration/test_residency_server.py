@@ -9,6 +9,8 @@ report after each load is within a stated tolerance of the estimate made before 
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -119,3 +121,78 @@ def test_measured_footprints_are_within_tolerance_of_the_estimate(server: Runnin
     ps = {m["name"]: m for m in httpx.get(f"{server.url}/api/ps", timeout=30).json()["models"]}
     assert ps["one:latest"]["size"] == models["one"]["memory"]["bytes"]["host"]
     assert ps["one:latest"]["size_vram"] == 0
+
+
+@pytest.fixture(scope="module")
+def swapping(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """Three copies of the default model, room for two, the swap scheduler's turns on."""
+    source = default_model_path()
+    assert source is not None, "the default chat model is not installed"
+    tmp = tmp_path_factory.mktemp("swapping")
+    models = [
+        {"id": name, "path": str(shutil.copyfile(source, tmp / f"{name}.gguf")),
+         "context_size": 1024, "max_concurrent": 1, "preload": False, "load_on_demand": True}
+        for name in COPIES
+    ]  # fmt: skip
+    config = {
+        "models": models,
+        "memory_budget": {"host": 450 * MIB},
+        "swap_min_resident_s": 4,
+        "swap_max_wait_s": 10,
+        "max_load_wait_s": 120,
+    }
+    with run_server(tmp, config) as running:
+        yield running
+
+
+def swaps(server: RunningServer) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    (line,) = [x for x in text.splitlines() if x.startswith("llmserver_model_swaps_total ")]
+    return float(line.split()[1])
+
+
+def test_an_interleaved_stream_takes_turns_instead_of_swapping_each_time(
+    swapping: RunningServer,
+) -> None:
+    client = openai.OpenAI(base_url=swapping.base_url, api_key="unused", max_retries=0)
+    answered: list[str] = []
+
+    def asker(model: str) -> None:
+        for _ in range(4):
+            answered.append(ask(client, model))
+
+    threads = [threading.Thread(target=asker, args=(m,)) for m in COPIES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert len(answered) == 12  # every request served: none waited past max_load_wait_s
+    # three clients interleaving 12 requests over three models, room for two: in turns, a few
+    # swaps (without turns each change of model swaps)
+    assert swaps(swapping) <= 4
+    assert list(states(swapping).values()).count("ready") == 2
+
+
+def test_a_stream_starts_when_its_model_is_ready_and_a_client_that_leaves_loads_nothing(
+    swapping: RunningServer,
+) -> None:
+    for name in COPIES:
+        httpx.post(f"{swapping.base_url}/models/{name}/unload", timeout=60)
+    for name in COPIES[:2]:  # loaded just now: they hold their places for 4 s
+        httpx.post(f"{swapping.base_url}/models/{name}/load", timeout=60).raise_for_status()
+    waiting = COPIES[2]
+    body = {"model": waiting, "messages": [{"role": "user", "content": "Say hi"}]}
+    with pytest.raises(httpx.ReadTimeout):  # the client leaves while its model waits
+        httpx.post(f"{swapping.base_url}/chat/completions", json=body, timeout=0.5)
+    before = swaps(swapping)
+    time.sleep(5)  # the turns end: with nobody waiting for it, nothing loads
+    assert states(swapping)[waiting] == "unloaded"
+    assert swaps(swapping) == before
+    client = openai.OpenAI(base_url=swapping.base_url, api_key="unused", max_retries=0)
+    stream = client.chat.completions.create(
+        model=waiting, messages=[{"role": "user", "content": "Say hi"}], max_tokens=4, stream=True
+    )
+    first = next(iter(stream))
+    assert states(swapping)[waiting] == "ready"  # the first byte came after the load
+    assert first.model == waiting
+    stream.close()

@@ -126,3 +126,101 @@ def test_routing_must_name_configured_models() -> None:
         fake_settings(*MODELS, routing={"default": "ghost"})
     with pytest.raises(SettingsError, match="regular expression"):
         fake_settings(*MODELS, routing={"rules": [{"name": "x", "model": "coder", "regex": "("}]})
+
+
+def test_the_router_models_tokens_are_the_callers(
+    keys: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    routing = {
+        "router": {"model": "general", "routes": {"code": {"model": "coder"}}},
+        "default": "korean",
+    }
+    settings = fake_settings(
+        *MODELS, routing=routing, keys_file=keys["path"], data_dir=str(tmp_path)
+    )
+    with open_client(settings) as client, caplog.at_level("INFO", "llmserver.access"):
+        resp = ask(client, keys["all"], "hello there")
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["model"] == "korean"
+        admin = {"Authorization": f"Bearer {keys['all']}"}
+        rows = client.get("/admin/usage", headers=admin).json()["data"]
+    by_model = {r["model"]: r for r in rows if r["key_name"] == "all"}
+    assert by_model["korean"]["prompt_tokens"] == resp.json()["usage"]["prompt_tokens"]
+    router = by_model["general"]  # the router's work is charged to the caller's key
+    assert router["requests"] == 1
+    assert router["prompt_tokens"] > 0
+    spent = router["prompt_tokens"] + router["completion_tokens"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmserver.access"]
+    (line,) = [x for x in lines if "/v1/chat/completions" in x]
+    assert f"router_tokens={spent}" in line
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "served"),
+    [
+        ("/v1/completions", {"prompt": "def add(a, b):", "max_tokens": 3}, "model"),
+        ("/api/generate", {"prompt": "def add(a, b):", "stream": False}, "model"),
+        ("/api/generate", {"prompt": "def add(a, b):", "system": "be brief"}, None),
+        ("/v1/responses", {"input": "def add(a, b):", "max_output_tokens": 3}, "model"),
+        ("/v1/responses", {"input": "def add(a, b):", "stream": True}, None),
+        ("/v1/responses", {"input": "def add(a, b):", "background": True}, "model"),
+    ],
+)
+def test_auto_on_the_other_generation_routes(
+    client: TestClient,
+    keys: dict[str, str],
+    path: str,
+    body: dict[str, Any],
+    served: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    headers = {"Authorization": f"Bearer {keys['all']}"}
+    with caplog.at_level("INFO", "llmserver.routing"):
+        resp = client.post(path, json={"model": "auto", **body}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers[ROUTE_HEADER] == "rule:code; model=coder"
+    if served is not None:
+        assert resp.json()[served] == "coder"
+    assert "model auto: rule:code chose coder" in caplog.text
+
+
+def test_auto_completion_keeps_the_keys_model_limits(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    headers = {"Authorization": f"Bearer {keys['limited']}"}
+    body = {"model": "auto", "prompt": "def add(a, b):", "max_tokens": 3}
+    resp = client.post("/v1/completions", json=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers[ROUTE_HEADER] == "default; model=general"  # coder: not this key's
+
+
+def test_the_router_tokens_count_against_the_token_rate_limit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    routing = {
+        "router": {"model": "general", "routes": {"code": {"model": "coder"}}},
+        "default": "korean",
+    }
+    settings = fake_settings(
+        *MODELS, routing=routing, data_dir=str(tmp_path), rate_limit_tokens_per_minute=5000
+    )
+    with open_client(settings) as client, caplog.at_level("INFO", "llmserver.access"):
+        body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+        resp = client.post("/v1/chat/completions", json=body)
+        assert resp.status_code == 200, resp.text
+        after = client.get("/v1/models")
+        metrics = client.get("/metrics").text
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmserver.access"]
+    (line,) = [x for x in lines if "/v1/chat/completions" in x]
+    router = int(line.rpartition("router_tokens=")[2])
+    assert router > 0
+    used = resp.json()["usage"]["total_tokens"] + router
+    assert int(after.headers["x-ratelimit-remaining-tokens"]) == 5000 - used
+    # /metrics counts them as the router model's (no other request used "general")
+    counted = [
+        float(x.rpartition(" ")[2])
+        for x in metrics.splitlines()
+        if x.startswith(("llmserver_prompt_tokens_total", "llmserver_completion_tokens_total"))
+        and 'model="general"' in x
+    ]
+    assert sum(counted) == router

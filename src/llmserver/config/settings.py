@@ -489,6 +489,18 @@ class Settings(BaseSettings):
         "for the waiting model gather behind its load) instead of swapping on every change; "
         "0: evict as soon as it is idle.",
     )
+    swap_max_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="Waiting loads go in the order of the requests waiting for each model "
+        "(most first); a load whose requests have waited this long goes before any other and "
+        "is no longer kept out by swap_min_resident_s, so no request starves.",
+    )
+    groups: list[list[str]] = Field(
+        default_factory=list,
+        description="Models that may be resident together (config file only), as lists of "
+        "ids: loading a model evicts the models outside its groups before those inside.",
+    )
     memory_reserve: ByteSize = Field(
         ByteSize(2**30),
         description="Bytes kept free on each device whose memory_budget is taken from what the "

@@ -4,6 +4,7 @@ caller, to count a prompt's tokens and to run the router model."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -17,6 +18,7 @@ from llmserver.core.routing import (
     route_name,
     router_request,
 )
+from llmserver.core.usage import Usage
 from llmserver.errors import InvalidRequestError
 
 logger = logging.getLogger("llmserver.routing")
@@ -37,11 +39,13 @@ async def choose(
     """Rules first, then the router model, then the default; a 400 when none chooses."""
     decision = by_rules(routing, caller, req, ctx, count, allowed)
     router = routing.router
+    spent: Usage | None = None
     if decision is None and router is not None:
         names = [n for n, r in router.routes.items() if allowed(r.model)]
         if names:
             text, prompt, completion = await run(router_request(router, names, req))
             name = route_name(text, names)
+            spent = Usage(prompt_tokens=prompt, completion_tokens=completion)
             logger.info(
                 "router %s chose %s (answer %r; %d prompt and %d completion tokens)",
                 router.model,
@@ -62,4 +66,6 @@ async def choose(
             code="no_route",
         )
     logger.info("model auto: %s chose %s", decision.reason, decision.model)
+    if spent is not None and router is not None:
+        decision = dataclasses.replace(decision, router=router.model, router_usage=spent)
     return decision

@@ -24,6 +24,7 @@ from llmserver.core.footprint import (
 from llmserver.core.handle import ModelHandle as ModelHandle
 from llmserver.core.handle import ModelState as ModelState
 from llmserver.core.handle import build_backend, new_handle
+from llmserver.core.load_queue import LoadQueue
 from llmserver.core.reasoning import reasoning_format
 from llmserver.core.residency import (
     Budgets,
@@ -32,6 +33,7 @@ from llmserver.core.residency import (
     Swaps,
     estimate_for,
     plan_room,
+    together_in,
 )
 from llmserver.core.templating import ChatTemplate, TemplateLoadError, UnsafeTemplateError
 from llmserver.core.warmup import warm_up
@@ -64,6 +66,10 @@ class ModelManager:
         self.load_wait_s = settings.max_load_wait_s
         #: a model loaded on demand stays at least this long before it may be evicted
         self.min_resident_s = settings.swap_min_resident_s
+        #: the loads waiting for room, and the requests behind each: which goes next
+        self.queue = LoadQueue(settings.swap_max_wait_s)
+        #: the models each model may be resident with (``groups``)
+        self._together = together_in(settings.groups)
         self._meter = Meter()
         #: loads that had to evict other models, and what they cost
         self.swaps = Swaps()
@@ -81,6 +87,9 @@ class ModelManager:
         default = settings.default_model or first
         if default not in self._names:
             raise ValueError(f"default_model '{default}' is not a configured model or alias")
+        unknown = sorted(m for m in self._together if m not in self._names)
+        if unknown:
+            raise ValueError(f"groups name models that are not configured: {', '.join(unknown)}")
         self.default_id = self._names[default]
 
     def add(self, config: ModelConfig) -> ModelHandle:
@@ -133,9 +142,17 @@ class ModelManager:
         return handle
 
     async def ensure_loaded(self, handle: ModelHandle) -> None:
-        """Load a ``load_on_demand`` model that is not loaded; others are left as they are."""
+        """Load a ``load_on_demand`` model that is not loaded; others are left as they are.
+
+        The request counts as waiting for the model until it is loaded (or the request leaves:
+        a client's disconnect cancels this and frees its place)."""
         if handle.state != "ready" and handle.config.load_on_demand:
-            await self.load(handle.id)
+            with contextlib.ExitStack() as waiting:
+                # a variant's requests wait for its base's load too (it loads first)
+                for model_id in (handle.id, handle.config.derived_from):
+                    if model_id is not None:
+                        waiting.enter_context(self.queue.request(model_id))
+                await self.load(handle.id)
 
     def all_ready(self) -> bool:
         """True when no model is loading or failed (unloaded ones are as the operator wants)."""
@@ -204,19 +221,32 @@ class ModelManager:
         to finish (their queued work is served first) up to ``max_load_wait_s``, then 503.
         Requests for the same model wait on its lock meanwhile: one load serves them all."""
         deadline = time.monotonic() + self.load_wait_s
-        while True:
-            async with self._room:
-                try:
-                    evicted = await self._make_room(handle, evict)
-                except NoRoomError as exc:
-                    if not (exc.waitable and evict and time.monotonic() < deadline):
-                        if handle.state == "loading":  # a preload that does not fit
-                            handle.state, handle.error = "unloaded", exc.message
-                        raise
-                else:
-                    handle.state = "loading"
-                    return evicted
-            await asyncio.sleep(LOAD_WAIT_POLL_S)
+        with self.queue.load(handle.id):
+            while True:
+                # while another waiting load goes first (more requests wait for it, or it is
+                # overdue), this one may take only free room: it evicts nothing
+                turn = not evict or self.queue.turn(handle.id)
+                async with self._room:
+                    try:
+                        made = await self._make_room(handle, evict, may_evict=turn)
+                    except NoRoomError as exc:
+                        if not (exc.waitable and evict and time.monotonic() < deadline):
+                            if handle.state == "loading":  # a preload that does not fit
+                                handle.state, handle.error = "unloaded", exc.message
+                            raise
+                    else:
+                        if made is not None:
+                            handle.state = "loading"
+                            return made
+                if time.monotonic() >= deadline:
+                    first = self.queue.first()
+                    raise NoRoomError(
+                        f"cannot load '{handle.id}' now: the load of '{first}' goes first and "
+                        f"max_load_wait_s ({self.load_wait_s:g} s) has passed",
+                        param="model",
+                        headers={"Retry-After": "5"},
+                    )
+                await asyncio.sleep(LOAD_WAIT_POLL_S)
 
     async def _load_base(self, handle: ModelHandle) -> ModelHandle | None:
         """The loaded base of a derived model (loaded now if need be); None for other models."""
@@ -237,7 +267,7 @@ class ModelManager:
         than fit are served in turns instead of swapping on every change)."""
         if variants := self.variants(handle):
             return f"weights used by {variants[0].id}"
-        if time.time() - handle.loaded_at < self.min_resident_s:
+        if time.time() - handle.loaded_at < self.min_resident_s and not self.queue.overdue():
             return "recently loaded"
         return None
 
@@ -258,17 +288,25 @@ class ModelManager:
             if h is not but and (h.state == "ready" or (h.state == "loading" and h.lock.locked()))
         ]
 
-    async def _make_room(self, handle: ModelHandle, evict: bool) -> tuple[list[str], float]:
+    async def _make_room(
+        self, handle: ModelHandle, evict: bool, may_evict: bool = True
+    ) -> tuple[list[str], float] | None:
         """Evict what the memory budgets and ``max_loaded_models`` require; 503 when even
         evicting every idle model would not make room (then nothing is evicted). The models
-        evicted and the seconds their unloading took."""
+        evicted and the seconds their unloading took; None when eviction was needed but not
+        ``may_evict`` (another load's turn)."""
         handle.estimate = await asyncio.to_thread(estimate_for, handle.config, self.budgets)
         if not handle.measured:
             handle.footprint = handle.estimate
         residents = self.residents(handle)
         if not evict:  # start-up: the models listed first keep their place
             residents = [replace(r, kept_because=r.kept_because or "preloaded") for r in residents]
-        plan = plan_room(handle.id, handle.footprint, residents, self.budgets, self.max_loaded)
+        together = self._together.get(handle.id, frozenset())
+        plan = plan_room(
+            handle.id, handle.footprint, residents, self.budgets, self.max_loaded, together
+        )
+        if plan and not may_evict:
+            return None
         started = time.perf_counter()
         for victim in plan:
             logger.info("evicting model %s (least recently used) for %s", victim.id, handle.id)

@@ -112,11 +112,18 @@ def plan_room(
     residents: Sequence[Resident],
     budgets: Budgets,
     max_loaded: int | None,
+    together: frozenset[str] = frozenset(),
 ) -> list[Resident]:
     """The residents to evict, in order, so that ``need`` fits on every device and the count
     stays within ``max_loaded``. Raises :class:`NoRoomError` when no choice of idle models does.
+
+    ``together``: the models that share a group with the one to load; when the model is in a
+    group, the models outside it go first (each set least recently used first).
     """
-    evictable = sorted((r for r in residents if r.kept_because is None), key=lambda r: r.last_used)
+    evictable = sorted(
+        (r for r in residents if r.kept_because is None),
+        key=lambda r: (bool(together) and r.id in together, r.last_used),
+    )
     staying = list(residents)
     victims: list[Resident] = []
 
@@ -170,6 +177,15 @@ def _no_room(
         if held:
             message += f", {gib(held)} of it held by models that may not be evicted now: {kept}"
     return NoRoomError(message, param="model", headers={"Retry-After": "5"})
+
+
+def together_in(groups: list[list[str]]) -> dict[str, frozenset[str]]:
+    """For each model named in ``groups``, the other models it shares a group with."""
+    together: dict[str, set[str]] = {}
+    for group in groups:
+        for model_id in group:
+            together.setdefault(model_id, set()).update(m for m in group if m != model_id)
+    return {m: frozenset(others) for m, others in together.items()}
 
 
 class Swaps:

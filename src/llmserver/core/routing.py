@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from llmserver.config.routing import RouterModel, RouteRule, RoutingConfig
 from llmserver.core.caller import Caller
 from llmserver.core.requests import ChatRequest, JsonConstraint, Message, Sampling
+from llmserver.core.usage import Usage
 
 logger = logging.getLogger("llmserver.routing")
 
@@ -39,10 +40,13 @@ class RouteContext:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The model chosen and why: ``rule:<name>``, ``router:<route>`` or ``default``."""
+    """The model chosen and why: ``rule:<name>``, ``router:<route>`` or ``default``; and the
+    router model's own tokens when it was asked (they are the caller's too)."""
 
     model: str
     reason: str
+    router: str | None = None
+    router_usage: Usage | None = None
 
 
 def last_user(req: ChatRequest) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from starlette.responses import Response
 
 from llmserver.core.caller import Caller
 from llmserver.core.generation import Generation
-from llmserver.core.requests import ChatRequest
+from llmserver.core.requests import ChatRequest, InfillRequest, Message, TextRequest
 from llmserver.core.routing import ROUTE_HEADER, RouteContext
 from llmserver.core.service import Service
 from llmserver.core.usage import Timing, Usage
@@ -24,6 +25,8 @@ from llmserver.observability.logs import AccessRecord
 from llmserver.security.keys import ApiKey
 
 T = TypeVar("T")
+#: the requests ``model: "auto"`` may route
+Routable = TypeVar("Routable", ChatRequest, TextRequest, InfillRequest)
 
 #: nginx's status for "client closed the request"; only ever seen in our own logs
 CLIENT_CLOSED = 499
@@ -119,17 +122,25 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-async def routed(
-    request: Request, req: ChatRequest, surface: str
-) -> tuple[ChatRequest, dict[str, str]]:
+async def routed(request: Request, req: Routable, surface: str) -> tuple[Routable, dict[str, str]]:
     """``req`` for the model that ``model: "auto"`` routes to (else as it is), and the
-    response header that says what chose it."""
+    response header that says what chose it. A completion is routed as a chat whose user
+    message is its (last) prompt, or a fill-in-the-middle's prefix; the router model's tokens
+    are charged to the caller with the request's."""
+    if isinstance(req, ChatRequest):
+        asked = req
+    else:
+        text = req.prompts[-1] if isinstance(req, TextRequest) else req.prefix
+        asked = ChatRequest(req.model, (Message("user", text),))
     headers = {k.lower(): v for k, v in request.headers.items()}
     context = RouteContext(surface, request.scope["path"], headers)
-    core, decision = await service(request).route(caller(request), req, context)
+    _, decision = await service(request).route(caller(request), asked, context)
     if decision is None:
-        return core, {}
-    return core, {ROUTE_HEADER: f"{decision.reason}; model={decision.model}"}
+        return req, {}
+    if decision.router is not None and decision.router_usage is not None:
+        access(request).extra.append((decision.router, decision.router_usage))
+    header = {ROUTE_HEADER: f"{decision.reason}; model={decision.model}"}
+    return dataclasses.replace(req, model=decision.model), header
 
 
 async def respond_json(

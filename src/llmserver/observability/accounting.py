@@ -153,6 +153,8 @@ class UsageRecorder:
         record, usage = done.record, done.record.usage
         if record.model and (usage.prompt_tokens or usage.completion_tokens):
             self.record(record.key_name, record.model, usage.prompt_tokens, usage.completion_tokens)
+        for model, extra in record.extra:  # the router model's tokens, under its own name
+            self.record(record.key_name, model, extra.prompt_tokens, extra.completion_tokens)
 
     def flush(self) -> None:
         """Write what has been counted so far; on failure keep it for the next try."""

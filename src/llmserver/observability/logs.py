@@ -40,6 +40,15 @@ class AccessRecord:
     streamed: bool = False
     timing: Timing | None = None  # the generation's, linked by the route like ``usage``
     error_code: str | None = None  # set by the exception handlers in errors.py
+    #: other models' work for this request, charged to its key too: (model, its usage), e.g.
+    #: the router model's for ``model: "auto"``
+    extra: list[tuple[str, Usage]] = field(default_factory=list)
+
+    @property
+    def charged_tokens(self) -> int:
+        """Every token this request cost: its own and the extra work's."""
+        own = self.usage.prompt_tokens + self.usage.completion_tokens
+        return own + sum(u.prompt_tokens + u.completion_tokens for _, u in self.extra)
 
     @property
     def ttft_s(self) -> float | None:

@@ -231,6 +231,10 @@ class Metrics:
             self._child(self.completion_tokens, model).inc(usage.completion_tokens)
         if usage.reasoning_tokens:
             self._child(self.reasoning_tokens, model).inc(usage.reasoning_tokens)
+        for other, spent in record.extra:  # the router model's tokens, under its name
+            label = self.model_label(other)
+            self._child(self.prompt_tokens, label).inc(spent.prompt_tokens)
+            self._child(self.completion_tokens, label).inc(spent.completion_tokens)
         timing = record.timing
         if timing is None or status >= 400:
             return

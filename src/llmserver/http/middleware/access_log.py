@@ -24,7 +24,8 @@ TEXT = (
     "backend=%(backend)s prompt_tokens=%(prompt_tokens)d completion_tokens=%(completion_tokens)d "
     "cached_tokens=%(cached_tokens)d reasoning_tokens=%(reasoning_tokens)d "
     "ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f "
-    "tokens_per_s=%(tokens_per_s)s stream=%(streamed)s response_cache=%(response_cache)s"
+    "tokens_per_s=%(tokens_per_s)s stream=%(streamed)s response_cache=%(response_cache)s "
+    "router_tokens=%(router_tokens)s"
 )
 
 
@@ -58,6 +59,8 @@ def access_fields(
         "streamed": record.streamed,
         "response_cache": usage.response_cache,
         "error_code": record.error_code,
+        # tokens other models spent for this request (the router's for model: auto)
+        "router_tokens": sum(u.total_tokens for _, u in record.extra) or None,
     }
 
 

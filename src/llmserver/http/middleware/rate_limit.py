@@ -256,8 +256,7 @@ class RateLimitMiddleware:
         await error_response(scope, err, self.shapes)(scope, receive, send)
 
     async def _reconcile(self, scope: Scope, budget: Budget, estimate: int) -> None:
-        usage = request_context(scope).access.usage
-        used = usage.prompt_tokens + usage.completion_tokens
+        used = request_context(scope).access.charged_tokens  # the router's tokens too
         try:
             await self.limits.reconcile(budget, estimate, used)
         except Exception:  # a storage hiccup must not turn a served request into an error

@@ -107,21 +107,25 @@ async def generate(request: Request, req: GenerateBody) -> Response:
         return await _control(request, "generate", req.model, name, seconds)
     core = translate.generate_request(req, name)
     if isinstance(core, ChatRequest):
+        core, route = await routed(request, core, "ollama")
         gen = svc.chat(who, core)
     elif isinstance(core, InfillRequest):
+        core, route = await routed(request, core, "ollama")
         gen = svc.infill(who, core)
     else:
+        core, route = await routed(request, core, "ollama")
         gen = svc.text(who, core)
     track(request, gen, req.streams())
+    serving = str(core.model) if route else name  # model "auto": the one that serves
     chunks = translate.chunks(
         gen,
         "generate",
-        req.model,
+        serving if route else req.model,
         stream=req.streams(),
         context=not req.raw and not isinstance(core, InfillRequest),
-        after=_keeper(svc, who, name, seconds),
+        after=_keeper(svc, who, serving, seconds),
     )
-    return await _answer(request, chunks, req.streams())
+    return await _answer(request, chunks, req.streams(), route)
 
 
 @router.post("/chat")

@@ -48,18 +48,20 @@ async def completions(request: Request, req: CompletionRequest) -> Response:
     """``POST /v1/completions``; with ``suffix``, the code for the hole between the prompt
     and the suffix (fill-in-the-middle; ``echo`` gives back the prompt)."""
     if (infill := translate.infill_request(req)) is not None:
+        infill, headers = await routed(request, infill, "openai")
         gen = service(request).infill(caller(request), infill)
         echoed: list[str] | None = [infill.prefix] * gen.n_choices
     else:
-        gen = service(request).text(caller(request), translate.text_request(req))
+        text, headers = await routed(request, translate.text_request(req), "openai")
+        gen = service(request).text(caller(request), text)
         echoed = None
     track(request, gen, bool(req.stream))
     logprobs = req.logprobs is not None
     if req.stream:
         chunks = translate.completion_chunks(gen, req.include_usage(), req.echo, logprobs, echoed)
-        return await respond_stream(request, chunks)
+        return await respond_stream(request, chunks, headers=headers)
     body = translate.completion_response(gen, req.echo, logprobs, echoed)
-    return await respond_json(request, body)
+    return await respond_json(request, body, headers)
 
 
 @router.post("/embeddings")

@@ -9,6 +9,7 @@ another key's response is a 404.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -26,6 +27,7 @@ from llmserver.http.respond import (
     json_response,
     respond_json,
     respond_stream,
+    routed,
     service,
     track,
 )
@@ -82,26 +84,30 @@ async def _earlier(request: Request, req: Conversation) -> list[translate.Item]:
 
 async def _translated(
     request: Request, req: Conversation, earlier: list[translate.Item]
-) -> translate.Translated:
-    """The core's request for ``req``, cut to the model's context with ``truncation: auto``."""
+) -> tuple[translate.Translated, dict[str, str]]:
+    """The core's request for ``req``, cut to the model's context with ``truncation: auto``;
+    ``model: "auto"`` routed first; the route header for the response."""
     translated = translate.chat_request(req, earlier)
+    chat, headers = await routed(request, translated.chat, "openai")
+    translated = dataclasses.replace(translated, chat=chat)
     if req.truncation != "auto":
-        return translated
+        return translated, headers
     try:
-        return await fit(service(request), caller(request), req.instructions, translated)
+        fitted = await fit(service(request), caller(request), req.instructions, translated)
+        return fitted, headers
     except InvalidRequestError as exc:
         raise translate.in_responses_terms(exc, translated.tools.paths) from None
 
 
 async def _generation(
     request: Request, req: Conversation, earlier: list[translate.Item]
-) -> tuple[Generation, translate.Translated]:
-    translated = await _translated(request, req, earlier)
+) -> tuple[Generation, translate.Translated, dict[str, str]]:
+    translated, headers = await _translated(request, req, earlier)
     try:
         gen = service(request).chat(caller(request), translated.chat)
     except InvalidRequestError as exc:
         raise translate.in_responses_terms(exc, translated.tools.paths) from None
-    return gen, translated
+    return gen, translated, headers
 
 
 @router.post("")
@@ -109,7 +115,7 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
     """``POST /v1/responses``."""
     if req.background and req.store is False:
         raise InvalidRequestError("background responses need store: true", param="background")
-    gen, translated = await _generation(request, req, await _earlier(request, req))
+    gen, translated, headers = await _generation(request, req, await _earlier(request, req))
     namespaces = translated.tools.namespaces
     builder = ResponseBuilder(response_id(gen), gen.model, head(req), gen.created, namespaces)
     record = None
@@ -129,12 +135,13 @@ async def create_response(request: Request, req: CreateResponseRequest) -> Respo
             await asyncio.to_thread(runs(request).store.purge, now)
     if req.background:
         assert record is not None
-        return await _background(request, gen, builder, record, bool(req.stream))
+        return await _background(request, gen, builder, record, bool(req.stream), headers)
     track(request, gen, bool(req.stream))
     if req.stream:
         stream = _recorded(request, events(gen, builder, "after_start"), record)
-        return await respond_stream(request, stream, RESPONSES_SSE)
-    return await respond_json(request, final(_recorded(request, events(gen, builder), record)))
+        return await respond_stream(request, stream, RESPONSES_SSE, headers)
+    body = final(_recorded(request, events(gen, builder), record))
+    return await respond_json(request, body, headers)
 
 
 async def _recorded(
@@ -157,6 +164,7 @@ async def _background(
     builder: ResponseBuilder,
     record: StoredResponse,
     stream: bool,
+    headers: dict[str, str],
 ) -> Response:
     """Start the run in a task of the app's and answer at once: the queued response, or a
     stream that follows the run (the run goes on if the client leaves)."""
@@ -182,8 +190,8 @@ async def _background(
 
     all_runs.start(record.id, live, work())
     if stream:
-        return await respond_stream(request, live.follow(-1), RESPONSES_SSE)
-    return json_response(record.body)
+        return await respond_stream(request, live.follow(-1), RESPONSES_SSE, headers)
+    return json_response(record.body, headers=headers)
 
 
 @router.get("/{response_id}")
@@ -286,7 +294,7 @@ async def input_tokens(request: Request, req: InputTokensRequest) -> Response:
     tokens (the chat template applied to the input, instructions and tools)."""
 
     async def body() -> dict[str, Any]:
-        translated = await _translated(request, req, await _earlier(request, req))
+        translated, _ = await _translated(request, req, await _earlier(request, req))
         try:
             tokens = await service(request).count_tokens(caller(request), translated.chat)
         except InvalidRequestError as exc:
