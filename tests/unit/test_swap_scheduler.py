@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from llmserver.core.footprint import HOST, Footprint
 from llmserver.core.load_queue import LoadQueue
 from llmserver.core.manager import ModelManager
-from llmserver.core.residency import Budgets, Resident, plan_room, together_in
+from llmserver.core.residency import Budgets, Resident, apart_in, plan_room, together_in
 from support import done_loading, fake_model, fake_settings, model_states, open_client
 
 MIB = 2**20
@@ -165,3 +166,21 @@ def test_a_stream_starts_only_when_its_model_is_ready(path: str, body: dict[str,
         assert resp.status_code == 503, resp.text
         assert "(recently loaded)" in resp.text
         assert model_states(client) == {"a": "ready", "b": "ready", "c": "unloaded"}
+
+
+def test_a_model_of_another_group_is_evicted_even_when_there_is_room() -> None:
+    groups = [["coder", "router"], ["korean", "router"]]
+    apart = apart_in(groups)
+    assert apart == {"coder": {"korean"}, "korean": {"coder"}, "router": frozenset()}
+    residents = [
+        Resident("router", Footprint({HOST: 100}), last_used=1.0, kept_because=None),
+        Resident("korean", Footprint({HOST: 100}), last_used=2.0, kept_because=None),
+        Resident("embed", Footprint({HOST: 100}), last_used=0.5, kept_because=None),
+    ]
+    roomy = Budgets({HOST: 1000})
+    need = Footprint({HOST: 100})
+    plan = plan_room("coder", need, residents, roomy, None, together_in(groups)["coder"],
+                     apart["coder"])  # fmt: skip
+    assert [v.id for v in plan] == ["korean"]  # the router and an ungrouped model stay
+    busy = [replace(r, kept_because="busy") if r.id == "korean" else r for r in residents]
+    assert plan_room("coder", need, busy, roomy, None, frozenset(), apart["coder"]) == []

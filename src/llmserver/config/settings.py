@@ -499,7 +499,8 @@ class Settings(BaseSettings):
     groups: list[list[str]] = Field(
         default_factory=list,
         description="Models that may be resident together (config file only), as lists of "
-        "ids: loading a model evicts the models outside its groups before those inside.",
+        "ids: loading a grouped model evicts the idle models of groups it is not in (models in "
+        "no group stay), and when room is short the models outside its groups go first.",
     )
     memory_reserve: ByteSize = Field(
         ByteSize(2**30),

@@ -31,6 +31,7 @@ from llmserver.core.residency import (
     NoRoomError,
     Resident,
     Swaps,
+    apart_in,
     estimate_for,
     plan_room,
     together_in,
@@ -70,6 +71,8 @@ class ModelManager:
         self.queue = LoadQueue(settings.swap_max_wait_s)
         #: the models each model may be resident with (``groups``)
         self._together = together_in(settings.groups)
+        #: the models each model may not be resident with (those of other groups)
+        self._apart = apart_in(settings.groups)
         self._meter = Meter()
         #: loads that had to evict other models, and what they cost
         self.swaps = Swaps()
@@ -302,8 +305,9 @@ class ModelManager:
         if not evict:  # start-up: the models listed first keep their place
             residents = [replace(r, kept_because=r.kept_because or "preloaded") for r in residents]
         together = self._together.get(handle.id, frozenset())
+        apart = self._apart.get(handle.id, frozenset())
         plan = plan_room(
-            handle.id, handle.footprint, residents, self.budgets, self.max_loaded, together
+            handle.id, handle.footprint, residents, self.budgets, self.max_loaded, together, apart
         )
         if plan and not may_evict:
             return None

@@ -113,19 +113,25 @@ def plan_room(
     budgets: Budgets,
     max_loaded: int | None,
     together: frozenset[str] = frozenset(),
+    apart: frozenset[str] = frozenset(),
 ) -> list[Resident]:
     """The residents to evict, in order, so that ``need`` fits on every device and the count
     stays within ``max_loaded``. Raises :class:`NoRoomError` when no choice of idle models does.
 
     ``together``: the models that share a group with the one to load; when the model is in a
-    group, the models outside it go first (each set least recently used first).
+    group, the models outside it go first (each set least recently used first). ``apart``: the
+    models of other groups, which may not be resident beside it: those that are idle go
+    whether or not their room is needed (a busy one stays until its work is done).
     """
     evictable = sorted(
         (r for r in residents if r.kept_because is None),
         key=lambda r: (bool(together) and r.id in together, r.last_used),
     )
     staying = list(residents)
-    victims: list[Resident] = []
+    victims = [r for r in evictable if r.id in apart]
+    for victim in victims:
+        evictable.remove(victim)
+        staying.remove(victim)
 
     def short() -> tuple[str | None, bool]:
         for device, bytes_ in need.by_device.items():
@@ -186,6 +192,14 @@ def together_in(groups: list[list[str]]) -> dict[str, frozenset[str]]:
         for model_id in group:
             together.setdefault(model_id, set()).update(m for m in group if m != model_id)
     return {m: frozenset(others) for m, others in together.items()}
+
+
+def apart_in(groups: list[list[str]]) -> dict[str, frozenset[str]]:
+    """For each model named in ``groups``, the grouped models it shares no group with (they
+    may not be resident beside it). Models in no group are apart from none."""
+    grouped = {m for group in groups for m in group}
+    together = together_in(groups)
+    return {m: frozenset(grouped - together[m] - {m}) for m in together}
 
 
 class Swaps:
