@@ -53,3 +53,20 @@ def test_vllm_options_are_checked() -> None:
     bad = {"id": "v", "backend": "vllm", "path": "org/m", "distributed_executor_backend": "slurm"}
     with pytest.raises(SettingsError, match="distributed_executor_backend"):
         load_settings({"models": [bad]})
+
+
+def test_llamacpp_threads_are_a_count_or_auto(tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+
+    def threads(value: object) -> object:
+        entry = {"id": "m", "backend": "llamacpp", "path": str(gguf), "threads": value}
+        (model,) = load_settings({"models": [entry]}).models
+        return getattr(model, "threads", None)
+
+    assert threads("auto") == "auto"
+    assert threads(4) == 4
+    assert threads(None) == "auto"  # an empty ``threads:`` from before auto existed
+    for bad in (0, "many", 1.5):
+        with pytest.raises(SettingsError, match=r"models\[0\]\.threads"):
+            threads(bad)

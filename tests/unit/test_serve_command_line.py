@@ -71,6 +71,24 @@ def test_llama_server_flags_map_onto_the_llamacpp_fields(tmp_path: Path) -> None
     assert (model.context_size, model.max_concurrent, model.threads) == (2048, 2, 1)
 
 
+@needs_gguf
+def test_threads_flag_takes_a_count_or_auto(capsys: pytest.CaptureFixture[str]) -> None:
+    assert GGUF is not None
+    (model,) = settings_from_args(serve_args(str(GGUF))).models
+    assert isinstance(model, LlamaCppConfig)
+    assert model.threads == "auto"  # the default: fit the machine
+    (model,) = settings_from_args(serve_args(str(GGUF), "-t", "auto")).models
+    assert isinstance(model, LlamaCppConfig)
+    assert model.threads == "auto"
+    (model,) = settings_from_args(serve_args(str(GGUF), "threads=3")).models
+    assert isinstance(model, LlamaCppConfig)
+    assert model.threads == 3
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(SystemExit):
+            serve_args(str(GGUF), "--threads", bad)
+        assert "expected a positive integer or auto" in capsys.readouterr().err
+
+
 def test_vllm_flags_map_onto_the_vllm_fields(tmp_path: Path) -> None:
     model_dir = tmp_path / "Qwen2.5-0.5B-Instruct"
     model_dir.mkdir()

@@ -111,6 +111,14 @@ class ReportsMemory(Protocol):
 
 
 @runtime_checkable
+class ReportsThreads(Protocol):
+    """A backend whose engine computes on CPU threads it can count (llama.cpp)."""
+
+    def compute_threads(self) -> int | None:
+        """The CPU threads the loaded model computes with now; None: not loaded."""
+
+
+@runtime_checkable
 class SharesWeights(Protocol):
     """A backend that can serve a derived model from another backend's loaded weights."""
 
@@ -133,6 +141,7 @@ class Abilities:
     thoughts: bool = False
     memory: ReportsMemory | None = None
     sharing: SharesWeights | None = None
+    threads: ReportsThreads | None = None
 
     @classmethod
     def of(cls, backend: object) -> Abilities:
@@ -148,6 +157,7 @@ class Abilities:
             thoughts=isinstance(backend, FollowsThoughts),
             memory=backend if isinstance(backend, ReportsMemory) else None,
             sharing=backend if isinstance(backend, SharesWeights) else None,
+            threads=backend if isinstance(backend, ReportsThreads) else None,
         )
 
     def embedder(self) -> Embedding | None:

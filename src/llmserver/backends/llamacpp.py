@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from collections.abc import Sequence as Inputs
 from typing import Any, ClassVar, Literal
@@ -26,6 +25,7 @@ from llmserver.backends.base import (
     PromptFormat,
     utf8,
 )
+from llmserver.backends.cpu_threads import ThreadGovernor, usable_cpus
 from llmserver.backends.llamacpp_context import default_context
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
@@ -103,6 +103,8 @@ class LlamaCppBackend:
         self._owns_model = True
         #: LoRA adapters loaded against the model this backend owns (file -> adapter)
         self._lora: dict[str, Any] = {}
+        #: compute threads the context was created with
+        self._threads = 0
 
     @property
     def engine(self) -> BatchEngine:
@@ -158,7 +160,8 @@ class LlamaCppBackend:
                 )
             except (ValueError, RuntimeError, OSError) as exc:
                 raise ModelLoadError(f"model load failed: {cfg.path}: {exc}") from exc
-        threads = cfg.threads or os.cpu_count() or 1
+        usable = usable_cpus()
+        threads = usable if cfg.threads == "auto" else cfg.threads
         n_batch = max(cfg.batch_size, self.n_seq)
         cparams = llama_cpp.llama_context_default_params()
         context = cfg.context_size or default_context(self._model.model, cfg.id, self.n_seq)
@@ -182,6 +185,12 @@ class LlamaCppBackend:
         self._ctx = ctx
         owner = base if base is not None else self
         apply_adapters(owner._lora, self._model.model, ctx, cfg.adapters, cfg.id)
+        governor = None
+        if cfg.threads == "auto" and usable > 1:
+            governor = ThreadGovernor(
+                usable, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), cfg.id
+            )
+        self._threads = threads
         self._engine = BatchEngine(
             self._model.model,
             ctx,
@@ -190,6 +199,7 @@ class LlamaCppBackend:
             min(llama_cpp.llama_n_ctx_seq(ctx), context),
             prefix_cache=cfg.prefix_cache,
             max_idle=cfg.prefix_cache_max_idle,
+            threads=governor,
         )
 
     def prompt_format(self) -> PromptFormat:
@@ -342,6 +352,16 @@ class LlamaCppBackend:
             free_sampler(after if after is not None else grammar)
             raise
         return sampler, ThoughtTracker(spec, end, after)
+
+    def compute_threads(self) -> int | None:
+        """The CPU threads the model computes with now (``threads: auto`` moves it while
+        generating); None when not loaded."""
+        if self._embedder is not None:
+            return self._embedder.threads if self._embedder.llm is not None else None
+        engine = self._engine
+        if engine is None:
+            return None
+        return engine.threads.threads if engine.threads is not None else self._threads
 
     def loaded_memory(self) -> dict[str, int] | None:
         """Bytes by device of the buffers llama.cpp allocated (weights, KV cache, compute)."""

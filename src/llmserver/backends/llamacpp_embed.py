@@ -21,6 +21,7 @@ from llmserver.backends.base import (
     check_input_lengths,
     utf8,
 )
+from llmserver.backends.cpu_threads import usable_cpus
 from llmserver.backends.llamacpp_rank import bi_encoder_llama, rank_scores
 from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig
@@ -40,17 +41,22 @@ class LlamaEmbedder:
         self.config = config
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"llamacpp-embed-{config.id}")
         self.llm: Llama | None = None
+        #: compute threads: with ``auto`` the usable cores, not adapted (a pooling call is
+        #: one short decode, not a stream of steps to adapt between)
+        self.threads = 0
 
     def load(self) -> Llama:
         """Load the model for pooling (blocking: call off the event loop)."""
         from llama_cpp import Llama
 
         cfg = self.config
+        self.threads = usable_cpus() if cfg.threads == "auto" else cfg.threads
         try:
             llm = Llama(
                 model_path=str(cfg.path),
                 n_ctx=cfg.context_size or 0,  # 0: the trained length
-                n_threads=cfg.threads,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
                 n_batch=min(cfg.batch_size, cfg.ubatch_size),  # a whole input in one pass
                 n_gpu_layers=cfg.gpu_layers,
                 embedding=True,

@@ -43,6 +43,7 @@ from llmserver.backends.base import (
     StopMatcher,
     engine_failure,
 )
+from llmserver.backends.cpu_threads import ThreadGovernor
 from llmserver.backends.llamacpp_logprobs import token_logprob
 from llmserver.backends.llamacpp_sampling import free_sampler
 from llmserver.backends.llamacpp_thought import ThoughtTracker
@@ -159,6 +160,7 @@ class BatchEngine:
         n_ctx_seq: int,
         prefix_cache: bool = True,
         max_idle: int | None = None,
+        threads: ThreadGovernor | None = None,
     ) -> None:
         import llama_cpp
 
@@ -196,6 +198,8 @@ class BatchEngine:
         self._no_callback = llama_cpp.ggml_abort_callback()  # a NULL function pointer
         #: steps rolled back because a sequence in them was cancelled, since the engine started
         self.aborted_steps = 0
+        #: adapts the compute thread count to the machine's load (``threads: auto``)
+        self.threads = threads
         self._thread = threading.Thread(target=self._run, name="llamacpp-engine", daemon=True)
         self._thread.start()
 
@@ -259,6 +263,8 @@ class BatchEngine:
             try:
                 self._admit()
                 if self._active:
+                    if self.threads is not None:
+                        self.threads.tick()
                     self._step()
             except Exception as exc:  # a bug must not hang every consumer
                 logger.exception("llama.cpp engine step failed")

@@ -8,10 +8,11 @@ A MODEL is a ``.gguf`` file, a model directory, a Hugging Face id or an ``http(s
 
 from __future__ import annotations
 
+import argparse
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ class Alias:
     flags: tuple[str, ...]
     field: str
     help: str
-    kind: type = str
+    kind: Callable[[str], Any] = str
     #: backend -> field, where the field has another name there
     per_backend: tuple[tuple[str, str], ...] = ()
     metavar: str = "N"
@@ -40,6 +41,19 @@ class Alias:
     def field_for(self, backend: str) -> str:
         """The field this flag sets on a model of ``backend``."""
         return dict(self.per_backend).get(backend, self.field)
+
+
+def thread_count(text: str) -> int | str:
+    """``--threads``: a positive integer or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
 
 
 ALIASES = (
@@ -65,7 +79,14 @@ ALIASES = (
         "requests generated at once, the model's slots (llama-server -np)",
         int,
     ),
-    Alias("threads", ("--threads", "-t"), "threads", "CPU threads (llama-server -t)", int),
+    Alias(
+        "threads",
+        ("--threads", "-t"),
+        "threads",
+        "CPU compute threads, or auto: fewer while other programs keep cores busy "
+        "(llama-server -t)",
+        thread_count,
+    ),
     Alias(
         "n_gpu_layers",
         ("--n-gpu-layers", "-ngl"),

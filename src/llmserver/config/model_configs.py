@@ -283,7 +283,12 @@ class LlamaCppConfig(ModelConfig):
         "trained for, halved until the KV cache of every slot fits in a quarter of the "
         "available memory (at least 4096).",
     )
-    threads: int | None = Field(None, ge=1, description="CPU threads; None: one per CPU core.")
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU compute threads. auto: the cores this process may use (affinity, "
+        "cgroup quota), fewer while other programs keep some of them busy, adapted while "
+        "running; N: exactly N, never adapted.",
+    )
     batch_size: int = Field(
         2048,
         ge=1,
@@ -336,6 +341,12 @@ class LlamaCppConfig(ModelConfig):
         if self.embedding and self.rerank:
             raise ValueError("a model is an embedding model or a reranker: set embedding or rerank")
         return self
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads_none_is_auto(cls, value: Any) -> Any:
+        # an empty ``threads:`` (None) meant "one per core" before auto existed
+        return "auto" if value is None else value
 
     @field_validator("path")
     @classmethod

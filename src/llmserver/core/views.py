@@ -41,11 +41,14 @@ class ModelView:
     memory_measured: bool = False
     #: bytes by device the model's files say it takes (estimated before each load)
     memory_estimate: tuple[tuple[str, int], ...] = ()
+    #: the CPU threads the loaded model computes with now (llama.cpp); None: not reported
+    threads: int | None = None
 
     @classmethod
     def of(cls, handle: ModelHandle) -> ModelView:
         """A snapshot of ``handle`` now."""
-        replicated = handle.abilities().replicated
+        abilities = handle.abilities()
+        replicated = abilities.replicated
         replicas = tuple(replicated.replica_states().items()) if replicated is not None else ()
         return cls(
             id=handle.id,
@@ -65,6 +68,7 @@ class ModelView:
             memory=tuple(sorted(handle.footprint.by_device.items())),
             memory_measured=handle.measured,
             memory_estimate=tuple(sorted(handle.estimate.by_device.items())),
+            threads=abilities.threads.compute_threads() if abilities.threads else None,
         )
 
 

@@ -75,7 +75,15 @@ class ModelCollector(Collector):
             "Bytes a model holds (loaded) or will hold (not loaded) on a device",
             labels=["model", "device"],
         )
+        threads = GaugeMetricFamily(
+            "llmserver_compute_threads",
+            "CPU threads a loaded model computes with now (llama.cpp; threads: auto moves it "
+            "with the load of other programs)",
+            labels=["model"],
+        )
         for view in self._views():
+            if view.threads is not None:
+                threads.add_metric([view.id], view.threads)
             for device, bytes_ in view.memory:
                 footprint.add_metric([view.id, device], bytes_)
             # replica URLs come from the configuration, never from a client
@@ -86,7 +94,7 @@ class ModelCollector(Collector):
             waiting.add_metric([view.id], view.waiting)
             for name in STATES:
                 state.add_metric([view.id, name], 1.0 if view.state == name else 0.0)
-        yield from (slots, in_use, waiting, state, replica_up, footprint)
+        yield from (slots, in_use, waiting, state, replica_up, footprint, threads)
         yield from self._budgets()
 
     def _budgets(self) -> Iterator[Metric]:
