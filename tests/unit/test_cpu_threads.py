@@ -229,7 +229,7 @@ class FakeSampler(LoadSampler):
 def test_governor_drops_under_load_and_returns_when_it_stops(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock, sampler, applied = Clock(), FakeSampler(), []
+    clock, sampler, applied = Clock(), FakeSampler(), list[int]()
     governor = ThreadGovernor(2, applied.append, "m", sampler, clock)
 
     def run(load: float, seconds: float) -> None:
@@ -254,7 +254,7 @@ def test_governor_drops_under_load_and_returns_when_it_stops(
 
 
 def test_governor_waits_between_changes() -> None:
-    clock, sampler, applied = Clock(), FakeSampler(), []
+    clock, sampler, applied = Clock(), FakeSampler(), list[int]()
     governor = ThreadGovernor(2, applied.append, "m", sampler, clock)
     sampler.load = 1.0
     governor.tick()  # first sample: the average starts at the load
@@ -291,7 +291,7 @@ def test_governor_samples_at_most_every_interval() -> None:
 
 
 def test_pinned_threads_apply_at_the_next_step_and_ignore_the_load() -> None:
-    clock, sampler, applied = Clock(), FakeSampler(), []
+    clock, sampler, applied = Clock(), FakeSampler(), list[int]()
     governor = ThreadGovernor(2, applied.append, "m", sampler, clock)
     governor.pin(1)
     governor.tick()
