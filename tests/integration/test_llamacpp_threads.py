@@ -69,9 +69,7 @@ async def outputs_with(**config: Any) -> tuple[list[str], list[list[Any]]]:
         await backend.close()
 
 
-def assert_same(
-    a: tuple[list[str], list[list[Any]]], b: tuple[list[str], list[list[Any]]]
-) -> None:
+def assert_same(a: tuple[list[str], list[list[Any]]], b: tuple[list[str], list[list[Any]]]) -> None:
     assert a[0] == b[0]
     for rows_a, rows_b in zip(a[1], b[1], strict=True):
         assert len(rows_a) == len(rows_b) == TOKENS
@@ -104,7 +102,8 @@ async def test_greedy_output_is_the_same_across_thread_changes_mid_generation() 
         switched = await greedy(backend)
     finally:
         await backend.close()
-    assert 1 in seen and 2 in seen, seen
+    assert 1 in seen, seen
+    assert 2 in seen, seen
     assert governor.changes >= 4
     assert_same(fixed, switched)
 
@@ -143,7 +142,8 @@ async def test_threads_drop_while_cores_are_busy_and_return_when_they_free() -> 
     usable = usable_cpus()
     backend = await started_llamacpp(1)
     governor = backend.engine.threads
-    assert governor is not None and backend.compute_threads() == usable
+    assert governor is not None
+    assert backend.compute_threads() == usable
     stop = asyncio.Event()
 
     async def keep_generating() -> None:  # the engine adapts between steps, so it must step
@@ -164,7 +164,8 @@ async def test_threads_drop_while_cores_are_busy_and_return_when_they_free() -> 
             dropped = await wait_for(backend, lambda n: n < usable)
             under_load = backend.compute_threads()
         assert dropped, f"still {usable} threads; others measured at {governor.others}"
-        assert under_load is not None and 1 <= under_load < usable
+        assert under_load is not None
+        assert 1 <= under_load < usable
         if not await wait_for(backend, lambda n: n == usable):
             others = governor.others or 0.0
             # other programs on this machine, not ours, still hold the cores
