@@ -18,6 +18,8 @@ END = "<!-- settings-table:end -->"
 
 
 def _type_name(annotation: Any) -> str:
+    if typing.get_origin(annotation) is typing.Annotated:  # a constrained type: its base
+        return _type_name(typing.get_args(annotation)[0])
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
     if typing.get_origin(annotation) is typing.Literal:
