@@ -31,6 +31,7 @@ import contextlib
 import ctypes
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -412,6 +413,7 @@ class BatchEngine:
         room = self.n_batch - sum(1 for seq in self._active if seq.generated)
         guesses = self._guesses(room)
         room -= sum(len(g) for g in guesses.values())
+        spare = room  # still so after the loop: no prompt chunk in this step
         starts = [(seq, seq.cursor) for seq in self._active]  # to roll an aborted step back
         watched: list[Sequence] = []
         for seq in self._active:
@@ -433,7 +435,11 @@ class BatchEngine:
             if len(chunk) >= ABORTABLE_CHUNK:
                 watched.append(seq)
         batch.n_tokens = n
+        started = time.perf_counter()
         rc = self._decode(watched)
+        if self.speculator is not None and rc == 0 and room == spare:
+            # a step of decoding rows only (no prompt chunk): what a row costs
+            self.speculator.costs.observe(n, time.perf_counter() - started)
         if rc == DECODE_ABORTED:
             self._roll_back(starts)
             return
@@ -461,10 +467,11 @@ class BatchEngine:
                 continue
             wants.append((seq.seq_id, seq.prompt, seq.output, seq.draft, most))
             asking.append(seq)
-            room -= min(most, seq.draft.limit)
+            room -= most
         if not wants:
             return {}
-        made = self.speculator.propose(wants)
+        decoding = sum(1 for seq in self._active if seq.generated)
+        made = self.speculator.propose(wants, decoding)
         return {seq: guess for seq, guess in zip(asking, made, strict=True) if guess}
 
     def _verify(self, seq: Sequence, index: int, guess: list[int]) -> None:
