@@ -16,8 +16,8 @@ whatever ran before. The prefix cache test has a pair of its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import pytest
 
@@ -135,7 +135,8 @@ async def test_prompt_lookup_keeps_guesses_where_the_answer_repeats_the_prompt(
     plain: LlamaCppBackend, ngram: LlamaCppBackend
 ) -> None:
     last = await same_as_plain(plain, ngram, REPEAT)
-    assert last.draft_tokens is not None and last.accepted_tokens is not None
+    assert last.draft_tokens is not None
+    assert last.accepted_tokens is not None
     assert last.accepted_tokens >= 10
     assert last.accepted_tokens <= last.draft_tokens
 
@@ -146,7 +147,8 @@ async def test_draft_model_output_is_the_plain_output(
 ) -> None:
     last = await same_as_plain(plain, draft, content)
     # the model as its own draft guesses its own greedy tokens: most are kept
-    assert last.draft_tokens and last.accepted_tokens
+    assert last.draft_tokens
+    assert last.accepted_tokens
     assert last.accepted_tokens >= last.draft_tokens // 2
 
 
@@ -209,7 +211,8 @@ async def test_prefix_cache_reuse_with_speculation() -> None:
         first = await same_as_plain(plain, ngram, REPEAT, max_tokens=20)
         again = await same_as_plain(plain, ngram, REPEAT, max_tokens=40)
         assert first.cached_tokens == 0
-        assert again.cached_tokens is not None and again.cached_tokens > 0
+        assert again.cached_tokens is not None
+        assert again.cached_tokens > 0
         await same_as_plain(plain, ngram, SUMMARY)
         assert_cache_holds_only_emitted_tokens(ngram)
     finally:
@@ -228,7 +231,7 @@ def assert_cache_holds_only_emitted_tokens(backend: LlamaCppBackend) -> None:
 async def test_cancelled_mid_generation_frees_its_cells_and_the_engine_goes_on(
     plain: LlamaCppBackend, draft: LlamaCppBackend
 ) -> None:
-    stream = draft.generate(request(draft, REPEAT, max_tokens=200))
+    stream = cast(AsyncGenerator[Delta], draft.generate(request(draft, REPEAT, max_tokens=200)))
     seen = 0
     async for _delta in stream:
         seen += 1
@@ -250,4 +253,3 @@ async def test_logprobs_are_the_plain_logprobs(
         return out
 
     assert await logprobs(ngram) == await logprobs(plain)
-

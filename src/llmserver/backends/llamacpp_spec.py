@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -355,7 +355,7 @@ def load_draft(
     from llama_cpp import _internals
 
     try:
-        model = _internals.LlamaModel(
+        model: Any = _internals.LlamaModel(
             path_model=str(path), params=llama_cpp.llama_model_default_params(), verbose=True
         )
     except (ValueError, RuntimeError, OSError) as exc:
