@@ -17,17 +17,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from llmserver.backends.base import Delta, GenerationRequest, JsonConstraint, SamplingParams
+from llmserver.backends.base import (
+    Delta,
+    GenerationRequest,
+    JsonConstraint,
+    ModelLoadError,
+    SamplingParams,
+)
 from llmserver.backends.llamacpp import LlamaCppBackend
 from llmserver.backends.llamacpp_spec import StepCosts
 from llmserver.config.model_configs import SpeculativeConfig
 from llmserver.config.settings import default_model_path
 from llmserver.core.templating import ChatTemplate
 from support import started_llamacpp
+from support.gguf_copy import edited_copy
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +261,10 @@ async def test_logprobs_are_the_plain_logprobs(
         return out
 
     assert await logprobs(ngram) == await logprobs(plain)
+
+
+async def test_a_draft_model_with_another_vocabulary_is_refused(tmp_path: Path) -> None:
+    other = edited_copy(tmp_path / "other.gguf", tokens={100: "<not-the-same-token>"})
+    spec = SpeculativeConfig(method="draft", draft_model=other)
+    with pytest.raises(ModelLoadError, match="token 100 differs"):
+        await started_llamacpp(1, speculative=spec)

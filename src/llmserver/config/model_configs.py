@@ -354,8 +354,8 @@ class LlamaCppConfig(ModelConfig):
     )
     speculative: SpeculativeConfig = Field(
         default_factory=lambda: SpeculativeConfig(method="off"),
-        description="Speculative decoding: {method: ngram | draft | off, draft_model, "
-        "max_tokens, min_match}.",
+        description="Speculative decoding: {method: ngram, draft or off; draft_model; "
+        "max_tokens; min_match}. Off unless set.",
     )
     kv_unified: bool = Field(
         False,
