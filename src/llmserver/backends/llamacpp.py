@@ -27,13 +27,14 @@ from llmserver.backends.base import (
     utf8,
 )
 from llmserver.backends.llamacpp_context import default_context
+from llmserver.backends.llamacpp_draft import load_draft
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_fim import fim_tokens
 from llmserver.backends.llamacpp_lora import apply_adapters
 from llmserver.backends.llamacpp_memory import buffer_sizes
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
-from llmserver.backends.llamacpp_spec import Speculator, load_draft
+from llmserver.backends.llamacpp_spec import Speculator
 from llmserver.backends.llamacpp_thought import ThoughtTracker
 from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
