@@ -154,6 +154,10 @@ class Delta:
     #: on the last delta of an upstream engine that counts them: how many of ``tokens`` were
     #: its thought's (None: not said; the core counts locally generated thoughts itself)
     reasoning_tokens: int | None = None
+    #: on the last delta of a speculating engine: the tokens it guessed for this generation,
+    #: and how many of them the model kept (None: no speculative decoding)
+    draft_tokens: int | None = None
+    accepted_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,12 +27,14 @@ from llmserver.backends.base import (
 )
 from llmserver.backends.cpu_threads import ThreadGovernor, usable_cpus
 from llmserver.backends.llamacpp_context import default_context
+from llmserver.backends.llamacpp_draft import load_draft
 from llmserver.backends.llamacpp_embed import LlamaEmbedder
 from llmserver.backends.llamacpp_engine import BatchEngine, LogitsHook, Sequence
 from llmserver.backends.llamacpp_fim import fim_tokens
 from llmserver.backends.llamacpp_lora import apply_adapters
 from llmserver.backends.llamacpp_memory import buffer_sizes
 from llmserver.backends.llamacpp_sampling import build_grammar, build_sampler, free_sampler
+from llmserver.backends.llamacpp_spec import Speculator
 from llmserver.backends.llamacpp_thought import ThoughtTracker
 from llmserver.backends.scoring import Pair, ScoreResult, ScoringSpec
 from llmserver.config.model_configs import LlamaCppConfig, ModelConfig
@@ -174,7 +176,7 @@ class LlamaCppBackend:
         cparams.kv_unified = cfg.kv_unified
         cparams.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if cfg.flash_attn
+            if cfg.uses_flash_attn
             else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         )
         cparams.no_perf = True
@@ -185,21 +187,48 @@ class LlamaCppBackend:
         self._ctx = ctx
         owner = base if base is not None else self
         apply_adapters(owner._lora, self._model.model, ctx, cfg.adapters, cfg.id)
+        n_ctx_seq = min(llama_cpp.llama_n_ctx_seq(ctx), context)
+        speculator = None
+        spec = cfg.speculative
+        if spec.enabled:
+            draft = None
+            if spec.draft_model is not None:
+                try:
+                    draft = load_draft(
+                        spec.draft_model, self._model.model, self.n_seq, n_ctx_seq, n_batch, threads
+                    )
+                except ModelLoadError:
+                    llama_cpp.llama_free(ctx)
+                    self._ctx = None
+                    self._release_model()
+                    raise
+            speculator = Speculator(spec, draft)
+            logger.info(
+                "%s: speculative decoding (%s, up to %d tokens a step)",
+                cfg.id,
+                spec.draft_model or "prompt lookup",
+                spec.max_tokens,
+            )
         governor = None
         if cfg.threads == "auto" and usable > 1:
-            governor = ThreadGovernor(
-                usable, lambda n: llama_cpp.llama_set_n_threads(ctx, n, n), cfg.id
-            )
+
+            def apply(n: int) -> None:
+                llama_cpp.llama_set_n_threads(ctx, n, n)
+                if speculator is not None and speculator.draft is not None:
+                    speculator.draft.set_threads(n, n)
+
+            governor = ThreadGovernor(usable, apply, cfg.id)
         self._threads = threads
         self._engine = BatchEngine(
             self._model.model,
             ctx,
             self.n_seq,
             n_batch,
-            min(llama_cpp.llama_n_ctx_seq(ctx), context),
+            n_ctx_seq,
             prefix_cache=cfg.prefix_cache,
             max_idle=cfg.prefix_cache_max_idle,
             threads=governor,
+            speculator=speculator,
         )
 
     def prompt_format(self) -> PromptFormat:
@@ -302,6 +331,7 @@ class LlamaCppBackend:
             on_logits=self.logits_hook,
             name=request.request_id,
             thought=thought,
+            draft=None if engine.speculator is None else engine.speculator.start(),
         )
         try:
             engine.submit(seq)

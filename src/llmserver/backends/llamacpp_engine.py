@@ -31,10 +31,11 @@ import contextlib
 import ctypes
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmserver.backends.base import (
     Delta,
@@ -48,6 +49,9 @@ from llmserver.backends.llamacpp_logprobs import token_logprob
 from llmserver.backends.llamacpp_sampling import free_sampler
 from llmserver.backends.llamacpp_thought import ThoughtTracker
 from llmserver.errors import EngineError
+
+if TYPE_CHECKING:
+    from llmserver.backends.llamacpp_spec import DraftState, Speculator
 
 logger = logging.getLogger("llmserver.backends.llamacpp")
 
@@ -87,6 +91,8 @@ class Sequence:
     #: the reasoning model's thought, followed here (budget, constraint after it)
     thought: ThoughtTracker | None = None
     # engine-thread state
+    #: speculative decoding's guesses and counts (None: the model does not speculate)
+    draft: DraftState | None = None
     seq_id: int = -1
     cursor: int = 0  # prompt tokens already decoded (or found in the cache)
     cached: int = 0  # prompt tokens taken from the prefix cache
@@ -161,6 +167,7 @@ class BatchEngine:
         prefix_cache: bool = True,
         max_idle: int | None = None,
         threads: ThreadGovernor | None = None,
+        speculator: Speculator | None = None,
     ) -> None:
         import llama_cpp
 
@@ -186,6 +193,9 @@ class BatchEngine:
         self._n_swa = int(llama_cpp.llama_model_n_swa(model))
         self._warned_fallback = False
         self.stats = CacheStats()
+        #: guesses for speculative decoding (None: one token per sequence and step); the engine
+        #: frees it when it closes
+        self.speculator = speculator
         self._active: list[Sequence] = []
         self._waiting: deque[Sequence] = deque()
         self._incoming: list[Sequence] = []
@@ -248,6 +258,8 @@ class BatchEngine:
             self._finish(seq, gone)
         self._flush()
         self._lib.llama_batch_free(self._batch)
+        if self.speculator is not None:
+            self.speculator.close()
 
     # ---- engine thread ----
 
@@ -388,9 +400,10 @@ class BatchEngine:
 
     def _step(self) -> None:
         """One decode over every active sequence, then sample each that produced logits."""
-        lib, batch = self._lib, self._batch
+        batch = self._batch
         n = 0
-        outputs: list[tuple[Sequence, int]] = []
+        #: (sequence, batch row of its first logits, the guesses verified after that row)
+        outputs: list[tuple[Sequence, int, list[int]]] = []
 
         def add(token: int, pos: int, seq_id: int, logits: bool) -> None:
             nonlocal n
@@ -401,15 +414,21 @@ class BatchEngine:
             batch.logits[n] = logits
             n += 1
 
-        # every decoding sequence advances by one token; prompt chunks share what is left of
-        # n_batch. Tokens go in sequence-id order (see _admit).
+        # every decoding sequence advances by one token (and its guesses); prompt chunks share
+        # what is left of n_batch. Tokens go in sequence-id order (see _admit).
         room = self.n_batch - sum(1 for seq in self._active if seq.generated)
+        guesses = self._guesses(room)
+        room -= sum(len(g) for g in guesses.values())
+        spare = room  # still so after the loop: no prompt chunk in this step
         starts = [(seq, seq.cursor) for seq in self._active]  # to roll an aborted step back
         watched: list[Sequence] = []
         for seq in self._active:
             if seq.generated:
-                outputs.append((seq, n))
+                guess = guesses.get(seq, [])
+                outputs.append((seq, n, guess))
                 add(seq.next_token, seq.n_past, seq.seq_id, True)
+                for i, token in enumerate(guess):
+                    add(token, seq.n_past + 1 + i, seq.seq_id, True)
                 continue
             chunk = seq.prompt[seq.cursor : seq.cursor + max(room, 0)]
             room -= len(chunk)
@@ -418,31 +437,84 @@ class BatchEngine:
                 add(token, seq.cursor + i, seq.seq_id, last and i == len(chunk) - 1)
             seq.cursor += len(chunk)
             if last and chunk:
-                outputs.append((seq, n - 1))
+                outputs.append((seq, n - 1, []))
             if len(chunk) >= ABORTABLE_CHUNK:
                 watched.append(seq)
         batch.n_tokens = n
+        started = time.perf_counter()
         rc = self._decode(watched)
+        if self.speculator is not None and rc == 0 and room == spare:
+            # a step of decoding rows only (no prompt chunk): what a row costs
+            self.speculator.costs.observe(n, time.perf_counter() - started)
         if rc == DECODE_ABORTED:
             self._roll_back(starts)
             return
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc}")
-        for seq, index in outputs:
-            if seq.on_logits is not None:
-                seq.on_logits(seq.name, seq.generated, self._logits(index))
-            forced = seq.thought.forced() if seq.thought is not None else None
-            if forced is not None:  # the thought's budget is spent: its end marker goes in
-                token = forced
-                lib.llama_sampler_accept(seq.sampler, token)
-            else:
-                token = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
-                if seq.thought is not None and self._ends_reply(seq, token):
-                    # a reply is never a thought alone: the thought is closed instead
-                    token = seq.thought.instead_of_end() or token
-            self._accept(seq, token)
-            if seq.params.logprobs is not None:
-                self._add_logprob(seq, index, token)
+        for seq, index, guess in outputs:
+            self._verify(seq, index, guess)
+
+    def _guesses(self, room: int) -> dict[Sequence, list[int]]:
+        """Speculative decoding's guessed tokens for the decoding sequences, within ``room``
+        batch rows, the request's ``max_tokens`` and the sequence's context."""
+        if self.speculator is None:
+            return {}
+        wants = []
+        asking: list[Sequence] = []
+        for seq in self._active:
+            if not seq.generated or seq.draft is None or room <= 0:
+                continue
+            most = min(
+                room,
+                seq.params.max_tokens - seq.generated - 1,
+                self.n_ctx_seq - seq.n_past - 2,
+            )
+            if most <= 0:
+                continue
+            wants.append((seq.seq_id, seq.prompt, seq.output, seq.draft, most))
+            asking.append(seq)
+            room -= most
+        if not wants:
+            return {}
+        decoding = sum(1 for seq in self._active if seq.generated)
+        made = self.speculator.propose(wants, decoding)
+        return {seq: guess for seq, guess in zip(asking, made, strict=True) if guess}
+
+    def _verify(self, seq: Sequence, index: int, guess: list[int]) -> None:
+        """Sample a sequence's positions of the step in order, while the guesses hold: each
+        sampled token is emitted, a guess the sampler did not pick ends the run. The cells of
+        guesses not kept are removed."""
+        start = seq.n_past
+        kept = 0
+        for i in range(len(guess) + 1):
+            token = self._sample(seq, index + i)
+            if seq.done or i == len(guess) or token != guess[i]:
+                break
+            kept += 1
+        if seq.draft is not None and guess:
+            seq.draft.record(len(guess), kept)
+            # the cells from the first guess not kept on (also when the sequence has ended:
+            # the prefix cache records only the tokens it emitted)
+            self._lib.llama_memory_seq_rm(self.memory, seq.seq_id, start + 1 + kept, -1)
+
+    def _sample(self, seq: Sequence, index: int) -> int:
+        """Sample (or force) the sequence's token at batch row ``index`` and emit it."""
+        lib = self._lib
+        if seq.on_logits is not None:
+            seq.on_logits(seq.name, seq.generated, self._logits(index))
+        forced = seq.thought.forced() if seq.thought is not None else None
+        if forced is not None:  # the thought's budget is spent: its end marker goes in
+            token = forced
+            lib.llama_sampler_accept(seq.sampler, token)
+        else:
+            token = lib.llama_sampler_sample(seq.sampler, self.ctx, index)
+            if seq.thought is not None and self._ends_reply(seq, token):
+                # a reply is never a thought alone: the thought is closed instead
+                token = seq.thought.instead_of_end() or token
+        self._accept(seq, token)
+        if seq.params.logprobs is not None:
+            self._add_logprob(seq, index, token)
+        return token
 
     def _decode(self, watched: list[Sequence]) -> int:
         """Run the step's ``llama_decode``, abortable while it holds long prompt chunks."""
@@ -502,14 +574,7 @@ class BatchEngine:
             piece = self._follow(seq, token, piece)
         text, stopped = seq.stops.feed(seq.decoder.decode(piece))
         if stopped:
-            self._outbox.append(
-                (
-                    seq,
-                    Delta(
-                        text, 1, "stop", stop_sequence=seq.stops.matched, cached_tokens=seq.cached
-                    ),
-                )
-            )
+            self._outbox.append((seq, self._last_delta(seq, text, 1, "stop")))
             self._finish(seq, None)
         elif seq.generated >= params.max_tokens or seq.n_past >= self.n_ctx_seq:
             self._end(seq, text, 1, "length")
@@ -535,15 +600,22 @@ class BatchEngine:
     def _end(self, seq: Sequence, text: str, tokens: int, reason: FinishReason) -> None:
         tail, stopped = seq.stops.feed(seq.decoder.decode(b"", final=True))
         text += tail + ("" if stopped else seq.stops.flush())
-        self._outbox.append(
-            (
-                seq,
-                Delta(
-                    text, tokens, reason, stop_sequence=seq.stops.matched, cached_tokens=seq.cached
-                ),
-            )
-        )
+        self._outbox.append((seq, self._last_delta(seq, text, tokens, reason)))
         self._finish(seq, None)
+
+    @staticmethod
+    def _last_delta(seq: Sequence, text: str, tokens: int, reason: FinishReason) -> Delta:
+        """A sequence's last delta: why it ended, and its cache and speculation counts."""
+        draft = seq.draft
+        return Delta(
+            text,
+            tokens,
+            reason,
+            stop_sequence=seq.stops.matched,
+            cached_tokens=seq.cached,
+            draft_tokens=None if draft is None else draft.drafted,
+            accepted_tokens=None if draft is None else draft.accepted,
+        )
 
     def _piece(self, token: int, special: bool = False) -> bytes:
         buf = self._piece_buf

@@ -271,6 +271,46 @@ class LoraAdapter(BaseModel):
         return path
 
 
+class SpeculativeConfig(BaseModel):
+    """Speculative decoding of a llama.cpp model: guessed tokens verified in one step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["ngram", "draft", "off"] = Field(
+        "ngram",
+        description="`ngram`: guesses from the request's own prompt and output (prompt lookup, "
+        "no second model); `draft`: a smaller GGUF with the same vocabulary guesses; `off`.",
+    )
+    draft_model: Path | None = Field(
+        None, description="The draft model's .gguf file (method `draft` only)."
+    )
+    max_tokens: int = Field(8, ge=1, le=64, description="Most tokens guessed for one step.")
+    min_match: int = Field(
+        2, ge=1, le=8, description="`ngram`: the shortest run of recent tokens that must recur."
+    )
+
+    @field_validator("draft_model")
+    @classmethod
+    def _draft_exists(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        path = path.expanduser()
+        if not path.is_file():
+            raise ValueError(f"draft model file not found: {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _draft_needs_file(self) -> SpeculativeConfig:
+        if (self.method == "draft") != (self.draft_model is not None):
+            raise ValueError("draft_model is set with method `draft`, and only then")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether guesses are made at all."""
+        return self.method != "off"
+
+
 class LlamaCppConfig(ModelConfig):
     """A GGUF model run in-process by llama.cpp (llama-cpp-python)."""
 
@@ -311,8 +351,16 @@ class LlamaCppConfig(ModelConfig):
         "serves /v1/rerank, not chat.",
     )
     # continuous batching: max_concurrent (default 8) sequences share one context
-    flash_attn: bool = Field(
-        False, description="Flash attention (faster on some GPUs; changes numerics slightly)."
+    flash_attn: bool | None = Field(
+        None,
+        description="Flash attention: every query row computed alone, so a token's logits do not "
+        "depend on what else its step decodes (changes numerics slightly). None: on with "
+        "speculative decoding (which needs that to stay exact), off otherwise.",
+    )
+    speculative: SpeculativeConfig = Field(
+        default_factory=lambda: SpeculativeConfig(method="off"),
+        description="Speculative decoding: {method: ngram, draft or off; draft_model; "
+        "max_tokens; min_match}. Off unless set.",
     )
     kv_unified: bool = Field(
         False,
@@ -340,6 +388,13 @@ class LlamaCppConfig(ModelConfig):
     def _one_pooling_role(self) -> LlamaCppConfig:
         if self.embedding and self.rerank:
             raise ValueError("a model is an embedding model or a reranker: set embedding or rerank")
+        if self.speculative.enabled and (self.embedding or self.rerank):
+            raise ValueError("speculative decoding is for generating models, not embedding/rerank")
+        if self.speculative.enabled and self.flash_attn is False:
+            raise ValueError(
+                "speculative decoding needs flash_attn (without it a token's logits depend on "
+                "how many tokens its step verifies, and the output would change)"
+            )
         return self
 
     @field_validator("threads", mode="before")
@@ -347,6 +402,13 @@ class LlamaCppConfig(ModelConfig):
     def _threads_none_is_auto(cls, value: Any) -> Any:
         # an empty ``threads:`` (None) meant "one per core" before auto existed
         return "auto" if value is None else value
+
+    @property
+    def uses_flash_attn(self) -> bool:
+        """Whether the context runs flash attention (see ``flash_attn``)."""
+        if self.flash_attn is None:
+            return self.speculative.enabled
+        return self.flash_attn
 
     @field_validator("path")
     @classmethod

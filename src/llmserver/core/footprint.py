@@ -124,12 +124,17 @@ def _llamacpp(config: ModelConfig) -> Footprint:
     kv = kv_per_token * context * slots
     # the graph allocator reuses memory: the largest tensor of a micro-batch (the logits, or the
     # attention scores without flash attention) plus the activations flowing through a layer
-    scores = 0 if getattr(config, "flash_attn", False) else context * heads
+    flash = getattr(config, "uses_flash_attn", False)
+    scores = 0 if flash else context * heads
     compute = 4 * ubatch * (max(0 if pools else vocab, scores) + 3 * embd + 2 * ff)
     output = 0 if pools else 4 * vocab * slots
     # a derived model uses its base's weights; its adapters are its own
     weights = 0 if config.derived_from else path.stat().st_size
     weights += sum(a.path.stat().st_size for a in getattr(config, "adapters", ()))
+    draft = getattr(getattr(config, "speculative", None), "draft_model", None)
+    if draft is not None:  # a draft model: its weights and a KV stream per slot of its own
+        weights += Path(draft).stat().st_size
+        kv += _shape(read_gguf(Path(draft)))[0] * context * slots
     on_gpu = _offloaded(int(getattr(config, "gpu_layers", 0)), layers)
     if on_gpu <= 0:
         return Footprint({HOST: weights + kv + compute + output})

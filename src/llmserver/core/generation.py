@@ -232,6 +232,9 @@ class Generation:
             self.usage.cached_tokens += delta.cached_tokens
         if delta.reasoning_tokens is not None:
             self.usage.reasoning_tokens += delta.reasoning_tokens
+        if delta.draft_tokens is not None:
+            self.usage.draft_tokens = (self.usage.draft_tokens or 0) + delta.draft_tokens
+            self.usage.accepted_tokens += delta.accepted_tokens or 0
 
     def _masked(self, index: int, delta: Delta) -> Delta:
         assert self.policy.masker is not None

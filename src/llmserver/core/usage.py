@@ -21,6 +21,11 @@ class Usage:
     cached_tokens: int = 0
     #: the part of ``completion_tokens`` a reasoning model spent on its thought
     reasoning_tokens: int = 0
+    #: speculative decoding: tokens guessed, and the part of them the model kept (each kept
+    #: guess is a generated token that took no decode step of its own); None: the engine does
+    #: not speculate
+    draft_tokens: int | None = None
+    accepted_tokens: int = 0
     response_cache: Literal["hit", "miss"] | None = None
 
     @property

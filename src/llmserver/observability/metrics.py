@@ -172,6 +172,20 @@ class Metrics:
             ["model"],
             registry=reg,
         )
+        self.speculative_tokens = Counter(
+            "llmserver_speculative_tokens",
+            "Speculative decoding: tokens guessed (drafted) and the part the model kept "
+            "(accepted); accepted/drafted is the acceptance rate",
+            ["model", "outcome"],
+            registry=reg,
+        )
+        self.decode_steps = Counter(
+            "llmserver_decode_steps",
+            "Decode steps of generations with speculative decoding (completion tokens minus "
+            "accepted guesses); completion_tokens/decode_steps is the tokens per step",
+            ["model"],
+            registry=reg,
+        )
         self.ttft = Histogram(
             "llmserver_time_to_first_token_seconds",
             "Seconds from the start of a generation (queue wait included) to its first token",
@@ -239,6 +253,11 @@ class Metrics:
             self._child(self.completion_tokens, model).inc(usage.completion_tokens)
         if usage.reasoning_tokens:
             self._child(self.reasoning_tokens, model).inc(usage.reasoning_tokens)
+        if usage.draft_tokens is not None:
+            self._child(self.speculative_tokens, model, "drafted").inc(usage.draft_tokens)
+            self._child(self.speculative_tokens, model, "accepted").inc(usage.accepted_tokens)
+            steps = usage.completion_tokens - usage.accepted_tokens
+            self._child(self.decode_steps, model).inc(max(steps, 0))
         for other, spent in record.extra:  # the router model's tokens, under its name
             label = self.model_label(other)
             self._child(self.prompt_tokens, label).inc(spent.prompt_tokens)

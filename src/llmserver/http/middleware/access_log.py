@@ -23,6 +23,7 @@ TEXT = (
     '%(client)s key=%(key_name)s "%(method)s %(path)s" %(status)d model=%(model)s '
     "backend=%(backend)s prompt_tokens=%(prompt_tokens)d completion_tokens=%(completion_tokens)d "
     "cached_tokens=%(cached_tokens)d reasoning_tokens=%(reasoning_tokens)d "
+    "draft_tokens=%(draft_tokens)s accepted_tokens=%(accepted_tokens)s "
     "ttft_ms=%(ttft_ms)s latency_ms=%(latency_ms).1f "
     "tokens_per_s=%(tokens_per_s)s stream=%(streamed)s response_cache=%(response_cache)s "
     "router_tokens=%(router_tokens)s"
@@ -53,6 +54,8 @@ def access_fields(
         "completion_tokens": usage.completion_tokens,
         "cached_tokens": usage.cached_tokens,
         "reasoning_tokens": usage.reasoning_tokens,
+        "draft_tokens": usage.draft_tokens,
+        "accepted_tokens": usage.accepted_tokens if usage.draft_tokens is not None else None,
         "ttft_ms": None if ttft is None else round(ttft * 1000, 1),
         "latency_ms": round(latency_s * 1000, 1),
         "tokens_per_s": None if rate is None else round(rate, 1),
