@@ -45,7 +45,12 @@ def make_session(api_key: str | None, pool_size: int, timeout_s: float) -> aioht
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    connector = aiohttp.TCPConnector(limit=pool_size, limit_per_host=0, ttl_dns_cache=300)
+    # a connection per request: llama-server closes a streaming response's connection without
+    # saying so, and the next request sent on it failed (half of its requests in interleaved
+    # runs); a loopback connect costs every target the same ~0.1 ms
+    connector = aiohttp.TCPConnector(
+        limit=pool_size, limit_per_host=0, ttl_dns_cache=300, force_close=True
+    )
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 30.0))
     return aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout)
 
