@@ -92,8 +92,10 @@ def shared_instruction(tokens: int, seed: int) -> str:
 def _tagged(prompt: Prompt, tag: str, head: str = "") -> Prompt:
     if isinstance(prompt, str):
         return f"{head}[{tag}] {prompt}"
+    # the last message gets the tag: a system prompt the prompts share stays a shared prefix,
+    # as it is in real traffic (the NAS workload's instruction)
     messages = [dict(m) for m in prompt]
-    for message in messages:
+    for message in reversed(messages):
         if isinstance(message.get("content"), str):
             message["content"] = f"{head}[{tag}] {message['content']}"
             break

@@ -57,7 +57,7 @@ def test_load_text_prompts(tmp_path: Path) -> None:
     assert load_prompts(path) == ("first prompt", "second {not json}")
 
 
-def test_load_jsonl_prompts_and_tag_messages(tmp_path: Path) -> None:
+def test_load_jsonl_prompts_and_tag_the_last_message(tmp_path: Path) -> None:
     path = tmp_path / "prompts.jsonl"
     lines = [
         {
@@ -74,9 +74,11 @@ def test_load_jsonl_prompts_and_tag_messages(tmp_path: Path) -> None:
     assert prompts[1:] == ("plain", "a string")
     factory = PayloadFactory(Workload(prompts=prompts), "m")
     messages = orjson.loads(factory.build("b", 0))["messages"]
-    assert messages[0]["content"].endswith("] be brief")
-    assert messages[0]["content"].startswith("[")
-    assert messages[1]["content"] == "hi"
+    # the shared system prompt stays as it is (a prefix cache may serve it); the user's turn
+    # is made unique
+    assert messages[0]["content"] == "be brief"
+    assert messages[1]["content"].endswith("] hi")
+    assert messages[1]["content"].startswith("[")
     assert orjson.loads(factory.build("b", 4))["messages"][0]["content"].endswith("] plain")
 
 
