@@ -216,7 +216,8 @@ class Speculator:
         started = time.perf_counter()
         made = iter(self.draft.propose(asks))
         guesses = [next(made) if limit > 0 else [] for limit in limits]
-        self.costs.observe_guessing(sum(limits), time.perf_counter() - started)
+        # per token the draft did guess (it stops early where it is unsure), not per token asked
+        self.costs.observe_guessing(sum(map(len, guesses)), time.perf_counter() - started)
         return guesses
 
     def close(self) -> None:
